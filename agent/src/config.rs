@@ -1,0 +1,644 @@
+//! The agent's configuration: a TOML file turned into a validated [`Config`].
+//!
+//! Everything downstream trusts a `Config`: parsing rejects unknown keys and every validation error names the
+//! key, the bad value and what to write instead, because the person reading it is a site operator with a text
+//! editor, not a developer with a debugger. Secrets are never part of the config: only paths to files holding
+//! them.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+/// Where the config is read from when neither `--config` nor `OUTPOST_CONFIG` says otherwise.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/outpost/agent.toml";
+
+/// Errors found while reading or validating the config file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}; pass --config PATH or set OUTPOST_CONFIG")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config file {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// The whole validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub path: PathBuf,
+    pub agent: AgentConfig,
+    pub sources: Vec<SourceConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    pub id: String,
+    pub state_dir: PathBuf,
+    pub vars: BTreeMap<String, String>,
+    pub limits: Limits,
+    /// How many applied revisions keep their bundle in the store (for rollback and `render --revision`).
+    pub keep_revisions: usize,
+}
+
+/// Bounds on what a Git source may hand us; an edge box must not be taken down by one bad commit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_file_size: u64,
+    pub max_objects: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_file_size: 8 * 1024 * 1024,
+            max_objects: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GitRef {
+    Branch(String),
+    Tag(String),
+    /// A semver range such as `>=1.2.0 <2`: the highest matching tag wins.
+    Semver(String),
+    Commit(String),
+}
+
+impl std::fmt::Display for GitRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GitRef::Branch(b) => write!(f, "branch {b}"),
+            GitRef::Tag(t) => write!(f, "tag {t}"),
+            GitRef::Semver(s) => write!(f, "semver {s}"),
+            GitRef::Commit(c) => write!(f, "commit {c}"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetSpec {
+    Directory(PathBuf),
+    Kubernetes,
+}
+
+impl std::fmt::Display for TargetSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TargetSpec::Directory(p) => write!(f, "directory:{}", p.display()),
+            TargetSpec::Kubernetes => f.write_str("kubernetes"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Auth {
+    pub token_file: Option<PathBuf>,
+    pub username: Option<String>,
+    pub password_file: Option<PathBuf>,
+    pub ssh_key_file: Option<PathBuf>,
+    pub known_hosts_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone)]
+pub struct SourceConfig {
+    pub name: String,
+    pub url: String,
+    pub git_ref: GitRef,
+    /// Path inside the repository, normalised: no leading or trailing `/`, empty for the root.
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub target: TargetSpec,
+    pub prune: bool,
+    pub namespace: String,
+    pub wait: bool,
+    pub rollback: bool,
+    pub force: bool,
+    pub auth: Auth,
+    pub ca_file: Option<PathBuf>,
+    pub vars: BTreeMap<String, String>,
+}
+
+// ---- the file as written -------------------------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default)]
+    agent: RawAgent,
+    #[serde(default)]
+    source: Vec<RawSource>,
+    kubernetes: Option<toml::Table>,
+    upstream: Option<toml::Table>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawAgent {
+    id: Option<String>,
+    state_dir: Option<PathBuf>,
+    #[serde(default)]
+    vars: BTreeMap<String, String>,
+    max_file_size: Option<String>,
+    max_objects: Option<usize>,
+    keep_revisions: Option<usize>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    name: String,
+    url: String,
+    branch: Option<String>,
+    tag: Option<String>,
+    semver: Option<String>,
+    commit: Option<String>,
+    #[serde(default)]
+    path: String,
+    interval: Option<String>,
+    timeout: Option<String>,
+    target: Option<String>,
+    #[serde(default = "yes")]
+    prune: bool,
+    namespace: Option<String>,
+    #[serde(default = "yes")]
+    wait: bool,
+    #[serde(default = "yes")]
+    rollback: bool,
+    #[serde(default)]
+    force: bool,
+    auth: Option<RawAuth>,
+    ca_file: Option<PathBuf>,
+    verify: Option<toml::Table>,
+    #[serde(default)]
+    vars: BTreeMap<String, String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAuth {
+    token_file: Option<PathBuf>,
+    username: Option<String>,
+    password_file: Option<PathBuf>,
+    ssh_key_file: Option<PathBuf>,
+    known_hosts_file: Option<PathBuf>,
+}
+
+// ---- loading ---------------------------------------------------------------------------------------------------
+
+impl Config {
+    /// Reads and validates the file at `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Config::parse(path, &text)
+    }
+
+    /// Validates config text; `path` is only used in messages.
+    pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: toml_message(&e),
+        })?;
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        };
+        // Sections owned by later stages are refused rather than ignored: silently dropping a setting an operator
+        // wrote is worse than saying it is not supported by this build.
+        if raw.kubernetes.is_some() {
+            return Err(invalid(
+                "[kubernetes]: the Kubernetes target is not supported by this build yet; remove the section and use target = \"directory:/path\"".into(),
+            ));
+        }
+        if raw.upstream.is_some() {
+            return Err(invalid(
+                "[upstream]: heartbeats to a hub are not supported by this build yet; remove the section".into(),
+            ));
+        }
+        let agent = validate_agent(raw.agent, path).map_err(invalid)?;
+        let mut sources: Vec<SourceConfig> = Vec::new();
+        for raw_source in raw.source {
+            let source = validate_source(raw_source, path).map_err(invalid)?;
+            if sources.iter().any(|s| s.name == source.name) {
+                return Err(invalid(format!(
+                    "source \"{}\": the name is used twice; give each [[source]] a unique name",
+                    source.name
+                )));
+            }
+            sources.push(source);
+        }
+        Ok(Config {
+            path: path.to_owned(),
+            agent,
+            sources,
+        })
+    }
+
+    pub fn source(&self, name: &str) -> Option<&SourceConfig> {
+        self.sources.iter().find(|s| s.name == name)
+    }
+}
+
+/// toml's messages quote the offending line; keep them, on one line, since they already name key and position.
+fn toml_message(e: &toml::de::Error) -> String {
+    let mut message = e.message().to_string();
+    if let Some(span) = e.span() {
+        message = format!("{message} (at byte {})", span.start);
+    }
+    if message.contains("unknown field") {
+        message.push_str("; remove the key or fix its spelling (see the config reference in the README)");
+    }
+    message
+}
+
+fn validate_agent(raw: RawAgent, config_path: &Path) -> Result<AgentConfig, String> {
+    let id = match raw.id {
+        Some(id) => id,
+        None => host_name().ok_or_else(|| {
+            "[agent] id: not set and the host name cannot be read; set id = \"site-name\"".to_string()
+        })?,
+    };
+    if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+        return Err(format!(
+            "[agent] id = {id:?}: use only letters, digits, '-', '_' and '.', e.g. id = \"store-042\""
+        ));
+    }
+    let state_dir = raw.state_dir.unwrap_or_else(|| PathBuf::from("/var/lib/outpost"));
+    let state_dir = relative_to(config_path, &state_dir);
+    let mut limits = Limits::default();
+    if let Some(size) = raw.max_file_size {
+        limits.max_file_size = parse_size(&size)
+            .ok_or_else(|| format!("[agent] max_file_size = {size:?}: write a size such as \"8MiB\", \"512KiB\" or \"1048576\""))?;
+    }
+    if let Some(n) = raw.max_objects {
+        if n == 0 {
+            return Err("[agent] max_objects = 0: must be at least 1".into());
+        }
+        limits.max_objects = n;
+    }
+    let keep_revisions = raw.keep_revisions.unwrap_or(3);
+    if keep_revisions == 0 {
+        return Err("[agent] keep_revisions = 0: must be at least 1 (the last good revision is always kept)".into());
+    }
+    for key in raw.vars.keys() {
+        check_var_name(key).map_err(|m| format!("[agent] vars: {m}"))?;
+    }
+    Ok(AgentConfig {
+        id,
+        state_dir,
+        vars: raw.vars,
+        limits,
+        keep_revisions,
+    })
+}
+
+fn validate_source(raw: RawSource, config_path: &Path) -> Result<SourceConfig, String> {
+    let name = raw.name;
+    if name.is_empty()
+        || name.len() > 63
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        || name.starts_with('-')
+        || name.ends_with('-')
+    {
+        return Err(format!(
+            "source {name:?}: the name must be 1-63 lowercase letters, digits or '-' (it becomes a file name and a label value), e.g. name = \"platform\""
+        ));
+    }
+    let at = |key: &str| format!("source \"{name}\": {key}");
+
+    crate::source::url::check(&raw.url).map_err(|m| format!("{} = {:?}: {m}", at("url"), crate::redact::url(&raw.url)))?;
+
+    let refs: Vec<GitRef> = [
+        raw.branch.map(GitRef::Branch),
+        raw.tag.map(GitRef::Tag),
+        raw.semver.map(GitRef::Semver),
+        raw.commit.map(GitRef::Commit),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if refs.len() != 1 {
+        return Err(format!("source \"{name}\": set exactly one of branch, tag, semver, commit"));
+    }
+    let git_ref = refs.into_iter().next().expect("checked length");
+    match &git_ref {
+        GitRef::Branch(b) | GitRef::Tag(b) if b.is_empty() || b.contains("..") || b.starts_with('/') => {
+            return Err(format!("{}: {b:?} is not a valid ref name", at("branch/tag")));
+        }
+        GitRef::Semver(range) => {
+            crate::source::refs::parse_range(range).map_err(|m| format!("{} = {range:?}: {m}", at("semver")))?;
+        }
+        GitRef::Commit(c) if c.len() != 40 || !c.chars().all(|ch| ch.is_ascii_hexdigit()) => {
+            return Err(format!("{} = {c:?}: give the full 40-character commit id", at("commit")));
+        }
+        _ => {}
+    }
+
+    let path = normalise_repo_path(&raw.path).map_err(|m| format!("{} = {:?}: {m}", at("path"), raw.path))?;
+    let interval = parse_opt_duration(raw.interval.as_deref(), Duration::from_secs(60))
+        .map_err(|m| format!("{}: {m}", at("interval")))?;
+    if interval < Duration::from_secs(1) {
+        return Err(format!("{}: must be at least 1s", at("interval")));
+    }
+    let timeout = parse_opt_duration(raw.timeout.as_deref(), Duration::from_secs(120))
+        .map_err(|m| format!("{}: {m}", at("timeout")))?;
+    if timeout.is_zero() {
+        return Err(format!("{}: must be more than 0s", at("timeout")));
+    }
+    let target = match raw.target.as_deref() {
+        None => return Err(format!("{}: not set; write target = \"directory:/path/to/folder\"", at("target"))),
+        Some("kubernetes") => {
+            return Err(format!(
+                "{} = \"kubernetes\": the Kubernetes target is not supported by this build yet; use target = \"directory:/path\"",
+                at("target")
+            ))
+        }
+        Some(t) => match t.strip_prefix("directory:") {
+            Some(dir) if !dir.is_empty() => TargetSpec::Directory(relative_to(config_path, Path::new(dir))),
+            _ => {
+                return Err(format!(
+                    "{} = {t:?}: write \"directory:/path/to/folder\" (or \"kubernetes\" once supported)",
+                    at("target")
+                ))
+            }
+        },
+    };
+    if raw.verify.is_some() {
+        return Err(format!(
+            "{}: commit signature verification is not supported by this build yet; remove [source.verify] or use a build that has it (refusing to apply unverified commits silently)",
+            at("verify")
+        ));
+    }
+    let namespace = raw.namespace.unwrap_or_else(|| "default".into());
+    let auth = match raw.auth {
+        None => Auth::default(),
+        Some(a) => validate_auth(a, &raw.url, config_path).map_err(|m| format!("source \"{name}\": [source.auth] {m}"))?,
+    };
+    for key in raw.vars.keys() {
+        check_var_name(key).map_err(|m| format!("{}: {m}", at("vars")))?;
+    }
+    Ok(SourceConfig {
+        name,
+        url: raw.url,
+        git_ref,
+        path,
+        interval,
+        timeout,
+        target,
+        prune: raw.prune,
+        namespace,
+        wait: raw.wait,
+        rollback: raw.rollback,
+        force: raw.force,
+        auth,
+        ca_file: raw.ca_file.map(|p| relative_to(config_path, &p)),
+        vars: raw.vars,
+    })
+}
+
+fn validate_auth(raw: RawAuth, url: &str, config_path: &Path) -> Result<Auth, String> {
+    let rel = |p: Option<PathBuf>| p.map(|p| relative_to(config_path, &p));
+    let auth = Auth {
+        token_file: rel(raw.token_file),
+        username: raw.username,
+        password_file: rel(raw.password_file),
+        ssh_key_file: rel(raw.ssh_key_file),
+        known_hosts_file: rel(raw.known_hosts_file),
+    };
+    let is_ssh = crate::source::url::is_ssh(url);
+    if auth.token_file.is_some() && (auth.username.is_some() || auth.password_file.is_some()) {
+        return Err("set either token_file, or username + password_file, not both".into());
+    }
+    if auth.username.is_some() != auth.password_file.is_some() {
+        return Err("username and password_file go together; set both or neither".into());
+    }
+    if (auth.token_file.is_some() || auth.password_file.is_some()) && is_ssh {
+        return Err("token_file and password_file are for https:// URLs; for ssh use ssh_key_file".into());
+    }
+    if auth.ssh_key_file.is_some() && !is_ssh {
+        return Err("ssh_key_file is only used with ssh:// or user@host:path URLs".into());
+    }
+    if auth.ssh_key_file.is_some() && auth.known_hosts_file.is_none() {
+        return Err("ssh_key_file needs known_hosts_file too, so the server's host key is checked".into());
+    }
+    Ok(auth)
+}
+
+fn check_var_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(format!("variable name {name:?}: use letters, digits and '_' only"));
+    }
+    Ok(())
+}
+
+/// Relative paths in the config are taken relative to the config file, so a config and its files can move together.
+fn relative_to(config_path: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        return p.to_owned();
+    }
+    match config_path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.join(p),
+        _ => p.to_owned(),
+    }
+}
+
+/// Normalises a path inside the repository; `..` is refused so a source never reads outside its tree.
+pub fn normalise_repo_path(p: &str) -> Result<String, String> {
+    let mut parts = Vec::new();
+    for part in p.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => return Err("must not contain '..'; give the folder inside the repository".into()),
+            other => parts.push(other),
+        }
+    }
+    Ok(parts.join("/"))
+}
+
+fn parse_opt_duration(text: Option<&str>, default: Duration) -> Result<Duration, String> {
+    match text {
+        None => Ok(default),
+        Some(t) => parse_duration(t).ok_or_else(|| format!("{t:?} is not a duration; write e.g. \"30s\", \"5m\", \"1h\" or \"1m30s\"")),
+    }
+}
+
+/// Durations as operators write them: `500ms`, `30s`, `5m`, `1h`, `1h30m`.
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    if text.is_empty() {
+        return None;
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+        if digits == 0 {
+            return None;
+        }
+        let n: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+        let unit = match &rest[..unit_len] {
+            "ms" => Duration::from_millis(n),
+            "s" => Duration::from_secs(n),
+            "m" => Duration::from_secs(n.checked_mul(60)?),
+            "h" => Duration::from_secs(n.checked_mul(3600)?),
+            "d" => Duration::from_secs(n.checked_mul(86400)?),
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total = total.checked_add(unit)?;
+    }
+    Some(total)
+}
+
+/// Sizes such as `8MiB`, `512KiB`, `1MB` or plain bytes.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let n: u64 = text[..digits].parse().ok()?;
+    let factor: u64 = match text[digits..].trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => return None,
+    };
+    n.checked_mul(factor).filter(|v| *v > 0)
+}
+
+fn host_name() -> Option<String> {
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .ok()?;
+    let name = name.trim().to_string();
+    (!name.is_empty()).then_some(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, String> {
+        Config::parse(Path::new("/etc/outpost/agent.toml"), text).map_err(|e| e.to_string())
+    }
+
+    const MINIMAL: &str = r#"
+        [agent]
+        id = "store-042"
+        state_dir = "/var/lib/outpost"
+        [[source]]
+        name = "platform"
+        url = "https://git.example.com/fleet/platform.git"
+        branch = "main"
+        path = "clusters/store-042/"
+        target = "directory:/srv/manifests"
+    "#;
+
+    #[test]
+    fn minimal_config_gets_defaults() {
+        let c = parse(MINIMAL).unwrap();
+        let s = &c.sources[0];
+        assert_eq!(s.git_ref, GitRef::Branch("main".into()));
+        assert_eq!(s.path, "clusters/store-042");
+        assert_eq!(s.interval, Duration::from_secs(60));
+        assert_eq!(s.timeout, Duration::from_secs(120));
+        assert_eq!(s.target, TargetSpec::Directory("/srv/manifests".into()));
+        assert!(s.prune);
+        assert_eq!(c.agent.limits, Limits::default());
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let err = parse(&MINIMAL.replace("branch = \"main\"", "branch = \"main\"\nbrnach = 1")).unwrap_err();
+        assert!(err.contains("brnach"), "{err}");
+        assert!(err.contains("remove the key"), "{err}");
+    }
+
+    #[test]
+    fn exactly_one_ref() {
+        let err = parse(&MINIMAL.replace("branch = \"main\"", "branch = \"main\"\ntag = \"v1\"")).unwrap_err();
+        assert!(err.contains("source \"platform\": set exactly one of branch, tag, semver, commit"), "{err}");
+        let err = parse(&MINIMAL.replace("branch = \"main\"", "")).unwrap_err();
+        assert!(err.contains("set exactly one of"), "{err}");
+    }
+
+    #[test]
+    fn bad_values_name_key_value_and_fix() {
+        let err = parse(&MINIMAL.replace("branch = \"main\"", "branch = \"main\"\ninterval = \"5 minutes\"")).unwrap_err();
+        assert!(err.contains("interval") && err.contains("5 minutes") && err.contains("\"5m\""), "{err}");
+        let err = parse(&MINIMAL.replace("directory:/srv/manifests", "folder")).unwrap_err();
+        assert!(err.contains("target") && err.contains("directory:/path/to/folder"), "{err}");
+        let err = parse(&MINIMAL.replace("main\"", "main\"\nsemver = \"\"").replace("branch = \"main\"", "")).unwrap_err();
+        assert!(err.contains("semver"), "{err}");
+        let err = parse(&MINIMAL.replace("clusters/store-042/", "../etc")).unwrap_err();
+        assert!(err.contains("path") && err.contains(".."), "{err}");
+    }
+
+    #[test]
+    fn duplicate_names_and_bad_names() {
+        let twice = format!("{MINIMAL}\n[[source]]\nname = \"platform\"\nurl = \"file:///x\"\nbranch = \"b\"\ntarget = \"directory:/d\"\n");
+        assert!(parse(&twice).unwrap_err().contains("used twice"));
+        let err = parse(&MINIMAL.replace("name = \"platform\"", "name = \"Plat/form\"")).unwrap_err();
+        assert!(err.contains("lowercase"), "{err}");
+    }
+
+    #[test]
+    fn unsupported_sections_are_refused_not_ignored() {
+        let err = parse(&format!("{MINIMAL}\n[source.verify]\nmode = \"head\"\n")).unwrap_err();
+        assert!(err.contains("verify"), "{err}");
+        let err = parse(&format!("{MINIMAL}\n[kubernetes]\nfield_manager = \"x\"\n")).unwrap_err();
+        assert!(err.contains("[kubernetes]"), "{err}");
+    }
+
+    #[test]
+    fn auth_combinations() {
+        let with_auth = |a: &str| parse(&format!("{MINIMAL}\n[source.auth]\n{a}\n"));
+        assert!(with_auth("token_file = \"/t\"").is_ok());
+        assert!(with_auth("username = \"u\"").unwrap_err().contains("password_file"));
+        assert!(with_auth("ssh_key_file = \"/k\"\nknown_hosts_file = \"/kh\"").unwrap_err().contains("ssh"));
+        let ssh = MINIMAL.replace("https://git.example.com/fleet/platform.git", "git@example.com:fleet/platform.git");
+        let err = parse(&format!("{ssh}\n[source.auth]\nssh_key_file = \"/k\"\n")).unwrap_err();
+        assert!(err.contains("known_hosts_file"), "{err}");
+    }
+
+    #[test]
+    fn relative_paths_follow_the_config_file() {
+        let c = parse(&MINIMAL.replace("/var/lib/outpost", "state").replace("directory:/srv/manifests", "directory:out")).unwrap();
+        assert_eq!(c.agent.state_dir, PathBuf::from("/etc/outpost/state"));
+        assert_eq!(c.sources[0].target, TargetSpec::Directory("/etc/outpost/out".into()));
+    }
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
+        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+        assert_eq!(parse_duration("5"), None);
+        assert_eq!(parse_duration("m"), None);
+        assert_eq!(parse_duration("1x"), None);
+        assert_eq!(parse_size("8MiB"), Some(8 << 20));
+        assert_eq!(parse_size("100"), Some(100));
+        assert_eq!(parse_size("1 TB"), None);
+    }
+}
