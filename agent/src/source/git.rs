@@ -1,0 +1,375 @@
+//! The network side of a Git source, with gix: list one ref, shallow-fetch one commit into a bare cache
+//! repository under `state_dir`, and nothing else.
+//!
+//! All calls here are blocking (gix's reqwest transport is); `source::mod` runs them on the blocking pool under
+//! the source's timeout. The cache repository is only a cache: when it is damaged (a crash mid-fetch can leave lock
+//! files) or has grown too many packs, it is deleted and fetched again, because the last good revision lives in the
+//! store, not here.
+
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+use gix::remote::Direction;
+
+use super::refs::ListedRef;
+use super::{url, SourceError};
+use crate::config::SourceConfig;
+use crate::redact;
+
+/// Where fetched commits are kept in the cache repository; one ref per source repository is enough.
+const FETCHED_REF: &str = "refs/outpost/fetched";
+/// gix never repacks; past this many packs the cache is rebuilt from scratch on the next fetch.
+const MAX_PACKS: usize = 8;
+
+/// Credentials read from their files for one connection, so a rotated token is picked up on the next poll.
+struct Credentials {
+    /// An `Authorization` header line for HTTP(S).
+    header: Option<String>,
+    /// Values that must never appear in an error message.
+    secrets: Vec<String>,
+    /// The source's `ca_file`, parsed.
+    ca_certs: Option<Vec<reqwest::Certificate>>,
+}
+
+/// One source's remote and its local cache repository.
+pub struct GitRemote {
+    source: SourceConfig,
+    cache_dir: PathBuf,
+}
+
+impl GitRemote {
+    pub fn new(source: &SourceConfig, cache_dir: PathBuf) -> GitRemote {
+        GitRemote {
+            source: source.clone(),
+            cache_dir,
+        }
+    }
+
+    pub fn cache_dir(&self) -> &Path {
+        &self.cache_dir
+    }
+
+    /// Lists the refs matching `ref_name` (a full ref, or `refs/tags/*`) with one protocol v2 `ls-refs` round.
+    pub fn list(&self, ref_name: &str, interrupt: &AtomicBool) -> Result<Vec<ListedRef>, SourceError> {
+        let _ = interrupt;
+        let repo = self.open_cache()?;
+        let creds = self.credentials()?;
+        let spec = if ref_name.ends_with('*') {
+            format!("+{ref_name}:refs/outpost/list/*")
+        } else {
+            format!("+{ref_name}:{FETCHED_REF}")
+        };
+        let remote = self.remote(&repo, &spec, &creds)?;
+        let conn = remote.connect(Direction::Fetch).map_err(|e| self.net_error(e, &creds))?;
+        let conn = self.configure(conn, &creds);
+        let (ref_map, _handshake) = conn
+            .ref_map(gix::progress::Discard, Default::default())
+            .map_err(|e| self.net_error(e, &creds))?;
+        let mut listed = Vec::new();
+        for r in &ref_map.remote_refs {
+            let (name, target, peeled) = r.unpack();
+            let commit = peeled.or(target);
+            if let Some(commit) = commit {
+                listed.push(ListedRef {
+                    name: name.to_string(),
+                    commit: commit.to_string(),
+                });
+            }
+        }
+        Ok(listed)
+    }
+
+    /// Shallow-fetches (depth 1) `ref_name` or, for a pinned commit, the commit itself; returns the commit id that
+    /// arrived, which may be newer than what the probe saw if someone pushed in between.
+    pub fn fetch(&self, ref_name: &str, interrupt: &AtomicBool) -> Result<String, SourceError> {
+        self.prune_cache_if_bloated();
+        match self.fetch_once(ref_name, interrupt) {
+            Ok(id) => Ok(id),
+            // A damaged cache must not block a site forever: start over once from an empty repository.
+            Err(SourceError::Cache { .. }) => {
+                self.reset_cache()?;
+                self.fetch_once(ref_name, interrupt)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    fn fetch_once(&self, ref_name: &str, interrupt: &AtomicBool) -> Result<String, SourceError> {
+        let repo = self.open_cache()?;
+        let creds = self.credentials()?;
+        let spec = format!("+{ref_name}:{FETCHED_REF}");
+        let remote = self.remote(&repo, &spec, &creds)?;
+        let conn = remote.connect(Direction::Fetch).map_err(|e| self.net_error(e, &creds))?;
+        let conn = self.configure(conn, &creds);
+        let depth = NonZeroU32::new(1).expect("1 is not zero");
+        conn.prepare_fetch(gix::progress::Discard, Default::default())
+            .map_err(|e| self.net_error(e, &creds))?
+            .with_shallow(gix::remote::fetch::Shallow::DepthAtRemote(depth))
+            .receive(gix::progress::Discard, interrupt)
+            .map_err(|e| self.net_error(e, &creds))?;
+        // Re-open so the new pack and ref are seen, then peel whatever the ref names (an annotated tag) to its commit.
+        let repo = self.open_cache()?;
+        let id = repo
+            .find_reference(FETCHED_REF)
+            .map_err(|e| self.cache_error(e))?
+            .peel_to_commit()
+            .map_err(|e| self.cache_error(e))?
+            .id;
+        Ok(id.to_string())
+    }
+
+    /// True when `commit` is already in the cache, so reading it needs no network at all.
+    pub fn has_commit(&self, commit: &str) -> bool {
+        let Ok(repo) = self.open_cache() else {
+            return false;
+        };
+        let Ok(id) = gix::ObjectId::from_hex(commit.as_bytes()) else {
+            return false;
+        };
+        let found = repo.find_commit(id).is_ok();
+        found
+    }
+
+    /// Opens the cache repository without consulting any config outside it (no user or system git config, no
+    /// environment): the agent must behave the same on every box.
+    pub fn open_cache(&self) -> Result<gix::Repository, SourceError> {
+        if !self.cache_dir.join("HEAD").exists() {
+            std::fs::create_dir_all(&self.cache_dir).map_err(|e| self.cache_error(e))?;
+            gix::init_bare(&self.cache_dir).map_err(|e| self.cache_error(e))?;
+        }
+        let mut overrides = vec!["gitoxide.userAgent=outpost/".to_string() + env!("CARGO_PKG_VERSION")];
+        if let Some(cmd) = self.ssh_command() {
+            overrides.push(format!("core.sshCommand={cmd}"));
+        }
+        gix::open_opts(&self.cache_dir, gix::open::Options::isolated().config_overrides(overrides))
+            .map_err(|e| self.cache_error(e))
+    }
+
+    fn reset_cache(&self) -> Result<(), SourceError> {
+        tracing::warn!(source = %self.source.name, dir = %self.cache_dir.display(), "rebuilding the Git cache");
+        match std::fs::remove_dir_all(&self.cache_dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(self.cache_error(e)),
+        }
+    }
+
+    fn prune_cache_if_bloated(&self) {
+        let packs = std::fs::read_dir(self.cache_dir.join("objects/pack"))
+            .map(|dir| {
+                dir.filter_map(Result::ok)
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "pack"))
+                    .count()
+            })
+            .unwrap_or(0);
+        if packs > MAX_PACKS {
+            let _ = self.reset_cache();
+        }
+    }
+
+    fn remote<'r>(
+        &self,
+        repo: &'r gix::Repository,
+        spec: &str,
+        creds: &Credentials,
+    ) -> Result<gix::Remote<'r>, SourceError> {
+        let remote = repo
+            .remote_at(self.source.url.as_str())
+            .map_err(|e| self.net_error(e, creds))?
+            .with_fetch_tags(gix::remote::fetch::Tags::None)
+            .with_refspecs([spec], Direction::Fetch)
+            .map_err(|e| self.net_error(e, creds))?;
+        Ok(remote)
+    }
+
+    /// HTTP(S) gets our own reqwest client settings (CA file, auth header, timeouts); other transports need none.
+    fn configure<'a, 'b, 'c, T>(
+        &self,
+        conn: gix::remote::Connection<'a, 'b, 'c, T>,
+        creds: &Credentials,
+    ) -> gix::remote::Connection<'a, 'static, 'c, T>
+    where
+        T: gix::protocol::transport::client::blocking_io::Transport,
+    {
+        // Never ask a credential helper or a terminal: an unattended agent has neither.
+        let conn = conn.with_credentials(|_action| Ok(None));
+        if !url::is_http(&self.source.url) {
+            return conn;
+        }
+        use gix::protocol::transport::client::blocking_io::http;
+        let ca_certs = creds.ca_certs.clone();
+        let timeout = self.source.timeout;
+        let configure_client = move |builder: reqwest::blocking::ClientBuilder| {
+            // No overall request timeout here: a large first fetch may take long; the source's timeout bounds
+            // the whole poll from outside, and a stalled connection is cut by the connect timeout.
+            let builder = builder.connect_timeout(timeout.min(std::time::Duration::from_secs(30)));
+            Ok(match &ca_certs {
+                // Like git's http.sslCAInfo, a ca_file replaces the default trust roots for this source.
+                Some(certs) => builder.tls_certs_only(certs.iter().cloned()),
+                None => builder,
+            })
+        };
+        let backend = http::reqwest::Options {
+            configure_client: Some(Box::new(configure_client)),
+            configure_request: None,
+        };
+        let options = http::Options {
+            extra_headers: creds.header.iter().cloned().collect(),
+            user_agent: Some(format!("outpost/{}", env!("CARGO_PKG_VERSION"))),
+            backend: Some(Arc::new(Mutex::new(backend))),
+            ..Default::default()
+        };
+        conn.with_transport_options(Box::new(options))
+    }
+
+    fn credentials(&self) -> Result<Credentials, SourceError> {
+        let auth = &self.source.auth;
+        let read = |path: &Path, what: &str| -> Result<String, SourceError> {
+            let text = std::fs::read_to_string(path).map_err(|e| SourceError::Credentials {
+                source_name: self.source.name.clone(),
+                message: format!("cannot read {what} {}: {e}; check the path and that the agent's user may read it", path.display()),
+            })?;
+            let value = text.trim_end_matches(['\r', '\n']).to_string();
+            if value.is_empty() {
+                return Err(SourceError::Credentials {
+                    source_name: self.source.name.clone(),
+                    message: format!("{what} {} is empty", path.display()),
+                });
+            }
+            Ok(value)
+        };
+        let ca_certs = match &self.source.ca_file {
+            None => None,
+            Some(path) => {
+                let pem = std::fs::read(path).map_err(|e| SourceError::Credentials {
+                    source_name: self.source.name.clone(),
+                    message: format!("cannot read ca_file {}: {e}", path.display()),
+                })?;
+                let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                    .ok()
+                    .filter(|c| !c.is_empty())
+                    .ok_or_else(|| SourceError::Credentials {
+                        source_name: self.source.name.clone(),
+                        message: format!("ca_file {} holds no PEM certificate; give the CA certificate in PEM form", path.display()),
+                    })?;
+                Some(certs)
+            }
+        };
+        if let Some(path) = &auth.token_file {
+            let token = read(path, "token_file")?;
+            return Ok(Credentials {
+                header: Some(format!("Authorization: Bearer {token}")),
+                secrets: vec![token],
+                ca_certs,
+            });
+        }
+        if let (Some(user), Some(path)) = (&auth.username, &auth.password_file) {
+            let password = read(path, "password_file")?;
+            let basic = base64_encode(format!("{user}:{password}").as_bytes());
+            return Ok(Credentials {
+                header: Some(format!("Authorization: Basic {basic}")),
+                secrets: vec![password, basic],
+                ca_certs,
+            });
+        }
+        Ok(Credentials {
+            header: None,
+            secrets: Vec::new(),
+            ca_certs,
+        })
+    }
+
+    /// The `ssh` invocation: batch mode (never prompt), and strict host key checking against the configured
+    /// known_hosts file when there is one.
+    fn ssh_command(&self) -> Option<String> {
+        if !url::is_ssh(&self.source.url) {
+            return None;
+        }
+        let mut cmd = String::from("ssh -o BatchMode=yes -o ConnectTimeout=30");
+        let auth = &self.source.auth;
+        if let Some(key) = &auth.ssh_key_file {
+            cmd.push_str(&format!(" -i {} -o IdentitiesOnly=yes", shell_quote(key)));
+        }
+        if let Some(kh) = &auth.known_hosts_file {
+            cmd.push_str(&format!(
+                " -o StrictHostKeyChecking=yes -o UserKnownHostsFile={} -o GlobalKnownHostsFile=/dev/null",
+                shell_quote(kh)
+            ));
+        }
+        Some(cmd)
+    }
+
+    fn net_error(&self, e: impl std::fmt::Display, creds: &Credentials) -> SourceError {
+        let secrets: Vec<&str> = creds.secrets.iter().map(String::as_str).collect();
+        let message = redact::secrets(&format!("{e:#}"), &secrets);
+        SourceError::Remote {
+            source_name: self.source.name.clone(),
+            url: redact::url(&self.source.url),
+            message: explain(&message),
+        }
+    }
+
+    fn cache_error(&self, e: impl std::fmt::Display) -> SourceError {
+        SourceError::Cache {
+            dir: self.cache_dir.clone(),
+            message: format!("{e:#}"),
+        }
+    }
+}
+
+/// Adds the likely fix to the transport errors an operator meets most.
+fn explain(message: &str) -> String {
+    let lower = message.to_ascii_lowercase();
+    let hint = if lower.contains("401") || lower.contains("authentication") || lower.contains("unauthorized") {
+        "; the server refused our credentials: check token_file or username/password_file in [source.auth]"
+    } else if lower.contains("403") {
+        "; the credentials are valid but may not read this repository"
+    } else if lower.contains("certificate") || lower.contains("unknownissuer") || lower.contains("invalid peer") {
+        "; the server's TLS certificate is not trusted: set ca_file to the CA that signed it"
+    } else if lower.contains("host key verification failed") {
+        "; the SSH host key is not in known_hosts_file, or changed"
+    } else if lower.contains("connection refused") || lower.contains("dns") || lower.contains("timed out") || lower.contains("connect") {
+        "; the Git host is unreachable: the last good revision stays applied and the poll is retried with backoff"
+    } else {
+        ""
+    };
+    format!("{message}{hint}")
+}
+
+fn shell_quote(p: &Path) -> String {
+    format!("'{}'", p.display().to_string().replace('\'', r"'\''"))
+}
+
+fn base64_encode(data: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64_matches_rfc4648_vectors() {
+        for (input, expected) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foobar", "Zm9vYmFy")] {
+            assert_eq!(super::base64_encode(input.as_bytes()), expected);
+        }
+    }
+
+    #[test]
+    fn quoting_survives_spaces_and_quotes() {
+        assert_eq!(super::shell_quote(std::path::Path::new("/a b/it's")), r"'/a b/it'\''s'");
+    }
+}

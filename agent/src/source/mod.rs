@@ -1,0 +1,157 @@
+//! The source stage: find out which commit a Git source wants applied, fetch it when it is new, and read its
+//! manifests. The network is touched in two steps so that an unchanged poll costs one small request: a probe that
+//! lists only the configured ref, and a shallow fetch only when the probed commit differs from the one we have.
+//!
+//! Network calls are blocking gix calls on tokio's blocking pool, bounded by the source's `timeout`.
+
+pub mod git;
+pub mod refs;
+pub mod tree;
+pub mod url;
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::{GitRef, Limits, SourceConfig};
+use git::GitRemote;
+pub use tree::{ManifestFile, Manifests};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("cannot reach {url}: {message}")]
+    Remote {
+        source_name: String,
+        url: String,
+        message: String,
+    },
+    #[error("{message}")]
+    Credentials { source_name: String, message: String },
+    #[error("{url}: {message}")]
+    RefNotFound { url: String, message: String },
+    #[error("{url}: no answer within the source's timeout of {timeout:?}; the poll is retried with backoff (raise timeout if the link is slow)")]
+    Timeout { url: String, timeout: Duration },
+    #[error("revision {revision}: {message}")]
+    Tree { revision: String, message: String },
+    #[error("Git cache {dir}: {message}")]
+    Cache { dir: PathBuf, message: String },
+    #[error("internal error in a Git task: {0}")]
+    Task(String),
+}
+
+/// What the remote says the source should be at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Probe {
+    /// The full ref that was selected (`refs/heads/main`, `refs/tags/v1.2.0`), or the commit id when pinned.
+    pub ref_name: String,
+    pub commit: String,
+}
+
+/// One configured Git source.
+#[derive(Clone)]
+pub struct Source {
+    config: SourceConfig,
+    remote: Arc<GitRemote>,
+    limits: Limits,
+}
+
+impl Source {
+    pub fn new(config: &SourceConfig, git_cache_root: &std::path::Path, limits: Limits) -> Source {
+        let cache_dir = git_cache_root.join(&config.name);
+        Source {
+            config: config.clone(),
+            remote: Arc::new(GitRemote::new(config, cache_dir)),
+            limits,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    /// Lists only the configured ref (or the tags, for a semver range) and selects the commit. A pinned commit
+    /// needs no network at all.
+    pub async fn probe(&self) -> Result<Probe, SourceError> {
+        let Some(ref_name) = refs::remote_ref_name(&self.config.git_ref) else {
+            let GitRef::Commit(c) = &self.config.git_ref else {
+                unreachable!("only commits have no ref name")
+            };
+            return Ok(Probe {
+                ref_name: c.clone(),
+                commit: c.to_ascii_lowercase(),
+            });
+        };
+        let remote = self.remote.clone();
+        let listed = self
+            .blocking(move |interrupt| remote.list(&ref_name, &interrupt))
+            .await?;
+        let selected = refs::select(&self.config.git_ref, &listed).map_err(|message| SourceError::RefNotFound {
+            url: crate::redact::url(&self.config.url),
+            message,
+        })?;
+        Ok(Probe {
+            ref_name: selected.name,
+            commit: selected.commit,
+        })
+    }
+
+    /// Shallow-fetches the probed ref; returns the commit id that arrived.
+    pub async fn fetch(&self, probe: &Probe) -> Result<String, SourceError> {
+        let remote = self.remote.clone();
+        let ref_name = probe.ref_name.clone();
+        self.blocking(move |interrupt| remote.fetch(&ref_name, &interrupt)).await
+    }
+
+    /// True when the commit is already in the local cache (no transfer needed to build it again).
+    pub async fn has_commit(&self, commit: &str) -> bool {
+        let remote = self.remote.clone();
+        let commit = commit.to_string();
+        tokio::task::spawn_blocking(move || remote.has_commit(&commit))
+            .await
+            .unwrap_or(false)
+    }
+
+    /// Reads the manifests under the source's path at `commit` from the local cache.
+    pub async fn read(&self, commit: &str) -> Result<Manifests, SourceError> {
+        let remote = self.remote.clone();
+        let commit = commit.to_string();
+        let path = self.config.path.clone();
+        let limits = self.limits;
+        tokio::task::spawn_blocking(move || {
+            let repo = remote.open_cache()?;
+            tree::read(&repo, &commit, &path, &limits)
+        })
+        .await
+        .map_err(|e| SourceError::Task(e.to_string()))?
+    }
+
+    /// Runs a blocking network call under the source's timeout. On timeout the interrupt flag asks gix to stop;
+    /// a transport stuck in a read is left to finish on its own thread, the poll itself is already over.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(Arc<AtomicBool>) -> Result<T, SourceError> + Send + 'static,
+    ) -> Result<T, SourceError> {
+        let interrupt = Arc::new(AtomicBool::new(false));
+        let flag = interrupt.clone();
+        let task = tokio::task::spawn_blocking(move || f(flag));
+        match tokio::time::timeout(self.config.timeout, task).await {
+            Ok(joined) => joined.map_err(|e| SourceError::Task(e.to_string()))?,
+            Err(_) => {
+                interrupt.store(true, Ordering::Relaxed);
+                Err(SourceError::Timeout {
+                    url: crate::redact::url(&self.config.url),
+                    timeout: self.config.timeout,
+                })
+            }
+        }
+    }
+}
+
+impl SourceError {
+    /// Errors that are about the content of a revision, not about reaching it: retrying will not help until
+    /// someone pushes a fix.
+    pub fn is_content_error(&self) -> bool {
+        matches!(self, SourceError::Tree { .. })
+    }
+}

@@ -1,0 +1,140 @@
+//! Turning a configured ref (branch, tag, semver range, commit) into the refspec we ask the remote for, and
+//! choosing among the refs it lists. Pure functions: the network side lives in `git.rs`.
+
+use crate::config::GitRef;
+
+/// One ref as the remote listed it, with annotated tags already peeled to the commit they name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedRef {
+    pub name: String,
+    pub commit: String,
+}
+
+/// The ref prefix to list: exactly the one ref where possible, so the server sends one line.
+pub fn remote_ref_name(r: &GitRef) -> Option<String> {
+    match r {
+        GitRef::Branch(b) => Some(format!("refs/heads/{b}")),
+        GitRef::Tag(t) => Some(format!("refs/tags/{t}")),
+        GitRef::Semver(_) => Some("refs/tags/*".into()),
+        GitRef::Commit(_) => None,
+    }
+}
+
+/// A semver range in the form operators know from Flux and npm: comparators separated by spaces or commas,
+/// alternatives separated by `||` (e.g. `>=1.2.0 <2`, `~1.4 || ^2.0`).
+pub struct Range(Vec<semver::VersionReq>);
+
+pub fn parse_range(text: &str) -> Result<Range, String> {
+    let mut alternatives = Vec::new();
+    for alt in text.split("||") {
+        let comparators: Vec<String> = alt
+            .split(|c: char| c.is_whitespace() || c == ',')
+            .filter(|s| !s.is_empty())
+            .map(|s| s.strip_prefix('v').unwrap_or(s).to_string())
+            .collect();
+        if comparators.is_empty() {
+            return Err("is empty; write a range such as \">=1.2.0 <2\"".into());
+        }
+        // The semver crate wants `>= 1.2` written without a gap inside a comparator; join operators that were
+        // written apart from their version (`>= 1.2.0`).
+        let mut joined: Vec<String> = Vec::new();
+        for c in comparators {
+            match joined.last_mut() {
+                Some(last) if last.chars().all(|ch| "<>=~^".contains(ch)) => last.push_str(&c),
+                _ => joined.push(c),
+            }
+        }
+        let req = semver::VersionReq::parse(&joined.join(", "))
+            .map_err(|e| format!("is not a semver range ({e}); write e.g. \">=1.2.0 <2\""))?;
+        alternatives.push(req);
+    }
+    Ok(Range(alternatives))
+}
+
+impl Range {
+    fn matches(&self, v: &semver::Version) -> bool {
+        self.0.iter().any(|r| r.matches(v))
+    }
+}
+
+/// Parses a tag name as a version; a leading `v` is allowed, anything else that is not semver is skipped.
+fn tag_version(tag_ref: &str) -> Option<semver::Version> {
+    let tag = tag_ref.strip_prefix("refs/tags/").unwrap_or(tag_ref);
+    semver::Version::parse(tag.strip_prefix('v').unwrap_or(tag)).ok()
+}
+
+/// Picks the listed ref the config asks for. `Err` says what is missing, for the operator.
+pub fn select(r: &GitRef, listed: &[ListedRef]) -> Result<ListedRef, String> {
+    match r {
+        GitRef::Branch(b) => find(listed, &format!("refs/heads/{b}"))
+            .ok_or_else(|| format!("branch {b:?} does not exist on the remote (deleted or misspelled?)")),
+        GitRef::Tag(t) => find(listed, &format!("refs/tags/{t}"))
+            .ok_or_else(|| format!("tag {t:?} does not exist on the remote")),
+        GitRef::Semver(text) => {
+            let range = parse_range(text)?;
+            listed
+                .iter()
+                .filter_map(|l| tag_version(&l.name).map(|v| (v, l)))
+                .filter(|(v, _)| range.matches(v))
+                .max_by(|(a, _), (b, _)| a.cmp(b))
+                .map(|(_, l)| l.clone())
+                .ok_or_else(|| format!("no tag on the remote matches semver range {text:?}"))
+        }
+        GitRef::Commit(c) => Ok(ListedRef {
+            name: c.clone(),
+            commit: c.clone(),
+        }),
+    }
+}
+
+fn find(listed: &[ListedRef], name: &str) -> Option<ListedRef> {
+    listed.iter().find(|l| l.name == name).cloned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tags(names: &[&str]) -> Vec<ListedRef> {
+        names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| ListedRef {
+                name: format!("refs/tags/{n}"),
+                commit: format!("{i:040}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn semver_picks_highest_in_range() {
+        let listed = tags(&["v1.0.0", "v1.2.0", "1.9.3", "v2.0.0", "latest", "v1.10.0-rc.1"]);
+        let got = select(&GitRef::Semver(">=1.2.0 <2".into()), &listed).unwrap();
+        assert_eq!(got.name, "refs/tags/1.9.3");
+        let got = select(&GitRef::Semver(">= 1.0.0, < 1.5".into()), &listed).unwrap();
+        assert_eq!(got.name, "refs/tags/v1.2.0");
+        let got = select(&GitRef::Semver("^1.0 || ^2.0".into()), &listed).unwrap();
+        assert_eq!(got.name, "refs/tags/v2.0.0");
+        let err = select(&GitRef::Semver(">=3".into()), &listed).unwrap_err();
+        assert!(err.contains(">=3"), "{err}");
+    }
+
+    #[test]
+    fn bad_ranges_are_reported() {
+        assert!(parse_range("").is_err());
+        assert!(parse_range("banana").is_err());
+        assert!(parse_range(">=1.2.0 <2").is_ok());
+    }
+
+    #[test]
+    fn branch_and_tag_lookup() {
+        let listed = vec![ListedRef {
+            name: "refs/heads/main".into(),
+            commit: "a".repeat(40),
+        }];
+        assert_eq!(select(&GitRef::Branch("main".into()), &listed).unwrap().commit, "a".repeat(40));
+        let err = select(&GitRef::Branch("gone".into()), &listed).unwrap_err();
+        assert!(err.contains("\"gone\" does not exist"), "{err}");
+        assert!(select(&GitRef::Tag("v1".into()), &listed).is_err());
+    }
+}

@@ -1,0 +1,154 @@
+//! Reading the manifests of one revision straight from the cache repository's object store: no checkout, so
+//! nothing on disk can be half-written and a symlink is data, never a path we follow.
+
+use super::SourceError;
+use crate::config::Limits;
+
+/// One manifest file of a revision, with its path relative to the repository root.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ManifestFile {
+    pub path: String,
+    pub content: Vec<u8>,
+}
+
+/// The manifests found under a source's `path`, in a stable (byte-wise path) order, and what was skipped.
+#[derive(Debug, Default)]
+pub struct Manifests {
+    pub files: Vec<ManifestFile>,
+    pub warnings: Vec<String>,
+}
+
+const KUSTOMIZATION_NAMES: [&str; 3] = ["kustomization.yaml", "kustomization.yml", "Kustomization"];
+/// A tree deeper than this is not a manifest folder; stop before it costs memory.
+const MAX_DEPTH: usize = 64;
+
+pub fn is_manifest(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    lower.ends_with(".yaml") || lower.ends_with(".yml") || lower.ends_with(".json")
+}
+
+/// Collects every `*.yaml`, `*.yml` and `*.json` under `path` at `commit`.
+pub fn read(repo: &gix::Repository, commit: &str, path: &str, limits: &Limits) -> Result<Manifests, SourceError> {
+    let bad = |message: String| SourceError::Tree {
+        revision: commit.to_string(),
+        message,
+    };
+    let git = |e: &dyn std::fmt::Display| bad(format!("{e:#}"));
+    let id = gix::ObjectId::from_hex(commit.as_bytes()).map_err(|e| git(&e))?;
+    let root = repo
+        .find_commit(id)
+        .map_err(|e| git(&e))?
+        .tree()
+        .map_err(|e| git(&e))?;
+    let top = if path.is_empty() {
+        root
+    } else {
+        let entry = root
+            .lookup_entry_by_path(path)
+            .map_err(|e| git(&e))?
+            .ok_or_else(|| bad(format!("path {path:?} does not exist in this revision; check the source's path setting")))?;
+        if !entry.mode().is_tree() {
+            return Err(bad(format!("path {path:?} is a file, not a folder; point path at the folder holding the manifests")));
+        }
+        entry.object().map_err(|e| git(&e))?.into_tree()
+    };
+
+    let mut out = Manifests::default();
+    // (tree id, path of that tree relative to the repository root, depth)
+    let mut stack = vec![(top.id, path.to_string(), 0usize)];
+    while let Some((tree_id, dir, depth)) = stack.pop() {
+        if depth > MAX_DEPTH {
+            return Err(bad(format!("{dir:?} is nested more than {MAX_DEPTH} folders deep")));
+        }
+        let tree = repo.find_tree(tree_id).map_err(|e| git(&e))?;
+        for entry in tree.iter() {
+            let entry = entry.map_err(|e| git(&e))?;
+            let name = entry.filename().to_string();
+            let full = if dir.is_empty() { name.clone() } else { format!("{dir}/{name}") };
+            let mode = entry.mode();
+            if KUSTOMIZATION_NAMES.contains(&name.as_str()) {
+                return Err(bad(format!(
+                    "{full}: kustomize builds are not supported by this build yet; point path at plain manifests (refusing to apply the folder without its kustomization)"
+                )));
+            }
+            if mode.is_tree() {
+                stack.push((entry.oid().to_owned(), full, depth + 1));
+            } else if mode.is_link() {
+                let target = repo.find_blob(entry.oid()).map_err(|e| git(&e))?.data.clone();
+                let target = String::from_utf8_lossy(&target).to_string();
+                if escapes(path, &dir, &target) {
+                    return Err(bad(format!(
+                        "{full} is a symlink to {target:?}, outside the source's path; symlinks are never followed: replace it with the file itself"
+                    )));
+                }
+                out.warnings.push(format!("{full}: symlink to {target:?} skipped (symlinks are never followed)"));
+            } else if mode.is_commit() {
+                out.warnings.push(format!("{full}: submodule skipped"));
+            } else if mode.is_blob() && is_manifest(&name) {
+                let header = repo.find_header(entry.oid()).map_err(|e| git(&e))?;
+                if header.size() > limits.max_file_size {
+                    return Err(bad(format!(
+                        "{full} is {} bytes, over the {} byte limit; split it, or raise [agent] max_file_size",
+                        header.size(),
+                        limits.max_file_size
+                    )));
+                }
+                let blob = repo.find_blob(entry.oid()).map_err(|e| git(&e))?;
+                out.files.push(ManifestFile {
+                    path: full,
+                    content: blob.data.clone(),
+                });
+                if out.files.len() > limits.max_objects {
+                    return Err(bad(format!(
+                        "more than {} manifest files under {path:?}; raise [agent] max_objects if this is intended",
+                        limits.max_objects
+                    )));
+                }
+            }
+        }
+    }
+    out.files.sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
+    Ok(out)
+}
+
+/// Resolves a symlink target lexically from the link's folder and tells whether it leaves `root`.
+fn escapes(root: &str, link_dir: &str, target: &str) -> bool {
+    if target.starts_with('/') {
+        return true;
+    }
+    let mut parts: Vec<&str> = link_dir.split('/').filter(|p| !p.is_empty()).collect();
+    for part in target.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                if parts.pop().is_none() {
+                    return true;
+                }
+            }
+            p => parts.push(p),
+        }
+    }
+    let resolved = parts.join("/");
+    !(root.is_empty() || resolved == root || resolved.starts_with(&format!("{root}/")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escapes;
+
+    #[test]
+    fn symlink_escape_is_detected_lexically() {
+        assert!(escapes("apps", "apps", "../secrets.yaml"));
+        assert!(escapes("apps", "apps/a", "/etc/passwd"));
+        assert!(escapes("", "", "../../etc/passwd"));
+        assert!(!escapes("apps", "apps/a", "../b/x.yaml"));
+        assert!(!escapes("", "x", "../y.yaml"));
+        assert!(escapes("apps", "apps/a", "../../other/x.yaml"));
+    }
+
+    #[test]
+    fn manifest_extensions() {
+        assert!(super::is_manifest("a.yaml") && super::is_manifest("B.YML") && super::is_manifest("c.json"));
+        assert!(!super::is_manifest("README.md") && !super::is_manifest("yaml"));
+    }
+}
