@@ -1,0 +1,230 @@
+//! The build stage: manifest files of one revision -> a [`Bundle`], the ordered list of Kubernetes objects that
+//! a target applies, with a digest of its content.
+//!
+//! Pure and synchronous. A bundle is all or nothing: one bad document fails the whole revision, so a target never
+//! sees half of a commit. Order is stable (files by path, documents in file order) so the same commit always gives
+//! the same bundle and the same digest.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::config::Limits;
+use crate::source::ManifestFile;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum BuildError {
+    #[error("{file}: not valid UTF-8 (at byte {offset}); save the file as UTF-8")]
+    NotUtf8 { file: String, offset: usize },
+    #[error("{file}{at}: malformed YAML: {message}")]
+    Yaml { file: String, at: String, message: String },
+    #[error("{file}: malformed JSON at line {line}, column {column}: {message}")]
+    Json {
+        file: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{file}, document {document}: {message}")]
+    Invalid {
+        file: String,
+        document: usize,
+        message: String,
+    },
+    #[error("{id} is defined twice: in {first} and in {second}; keep one")]
+    Duplicate { id: String, first: String, second: String },
+    #[error("the bundle has more than {limit} objects; split the source or raise [agent] max_objects")]
+    TooManyObjects { limit: usize },
+    #[error("no manifests found (no *.yaml, *.yml or *.json files under the source's path); check path")]
+    Empty,
+}
+
+/// What a target applies: objects in apply order, and a digest over their content.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Bundle {
+    pub objects: Vec<Value>,
+    /// `sha256:<hex>` over the canonical JSON of every object, in order.
+    pub digest: String,
+}
+
+impl Bundle {
+    pub fn new(objects: Vec<Value>) -> Bundle {
+        let digest = digest_of(&objects);
+        Bundle { objects, digest }
+    }
+}
+
+/// Builds a bundle from a revision's manifest files (already in a stable order).
+pub fn build(files: &[ManifestFile], limits: &Limits) -> Result<Bundle, BuildError> {
+    let mut objects = Vec::new();
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    for file in files {
+        let text = std::str::from_utf8(&file.content).map_err(|e| BuildError::NotUtf8 {
+            file: file.path.clone(),
+            offset: e.valid_up_to(),
+        })?;
+        for (index, doc) in parse_documents(&file.path, text)?.into_iter().enumerate() {
+            let document = index + 1;
+            for object in flatten(doc, &file.path, document)? {
+                let id = identity(&object).map_err(|message| BuildError::Invalid {
+                    file: file.path.clone(),
+                    document,
+                    message,
+                })?;
+                let place = format!("{}, document {document}", file.path);
+                if let Some(first) = seen.insert(id.clone(), place.clone()) {
+                    return Err(BuildError::Duplicate {
+                        id,
+                        first,
+                        second: place,
+                    });
+                }
+                objects.push(object);
+                if objects.len() > limits.max_objects {
+                    return Err(BuildError::TooManyObjects {
+                        limit: limits.max_objects,
+                    });
+                }
+            }
+        }
+    }
+    if objects.is_empty() {
+        return Err(BuildError::Empty);
+    }
+    Ok(Bundle::new(objects))
+}
+
+/// Parses every document of a file; empty documents (only comments, or `---` twice) are skipped.
+fn parse_documents(path: &str, text: &str) -> Result<Vec<Value>, BuildError> {
+    if path.to_ascii_lowercase().ends_with(".json") {
+        let value: Value = serde_json::from_str(text).map_err(|e| BuildError::Json {
+            file: path.to_string(),
+            line: e.line(),
+            column: e.column(),
+            message: e.to_string(),
+        })?;
+        return Ok(vec![value]);
+    }
+    let mut docs = Vec::new();
+    for de in serde_yaml_ng::Deserializer::from_str(text) {
+        let value = Value::deserialize(de).map_err(|e| {
+            let at = e
+                .location()
+                .map(|l| format!(" line {}, column {}", l.line(), l.column()))
+                .unwrap_or_default();
+            BuildError::Yaml {
+                file: path.to_string(),
+                at: if at.is_empty() { at } else { format!(",{at}") },
+                message: e.to_string(),
+            }
+        })?;
+        if !value.is_null() {
+            docs.push(value);
+        }
+    }
+    Ok(docs)
+}
+
+/// `kind: List` (and `*List` kinds as kubectl writes them) are unpacked into their items.
+fn flatten(doc: Value, file: &str, document: usize) -> Result<Vec<Value>, BuildError> {
+    let invalid = |message: String| BuildError::Invalid {
+        file: file.to_string(),
+        document,
+        message,
+    };
+    if !doc.is_object() {
+        return Err(invalid("is not a mapping; each document must be one Kubernetes object".into()));
+    }
+    let is_list = doc.get("kind").and_then(Value::as_str) == Some("List") && doc.get("items").is_some();
+    if !is_list {
+        return Ok(vec![doc]);
+    }
+    match doc.get("items") {
+        Some(Value::Array(items)) => {
+            for (i, item) in items.iter().enumerate() {
+                if !item.is_object() {
+                    return Err(invalid(format!("List item {} is not an object", i + 1)));
+                }
+            }
+            let Some(Value::Array(items)) = doc.get("items").cloned() else {
+                unreachable!("matched above")
+            };
+            Ok(items)
+        }
+        Some(Value::Null) => Ok(Vec::new()),
+        _ => Err(invalid("kind List needs `items` to be a list".into())),
+    }
+}
+
+/// `group/kind namespace/name`: what makes two objects the same object in a cluster. The version is left out on
+/// purpose: `apps/v1` and `apps/v1beta1` Deployments of one name are one object.
+pub fn identity(object: &Value) -> Result<String, String> {
+    let field = |name: &str| object.get(name).and_then(Value::as_str).filter(|s| !s.is_empty());
+    let api_version = field("apiVersion").ok_or("has no apiVersion; every object needs apiVersion, kind and metadata.name")?;
+    let kind = field("kind").ok_or("has no kind; every object needs apiVersion, kind and metadata.name")?;
+    let metadata = object.get("metadata").filter(|m| m.is_object());
+    let name = metadata
+        .and_then(|m| m.get("name"))
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| format!("{kind} has no metadata.name; every object needs apiVersion, kind and metadata.name"))?;
+    let namespace = metadata.and_then(|m| m.get("namespace")).and_then(Value::as_str).unwrap_or("");
+    let group = api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
+    let gk = if group.is_empty() { kind.to_string() } else { format!("{group}/{kind}") };
+    Ok(if namespace.is_empty() {
+        format!("{gk} {name}")
+    } else {
+        format!("{gk} {namespace}/{name}")
+    })
+}
+
+/// sha-256 over the canonical JSON (sorted keys, no spaces) of each object, one per line.
+pub fn digest_of(objects: &[Value]) -> String {
+    let mut ctx = ring::digest::Context::new(&ring::digest::SHA256);
+    for o in objects {
+        let mut buf = Vec::new();
+        write_canonical(o, &mut buf);
+        ctx.update(&buf);
+        ctx.update(b"\n");
+    }
+    format!("sha256:{}", hex(ctx.finish().as_ref()))
+}
+
+/// Canonical form independent of how the map was built (serde_json may preserve insertion order).
+fn write_canonical(v: &Value, out: &mut Vec<u8>) {
+    match v {
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push(b'{');
+            for (i, k) in keys.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(Value::String((*k).clone()).to_string().as_bytes());
+                out.push(b':');
+                write_canonical(&map[k.as_str()], out);
+            }
+            out.push(b'}');
+        }
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(b']');
+        }
+        other => out.extend_from_slice(other.to_string().as_bytes()),
+    }
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,121 @@
+use super::*;
+
+fn file(path: &str, content: &str) -> ManifestFile {
+    ManifestFile {
+        path: path.into(),
+        content: content.as_bytes().to_vec(),
+    }
+}
+
+fn limits() -> Limits {
+    Limits::default()
+}
+
+const CM: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\ndata:\n  k: v\n";
+
+#[test]
+fn multi_document_files_keep_order_and_skip_empty_documents() {
+    let files = [
+        file("a.yaml", &format!("# only a comment\n---\n{CM}---\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: s\n")),
+        file("b/c.json", r#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"d","namespace":"x"}}"#),
+    ];
+    let b = build(&files, &limits()).unwrap();
+    let kinds: Vec<&str> = b.objects.iter().map(|o| o["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["ConfigMap", "Secret", "Deployment"]);
+    assert!(b.digest.starts_with("sha256:") && b.digest.len() == 7 + 64);
+}
+
+#[test]
+fn lists_are_flattened() {
+    let list = format!(
+        "apiVersion: v1\nkind: List\nitems:\n- {}\n- apiVersion: v1\n  kind: Service\n  metadata:\n    name: svc\n",
+        r#"{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}"#
+    );
+    let b = build(&[file("l.yaml", &list)], &limits()).unwrap();
+    assert_eq!(b.objects.len(), 2);
+    assert_eq!(b.objects[1]["kind"], "Service");
+}
+
+#[test]
+fn digest_is_stable_and_content_sensitive() {
+    let a = build(&[file("a.yaml", CM)], &limits()).unwrap();
+    let reordered = "kind: ConfigMap\ndata:\n  k: v\nmetadata:\n  name: a\napiVersion: v1\n";
+    let b = build(&[file("a.yaml", reordered)], &limits()).unwrap();
+    assert_eq!(a.digest, b.digest, "key order must not change the digest");
+    let c = build(&[file("a.yaml", &CM.replace("k: v", "k: w"))], &limits()).unwrap();
+    assert_ne!(a.digest, c.digest);
+}
+
+#[test]
+fn malformed_yaml_names_file_and_line() {
+    let err = build(&[file("apps/bad.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: [unclosed\n")], &limits())
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.starts_with("apps/bad.yaml, line "), "{msg}");
+    assert!(msg.contains("malformed YAML"), "{msg}");
+}
+
+#[test]
+fn missing_kind_or_name_is_refused() {
+    let err = build(&[file("x.yaml", "apiVersion: v1\nmetadata:\n  name: a\n")], &limits()).unwrap_err();
+    assert!(err.to_string().contains("x.yaml, document 1: has no kind"), "{err}");
+    let err = build(&[file("x.yaml", &format!("{CM}---\napiVersion: v1\nkind: Secret\nmetadata: {{}}\n"))], &limits())
+        .unwrap_err();
+    assert!(err.to_string().contains("document 2: Secret has no metadata.name"), "{err}");
+    let err = build(&[file("x.yaml", "- just\n- a list\n")], &limits()).unwrap_err();
+    assert!(err.to_string().contains("not a mapping"), "{err}");
+}
+
+#[test]
+fn duplicates_name_both_places() {
+    let err = build(&[file("a.yaml", CM), file("b.yaml", &CM.replace("k: v", "k: other"))], &limits()).unwrap_err();
+    assert_eq!(
+        err,
+        BuildError::Duplicate {
+            id: "ConfigMap a".into(),
+            first: "a.yaml, document 1".into(),
+            second: "b.yaml, document 1".into()
+        }
+    );
+    // Same name in another namespace, or another kind, is a different object.
+    let other_ns = CM.replace("name: a", "name: a\n  namespace: other");
+    assert!(build(&[file("a.yaml", CM), file("b.yaml", &other_ns)], &limits()).is_ok());
+}
+
+#[test]
+fn non_utf8_is_refused() {
+    let f = ManifestFile {
+        path: "bin.yaml".into(),
+        content: b"apiVersion: v1\nkind: \xff\xfe\n".to_vec(),
+    };
+    let err = build(&[f], &limits()).unwrap_err();
+    assert_eq!(
+        err,
+        BuildError::NotUtf8 {
+            file: "bin.yaml".into(),
+            offset: 21
+        }
+    );
+}
+
+#[test]
+fn object_limit_is_enforced() {
+    let many: String = (0..5).map(|i| CM.replace("name: a", &format!("name: a{i}")) + "---\n").collect();
+    let tight = Limits {
+        max_objects: 4,
+        ..Limits::default()
+    };
+    assert_eq!(build(&[file("m.yaml", &many)], &tight).unwrap_err(), BuildError::TooManyObjects { limit: 4 });
+    assert_eq!(build(&[file("m.yaml", &many)], &limits()).unwrap().objects.len(), 5);
+}
+
+#[test]
+fn nothing_to_apply_is_an_error() {
+    assert_eq!(build(&[file("a.yaml", "# nothing\n")], &limits()).unwrap_err(), BuildError::Empty);
+}
+
+#[test]
+fn identity_leaves_out_the_version() {
+    let a: Value = serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "shop"}});
+    assert_eq!(identity(&a).unwrap(), "apps/Deployment shop/web");
+}
