@@ -1,0 +1,375 @@
+//! The agent's memory across restarts: a sled database under `state_dir/store`.
+//!
+//! It holds, per source, the bundles of the last applied revisions, the last good pointer, the fetched revision and
+//! a bounded status history, so a site that reboots with its uplink down re-applies its last good state at once.
+//!
+//! # Key layout (one tree, `outpost/v1`)
+//! ```text
+//! meta/schema                      -> u32 big-endian, the layout version (1)
+//! src/<source>                     -> SourceRecord as JSON
+//! bun/<source>\0<revision>         -> Bundle as JSON (the objects and their digest)
+//! his/<source>\0<seq: u64 BE>      -> HistoryEntry as JSON; at most HISTORY_LEN per source
+//! ```
+//! Source names cannot hold `\0` or `/`, so prefixes never collide.
+//!
+//! # Invariants
+//! - Every change is one sled batch, which sled applies atomically, and is flushed before the call returns: a
+//!   crash at any moment leaves the old state or the new one, never a mix.
+//! - `last_good` always names a revision whose bundle is stored; retention never evicts it.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::build::Bundle;
+
+const TREE: &str = "outpost/v1";
+const SCHEMA_KEY: &[u8] = b"meta/schema";
+const SCHEMA: u32 = 1;
+/// Status history entries kept per source; enough to see a flapping source, small enough for a tiny disk.
+pub const HISTORY_LEN: u64 = 50;
+/// sled's default page cache is 1 GiB; an edge box has a few hundred MiB in all.
+const CACHE_BYTES: u64 = 4 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the store {dir} is in use by another outpost process (is `outpost run` running? {holder}); `outpost status` works beside it, other commands need it stopped")]
+    Locked { dir: PathBuf, holder: String },
+    #[error("cannot open the store {dir}: {message}; check that state_dir is writable and the disk is not full")]
+    Open { dir: PathBuf, message: String },
+    #[error("store {dir}: {message} (is the disk full?)")]
+    Io { dir: PathBuf, message: String },
+    #[error("store {dir}: record {key} is unreadable ({message}); move the state directory away to start afresh")]
+    Corrupt { dir: PathBuf, key: String, message: String },
+    #[error("the store {dir} was written by a newer outpost (layout {found}, this one reads {SCHEMA}); upgrade the agent")]
+    NewerSchema { dir: PathBuf, found: u32 },
+}
+
+/// What the store knows about one source. Revisions are full commit ids.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SourceRecord {
+    /// The newest commit fetched into the Git cache (it may have failed to build or apply).
+    pub fetched: Option<String>,
+    /// The revision currently in the target.
+    pub applied: Option<String>,
+    /// The newest revision that was fetched, built and applied successfully.
+    pub last_good: Option<String>,
+    /// Applied revisions whose bundles are kept, newest first.
+    pub revisions: Vec<String>,
+    /// The target it was applied to and its prune setting, so a source removed from the config can be cleaned up.
+    pub target: Option<String>,
+    pub prune: bool,
+    pub state: String,
+    pub last_error: Option<String>,
+    /// Unix seconds of the last successful poll (probe answered).
+    pub last_seen: Option<u64>,
+    pub object_count: usize,
+    pub history_seq: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    pub at: u64,
+    pub state: String,
+    pub revision: Option<String>,
+    pub message: Option<String>,
+}
+
+pub struct Store {
+    db: sled::Db,
+    tree: sled::Tree,
+    dir: PathBuf,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `state_dir/store`. Only one process may hold it.
+    pub fn open(state_dir: &Path) -> Result<Store, StoreError> {
+        let dir = state_dir.join("store");
+        std::fs::create_dir_all(&dir).map_err(|e| StoreError::Open {
+            dir: dir.clone(),
+            message: e.to_string(),
+        })?;
+        let db = sled::Config::new()
+            .path(&dir)
+            .cache_capacity(CACHE_BYTES)
+            .flush_every_ms(Some(1000))
+            .open()
+            .map_err(|e| {
+                let message = e.to_string();
+                if message.contains("could not acquire lock") {
+                    StoreError::Locked {
+                        dir: dir.clone(),
+                        holder: crate::report::pid_holder(state_dir),
+                    }
+                } else {
+                    StoreError::Open {
+                        dir: dir.clone(),
+                        message,
+                    }
+                }
+            })?;
+        let tree = db.open_tree(TREE).map_err(|e| StoreError::Open {
+            dir: dir.clone(),
+            message: e.to_string(),
+        })?;
+        let store = Store { db, tree, dir };
+        store.check_schema()?;
+        Ok(store)
+    }
+
+    fn check_schema(&self) -> Result<(), StoreError> {
+        match self.tree.get(SCHEMA_KEY).map_err(|e| self.io(e))? {
+            None => {
+                self.tree.insert(SCHEMA_KEY, &SCHEMA.to_be_bytes()).map_err(|e| self.io(e))?;
+                self.flush()
+            }
+            Some(v) => {
+                let found = <[u8; 4]>::try_from(v.as_ref()).map(u32::from_be_bytes).unwrap_or(u32::MAX);
+                if found > SCHEMA {
+                    return Err(StoreError::NewerSchema {
+                        dir: self.dir.clone(),
+                        found,
+                    });
+                }
+                Ok(())
+            }
+        }
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Every source the store has a record of, by name.
+    pub fn sources(&self) -> Result<Vec<(String, SourceRecord)>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix(b"src/") {
+            let (k, v) = item.map_err(|e| self.io(e))?;
+            let name = String::from_utf8_lossy(&k[4..]).to_string();
+            out.push((name.clone(), self.decode(&format!("src/{name}"), &v)?));
+        }
+        Ok(out)
+    }
+
+    pub fn record(&self, source: &str) -> Result<SourceRecord, StoreError> {
+        let key = source_key(source);
+        match self.tree.get(&key).map_err(|e| self.io(e))? {
+            Some(v) => self.decode(&format!("src/{source}"), &v),
+            None => Ok(SourceRecord::default()),
+        }
+    }
+
+    pub fn bundle(&self, source: &str, revision: &str) -> Result<Option<Bundle>, StoreError> {
+        match self.tree.get(bundle_key(source, revision)).map_err(|e| self.io(e))? {
+            Some(v) => Ok(Some(self.decode(&format!("bun/{source}/{revision}"), &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The last good revision and its bundle, if the source ever had one.
+    pub fn last_good(&self, source: &str) -> Result<Option<(String, Bundle)>, StoreError> {
+        let record = self.record(source)?;
+        let Some(rev) = record.last_good else {
+            return Ok(None);
+        };
+        Ok(self.bundle(source, &rev)?.map(|b| (rev, b)))
+    }
+
+    pub fn history(&self, source: &str) -> Result<Vec<HistoryEntry>, StoreError> {
+        let mut prefix = b"his/".to_vec();
+        prefix.extend_from_slice(source.as_bytes());
+        prefix.push(0);
+        let mut out = Vec::new();
+        for item in self.tree.scan_prefix(&prefix) {
+            let (_, v) = item.map_err(|e| self.io(e))?;
+            out.push(self.decode(&format!("his/{source}"), &v)?);
+        }
+        Ok(out)
+    }
+
+    /// Changes a source's record and appends a history entry, in one atomic batch. `bundle` is stored with it
+    /// when given (an applied revision), and old bundles beyond `keep` are evicted in the same batch.
+    pub fn update(
+        &self,
+        source: &str,
+        entry: HistoryEntry,
+        bundle: Option<(&str, &Bundle)>,
+        keep: usize,
+        change: impl FnOnce(&mut SourceRecord),
+    ) -> Result<SourceRecord, StoreError> {
+        let mut record = self.record(source)?;
+        change(&mut record);
+        let mut batch = sled::Batch::default();
+        if let Some((rev, b)) = bundle {
+            batch.insert(bundle_key(source, rev), encode(b));
+            record.revisions.retain(|r| r != rev);
+            record.revisions.insert(0, rev.to_string());
+        }
+        // Evict beyond `keep`, but never the last good one.
+        let mut kept = Vec::new();
+        for rev in std::mem::take(&mut record.revisions) {
+            if kept.len() < keep || Some(&rev) == record.last_good.as_ref() {
+                kept.push(rev);
+            } else {
+                batch.remove(bundle_key(source, &rev));
+            }
+        }
+        record.revisions = kept;
+        record.history_seq += 1;
+        batch.insert(history_key(source, record.history_seq), encode(&entry));
+        if record.history_seq > HISTORY_LEN {
+            batch.remove(history_key(source, record.history_seq - HISTORY_LEN));
+        }
+        batch.insert(source_key(source), encode(&record));
+        self.tree.apply_batch(batch).map_err(|e| self.io(e))?;
+        self.flush()?;
+        Ok(record)
+    }
+
+    /// Forgets a source entirely (it was removed from the config).
+    pub fn remove_source(&self, source: &str) -> Result<(), StoreError> {
+        let mut batch = sled::Batch::default();
+        batch.remove(source_key(source));
+        for prefix in ["bun/", "his/"] {
+            let mut p = prefix.as_bytes().to_vec();
+            p.extend_from_slice(source.as_bytes());
+            p.push(0);
+            for item in self.tree.scan_prefix(&p).keys() {
+                batch.remove(item.map_err(|e| self.io(e))?);
+            }
+        }
+        self.tree.apply_batch(batch).map_err(|e| self.io(e))?;
+        self.flush()
+    }
+
+    pub fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map(|_| ()).map_err(|e| self.io(e))
+    }
+
+    fn io(&self, e: impl std::fmt::Display) -> StoreError {
+        StoreError::Io {
+            dir: self.dir.clone(),
+            message: e.to_string(),
+        }
+    }
+
+    fn decode<T: for<'de> Deserialize<'de>>(&self, key: &str, bytes: &[u8]) -> Result<T, StoreError> {
+        serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+            dir: self.dir.clone(),
+            key: key.to_string(),
+            message: e.to_string(),
+        })
+    }
+}
+
+fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).expect("records serialise to JSON")
+}
+
+fn source_key(source: &str) -> Vec<u8> {
+    format!("src/{source}").into_bytes()
+}
+
+fn bundle_key(source: &str, revision: &str) -> Vec<u8> {
+    format!("bun/{source}\0{revision}").into_bytes()
+}
+
+fn history_key(source: &str, seq: u64) -> Vec<u8> {
+    let mut k = format!("his/{source}\0").into_bytes();
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bundle(n: usize) -> Bundle {
+        Bundle::new(vec![serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("c{n}")}})])
+    }
+
+    fn entry(state: &str) -> HistoryEntry {
+        HistoryEntry {
+            at: now(),
+            state: state.into(),
+            revision: None,
+            message: None,
+        }
+    }
+
+    fn apply(store: &Store, rev: &str, b: &Bundle) {
+        store
+            .update("web", entry("Ready"), Some((rev, b)), 3, |r| {
+                r.applied = Some(rev.into());
+                r.last_good = Some(rev.into());
+            })
+            .unwrap();
+    }
+
+    #[test]
+    fn survives_reopen_and_keeps_last_n_bundles() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = Store::open(dir.path()).unwrap();
+            for i in 0..5 {
+                apply(&store, &format!("rev{i}"), &bundle(i));
+            }
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let (rev, b) = store.last_good("web").unwrap().unwrap();
+        assert_eq!(rev, "rev4");
+        assert_eq!(b, bundle(4));
+        assert_eq!(store.record("web").unwrap().revisions, ["rev4", "rev3", "rev2"]);
+        assert!(store.bundle("web", "rev1").unwrap().is_none(), "evicted");
+        assert!(store.bundle("web", "rev2").unwrap().is_some());
+    }
+
+    #[test]
+    fn last_good_is_never_evicted() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        apply(&store, "good", &bundle(0));
+        // Later revisions applied but not good (e.g. failed health) must not push out the last good bundle.
+        for i in 1..6 {
+            store
+                .update("web", entry("Failed"), Some((&format!("bad{i}"), &bundle(i))), 2, |r| {
+                    r.applied = Some(format!("bad{i}"));
+                })
+                .unwrap();
+        }
+        assert_eq!(store.last_good("web").unwrap().unwrap().0, "good");
+        assert_eq!(store.record("web").unwrap().revisions, ["bad5", "bad4", "good"]);
+    }
+
+    #[test]
+    fn history_is_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        for _ in 0..(HISTORY_LEN + 20) {
+            store.update("web", entry("Ready"), None, 3, |_| {}).unwrap();
+        }
+        assert_eq!(store.history("web").unwrap().len() as u64, HISTORY_LEN);
+        assert!(store.history("other").unwrap().is_empty());
+    }
+
+    #[test]
+    fn remove_source_forgets_everything() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        apply(&store, "r1", &bundle(1));
+        apply(&store, "r1", &bundle(1));
+        store.update("webx", entry("Ready"), Some(("r9", &bundle(9))), 3, |_| {}).unwrap();
+        store.remove_source("web").unwrap();
+        assert!(store.sources().unwrap().iter().all(|(n, _)| n != "web"));
+        assert!(store.bundle("web", "r1").unwrap().is_none());
+        assert!(store.history("web").unwrap().is_empty());
+        assert!(store.bundle("webx", "r9").unwrap().is_some(), "a source sharing the prefix is untouched");
+    }
+}
