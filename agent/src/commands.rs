@@ -1,0 +1,187 @@
+//! What each `outpost` subcommand does, once `main.rs` has parsed the command line. Each returns the process exit
+//! code, or an error whose message is the whole story for the operator.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::config::{Config, ConfigError};
+use crate::reconcile::{PassOutcome, ReconcileError};
+use crate::report::{self, PID_FILE};
+use crate::schedule;
+use crate::source::{Probe, Source, SourceError};
+use crate::store::{Store, StoreError};
+use crate::target::directory;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Reconcile(#[from] ReconcileError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("cannot create the state directory {dir}: {message}; create it or set [agent] state_dir")]
+    StateDir { dir: PathBuf, message: String },
+}
+
+/// The config path from `--config`, else `OUTPOST_CONFIG` (clap reads it), else the default.
+pub fn load_config(path: &std::path::Path) -> Result<Config, CommandError> {
+    Ok(Config::load(path)?)
+}
+
+fn open_store(config: &Config) -> Result<Arc<Store>, CommandError> {
+    let dir = &config.agent.state_dir;
+    std::fs::create_dir_all(dir).map_err(|e| CommandError::StateDir {
+        dir: dir.clone(),
+        message: e.to_string(),
+    })?;
+    let store = Store::open(dir)?;
+    // Written after the lock is ours, so the pid in it is always the holder's.
+    let _ = std::fs::write(dir.join(PID_FILE), format!("{}\n", std::process::id()));
+    Ok(Arc::new(store))
+}
+
+/// `outpost run`: the daemon, until SIGTERM or SIGINT.
+pub async fn run(config: Config) -> Result<ExitCode, CommandError> {
+    let store = open_store(&config)?;
+    let (stop, shutdown) = watch::channel(false);
+    tokio::spawn(async move {
+        wait_for_signal().await;
+        tracing::info!("stopping: finishing in-flight writes");
+        let _ = stop.send(true);
+    });
+    schedule::run(&config, store.clone(), shutdown).await?;
+    store.flush()?;
+    let _ = std::fs::remove_file(config.agent.state_dir.join(PID_FILE));
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        // Without signal handlers the daemon can still be killed; it just cannot drain first.
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+/// `outpost sync [--source NAME]`: one pass of every (or one) source, then exit; non-zero when any failed.
+pub async fn sync(config: Config, only: Option<String>) -> Result<ExitCode, CommandError> {
+    if let Some(name) = &only {
+        if config.source(name).is_none() {
+            return Err(unknown_source(&config, name));
+        }
+    }
+    let store = open_store(&config)?;
+    schedule::prune_removed_sources(&config, &store).await?;
+    let (_stop, shutdown) = watch::channel(false);
+    let mut failed = 0;
+    for source in config.sources.iter().filter(|s| only.as_ref().is_none_or(|n| *n == s.name)) {
+        let r = schedule::reconciler(&config, source, &store);
+        match r.pass(&shutdown).await {
+            Ok(PassOutcome::Applied { revision, objects }) => {
+                println!("{}: applied {revision} ({objects} objects) to {}", source.name, source.target)
+            }
+            Ok(PassOutcome::Unchanged { revision }) => println!("{}: unchanged at {revision}", source.name),
+            Err(e) => {
+                failed += 1;
+                println!("{}: FAILED: {e}", source.name);
+            }
+        }
+    }
+    let _ = std::fs::remove_file(config.agent.state_dir.join(PID_FILE));
+    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// `outpost status [--json]`: from the running daemon's snapshot, or from the store when none runs.
+pub fn status(config: Config, json: bool) -> Result<ExitCode, CommandError> {
+    let snapshot = match Store::open(&config.agent.state_dir) {
+        Ok(store) => report::from_store(&config, &store)?,
+        Err(StoreError::Locked { .. }) => report::read_snapshot(&config.agent.state_dir).ok_or_else(|| {
+            CommandError::Usage(format!(
+                "the store is held by another process ({}) but it has not written {} yet; try again in a moment",
+                report::pid_holder(&config.agent.state_dir),
+                config.agent.state_dir.join(report::SNAPSHOT_FILE).display()
+            ))
+        })?,
+        Err(e) => return Err(e.into()),
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&snapshot).expect("status serialises"));
+    } else {
+        print!("{}", report::render_table(&snapshot, crate::store::now()));
+    }
+    let healthy = snapshot.sources.iter().all(|s| s.state == "Ready");
+    Ok(if healthy { ExitCode::SUCCESS } else { ExitCode::from(3) })
+}
+
+/// `outpost render --source NAME [--revision REV]`: prints what would be applied. Needs no cluster and never
+/// writes to the target or the store, so it works beside a running daemon.
+pub async fn render(config: Config, name: String, revision: Option<String>) -> Result<ExitCode, CommandError> {
+    let Some(source_config) = config.source(&name) else {
+        return Err(unknown_source(&config, &name));
+    };
+    // The daemon's cache is only read; fetching happens in a separate cache so two processes never write one repo.
+    let daemon_cache = Source::new(source_config, &config.agent.state_dir.join("git"), config.agent.limits);
+    let own_cache = Source::new(source_config, &config.agent.state_dir.join("git-render"), config.agent.limits);
+    let err = |error: SourceError| ReconcileError::Source {
+        source_name: name.clone(),
+        error,
+    };
+    let (source, commit) = match revision {
+        Some(rev) if daemon_cache.has_commit(&rev).await => (daemon_cache, rev),
+        Some(rev) if own_cache.has_commit(&rev).await => (own_cache, rev),
+        Some(rev) => {
+            if rev.len() != 40 || !rev.chars().all(|c| c.is_ascii_hexdigit()) {
+                return Err(CommandError::Usage(format!(
+                    "--revision {rev:?}: give a full 40-character commit id (it is not in the local cache)"
+                )));
+            }
+            let probe = Probe {
+                ref_name: rev.clone(),
+                commit: rev.clone(),
+            };
+            let fetched = own_cache.fetch(&probe).await.map_err(err)?;
+            (own_cache, fetched)
+        }
+        None => {
+            let probe = own_cache.probe().await.map_err(err)?;
+            if daemon_cache.has_commit(&probe.commit).await {
+                (daemon_cache, probe.commit)
+            } else {
+                let fetched = own_cache.fetch(&probe).await.map_err(err)?;
+                (own_cache, fetched)
+            }
+        }
+    };
+    let manifests = source.read(&commit).await.map_err(err)?;
+    for w in &manifests.warnings {
+        eprintln!("warning: {w}");
+    }
+    let bundle = crate::build::build(&manifests.files, &config.agent.limits).map_err(|error| ReconcileError::Build {
+        source_name: name.clone(),
+        revision: commit.clone(),
+        error,
+    })?;
+    let text = directory::render(&name, &commit, &bundle).map_err(CommandError::Usage)?;
+    print!("{text}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn unknown_source(config: &Config, name: &str) -> CommandError {
+    let known: Vec<&str> = config.sources.iter().map(|s| s.name.as_str()).collect();
+    CommandError::Usage(format!(
+        "no source named {name:?} in {}; known sources: {}",
+        config.path.display(),
+        if known.is_empty() { "none".into() } else { known.join(", ") }
+    ))
+}

@@ -1,0 +1,24 @@
+//! Outpost, the edge GitOps pull agent: the library behind the `outpost` binary.
+//!
+//! The modules follow the data flow in DESIGN.md: `config` -> `source` (Git) -> `build` (Bundle) -> `store`
+//! (sled) -> `target` (where bundles are applied) -> `report` (status); `reconcile` runs one source through the
+//! stages once, `schedule` runs every source forever, and `commands` maps subcommands onto them.
+
+pub mod build;
+pub mod commands;
+pub mod config;
+pub mod fsutil;
+pub mod logging;
+pub mod reconcile;
+pub mod redact;
+pub mod report;
+pub mod schedule;
+pub mod source;
+pub mod store;
+pub mod target;
+
+/// rustls needs one process-wide crypto provider; we use ring (no OpenSSL, no aws-lc-rs). Call before any
+/// client is built, including gix's HTTP transport thread.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

@@ -1,0 +1,81 @@
+//! The `outpost` command line. Parsing only: everything else is in the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use outpost_agent::commands;
+use outpost_agent::logging::{self, LogFormat};
+
+#[derive(Parser)]
+#[command(name = "outpost", version, about = "Lightweight GitOps pull agent for the edge")]
+struct Cli {
+    /// Config file.
+    #[arg(long, global = true, env = "OUTPOST_CONFIG", default_value = outpost_agent::config::DEFAULT_CONFIG_PATH)]
+    config: PathBuf,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    log_format: LogFormat,
+    /// Log level or tracing filter (OUTPOST_LOG overrides).
+    #[arg(long, global = true, default_value = "info")]
+    log_level: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the agent: poll every source, apply, until SIGTERM or SIGINT.
+    Run,
+    /// One pass of every source (or one), then exit; non-zero when any failed.
+    Sync {
+        #[arg(long)]
+        source: Option<String>,
+    },
+    /// Per source: state, applied / last good / fetched revision, last error, next poll.
+    Status {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the bundle that would be applied, without applying it.
+    Render {
+        #[arg(long)]
+        source: String,
+        /// A full commit id; default: what the source's ref points at now.
+        #[arg(long)]
+        revision: Option<String>,
+    },
+}
+
+fn main() -> anyhow::Result<ExitCode> {
+    outpost_agent::install_crypto_provider();
+    let cli = Cli::parse();
+    logging::init(cli.log_format, &cli.log_level);
+    let config = match commands::load_config(&cli.config) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(16)
+        .enable_all()
+        .build()?;
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Run => commands::run(config).await,
+            Command::Sync { source } => commands::sync(config, source).await,
+            Command::Status { json } => commands::status(config, json),
+            Command::Render { source, revision } => commands::render(config, source, revision).await,
+        }
+    });
+    match result {
+        Ok(code) => Ok(code),
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

@@ -1,0 +1,303 @@
+//! One pass of one source: probe -> (fetch) -> build -> apply -> record.
+//!
+//! The rule this module keeps: a revision becomes last good only after it was fetched, built and applied; until
+//! then the last good bundle stays in the target. Every pass also re-applies the last good bundle when nothing new
+//! can be applied (unchanged, offline, or broken), which is how drift is corrected.
+//!
+//! Network steps give way to shutdown; writes to the target and the store never do, so SIGTERM cannot leave a
+//! half-recorded revision.
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::build::{self, Bundle, BuildError};
+use crate::config::{Limits, SourceConfig};
+use crate::source::{Probe, Source, SourceError};
+use crate::store::{now, HistoryEntry, SourceRecord, Store, StoreError};
+use crate::target::{Target, TargetError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error("source \"{source_name}\": {error}")]
+    Source { source_name: String, error: SourceError },
+    #[error("source \"{source_name}\", revision {revision}: {error}")]
+    Build {
+        source_name: String,
+        revision: String,
+        error: BuildError,
+    },
+    #[error("source \"{source_name}\", revision {revision}: {error}")]
+    Target {
+        source_name: String,
+        revision: String,
+        error: TargetError,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("source \"{0}\": stopped by shutdown")]
+    Cancelled(String),
+}
+
+/// How a pass ended; the scheduler turns this into the next poll time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PassOutcome {
+    /// The remote still points at the last good revision; it was re-applied if the target had drifted.
+    Unchanged { revision: String },
+    /// A new revision is now applied and is the last good one.
+    Applied { revision: String, objects: usize },
+}
+
+/// Source states as reported by `status` and in heartbeats.
+pub mod state {
+    pub const READY: &str = "Ready";
+    pub const PROGRESSING: &str = "Progressing";
+    pub const FAILED: &str = "Failed";
+    /// The Git host cannot be reached: the last good revision keeps running.
+    pub const STALE: &str = "Stale";
+}
+
+/// Everything one source's pass needs; built once per source and reused by every pass.
+pub struct Reconciler {
+    pub config: SourceConfig,
+    source: Source,
+    target: Target,
+    store: Arc<Store>,
+    limits: Limits,
+    keep: usize,
+}
+
+impl Reconciler {
+    pub fn new(config: &SourceConfig, store: Arc<Store>, git_cache_root: &std::path::Path, limits: Limits, keep: usize) -> Self {
+        Reconciler {
+            config: config.clone(),
+            source: Source::new(config, git_cache_root, limits),
+            target: Target::new(&config.target),
+            store,
+            limits,
+            keep,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.config.name
+    }
+
+    pub fn source(&self) -> &Source {
+        &self.source
+    }
+
+    /// Re-applies the stored last good bundle without touching the network: what `outpost run` does first after a
+    /// reboot. Returns the revision applied, if the source has one.
+    pub async fn restore_last_good(&self) -> Result<Option<String>, ReconcileError> {
+        let Some((revision, bundle)) = self.store.last_good(self.name())? else {
+            return Ok(None);
+        };
+        self.target
+            .apply(self.name(), &revision, &bundle)
+            .await
+            .map_err(|error| self.target_error(&revision, error))?;
+        Ok(Some(revision))
+    }
+
+    /// One full pass. Errors are recorded in the store before they are returned.
+    pub async fn pass(&self, shutdown: &watch::Receiver<bool>) -> Result<PassOutcome, ReconcileError> {
+        let record = self.store.record(self.name())?;
+        let probe = match cancellable(shutdown, self.source.probe()).await {
+            None => return Err(ReconcileError::Cancelled(self.name().into())),
+            Some(Ok(p)) => p,
+            Some(Err(error)) => return Err(self.fail(&record, None, self.source_error(error)).await),
+        };
+
+        // The common case, and the cheap one: the remote still points at what we run.
+        if record.last_good.as_deref() == Some(probe.commit.as_str()) {
+            return self.unchanged(&record, &probe.commit).await;
+        }
+        let cached = record.fetched.as_deref() == Some(probe.commit.as_str()) && self.source.has_commit(&probe.commit).await;
+
+        let revision = if cached {
+            probe.commit.clone()
+        } else {
+            self.fetch(&record, &probe, shutdown).await?
+        };
+        if record.last_good.as_deref() == Some(revision.as_str()) {
+            return self.unchanged(&record, &revision).await;
+        }
+
+        let bundle = match self.build(&revision).await {
+            Ok(b) => b,
+            Err(e) => return Err(self.fail(&record, Some(&revision), e).await),
+        };
+        let applied = match self.target.apply(self.name(), &revision, &bundle).await {
+            Ok(a) => a,
+            Err(error) => {
+                let e = self.target_error(&revision, error);
+                return Err(self.fail(&record, Some(&revision), e).await);
+            }
+        };
+        let target = self.config.target.to_string();
+        let prune = self.config.prune;
+        let rev = revision.clone();
+        self.store.update(
+            self.name(),
+            entry(crate::reconcile::state::READY, Some(&revision), None),
+            Some((&revision, &bundle)),
+            self.keep,
+            |r| {
+                r.applied = Some(rev.clone());
+                r.last_good = Some(rev);
+                r.state = state::READY.into();
+                r.last_error = None;
+                r.last_seen = Some(now());
+                r.object_count = applied.object_count;
+                r.target = Some(target);
+                r.prune = prune;
+            },
+        )?;
+        tracing::info!(source = self.name(), revision = %revision, objects = applied.object_count, digest = %bundle.digest, "applied");
+        Ok(PassOutcome::Applied {
+            revision,
+            objects: applied.object_count,
+        })
+    }
+
+    /// Builds the bundle of a revision that is in the local cache (used by `render` too).
+    pub async fn build(&self, revision: &str) -> Result<Bundle, ReconcileError> {
+        let manifests = self
+            .source
+            .read(revision)
+            .await
+            .map_err(|error| self.source_error(error))?;
+        for warning in &manifests.warnings {
+            tracing::warn!(source = self.name(), revision, "{warning}");
+        }
+        let limits = self.limits;
+        let built = tokio::task::spawn_blocking(move || build::build(&manifests.files, &limits))
+            .await
+            .map_err(|e| self.source_error(SourceError::Task(e.to_string())))?;
+        built.map_err(|error| ReconcileError::Build {
+            source_name: self.name().into(),
+            revision: revision.into(),
+            error,
+        })
+    }
+
+    async fn fetch(&self, record: &SourceRecord, probe: &Probe, shutdown: &watch::Receiver<bool>) -> Result<String, ReconcileError> {
+        let revision = match cancellable(shutdown, self.source.fetch(probe)).await {
+            None => return Err(ReconcileError::Cancelled(self.name().into())),
+            Some(Ok(r)) => r,
+            Some(Err(error)) => return Err(self.fail(record, None, self.source_error(error)).await),
+        };
+        let rev = revision.clone();
+        self.store.update(
+            self.name(),
+            entry(state::PROGRESSING, Some(&revision), Some("fetched")),
+            None,
+            self.keep,
+            |r| {
+                r.fetched = Some(rev);
+                r.last_seen = Some(now());
+            },
+        )?;
+        tracing::info!(source = self.name(), revision = %revision, "fetched");
+        Ok(revision)
+    }
+
+    async fn unchanged(&self, record: &SourceRecord, revision: &str) -> Result<PassOutcome, ReconcileError> {
+        if let Some(bundle) = self.store.bundle(self.name(), revision)? {
+            let applied = self
+                .target
+                .apply(self.name(), revision, &bundle)
+                .await
+                .map_err(|error| self.target_error(revision, error));
+            match applied {
+                Ok(a) if a.changed => tracing::info!(source = self.name(), revision, "target had drifted: last good re-applied"),
+                Ok(_) => {}
+                Err(e) => return Err(self.fail(record, Some(revision), e).await),
+            }
+        }
+        // Only write to the store when the state changes: an unchanged poll must not wear the disk.
+        if record.state != state::READY
+            || record.last_error.is_some()
+            || record.applied.as_deref() != Some(revision)
+            || record.fetched.as_deref() != Some(revision)
+        {
+            let rev = revision.to_string();
+            self.store.update(self.name(), entry(state::READY, Some(revision), None), None, self.keep, |r| {
+                r.state = state::READY.into();
+                r.last_error = None;
+                r.applied = Some(rev.clone());
+                r.fetched = Some(rev);
+                r.last_seen = Some(now());
+            })?;
+        }
+        Ok(PassOutcome::Unchanged {
+            revision: revision.to_string(),
+        })
+    }
+
+    /// Records a failed pass and keeps (re-applies) the last good bundle. Returns the error for the caller.
+    async fn fail(&self, record: &SourceRecord, revision: Option<&str>, error: ReconcileError) -> ReconcileError {
+        let message = error.to_string();
+        let offline = matches!(&error, ReconcileError::Source { error, .. } if !error.is_content_error());
+        let state = if offline && record.last_good.is_some() { state::STALE } else { state::FAILED };
+        tracing::warn!(source = self.name(), state, "{message}");
+        if let Some(last_good) = &record.last_good {
+            if self.config.rollback || offline {
+                if let Err(e) = self.restore_last_good().await {
+                    tracing::warn!(source = self.name(), revision = %last_good, "re-applying the last good revision failed: {e}");
+                }
+            }
+        }
+        // Record only when something changed, so a long outage does not fill the history with copies.
+        if record.state != state || record.last_error.as_deref() != Some(message.as_str()) {
+            let msg = message.clone();
+            let applied = record.last_good.clone();
+            let result = self.store.update(self.name(), entry(state, revision, Some(&message)), None, self.keep, |r| {
+                r.state = state.into();
+                r.last_error = Some(msg);
+                r.applied = applied;
+            });
+            if let Err(e) = result {
+                tracing::error!(source = self.name(), "cannot record the failure: {e}");
+            }
+        }
+        error
+    }
+
+    fn source_error(&self, error: SourceError) -> ReconcileError {
+        ReconcileError::Source {
+            source_name: self.name().into(),
+            error,
+        }
+    }
+
+    fn target_error(&self, revision: &str, error: TargetError) -> ReconcileError {
+        ReconcileError::Target {
+            source_name: self.name().into(),
+            revision: revision.into(),
+            error,
+        }
+    }
+}
+
+fn entry(state: &str, revision: Option<&str>, message: Option<&str>) -> HistoryEntry {
+    HistoryEntry {
+        at: now(),
+        state: state.into(),
+        revision: revision.map(Into::into),
+        message: message.map(Into::into),
+    }
+}
+
+/// Runs `fut` unless shutdown is (or becomes) requested; `None` means it was abandoned.
+async fn cancellable<T>(shutdown: &watch::Receiver<bool>, fut: impl std::future::Future<Output = T>) -> Option<T> {
+    let mut shutdown = shutdown.clone();
+    if *shutdown.borrow() {
+        return None;
+    }
+    tokio::select! {
+        out = fut => Some(out),
+        _ = shutdown.wait_for(|stop| *stop) => None,
+    }
+}

@@ -1,0 +1,175 @@
+//! Status: what each source runs and why, for `outpost status` (and later for heartbeats).
+//!
+//! sled lets one process hold the store, so a running daemon publishes a snapshot file, `state_dir/status.json`,
+//! replaced atomically after every pass; `outpost status` reads it while the daemon runs and reads the store
+//! itself when no daemon holds it.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, SourceConfig};
+use crate::store::{SourceRecord, Store, StoreError};
+use crate::{fsutil, redact};
+
+pub const SNAPSHOT_FILE: &str = "status.json";
+pub const PID_FILE: &str = "outpost.pid";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceStatus {
+    pub name: String,
+    pub url: String,
+    #[serde(rename = "ref")]
+    pub reference: String,
+    pub target: String,
+    pub state: String,
+    pub fetched: Option<String>,
+    pub applied: Option<String>,
+    pub last_good: Option<String>,
+    pub last_error: Option<String>,
+    /// Unix seconds of the last time the Git host answered.
+    pub last_seen: Option<u64>,
+    /// Unix seconds of the next poll, when a daemon is running.
+    pub next_poll: Option<u64>,
+    pub object_count: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub agent_id: String,
+    /// The pid of the `outpost run` that wrote this snapshot; `None` when read from the store directly.
+    pub daemon_pid: Option<u32>,
+    pub written_at: u64,
+    pub sources: Vec<SourceStatus>,
+}
+
+impl SourceStatus {
+    pub fn new(config: &SourceConfig, record: &SourceRecord) -> SourceStatus {
+        SourceStatus {
+            name: config.name.clone(),
+            url: redact::url(&config.url),
+            reference: config.git_ref.to_string(),
+            target: config.target.to_string(),
+            state: if record.state.is_empty() {
+                "Pending".into()
+            } else {
+                record.state.clone()
+            },
+            fetched: record.fetched.clone(),
+            applied: record.applied.clone(),
+            last_good: record.last_good.clone(),
+            last_error: record.last_error.clone(),
+            last_seen: record.last_seen,
+            next_poll: None,
+            object_count: record.object_count,
+        }
+    }
+}
+
+/// Builds a snapshot from the store (no daemon running).
+pub fn from_store(config: &Config, store: &Store) -> Result<Snapshot, StoreError> {
+    let mut sources = Vec::new();
+    for s in &config.sources {
+        sources.push(SourceStatus::new(s, &store.record(&s.name)?));
+    }
+    Ok(Snapshot {
+        agent_id: config.agent.id.clone(),
+        daemon_pid: None,
+        written_at: crate::store::now(),
+        sources,
+    })
+}
+
+/// The daemon's live view, written to disk after every change.
+pub struct Board {
+    path: PathBuf,
+    snapshot: Mutex<(Snapshot, BTreeMap<String, usize>)>,
+}
+
+impl Board {
+    pub fn new(config: &Config, store: &Store) -> Result<Board, StoreError> {
+        let mut snapshot = from_store(config, store)?;
+        snapshot.daemon_pid = Some(std::process::id());
+        let index = snapshot.sources.iter().enumerate().map(|(i, s)| (s.name.clone(), i)).collect();
+        Ok(Board {
+            path: config.agent.state_dir.join(SNAPSHOT_FILE),
+            snapshot: Mutex::new((snapshot, index)),
+        })
+    }
+
+    pub fn update(&self, config: &SourceConfig, record: &SourceRecord, next_poll: Option<u64>) {
+        let mut guard = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
+        let (snapshot, index) = &mut *guard;
+        let mut status = SourceStatus::new(config, record);
+        status.next_poll = next_poll;
+        if let Some(&i) = index.get(&config.name) {
+            snapshot.sources[i] = status;
+        }
+        snapshot.written_at = crate::store::now();
+        let bytes = serde_json::to_vec_pretty(&*snapshot).expect("status serialises");
+        drop(guard);
+        if let Err(e) = fsutil::write_atomic(&self.path, &bytes) {
+            tracing::warn!(file = %self.path.display(), "cannot write the status snapshot: {e}");
+        }
+    }
+
+    /// Marks the snapshot as no longer live (the daemon is stopping).
+    pub fn close(&self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Reads the snapshot a running daemon wrote.
+pub fn read_snapshot(state_dir: &Path) -> Option<Snapshot> {
+    let bytes = std::fs::read(state_dir.join(SNAPSHOT_FILE)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// "pid N" of the process that holds the store, for error messages.
+pub fn pid_holder(state_dir: &Path) -> String {
+    match std::fs::read_to_string(state_dir.join(PID_FILE)) {
+        Ok(pid) => format!("pid {}", pid.trim()),
+        Err(_) => "pid unknown".into(),
+    }
+}
+
+/// The human form of `outpost status`.
+pub fn render_table(snapshot: &Snapshot, now: u64) -> String {
+    let short = |r: &Option<String>| r.as_deref().map(|r| r.chars().take(12).collect::<String>()).unwrap_or_else(|| "-".into());
+    let ago = |t: Option<u64>| match t {
+        Some(t) if t <= now => format!("{}s ago", now - t),
+        Some(t) => format!("in {}s", t - now),
+        None => "-".into(),
+    };
+    let mut out = format!(
+        "agent {} ({})\n",
+        snapshot.agent_id,
+        match snapshot.daemon_pid {
+            Some(pid) => format!("outpost run is running, pid {pid}"),
+            None => "no daemon running; read from the store".into(),
+        }
+    );
+    out.push_str(&format!(
+        "{:<16} {:<12} {:<13} {:<13} {:<13} {:<8} {:<10} {}\n",
+        "SOURCE", "STATE", "APPLIED", "LAST GOOD", "FETCHED", "OBJECTS", "SEEN", "NEXT POLL"
+    ));
+    for s in &snapshot.sources {
+        out.push_str(&format!(
+            "{:<16} {:<12} {:<13} {:<13} {:<13} {:<8} {:<10} {}\n",
+            s.name,
+            s.state,
+            short(&s.applied),
+            short(&s.last_good),
+            short(&s.fetched),
+            s.object_count,
+            ago(s.last_seen),
+            ago(s.next_poll)
+        ));
+        if let Some(e) = &s.last_error {
+            out.push_str(&format!("  error: {e}\n"));
+        }
+    }
+    out
+}
