@@ -5,6 +5,7 @@
 //! Network calls are blocking gix calls on tokio's blocking pool, bounded by the source's `timeout`.
 
 pub mod git;
+pub mod http_probe;
 pub mod refs;
 pub mod tree;
 pub mod url;
@@ -54,6 +55,8 @@ pub struct Source {
     config: SourceConfig,
     remote: Arc<GitRemote>,
     limits: Limits,
+    /// Built on first use and kept: building a client costs more than an unchanged poll.
+    http_client: Arc<tokio::sync::OnceCell<reqwest::Client>>,
 }
 
 impl Source {
@@ -63,6 +66,7 @@ impl Source {
             config: config.clone(),
             remote: Arc::new(GitRemote::new(config, cache_dir)),
             limits,
+            http_client: Arc::new(tokio::sync::OnceCell::new()),
         }
     }
 
@@ -82,10 +86,13 @@ impl Source {
                 commit: c.to_ascii_lowercase(),
             });
         };
-        let remote = self.remote.clone();
-        let listed = self
-            .blocking(move |interrupt| remote.list(&ref_name, &interrupt))
-            .await?;
+        let listed = match self.probe_http(&ref_name).await? {
+            Some(listed) => listed,
+            None => {
+                let remote = self.remote.clone();
+                self.blocking(move |interrupt| remote.list(&ref_name, &interrupt)).await?
+            }
+        };
         let selected = refs::select(&self.config.git_ref, &listed).map_err(|message| SourceError::RefNotFound {
             url: crate::redact::url(&self.config.url),
             message,
@@ -94,6 +101,35 @@ impl Source {
             ref_name: selected.name,
             commit: selected.commit,
         })
+    }
+
+    /// The one-request probe for HTTP(S) remotes; `None` when the URL is not HTTP or the server's answer needs
+    /// the full handshake.
+    async fn probe_http(&self, ref_name: &str) -> Result<Option<Vec<refs::ListedRef>>, SourceError> {
+        if !url::is_http(&self.config.url) {
+            return Ok(None);
+        }
+        let creds = self.remote.credentials()?;
+        let timeout = self.config.timeout;
+        let client = self
+            .http_client
+            .get_or_try_init(|| async { http_probe::client(creds.ca_certs.as_deref(), timeout) })
+            .await
+            .map_err(|e| self.remote.net_error(e, &creds))?;
+        let answer = http_probe::ls_refs(client, &self.config.url, ref_name, creds.header.as_deref()).await;
+        match answer {
+            Ok(Some(http_probe::Answer::Refs(refs))) => Ok(Some(refs)),
+            Ok(Some(http_probe::Answer::Denied(code))) => Err(self.remote.net_error(
+                format!("HTTP {code}: authentication failed"),
+                &creds,
+            )),
+            Ok(Some(http_probe::Answer::NotFound)) => Err(self.remote.net_error(
+                "HTTP 404: repository not found; check the url",
+                &creds,
+            )),
+            Ok(None) => Ok(None),
+            Err(e) => Err(self.remote.net_error(e, &creds)),
+        }
     }
 
     /// Shallow-fetches the probed ref; returns the commit id that arrived.
@@ -154,4 +190,20 @@ impl SourceError {
     pub fn is_content_error(&self) -> bool {
         matches!(self, SourceError::Tree { .. })
     }
+}
+
+/// An error and its causes on one line: reqwest's own message ("error sending request") hides the cause an
+/// operator needs ("invalid peer certificate: UnknownIssuer").
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
 }

@@ -1,0 +1,172 @@
+//! The cheapest possible poll over HTTP(S): one `POST /git-upload-pack` carrying a protocol v2 `ls-refs`
+//! command narrowed to the one ref, with no `GET info/refs` first.
+//!
+//! Protocol v2 over HTTP is stateless, so a server that speaks it answers a command without the capability
+//! advertisement having been fetched. This halves the requests of an unchanged poll (the edge case that happens
+//! every minute at every site). Anything unexpected in the answer (an old server, a redirect) returns `None` and
+//! the caller uses gix's full handshake instead; the answer never decides anything it cannot parse.
+
+use std::time::Duration;
+
+use super::refs::ListedRef;
+
+/// The most we read of an ls-refs answer; even ten thousand tags fit well within this.
+const MAX_RESPONSE: u64 = 16 * 1024 * 1024;
+
+/// What the server said, when it was something we understood.
+pub enum Answer {
+    Refs(Vec<ListedRef>),
+    /// The server refused our credentials (401) or access (403).
+    Denied(u16),
+    NotFound,
+}
+
+/// A client for probes, built once per source: building one loads the trust roots, which costs more CPU than
+/// the probe itself. HTTPS_PROXY / NO_PROXY are honoured (reqwest reads them).
+pub fn client(ca_certs: Option<&[reqwest::Certificate]>, timeout: Duration) -> Result<reqwest::Client, String> {
+    let mut builder = reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(30)))
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("git/2.0 (outpost/", env!("CARGO_PKG_VERSION"), ")"));
+    if let Some(certs) = ca_certs {
+        builder = builder.tls_certs_only(certs.iter().cloned());
+    }
+    builder.build().map_err(|e| super::error_chain(&e))
+}
+
+/// Sends the one request; `Ok(None)` means "not understood, use the full handshake".
+pub async fn ls_refs(
+    client: &reqwest::Client,
+    url: &str,
+    ref_prefix: &str,
+    auth_header: Option<&str>,
+) -> Result<Option<Answer>, String> {
+    let req_url = url;
+    let endpoint = format!("{}/git-upload-pack", req_url.trim_end_matches('/'));
+    let mut post = client
+        .post(&endpoint)
+        .header("Content-Type", "application/x-git-upload-pack-request")
+        .header("Accept", "application/x-git-upload-pack-result")
+        .header("Git-Protocol", "version=2")
+        .body(request_body(ref_prefix));
+    if let Some((name, value)) = auth_header.and_then(|h| h.split_once(':')) {
+        post = post.header(name.trim(), value.trim());
+    }
+    let mut response = post.send().await.map_err(|e| super::error_chain(&e))?;
+    let status = response.status().as_u16();
+    match status {
+        200 => {}
+        401 | 403 => return Ok(Some(Answer::Denied(status))),
+        404 => return Ok(Some(Answer::NotFound)),
+        _ => return Ok(None),
+    }
+    let is_v2_result = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-git-upload-pack-result"));
+    if !is_v2_result {
+        return Ok(None);
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| format!("reading the ref listing: {}", super::error_chain(&e)))? {
+        body.extend_from_slice(&chunk);
+        if body.len() as u64 > MAX_RESPONSE {
+            return Err(format!("the ref listing is larger than {MAX_RESPONSE} bytes"));
+        }
+    }
+    Ok(parse_response(&body).map(Answer::Refs))
+}
+
+/// `command=ls-refs`, then after the delimiter: `peel` (annotated tags come with their commit) and the prefix.
+pub fn request_body(ref_prefix: &str) -> Vec<u8> {
+    let prefix = ref_prefix.trim_end_matches('*');
+    let mut body = Vec::new();
+    pkt_line(&mut body, "command=ls-refs\n");
+    pkt_line(&mut body, &format!("agent=outpost/{}\n", env!("CARGO_PKG_VERSION")));
+    pkt_line(&mut body, "object-format=sha1\n");
+    body.extend_from_slice(b"0001");
+    pkt_line(&mut body, "peel\n");
+    pkt_line(&mut body, &format!("ref-prefix {prefix}\n"));
+    body.extend_from_slice(b"0000");
+    body
+}
+
+fn pkt_line(out: &mut Vec<u8>, line: &str) {
+    out.extend_from_slice(format!("{:04x}", line.len() + 4).as_bytes());
+    out.extend_from_slice(line.as_bytes());
+}
+
+/// Parses `<oid> <name>[ peeled:<oid>][ symref-target:<ref>]` lines up to the flush packet. Returns `None` for
+/// anything that is not exactly that (a v0 advertisement, an error packet, a truncated body).
+pub fn parse_response(body: &[u8]) -> Option<Vec<ListedRef>> {
+    let mut refs = Vec::new();
+    let mut rest = body;
+    loop {
+        let len_hex = std::str::from_utf8(rest.get(..4)?).ok()?;
+        let len = usize::from_str_radix(len_hex, 16).ok()?;
+        if len == 0 {
+            return Some(refs);
+        }
+        if len < 4 {
+            return None;
+        }
+        let line = std::str::from_utf8(rest.get(4..len)?).ok()?.trim_end_matches('\n');
+        rest = &rest[len..];
+        let mut fields = line.split(' ');
+        let oid = fields.next()?;
+        let name = fields.next()?;
+        if oid.len() != 40 || !oid.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let mut commit = oid.to_string();
+        for attr in fields {
+            if let Some(peeled) = attr.strip_prefix("peeled:") {
+                commit = peeled.to_string();
+            }
+        }
+        refs.push(ListedRef {
+            name: name.to_string(),
+            commit,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_is_a_narrow_v2_ls_refs() {
+        let body = String::from_utf8(request_body("refs/heads/main")).unwrap();
+        assert!(body.starts_with("0014command=ls-refs\n"));
+        assert!(body.contains("0001000apeel\n"));
+        assert!(body.ends_with("001fref-prefix refs/heads/main\n0000"));
+        assert!(String::from_utf8(request_body("refs/tags/*")).unwrap().contains("ref-prefix refs/tags/\n"));
+    }
+
+    #[test]
+    fn response_lines_and_peeled_tags() {
+        let a = "a".repeat(40);
+        let b = "b".repeat(40);
+        let mut body = Vec::new();
+        pkt_line(&mut body, &format!("{a} refs/heads/main\n"));
+        pkt_line(&mut body, &format!("{a} refs/tags/v1.0.0 peeled:{b}\n"));
+        body.extend_from_slice(b"0000");
+        let refs = parse_response(&body).unwrap();
+        assert_eq!(refs[0], ListedRef { name: "refs/heads/main".into(), commit: a });
+        assert_eq!(refs[1].commit, b);
+        assert_eq!(parse_response(b"0000").unwrap(), vec![]);
+    }
+
+    #[test]
+    fn anything_else_is_not_understood() {
+        assert!(parse_response(b"").is_none(), "truncated");
+        assert!(parse_response(b"001e# service=git-upload-pack\n0000").is_none(), "v0 advertisement");
+        assert!(parse_response(b"zzzz").is_none());
+        let mut err = Vec::new();
+        pkt_line(&mut err, "ERR repository not exported\n");
+        assert!(parse_response(&err).is_none());
+    }
+}
