@@ -24,13 +24,13 @@ const FETCHED_REF: &str = "refs/outpost/fetched";
 const MAX_PACKS: usize = 8;
 
 /// Credentials read from their files for one connection, so a rotated token is picked up on the next poll.
-struct Credentials {
+pub struct Credentials {
     /// An `Authorization` header line for HTTP(S).
-    header: Option<String>,
+    pub header: Option<String>,
     /// Values that must never appear in an error message.
-    secrets: Vec<String>,
+    pub secrets: Vec<String>,
     /// The source's `ca_file`, parsed.
-    ca_certs: Option<Vec<reqwest::Certificate>>,
+    pub ca_certs: Option<Vec<reqwest::Certificate>>,
 }
 
 /// One source's remote and its local cache repository.
@@ -135,9 +135,20 @@ impl GitRemote {
     /// Opens the cache repository without consulting any config outside it (no user or system git config, no
     /// environment): the agent must behave the same on every box.
     pub fn open_cache(&self) -> Result<gix::Repository, SourceError> {
+        match self.try_open_cache() {
+            Ok(repo) => Ok(repo),
+            // A crash during init or fetch can leave a half-made repository; it is only a cache, so start over.
+            Err(first) => {
+                tracing::warn!(source = %self.source.name, "the Git cache is damaged ({first}); rebuilding it");
+                self.reset_cache()?;
+                self.try_open_cache()
+            }
+        }
+    }
+
+    fn try_open_cache(&self) -> Result<gix::Repository, SourceError> {
         if !self.cache_dir.join("HEAD").exists() {
-            std::fs::create_dir_all(&self.cache_dir).map_err(|e| self.cache_error(e))?;
-            gix::init_bare(&self.cache_dir).map_err(|e| self.cache_error(e))?;
+            self.init_cache()?;
         }
         let mut overrides = vec!["gitoxide.userAgent=outpost/".to_string() + env!("CARGO_PKG_VERSION")];
         if let Some(cmd) = self.ssh_command() {
@@ -145,6 +156,29 @@ impl GitRemote {
         }
         gix::open_opts(&self.cache_dir, gix::open::Options::isolated().config_overrides(overrides))
             .map_err(|e| self.cache_error(e))
+    }
+
+    /// Creates the bare repository beside its final place and renames it in, so a crash never leaves a
+    /// directory that is neither absent nor a repository.
+    fn init_cache(&self) -> Result<(), SourceError> {
+        let parent = self.cache_dir.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(parent).map_err(|e| self.cache_error(e))?;
+        let staging = parent.join(format!(
+            ".{}.init-{}",
+            self.source.name,
+            std::process::id()
+        ));
+        // Leftovers of earlier crashed inits (any pid) go first.
+        let leftover_prefix = format!(".{}.init-", self.source.name);
+        for entry in std::fs::read_dir(parent).into_iter().flatten().flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&leftover_prefix) {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+        gix::init_bare(&staging).map_err(|e| self.cache_error(e))?;
+        // Whatever is at the final path is not a usable repository (no HEAD): replace it.
+        let _ = std::fs::remove_dir_all(&self.cache_dir);
+        std::fs::rename(&staging, &self.cache_dir).map_err(|e| self.cache_error(e))
     }
 
     fn reset_cache(&self) -> Result<(), SourceError> {
@@ -224,7 +258,7 @@ impl GitRemote {
         conn.with_transport_options(Box::new(options))
     }
 
-    fn credentials(&self) -> Result<Credentials, SourceError> {
+    pub fn credentials(&self) -> Result<Credentials, SourceError> {
         let auth = &self.source.auth;
         let read = |path: &Path, what: &str| -> Result<String, SourceError> {
             let text = std::fs::read_to_string(path).map_err(|e| SourceError::Credentials {
@@ -301,9 +335,9 @@ impl GitRemote {
         Some(cmd)
     }
 
-    fn net_error(&self, e: impl std::fmt::Display, creds: &Credentials) -> SourceError {
+    pub fn net_error(&self, e: impl Describe, creds: &Credentials) -> SourceError {
         let secrets: Vec<&str> = creds.secrets.iter().map(String::as_str).collect();
-        let message = redact::secrets(&format!("{e:#}"), &secrets);
+        let message = redact::secrets(&e.describe(), &secrets);
         SourceError::Remote {
             source_name: self.source.name.clone(),
             url: redact::url(&self.source.url),
@@ -311,11 +345,50 @@ impl GitRemote {
         }
     }
 
-    fn cache_error(&self, e: impl std::fmt::Display) -> SourceError {
+    fn cache_error(&self, e: impl Describe) -> SourceError {
         SourceError::Cache {
             dir: self.cache_dir.clone(),
-            message: format!("{e:#}"),
+            message: e.describe(),
         }
+    }
+}
+
+/// One line for an operator from any error we meet here; gix errors carry their causes as a list.
+pub trait Describe {
+    fn describe(&self) -> String;
+}
+
+impl Describe for gix::Error {
+    fn describe(&self) -> String {
+        let mut out = String::new();
+        for e in self.iter_errors() {
+            let text = e.to_string();
+            if !out.contains(&text) {
+                if !out.is_empty() {
+                    out.push_str(": ");
+                }
+                out.push_str(&text);
+            }
+        }
+        out
+    }
+}
+
+impl Describe for std::io::Error {
+    fn describe(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl Describe for String {
+    fn describe(&self) -> String {
+        self.clone()
+    }
+}
+
+impl Describe for &str {
+    fn describe(&self) -> String {
+        self.to_string()
     }
 }
 

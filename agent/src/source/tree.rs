@@ -33,7 +33,7 @@ pub fn read(repo: &gix::Repository, commit: &str, path: &str, limits: &Limits) -
         revision: commit.to_string(),
         message,
     };
-    let git = |e: &dyn std::fmt::Display| bad(format!("{e:#}"));
+    let git = |e: &dyn std::fmt::Display| bad(e.to_string());
     let id = gix::ObjectId::from_hex(commit.as_bytes()).map_err(|e| git(&e))?;
     let root = repo
         .find_commit(id)
