@@ -11,6 +11,10 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+pub use units::{parse_duration, parse_size};
+
+mod units;
+
 /// Where the config is read from when neither `--config` nor `OUTPOST_CONFIG` says otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/outpost/agent.toml";
 
@@ -260,7 +264,9 @@ fn toml_message(e: &toml::de::Error) -> String {
         message = format!("{message} (at byte {})", span.start);
     }
     if message.contains("unknown field") {
-        message.push_str("; remove the key or fix its spelling (see the config reference in the README)");
+        message.push_str(
+            "; remove the key or fix its spelling (see the config reference in the README)",
+        );
     }
     message
 }
@@ -269,15 +275,22 @@ fn validate_agent(raw: RawAgent, config_path: &Path) -> Result<AgentConfig, Stri
     let id = match raw.id {
         Some(id) => id,
         None => host_name().ok_or_else(|| {
-            "[agent] id: not set and the host name cannot be read; set id = \"site-name\"".to_string()
+            "[agent] id: not set and the host name cannot be read; set id = \"site-name\""
+                .to_string()
         })?,
     };
-    if id.is_empty() || !id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+    if id.is_empty()
+        || !id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    {
         return Err(format!(
             "[agent] id = {id:?}: use only letters, digits, '-', '_' and '.', e.g. id = \"store-042\""
         ));
     }
-    let state_dir = raw.state_dir.unwrap_or_else(|| PathBuf::from("/var/lib/outpost"));
+    let state_dir = raw
+        .state_dir
+        .unwrap_or_else(|| PathBuf::from("/var/lib/outpost"));
     let state_dir = relative_to(config_path, &state_dir);
     let mut limits = Limits::default();
     if let Some(size) = raw.max_file_size {
@@ -322,7 +335,8 @@ fn validate_source(raw: RawSource, config_path: &Path) -> Result<SourceConfig, S
     }
     let at = |key: &str| format!("source \"{name}\": {key}");
 
-    crate::source::url::check(&raw.url).map_err(|m| format!("{} = {:?}: {m}", at("url"), crate::redact::url(&raw.url)))?;
+    crate::source::url::check(&raw.url)
+        .map_err(|m| format!("{} = {:?}: {m}", at("url"), crate::redact::url(&raw.url)))?;
 
     let refs: Vec<GitRef> = [
         raw.branch.map(GitRef::Branch),
@@ -334,23 +348,35 @@ fn validate_source(raw: RawSource, config_path: &Path) -> Result<SourceConfig, S
     .flatten()
     .collect();
     if refs.len() != 1 {
-        return Err(format!("source \"{name}\": set exactly one of branch, tag, semver, commit"));
+        return Err(format!(
+            "source \"{name}\": set exactly one of branch, tag, semver, commit"
+        ));
     }
     let git_ref = refs.into_iter().next().expect("checked length");
     match &git_ref {
-        GitRef::Branch(b) | GitRef::Tag(b) if b.is_empty() || b.contains("..") || b.starts_with('/') => {
-            return Err(format!("{}: {b:?} is not a valid ref name", at("branch/tag")));
+        GitRef::Branch(b) | GitRef::Tag(b)
+            if b.is_empty() || b.contains("..") || b.starts_with('/') =>
+        {
+            return Err(format!(
+                "{}: {b:?} is not a valid ref name",
+                at("branch/tag")
+            ));
         }
         GitRef::Semver(range) => {
-            crate::source::refs::parse_range(range).map_err(|m| format!("{} = {range:?}: {m}", at("semver")))?;
+            crate::source::refs::parse_range(range)
+                .map_err(|m| format!("{} = {range:?}: {m}", at("semver")))?;
         }
         GitRef::Commit(c) if c.len() != 40 || !c.chars().all(|ch| ch.is_ascii_hexdigit()) => {
-            return Err(format!("{} = {c:?}: give the full 40-character commit id", at("commit")));
+            return Err(format!(
+                "{} = {c:?}: give the full 40-character commit id",
+                at("commit")
+            ));
         }
         _ => {}
     }
 
-    let path = normalise_repo_path(&raw.path).map_err(|m| format!("{} = {:?}: {m}", at("path"), raw.path))?;
+    let path = normalise_repo_path(&raw.path)
+        .map_err(|m| format!("{} = {:?}: {m}", at("path"), raw.path))?;
     let interval = parse_opt_duration(raw.interval.as_deref(), Duration::from_secs(60))
         .map_err(|m| format!("{}: {m}", at("interval")))?;
     if interval < Duration::from_secs(1) {
@@ -388,7 +414,8 @@ fn validate_source(raw: RawSource, config_path: &Path) -> Result<SourceConfig, S
     let namespace = raw.namespace.unwrap_or_else(|| "default".into());
     let auth = match raw.auth {
         None => Auth::default(),
-        Some(a) => validate_auth(a, &raw.url, config_path).map_err(|m| format!("source \"{name}\": [source.auth] {m}"))?,
+        Some(a) => validate_auth(a, &raw.url, config_path)
+            .map_err(|m| format!("source \"{name}\": [source.auth] {m}"))?,
     };
     for key in raw.vars.keys() {
         check_var_name(key).map_err(|m| format!("{}: {m}", at("vars")))?;
@@ -429,20 +456,26 @@ fn validate_auth(raw: RawAuth, url: &str, config_path: &Path) -> Result<Auth, St
         return Err("username and password_file go together; set both or neither".into());
     }
     if (auth.token_file.is_some() || auth.password_file.is_some()) && is_ssh {
-        return Err("token_file and password_file are for https:// URLs; for ssh use ssh_key_file".into());
+        return Err(
+            "token_file and password_file are for https:// URLs; for ssh use ssh_key_file".into(),
+        );
     }
     if auth.ssh_key_file.is_some() && !is_ssh {
         return Err("ssh_key_file is only used with ssh:// or user@host:path URLs".into());
     }
     if auth.ssh_key_file.is_some() && auth.known_hosts_file.is_none() {
-        return Err("ssh_key_file needs known_hosts_file too, so the server's host key is checked".into());
+        return Err(
+            "ssh_key_file needs known_hosts_file too, so the server's host key is checked".into(),
+        );
     }
     Ok(auth)
 }
 
 fn check_var_name(name: &str) -> Result<(), String> {
     if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-        return Err(format!("variable name {name:?}: use letters, digits and '_' only"));
+        return Err(format!(
+            "variable name {name:?}: use letters, digits and '_' only"
+        ));
     }
     Ok(())
 }
@@ -464,7 +497,9 @@ pub fn normalise_repo_path(p: &str) -> Result<String, String> {
     for part in p.split('/') {
         match part {
             "" | "." => {}
-            ".." => return Err("must not contain '..'; give the folder inside the repository".into()),
+            ".." => {
+                return Err("must not contain '..'; give the folder inside the repository".into())
+            }
             other => parts.push(other),
         }
     }
@@ -474,56 +509,10 @@ pub fn normalise_repo_path(p: &str) -> Result<String, String> {
 fn parse_opt_duration(text: Option<&str>, default: Duration) -> Result<Duration, String> {
     match text {
         None => Ok(default),
-        Some(t) => parse_duration(t).ok_or_else(|| format!("{t:?} is not a duration; write e.g. \"30s\", \"5m\", \"1h\" or \"1m30s\"")),
+        Some(t) => parse_duration(t).ok_or_else(|| {
+            format!("{t:?} is not a duration; write e.g. \"30s\", \"5m\", \"1h\" or \"1m30s\"")
+        }),
     }
-}
-
-/// Durations as operators write them: `500ms`, `30s`, `5m`, `1h`, `1h30m`.
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let text = text.trim();
-    if text.is_empty() {
-        return None;
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
-        if digits == 0 {
-            return None;
-        }
-        let n: u64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
-        let unit = match &rest[..unit_len] {
-            "ms" => Duration::from_millis(n),
-            "s" => Duration::from_secs(n),
-            "m" => Duration::from_secs(n.checked_mul(60)?),
-            "h" => Duration::from_secs(n.checked_mul(3600)?),
-            "d" => Duration::from_secs(n.checked_mul(86400)?),
-            _ => return None,
-        };
-        rest = &rest[unit_len..];
-        total = total.checked_add(unit)?;
-    }
-    Some(total)
-}
-
-/// Sizes such as `8MiB`, `512KiB`, `1MB` or plain bytes.
-pub fn parse_size(text: &str) -> Option<u64> {
-    let text = text.trim();
-    let digits = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
-    let n: u64 = text[..digits].parse().ok()?;
-    let factor: u64 = match text[digits..].trim() {
-        "" | "B" => 1,
-        "KiB" => 1 << 10,
-        "MiB" => 1 << 20,
-        "GiB" => 1 << 30,
-        "KB" | "kB" => 1_000,
-        "MB" => 1_000_000,
-        "GB" => 1_000_000_000,
-        _ => return None,
-    };
-    n.checked_mul(factor).filter(|v| *v > 0)
 }
 
 fn host_name() -> Option<String> {
@@ -535,110 +524,4 @@ fn host_name() -> Option<String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn parse(text: &str) -> Result<Config, String> {
-        Config::parse(Path::new("/etc/outpost/agent.toml"), text).map_err(|e| e.to_string())
-    }
-
-    const MINIMAL: &str = r#"
-        [agent]
-        id = "store-042"
-        state_dir = "/var/lib/outpost"
-        [[source]]
-        name = "platform"
-        url = "https://git.example.com/fleet/platform.git"
-        branch = "main"
-        path = "clusters/store-042/"
-        target = "directory:/srv/manifests"
-    "#;
-
-    #[test]
-    fn minimal_config_gets_defaults() {
-        let c = parse(MINIMAL).unwrap();
-        let s = &c.sources[0];
-        assert_eq!(s.git_ref, GitRef::Branch("main".into()));
-        assert_eq!(s.path, "clusters/store-042");
-        assert_eq!(s.interval, Duration::from_secs(60));
-        assert_eq!(s.timeout, Duration::from_secs(120));
-        assert_eq!(s.target, TargetSpec::Directory("/srv/manifests".into()));
-        assert!(s.prune);
-        assert_eq!(c.agent.limits, Limits::default());
-    }
-
-    #[test]
-    fn unknown_key_is_named() {
-        let err = parse(&MINIMAL.replace("branch = \"main\"", "branch = \"main\"\nbrnach = 1")).unwrap_err();
-        assert!(err.contains("brnach"), "{err}");
-        assert!(err.contains("remove the key"), "{err}");
-    }
-
-    #[test]
-    fn exactly_one_ref() {
-        let err = parse(&MINIMAL.replace("branch = \"main\"", "branch = \"main\"\ntag = \"v1\"")).unwrap_err();
-        assert!(err.contains("source \"platform\": set exactly one of branch, tag, semver, commit"), "{err}");
-        let err = parse(&MINIMAL.replace("branch = \"main\"", "")).unwrap_err();
-        assert!(err.contains("set exactly one of"), "{err}");
-    }
-
-    #[test]
-    fn bad_values_name_key_value_and_fix() {
-        let err = parse(&MINIMAL.replace("branch = \"main\"", "branch = \"main\"\ninterval = \"5 minutes\"")).unwrap_err();
-        assert!(err.contains("interval") && err.contains("5 minutes") && err.contains("\"5m\""), "{err}");
-        let err = parse(&MINIMAL.replace("directory:/srv/manifests", "folder")).unwrap_err();
-        assert!(err.contains("target") && err.contains("directory:/path/to/folder"), "{err}");
-        let err = parse(&MINIMAL.replace("main\"", "main\"\nsemver = \"\"").replace("branch = \"main\"", "")).unwrap_err();
-        assert!(err.contains("semver"), "{err}");
-        let err = parse(&MINIMAL.replace("clusters/store-042/", "../etc")).unwrap_err();
-        assert!(err.contains("path") && err.contains(".."), "{err}");
-    }
-
-    #[test]
-    fn duplicate_names_and_bad_names() {
-        let twice = format!("{MINIMAL}\n[[source]]\nname = \"platform\"\nurl = \"file:///x\"\nbranch = \"b\"\ntarget = \"directory:/d\"\n");
-        assert!(parse(&twice).unwrap_err().contains("used twice"));
-        let err = parse(&MINIMAL.replace("name = \"platform\"", "name = \"Plat/form\"")).unwrap_err();
-        assert!(err.contains("lowercase"), "{err}");
-    }
-
-    #[test]
-    fn unsupported_sections_are_refused_not_ignored() {
-        let err = parse(&format!("{MINIMAL}\n[source.verify]\nmode = \"head\"\n")).unwrap_err();
-        assert!(err.contains("verify"), "{err}");
-        let err = parse(&format!("{MINIMAL}\n[kubernetes]\nfield_manager = \"x\"\n")).unwrap_err();
-        assert!(err.contains("[kubernetes]"), "{err}");
-    }
-
-    #[test]
-    fn auth_combinations() {
-        let with_auth = |a: &str| parse(&format!("{MINIMAL}\n[source.auth]\n{a}\n"));
-        assert!(with_auth("token_file = \"/t\"").is_ok());
-        assert!(with_auth("username = \"u\"").unwrap_err().contains("password_file"));
-        assert!(with_auth("ssh_key_file = \"/k\"\nknown_hosts_file = \"/kh\"").unwrap_err().contains("ssh"));
-        let ssh = MINIMAL.replace("https://git.example.com/fleet/platform.git", "git@example.com:fleet/platform.git");
-        let err = parse(&format!("{ssh}\n[source.auth]\nssh_key_file = \"/k\"\n")).unwrap_err();
-        assert!(err.contains("known_hosts_file"), "{err}");
-    }
-
-    #[test]
-    fn relative_paths_follow_the_config_file() {
-        let c = parse(&MINIMAL.replace("/var/lib/outpost", "state").replace("directory:/srv/manifests", "directory:out")).unwrap();
-        assert_eq!(c.agent.state_dir, PathBuf::from("/etc/outpost/state"));
-        assert_eq!(c.sources[0].target, TargetSpec::Directory("/etc/outpost/out".into()));
-    }
-
-    #[test]
-    fn durations_and_sizes() {
-        assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
-        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
-        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
-        assert_eq!(parse_duration("5"), None);
-        assert_eq!(parse_duration("m"), None);
-        assert_eq!(parse_duration("1x"), None);
-        assert_eq!(parse_size("8MiB"), Some(8 << 20));
-        assert_eq!(parse_size("100"), Some(100));
-        assert_eq!(parse_size("1 TB"), None);
-    }
-}
+mod tests;

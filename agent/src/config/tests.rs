@@ -1,0 +1,142 @@
+use super::*;
+
+fn parse(text: &str) -> Result<Config, String> {
+    Config::parse(Path::new("/etc/outpost/agent.toml"), text).map_err(|e| e.to_string())
+}
+
+const MINIMAL: &str = r#"
+    [agent]
+    id = "store-042"
+    state_dir = "/var/lib/outpost"
+    [[source]]
+    name = "platform"
+    url = "https://git.example.com/fleet/platform.git"
+    branch = "main"
+    path = "clusters/store-042/"
+    target = "directory:/srv/manifests"
+"#;
+
+#[test]
+fn minimal_config_gets_defaults() {
+    let c = parse(MINIMAL).unwrap();
+    let s = &c.sources[0];
+    assert_eq!(s.git_ref, GitRef::Branch("main".into()));
+    assert_eq!(s.path, "clusters/store-042");
+    assert_eq!(s.interval, Duration::from_secs(60));
+    assert_eq!(s.timeout, Duration::from_secs(120));
+    assert_eq!(s.target, TargetSpec::Directory("/srv/manifests".into()));
+    assert!(s.prune);
+    assert_eq!(c.agent.limits, Limits::default());
+}
+
+#[test]
+fn unknown_key_is_named() {
+    let err =
+        parse(&MINIMAL.replace("branch = \"main\"", "branch = \"main\"\nbrnach = 1")).unwrap_err();
+    assert!(err.contains("brnach"), "{err}");
+    assert!(err.contains("remove the key"), "{err}");
+}
+
+#[test]
+fn exactly_one_ref() {
+    let err = parse(&MINIMAL.replace("branch = \"main\"", "branch = \"main\"\ntag = \"v1\""))
+        .unwrap_err();
+    assert!(
+        err.contains("source \"platform\": set exactly one of branch, tag, semver, commit"),
+        "{err}"
+    );
+    let err = parse(&MINIMAL.replace("branch = \"main\"", "")).unwrap_err();
+    assert!(err.contains("set exactly one of"), "{err}");
+}
+
+#[test]
+fn bad_values_name_key_value_and_fix() {
+    let err = parse(&MINIMAL.replace(
+        "branch = \"main\"",
+        "branch = \"main\"\ninterval = \"5 minutes\"",
+    ))
+    .unwrap_err();
+    assert!(
+        err.contains("interval") && err.contains("5 minutes") && err.contains("\"5m\""),
+        "{err}"
+    );
+    let err = parse(&MINIMAL.replace("directory:/srv/manifests", "folder")).unwrap_err();
+    assert!(
+        err.contains("target") && err.contains("directory:/path/to/folder"),
+        "{err}"
+    );
+    let err = parse(
+        &MINIMAL
+            .replace("main\"", "main\"\nsemver = \"\"")
+            .replace("branch = \"main\"", ""),
+    )
+    .unwrap_err();
+    assert!(err.contains("semver"), "{err}");
+    let err = parse(&MINIMAL.replace("clusters/store-042/", "../etc")).unwrap_err();
+    assert!(err.contains("path") && err.contains(".."), "{err}");
+}
+
+#[test]
+fn duplicate_names_and_bad_names() {
+    let twice = format!("{MINIMAL}\n[[source]]\nname = \"platform\"\nurl = \"file:///x\"\nbranch = \"b\"\ntarget = \"directory:/d\"\n");
+    assert!(parse(&twice).unwrap_err().contains("used twice"));
+    let err = parse(&MINIMAL.replace("name = \"platform\"", "name = \"Plat/form\"")).unwrap_err();
+    assert!(err.contains("lowercase"), "{err}");
+}
+
+#[test]
+fn unsupported_sections_are_refused_not_ignored() {
+    let err = parse(&format!("{MINIMAL}\n[source.verify]\nmode = \"head\"\n")).unwrap_err();
+    assert!(err.contains("verify"), "{err}");
+    let err = parse(&format!("{MINIMAL}\n[kubernetes]\nfield_manager = \"x\"\n")).unwrap_err();
+    assert!(err.contains("[kubernetes]"), "{err}");
+}
+
+#[test]
+fn auth_combinations() {
+    let with_auth = |a: &str| parse(&format!("{MINIMAL}\n[source.auth]\n{a}\n"));
+    assert!(with_auth("token_file = \"/t\"").is_ok());
+    assert!(with_auth("username = \"u\"")
+        .unwrap_err()
+        .contains("password_file"));
+    assert!(
+        with_auth("ssh_key_file = \"/k\"\nknown_hosts_file = \"/kh\"")
+            .unwrap_err()
+            .contains("ssh")
+    );
+    let ssh = MINIMAL.replace(
+        "https://git.example.com/fleet/platform.git",
+        "git@example.com:fleet/platform.git",
+    );
+    let err = parse(&format!("{ssh}\n[source.auth]\nssh_key_file = \"/k\"\n")).unwrap_err();
+    assert!(err.contains("known_hosts_file"), "{err}");
+}
+
+#[test]
+fn relative_paths_follow_the_config_file() {
+    let c = parse(
+        &MINIMAL
+            .replace("/var/lib/outpost", "state")
+            .replace("directory:/srv/manifests", "directory:out"),
+    )
+    .unwrap();
+    assert_eq!(c.agent.state_dir, PathBuf::from("/etc/outpost/state"));
+    assert_eq!(
+        c.sources[0].target,
+        TargetSpec::Directory("/etc/outpost/out".into())
+    );
+}
+
+#[test]
+fn durations_and_sizes() {
+    assert_eq!(parse_duration("30s"), Some(Duration::from_secs(30)));
+    assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
+    assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+    assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
+    assert_eq!(parse_duration("5"), None);
+    assert_eq!(parse_duration("m"), None);
+    assert_eq!(parse_duration("1x"), None);
+    assert_eq!(parse_size("8MiB"), Some(8 << 20));
+    assert_eq!(parse_size("100"), Some(100));
+    assert_eq!(parse_size("1 TB"), None);
+}
