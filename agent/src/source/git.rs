@@ -52,7 +52,11 @@ impl GitRemote {
     }
 
     /// Lists the refs matching `ref_name` (a full ref, or `refs/tags/*`) with one protocol v2 `ls-refs` round.
-    pub fn list(&self, ref_name: &str, interrupt: &AtomicBool) -> Result<Vec<ListedRef>, SourceError> {
+    pub fn list(
+        &self,
+        ref_name: &str,
+        interrupt: &AtomicBool,
+    ) -> Result<Vec<ListedRef>, SourceError> {
         let _ = interrupt;
         let repo = self.open_cache()?;
         let creds = self.credentials()?;
@@ -62,7 +66,9 @@ impl GitRemote {
             format!("+{ref_name}:{FETCHED_REF}")
         };
         let remote = self.remote(&repo, &spec, &creds)?;
-        let conn = remote.connect(Direction::Fetch).map_err(|e| self.net_error(e, &creds))?;
+        let conn = remote
+            .connect(Direction::Fetch)
+            .map_err(|e| self.net_error(e, &creds))?;
         let conn = self.configure(conn, &creds);
         let (ref_map, _handshake) = conn
             .ref_map(gix::progress::Discard, Default::default())
@@ -97,11 +103,14 @@ impl GitRemote {
     }
 
     fn fetch_once(&self, ref_name: &str, interrupt: &AtomicBool) -> Result<String, SourceError> {
+        self.clear_stale_locks();
         let repo = self.open_cache()?;
         let creds = self.credentials()?;
         let spec = format!("+{ref_name}:{FETCHED_REF}");
         let remote = self.remote(&repo, &spec, &creds)?;
-        let conn = remote.connect(Direction::Fetch).map_err(|e| self.net_error(e, &creds))?;
+        let conn = remote
+            .connect(Direction::Fetch)
+            .map_err(|e| self.net_error(e, &creds))?;
         let conn = self.configure(conn, &creds);
         let depth = NonZeroU32::new(1).expect("1 is not zero");
         conn.prepare_fetch(gix::progress::Discard, Default::default())
@@ -150,12 +159,16 @@ impl GitRemote {
         if !self.cache_dir.join("HEAD").exists() {
             self.init_cache()?;
         }
-        let mut overrides = vec!["gitoxide.userAgent=outpost/".to_string() + env!("CARGO_PKG_VERSION")];
+        let mut overrides =
+            vec!["gitoxide.userAgent=outpost/".to_string() + env!("CARGO_PKG_VERSION")];
         if let Some(cmd) = self.ssh_command() {
             overrides.push(format!("core.sshCommand={cmd}"));
         }
-        gix::open_opts(&self.cache_dir, gix::open::Options::isolated().config_overrides(overrides))
-            .map_err(|e| self.cache_error(e))
+        gix::open_opts(
+            &self.cache_dir,
+            gix::open::Options::isolated().config_overrides(overrides),
+        )
+        .map_err(|e| self.cache_error(e))
     }
 
     /// Creates the bare repository beside its final place and renames it in, so a crash never leaves a
@@ -163,15 +176,15 @@ impl GitRemote {
     fn init_cache(&self) -> Result<(), SourceError> {
         let parent = self.cache_dir.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(parent).map_err(|e| self.cache_error(e))?;
-        let staging = parent.join(format!(
-            ".{}.init-{}",
-            self.source.name,
-            std::process::id()
-        ));
+        let staging = parent.join(format!(".{}.init-{}", self.source.name, std::process::id()));
         // Leftovers of earlier crashed inits (any pid) go first.
         let leftover_prefix = format!(".{}.init-", self.source.name);
         for entry in std::fs::read_dir(parent).into_iter().flatten().flatten() {
-            if entry.file_name().to_string_lossy().starts_with(&leftover_prefix) {
+            if entry
+                .file_name()
+                .to_string_lossy()
+                .starts_with(&leftover_prefix)
+            {
                 let _ = std::fs::remove_dir_all(entry.path());
             }
         }
@@ -187,6 +200,26 @@ impl GitRemote {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(self.cache_error(e)),
+        }
+    }
+
+    /// Removes lock files a killed fetch left behind. Safe because this process is the cache's only writer: the
+    /// store's lock keeps other agents out, and a source's passes run one at a time.
+    fn clear_stale_locks(&self) {
+        let mut dirs = vec![self.cache_dir.clone()];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                let name = entry.file_name().to_string_lossy().to_string();
+                if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    dirs.push(path);
+                } else if name.ends_with(".lock")
+                    || (dir.ends_with("objects/pack") && name.starts_with("tmp"))
+                {
+                    tracing::debug!(file = %path.display(), "removing a stale lock left by an interrupted fetch");
+                    let _ = std::fs::remove_file(&path);
+                }
+            }
         }
     }
 
@@ -395,15 +428,25 @@ impl Describe for &str {
 /// Adds the likely fix to the transport errors an operator meets most.
 fn explain(message: &str) -> String {
     let lower = message.to_ascii_lowercase();
-    let hint = if lower.contains("401") || lower.contains("authentication") || lower.contains("unauthorized") {
+    let hint = if lower.contains("401")
+        || lower.contains("authentication")
+        || lower.contains("unauthorized")
+    {
         "; the server refused our credentials: check token_file or username/password_file in [source.auth]"
     } else if lower.contains("403") {
         "; the credentials are valid but may not read this repository"
-    } else if lower.contains("certificate") || lower.contains("unknownissuer") || lower.contains("invalid peer") {
+    } else if lower.contains("certificate")
+        || lower.contains("unknownissuer")
+        || lower.contains("invalid peer")
+    {
         "; the server's TLS certificate is not trusted: set ca_file to the CA that signed it"
     } else if lower.contains("host key verification failed") {
         "; the SSH host key is not in known_hosts_file, or changed"
-    } else if lower.contains("connection refused") || lower.contains("dns") || lower.contains("timed out") || lower.contains("connect") {
+    } else if lower.contains("connection refused")
+        || lower.contains("dns")
+        || lower.contains("timed out")
+        || lower.contains("connect")
+    {
         "; the Git host is unreachable: the last good revision stays applied and the poll is retried with backoff"
     } else {
         ""
@@ -419,7 +462,11 @@ fn base64_encode(data: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
     for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -436,13 +483,22 @@ fn base64_encode(data: &[u8]) -> String {
 mod tests {
     #[test]
     fn base64_matches_rfc4648_vectors() {
-        for (input, expected) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foobar", "Zm9vYmFy")] {
+        for (input, expected) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foobar", "Zm9vYmFy"),
+        ] {
             assert_eq!(super::base64_encode(input.as_bytes()), expected);
         }
     }
 
     #[test]
     fn quoting_survives_spaces_and_quotes() {
-        assert_eq!(super::shell_quote(std::path::Path::new("/a b/it's")), r"'/a b/it'\''s'");
+        assert_eq!(
+            super::shell_quote(std::path::Path::new("/a b/it's")),
+            r"'/a b/it'\''s'"
+        );
     }
 }
