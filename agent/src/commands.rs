@@ -22,11 +22,19 @@ pub enum CommandError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
-    Reconcile(#[from] ReconcileError),
+    Reconcile(Box<ReconcileError>),
     #[error("{0}")]
     Usage(String),
-    #[error("cannot create the state directory {dir}: {message}; create it or set [agent] state_dir")]
+    #[error(
+        "cannot create the state directory {dir}: {message}; create it or set [agent] state_dir"
+    )]
     StateDir { dir: PathBuf, message: String },
+}
+
+impl From<ReconcileError> for CommandError {
+    fn from(e: ReconcileError) -> Self {
+        CommandError::Reconcile(Box::new(e))
+    }
 }
 
 /// The config path from `--config`, else `OUTPOST_CONFIG` (clap reads it), else the default.
@@ -64,7 +72,10 @@ pub async fn run(config: Config) -> Result<ExitCode, CommandError> {
 
 async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
         // Without signal handlers the daemon can still be killed; it just cannot drain first.
         return std::future::pending().await;
     };
@@ -85,13 +96,22 @@ pub async fn sync(config: Config, only: Option<String>) -> Result<ExitCode, Comm
     schedule::prune_removed_sources(&config, &store).await?;
     let (_stop, shutdown) = watch::channel(false);
     let mut failed = 0;
-    for source in config.sources.iter().filter(|s| only.as_ref().is_none_or(|n| *n == s.name)) {
+    for source in config
+        .sources
+        .iter()
+        .filter(|s| only.as_ref().is_none_or(|n| *n == s.name))
+    {
         let r = schedule::reconciler(&config, source, &store);
         match r.pass(&shutdown).await {
             Ok(PassOutcome::Applied { revision, objects }) => {
-                println!("{}: applied {revision} ({objects} objects) to {}", source.name, source.target)
+                println!(
+                    "{}: applied {revision} ({objects} objects) to {}",
+                    source.name, source.target
+                )
             }
-            Ok(PassOutcome::Unchanged { revision }) => println!("{}: unchanged at {revision}", source.name),
+            Ok(PassOutcome::Unchanged { revision }) => {
+                println!("{}: unchanged at {revision}", source.name)
+            }
             Err(e) => {
                 failed += 1;
                 println!("{}: FAILED: {e}", source.name);
@@ -99,7 +119,11 @@ pub async fn sync(config: Config, only: Option<String>) -> Result<ExitCode, Comm
         }
     }
     let _ = std::fs::remove_file(config.agent.state_dir.join(PID_FILE));
-    Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    Ok(if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }
 
 /// `outpost status [--json]`: from the running daemon's snapshot, or from the store when none runs.
@@ -116,23 +140,42 @@ pub fn status(config: Config, json: bool) -> Result<ExitCode, CommandError> {
         Err(e) => return Err(e.into()),
     };
     if json {
-        println!("{}", serde_json::to_string_pretty(&snapshot).expect("status serialises"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&snapshot).expect("status serialises")
+        );
     } else {
         print!("{}", report::render_table(&snapshot, crate::store::now()));
     }
     let healthy = snapshot.sources.iter().all(|s| s.state == "Ready");
-    Ok(if healthy { ExitCode::SUCCESS } else { ExitCode::from(3) })
+    Ok(if healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    })
 }
 
 /// `outpost render --source NAME [--revision REV]`: prints what would be applied. Needs no cluster and never
 /// writes to the target or the store, so it works beside a running daemon.
-pub async fn render(config: Config, name: String, revision: Option<String>) -> Result<ExitCode, CommandError> {
+pub async fn render(
+    config: Config,
+    name: String,
+    revision: Option<String>,
+) -> Result<ExitCode, CommandError> {
     let Some(source_config) = config.source(&name) else {
         return Err(unknown_source(&config, &name));
     };
     // The daemon's cache is only read; fetching happens in a separate cache so two processes never write one repo.
-    let daemon_cache = Source::new(source_config, &config.agent.state_dir.join("git"), config.agent.limits);
-    let own_cache = Source::new(source_config, &config.agent.state_dir.join("git-render"), config.agent.limits);
+    let daemon_cache = Source::new(
+        source_config,
+        &config.agent.state_dir.join("git"),
+        config.agent.limits,
+    );
+    let own_cache = Source::new(
+        source_config,
+        &config.agent.state_dir.join("git-render"),
+        config.agent.limits,
+    );
     let err = |error: SourceError| ReconcileError::Source {
         source_name: name.clone(),
         error,
@@ -167,10 +210,12 @@ pub async fn render(config: Config, name: String, revision: Option<String>) -> R
     for w in &manifests.warnings {
         eprintln!("warning: {w}");
     }
-    let bundle = crate::build::build(&manifests.files, &config.agent.limits).map_err(|error| ReconcileError::Build {
-        source_name: name.clone(),
-        revision: commit.clone(),
-        error,
+    let bundle = crate::build::build(&manifests.files, &config.agent.limits).map_err(|error| {
+        ReconcileError::Build {
+            source_name: name.clone(),
+            revision: commit.clone(),
+            error,
+        }
     })?;
     let text = directory::render(&name, &commit, &bundle).map_err(CommandError::Usage)?;
     print!("{text}");
@@ -182,6 +227,10 @@ fn unknown_source(config: &Config, name: &str) -> CommandError {
     CommandError::Usage(format!(
         "no source named {name:?} in {}; known sources: {}",
         config.path.display(),
-        if known.is_empty() { "none".into() } else { known.join(", ") }
+        if known.is_empty() {
+            "none".into()
+        } else {
+            known.join(", ")
+        }
     ))
 }

@@ -8,7 +8,11 @@ use outpost_agent::commands;
 use outpost_agent::logging::{self, LogFormat};
 
 #[derive(Parser)]
-#[command(name = "outpost", version, about = "Lightweight GitOps pull agent for the edge")]
+#[command(
+    name = "outpost",
+    version,
+    about = "Lightweight GitOps pull agent for the edge"
+)]
 struct Cli {
     /// Config file.
     #[arg(long, global = true, env = "OUTPOST_CONFIG", default_value = outpost_agent::config::DEFAULT_CONFIG_PATH)]
@@ -68,7 +72,9 @@ fn main() -> anyhow::Result<ExitCode> {
             Command::Run => commands::run(config).await,
             Command::Sync { source } => commands::sync(config, source).await,
             Command::Status { json } => commands::status(config, json),
-            Command::Render { source, revision } => commands::render(config, source, revision).await,
+            Command::Render { source, revision } => {
+                commands::render(config, source, revision).await
+            }
         }
     });
     match result {

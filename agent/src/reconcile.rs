@@ -11,7 +11,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use crate::build::{self, Bundle, BuildError};
+use crate::build::{self, BuildError, Bundle};
 use crate::config::{Limits, SourceConfig};
 use crate::source::{Probe, Source, SourceError};
 use crate::store::{now, HistoryEntry, SourceRecord, Store, StoreError};
@@ -20,7 +20,10 @@ use crate::target::{Target, TargetError};
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
     #[error("source \"{source_name}\": {error}")]
-    Source { source_name: String, error: SourceError },
+    Source {
+        source_name: String,
+        error: SourceError,
+    },
     #[error("source \"{source_name}\", revision {revision}: {error}")]
     Build {
         source_name: String,
@@ -68,7 +71,13 @@ pub struct Reconciler {
 }
 
 impl Reconciler {
-    pub fn new(config: &SourceConfig, store: Arc<Store>, git_cache_root: &std::path::Path, limits: Limits, keep: usize) -> Self {
+    pub fn new(
+        config: &SourceConfig,
+        store: Arc<Store>,
+        git_cache_root: &std::path::Path,
+        limits: Limits,
+        keep: usize,
+    ) -> Self {
         Reconciler {
             config: config.clone(),
             source: Source::new(config, git_cache_root, limits),
@@ -101,19 +110,25 @@ impl Reconciler {
     }
 
     /// One full pass. Errors are recorded in the store before they are returned.
-    pub async fn pass(&self, shutdown: &watch::Receiver<bool>) -> Result<PassOutcome, ReconcileError> {
+    pub async fn pass(
+        &self,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<PassOutcome, ReconcileError> {
         let record = self.store.record(self.name())?;
         let probe = match cancellable(shutdown, self.source.probe()).await {
             None => return Err(ReconcileError::Cancelled(self.name().into())),
             Some(Ok(p)) => p,
-            Some(Err(error)) => return Err(self.fail(&record, None, self.source_error(error)).await),
+            Some(Err(error)) => {
+                return Err(self.fail(&record, None, self.source_error(error)).await)
+            }
         };
 
         // The common case, and the cheap one: the remote still points at what we run.
         if record.last_good.as_deref() == Some(probe.commit.as_str()) {
             return self.unchanged(&record, &probe.commit).await;
         }
-        let cached = record.fetched.as_deref() == Some(probe.commit.as_str()) && self.source.has_commit(&probe.commit).await;
+        let cached = record.fetched.as_deref() == Some(probe.commit.as_str())
+            && self.source.has_commit(&probe.commit).await;
 
         let revision = if cached {
             probe.commit.clone()
@@ -182,11 +197,18 @@ impl Reconciler {
         })
     }
 
-    async fn fetch(&self, record: &SourceRecord, probe: &Probe, shutdown: &watch::Receiver<bool>) -> Result<String, ReconcileError> {
+    async fn fetch(
+        &self,
+        record: &SourceRecord,
+        probe: &Probe,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<String, ReconcileError> {
         let revision = match cancellable(shutdown, self.source.fetch(probe)).await {
             None => return Err(ReconcileError::Cancelled(self.name().into())),
             Some(Ok(r)) => r,
-            Some(Err(error)) => return Err(self.fail(record, None, self.source_error(error)).await),
+            Some(Err(error)) => {
+                return Err(self.fail(record, None, self.source_error(error)).await)
+            }
         };
         let rev = revision.clone();
         self.store.update(
@@ -203,7 +225,11 @@ impl Reconciler {
         Ok(revision)
     }
 
-    async fn unchanged(&self, record: &SourceRecord, revision: &str) -> Result<PassOutcome, ReconcileError> {
+    async fn unchanged(
+        &self,
+        record: &SourceRecord,
+        revision: &str,
+    ) -> Result<PassOutcome, ReconcileError> {
         if let Some(bundle) = self.store.bundle(self.name(), revision)? {
             let applied = self
                 .target
@@ -211,7 +237,11 @@ impl Reconciler {
                 .await
                 .map_err(|error| self.target_error(revision, error));
             match applied {
-                Ok(a) if a.changed => tracing::info!(source = self.name(), revision, "target had drifted: last good re-applied"),
+                Ok(a) if a.changed => tracing::info!(
+                    source = self.name(),
+                    revision,
+                    "target had drifted: last good re-applied"
+                ),
                 Ok(_) => {}
                 Err(e) => return Err(self.fail(record, Some(revision), e).await),
             }
@@ -223,13 +253,19 @@ impl Reconciler {
             || record.fetched.as_deref() != Some(revision)
         {
             let rev = revision.to_string();
-            self.store.update(self.name(), entry(state::READY, Some(revision), None), None, self.keep, |r| {
-                r.state = state::READY.into();
-                r.last_error = None;
-                r.applied = Some(rev.clone());
-                r.fetched = Some(rev);
-                r.last_seen = Some(now());
-            })?;
+            self.store.update(
+                self.name(),
+                entry(state::READY, Some(revision), None),
+                None,
+                self.keep,
+                |r| {
+                    r.state = state::READY.into();
+                    r.last_error = None;
+                    r.applied = Some(rev.clone());
+                    r.fetched = Some(rev);
+                    r.last_seen = Some(now());
+                },
+            )?;
         }
         Ok(PassOutcome::Unchanged {
             revision: revision.to_string(),
@@ -237,10 +273,20 @@ impl Reconciler {
     }
 
     /// Records a failed pass and keeps (re-applies) the last good bundle. Returns the error for the caller.
-    async fn fail(&self, record: &SourceRecord, revision: Option<&str>, error: ReconcileError) -> ReconcileError {
+    async fn fail(
+        &self,
+        record: &SourceRecord,
+        revision: Option<&str>,
+        error: ReconcileError,
+    ) -> ReconcileError {
         let message = error.to_string();
-        let offline = matches!(&error, ReconcileError::Source { error, .. } if !error.is_content_error());
-        let state = if offline && record.last_good.is_some() { state::STALE } else { state::FAILED };
+        let offline =
+            matches!(&error, ReconcileError::Source { error, .. } if !error.is_content_error());
+        let state = if offline && record.last_good.is_some() {
+            state::STALE
+        } else {
+            state::FAILED
+        };
         tracing::warn!(source = self.name(), state, "{message}");
         if let Some(last_good) = &record.last_good {
             if self.config.rollback || offline {
@@ -253,11 +299,17 @@ impl Reconciler {
         if record.state != state || record.last_error.as_deref() != Some(message.as_str()) {
             let msg = message.clone();
             let applied = record.last_good.clone();
-            let result = self.store.update(self.name(), entry(state, revision, Some(&message)), None, self.keep, |r| {
-                r.state = state.into();
-                r.last_error = Some(msg);
-                r.applied = applied;
-            });
+            let result = self.store.update(
+                self.name(),
+                entry(state, revision, Some(&message)),
+                None,
+                self.keep,
+                |r| {
+                    r.state = state.into();
+                    r.last_error = Some(msg);
+                    r.applied = applied;
+                },
+            );
             if let Err(e) = result {
                 tracing::error!(source = self.name(), "cannot record the failure: {e}");
             }
@@ -291,7 +343,10 @@ fn entry(state: &str, revision: Option<&str>, message: Option<&str>) -> HistoryE
 }
 
 /// Runs `fut` unless shutdown is (or becomes) requested; `None` means it was abandoned.
-async fn cancellable<T>(shutdown: &watch::Receiver<bool>, fut: impl std::future::Future<Output = T>) -> Option<T> {
+async fn cancellable<T>(
+    shutdown: &watch::Receiver<bool>,
+    fut: impl std::future::Future<Output = T>,
+) -> Option<T> {
     let mut shutdown = shutdown.clone();
     if *shutdown.borrow() {
         return None;

@@ -29,9 +29,21 @@ pub fn secrets(text: &str, secrets: &[&str]) -> String {
 mod tests {
     #[test]
     fn user_info_is_hidden() {
-        assert_eq!(super::url("https://bob:hunter2@git.example.com/a.git"), "https://***@git.example.com/a.git");
-        assert_eq!(super::url("https://git.example.com/a@b.git"), "https://git.example.com/a@b.git");
-        assert_eq!(super::url("git@example.com:fleet/a.git"), "git@example.com:fleet/a.git");
-        assert_eq!(super::secrets("token abcdef in text", &["abcdef"]), "token *** in text");
+        assert_eq!(
+            super::url("https://bob:hunter2@git.example.com/a.git"),
+            "https://***@git.example.com/a.git"
+        );
+        assert_eq!(
+            super::url("https://git.example.com/a@b.git"),
+            "https://git.example.com/a@b.git"
+        );
+        assert_eq!(
+            super::url("git@example.com:fleet/a.git"),
+            "git@example.com:fleet/a.git"
+        );
+        assert_eq!(
+            super::secrets("token abcdef in text", &["abcdef"]),
+            "token *** in text"
+        );
     }
 }

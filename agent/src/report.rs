@@ -92,7 +92,12 @@ impl Board {
     pub fn new(config: &Config, store: &Store) -> Result<Board, StoreError> {
         let mut snapshot = from_store(config, store)?;
         snapshot.daemon_pid = Some(std::process::id());
-        let index = snapshot.sources.iter().enumerate().map(|(i, s)| (s.name.clone(), i)).collect();
+        let index = snapshot
+            .sources
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.clone(), i))
+            .collect();
         Ok(Board {
             path: config.agent.state_dir.join(SNAPSHOT_FILE),
             snapshot: Mutex::new((snapshot, index)),
@@ -137,7 +142,11 @@ pub fn pid_holder(state_dir: &Path) -> String {
 
 /// The human form of `outpost status`.
 pub fn render_table(snapshot: &Snapshot, now: u64) -> String {
-    let short = |r: &Option<String>| r.as_deref().map(|r| r.chars().take(12).collect::<String>()).unwrap_or_else(|| "-".into());
+    let short = |r: &Option<String>| {
+        r.as_deref()
+            .map(|r| r.chars().take(12).collect::<String>())
+            .unwrap_or_else(|| "-".into())
+    };
     let ago = |t: Option<u64>| match t {
         Some(t) if t <= now => format!("{}s ago", now - t),
         Some(t) => format!("in {}s", t - now),

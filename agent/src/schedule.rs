@@ -19,7 +19,11 @@ use crate::store::{now, Store, StoreError};
 use crate::target::Target;
 
 /// Runs every source until `shutdown` turns true; returns once in-flight passes have finished their writes.
-pub async fn run(config: &Config, store: Arc<Store>, shutdown: watch::Receiver<bool>) -> Result<(), StoreError> {
+pub async fn run(
+    config: &Config,
+    store: Arc<Store>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), StoreError> {
     let board = Arc::new(Board::new(config, &store)?);
     let reconcilers: Vec<Arc<Reconciler>> = config
         .sources
@@ -29,9 +33,14 @@ pub async fn run(config: &Config, store: Arc<Store>, shutdown: watch::Receiver<b
 
     for r in &reconcilers {
         match r.restore_last_good().await {
-            Ok(Some(rev)) => tracing::info!(source = r.name(), revision = %rev, "last good revision re-applied from the store"),
+            Ok(Some(rev)) => {
+                tracing::info!(source = r.name(), revision = %rev, "last good revision re-applied from the store")
+            }
             Ok(None) => {}
-            Err(e) => tracing::warn!(source = r.name(), "cannot re-apply the last good revision: {e}"),
+            Err(e) => tracing::warn!(
+                source = r.name(),
+                "cannot re-apply the last good revision: {e}"
+            ),
         }
     }
     prune_removed_sources(config, &store).await?;
@@ -53,7 +62,11 @@ pub async fn run(config: &Config, store: Arc<Store>, shutdown: watch::Receiver<b
     Ok(())
 }
 
-pub fn reconciler(config: &Config, source: &crate::config::SourceConfig, store: &Arc<Store>) -> Reconciler {
+pub fn reconciler(
+    config: &Config,
+    source: &crate::config::SourceConfig,
+    store: &Arc<Store>,
+) -> Reconciler {
     Reconciler::new(
         source,
         store.clone(),
@@ -63,7 +76,12 @@ pub fn reconciler(config: &Config, source: &crate::config::SourceConfig, store: 
     )
 }
 
-async fn source_loop(r: Arc<Reconciler>, store: Arc<Store>, board: Arc<Board>, mut shutdown: watch::Receiver<bool>) {
+async fn source_loop(
+    r: Arc<Reconciler>,
+    store: Arc<Store>,
+    board: Arc<Board>,
+    mut shutdown: watch::Receiver<bool>,
+) {
     let interval = r.config.interval;
     let mut backoff = retry_policy(interval);
     // A short random start delay spreads a fleet that boots at once (power returns to a whole region).
@@ -128,12 +146,17 @@ pub async fn prune_removed_sources(config: &Config, store: &Store) -> Result<(),
         if config.source(&name).is_some() {
             continue;
         }
-        let dir = record.target.as_deref().and_then(|t| t.strip_prefix("directory:"));
+        let dir = record
+            .target
+            .as_deref()
+            .and_then(|t| t.strip_prefix("directory:"));
         match dir {
             Some(dir) if record.prune => {
                 let target = Target::new(&TargetSpec::Directory(dir.into()));
                 match target.remove(&name).await {
-                    Ok(true) => tracing::info!(source = %name, "source removed from the config: its file was pruned"),
+                    Ok(true) => {
+                        tracing::info!(source = %name, "source removed from the config: its file was pruned")
+                    }
                     Ok(false) => {}
                     Err(e) => {
                         tracing::warn!(source = %name, "cannot prune the removed source: {e}; will retry at next start");
@@ -141,7 +164,9 @@ pub async fn prune_removed_sources(config: &Config, store: &Store) -> Result<(),
                     }
                 }
             }
-            _ => tracing::info!(source = %name, "source removed from the config: prune is off, its objects are left in place"),
+            _ => {
+                tracing::info!(source = %name, "source removed from the config: prune is off, its objects are left in place")
+            }
         }
         store.remove_source(&name)?;
     }
@@ -156,7 +181,9 @@ mod tests {
     fn jitter_stays_within_ten_percent() {
         let base = Duration::from_secs(60);
         let samples: Vec<Duration> = (0..1000).map(|_| jittered(base, 0.1)).collect();
-        assert!(samples.iter().all(|d| *d >= Duration::from_secs(54) && *d <= Duration::from_secs(66)));
+        assert!(samples
+            .iter()
+            .all(|d| *d >= Duration::from_secs(54) && *d <= Duration::from_secs(66)));
         let distinct: std::collections::BTreeSet<_> = samples.iter().collect();
         assert!(distinct.len() > 100, "jitter must actually vary");
     }
@@ -165,9 +192,15 @@ mod tests {
     fn backoff_grows_and_levels_off() {
         let mut b = retry_policy(Duration::from_secs(60));
         let delays: Vec<Duration> = (0..12).map(|_| b.next_backoff().unwrap()).collect();
-        assert!(delays[0] >= Duration::from_secs(3) && delays[0] <= Duration::from_secs(9), "{delays:?}");
+        assert!(
+            delays[0] >= Duration::from_secs(3) && delays[0] <= Duration::from_secs(9),
+            "{delays:?}"
+        );
         assert!(delays[4] > delays[0]);
-        assert!(delays.iter().all(|d| *d <= Duration::from_secs(900)), "{delays:?}");
+        assert!(
+            delays.iter().all(|d| *d <= Duration::from_secs(900)),
+            "{delays:?}"
+        );
         b.reset();
         assert!(b.next_backoff().unwrap() <= Duration::from_secs(9));
     }

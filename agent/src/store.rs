@@ -40,7 +40,11 @@ pub enum StoreError {
     #[error("store {dir}: {message} (is the disk full?)")]
     Io { dir: PathBuf, message: String },
     #[error("store {dir}: record {key} is unreadable ({message}); move the state directory away to start afresh")]
-    Corrupt { dir: PathBuf, key: String, message: String },
+    Corrupt {
+        dir: PathBuf,
+        key: String,
+        message: String,
+    },
     #[error("the store {dir} was written by a newer outpost (layout {found}, this one reads {SCHEMA}); upgrade the agent")]
     NewerSchema { dir: PathBuf, found: u32 },
 }
@@ -120,11 +124,15 @@ impl Store {
     fn check_schema(&self) -> Result<(), StoreError> {
         match self.tree.get(SCHEMA_KEY).map_err(|e| self.io(e))? {
             None => {
-                self.tree.insert(SCHEMA_KEY, &SCHEMA.to_be_bytes()).map_err(|e| self.io(e))?;
+                self.tree
+                    .insert(SCHEMA_KEY, &SCHEMA.to_be_bytes())
+                    .map_err(|e| self.io(e))?;
                 self.flush()
             }
             Some(v) => {
-                let found = <[u8; 4]>::try_from(v.as_ref()).map(u32::from_be_bytes).unwrap_or(u32::MAX);
+                let found = <[u8; 4]>::try_from(v.as_ref())
+                    .map(u32::from_be_bytes)
+                    .unwrap_or(u32::MAX);
                 if found > SCHEMA {
                     return Err(StoreError::NewerSchema {
                         dir: self.dir.clone(),
@@ -160,7 +168,11 @@ impl Store {
     }
 
     pub fn bundle(&self, source: &str, revision: &str) -> Result<Option<Bundle>, StoreError> {
-        match self.tree.get(bundle_key(source, revision)).map_err(|e| self.io(e))? {
+        match self
+            .tree
+            .get(bundle_key(source, revision))
+            .map_err(|e| self.io(e))?
+        {
             Some(v) => Ok(Some(self.decode(&format!("bun/{source}/{revision}"), &v)?)),
             None => Ok(None),
         }
@@ -253,7 +265,11 @@ impl Store {
         }
     }
 
-    fn decode<T: for<'de> Deserialize<'de>>(&self, key: &str, bytes: &[u8]) -> Result<T, StoreError> {
+    fn decode<T: for<'de> Deserialize<'de>>(
+        &self,
+        key: &str,
+        bytes: &[u8],
+    ) -> Result<T, StoreError> {
         serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
             dir: self.dir.clone(),
             key: key.to_string(),
@@ -292,7 +308,9 @@ mod tests {
     use super::*;
 
     fn bundle(n: usize) -> Bundle {
-        Bundle::new(vec![serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("c{n}")}})])
+        Bundle::new(vec![
+            serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("c{n}")}}),
+        ])
     }
 
     fn entry(state: &str) -> HistoryEntry {
@@ -326,7 +344,10 @@ mod tests {
         let (rev, b) = store.last_good("web").unwrap().unwrap();
         assert_eq!(rev, "rev4");
         assert_eq!(b, bundle(4));
-        assert_eq!(store.record("web").unwrap().revisions, ["rev4", "rev3", "rev2"]);
+        assert_eq!(
+            store.record("web").unwrap().revisions,
+            ["rev4", "rev3", "rev2"]
+        );
         assert!(store.bundle("web", "rev1").unwrap().is_none(), "evicted");
         assert!(store.bundle("web", "rev2").unwrap().is_some());
     }
@@ -339,13 +360,22 @@ mod tests {
         // Later revisions applied but not good (e.g. failed health) must not push out the last good bundle.
         for i in 1..6 {
             store
-                .update("web", entry("Failed"), Some((&format!("bad{i}"), &bundle(i))), 2, |r| {
-                    r.applied = Some(format!("bad{i}"));
-                })
+                .update(
+                    "web",
+                    entry("Failed"),
+                    Some((&format!("bad{i}"), &bundle(i))),
+                    2,
+                    |r| {
+                        r.applied = Some(format!("bad{i}"));
+                    },
+                )
                 .unwrap();
         }
         assert_eq!(store.last_good("web").unwrap().unwrap().0, "good");
-        assert_eq!(store.record("web").unwrap().revisions, ["bad5", "bad4", "good"]);
+        assert_eq!(
+            store.record("web").unwrap().revisions,
+            ["bad5", "bad4", "good"]
+        );
     }
 
     #[test]
@@ -353,7 +383,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path()).unwrap();
         for _ in 0..(HISTORY_LEN + 20) {
-            store.update("web", entry("Ready"), None, 3, |_| {}).unwrap();
+            store
+                .update("web", entry("Ready"), None, 3, |_| {})
+                .unwrap();
         }
         assert_eq!(store.history("web").unwrap().len() as u64, HISTORY_LEN);
         assert!(store.history("other").unwrap().is_empty());
@@ -365,11 +397,16 @@ mod tests {
         let store = Store::open(dir.path()).unwrap();
         apply(&store, "r1", &bundle(1));
         apply(&store, "r1", &bundle(1));
-        store.update("webx", entry("Ready"), Some(("r9", &bundle(9))), 3, |_| {}).unwrap();
+        store
+            .update("webx", entry("Ready"), Some(("r9", &bundle(9))), 3, |_| {})
+            .unwrap();
         store.remove_source("web").unwrap();
         assert!(store.sources().unwrap().iter().all(|(n, _)| n != "web"));
         assert!(store.bundle("web", "r1").unwrap().is_none());
         assert!(store.history("web").unwrap().is_empty());
-        assert!(store.bundle("webx", "r9").unwrap().is_some(), "a source sharing the prefix is untouched");
+        assert!(
+            store.bundle("webx", "r9").unwrap().is_some(),
+            "a source sharing the prefix is untouched"
+        );
     }
 }

@@ -18,7 +18,11 @@ pub enum BuildError {
     #[error("{file}: not valid UTF-8 (at byte {offset}); save the file as UTF-8")]
     NotUtf8 { file: String, offset: usize },
     #[error("{file}{at}: malformed YAML: {message}")]
-    Yaml { file: String, at: String, message: String },
+    Yaml {
+        file: String,
+        at: String,
+        message: String,
+    },
     #[error("{file}: malformed JSON at line {line}, column {column}: {message}")]
     Json {
         file: String,
@@ -33,10 +37,18 @@ pub enum BuildError {
         message: String,
     },
     #[error("{id} is defined twice: in {first} and in {second}; keep one")]
-    Duplicate { id: String, first: String, second: String },
-    #[error("the bundle has more than {limit} objects; split the source or raise [agent] max_objects")]
+    Duplicate {
+        id: String,
+        first: String,
+        second: String,
+    },
+    #[error(
+        "the bundle has more than {limit} objects; split the source or raise [agent] max_objects"
+    )]
     TooManyObjects { limit: usize },
-    #[error("no manifests found (no *.yaml, *.yml or *.json files under the source's path); check path")]
+    #[error(
+        "no manifests found (no *.yaml, *.yml or *.json files under the source's path); check path"
+    )]
     Empty,
 }
 
@@ -134,9 +146,12 @@ fn flatten(doc: Value, file: &str, document: usize) -> Result<Vec<Value>, BuildE
         message,
     };
     if !doc.is_object() {
-        return Err(invalid("is not a mapping; each document must be one Kubernetes object".into()));
+        return Err(invalid(
+            "is not a mapping; each document must be one Kubernetes object".into(),
+        ));
     }
-    let is_list = doc.get("kind").and_then(Value::as_str) == Some("List") && doc.get("items").is_some();
+    let is_list =
+        doc.get("kind").and_then(Value::as_str) == Some("List") && doc.get("items").is_some();
     if !is_list {
         return Ok(vec![doc]);
     }
@@ -160,18 +175,32 @@ fn flatten(doc: Value, file: &str, document: usize) -> Result<Vec<Value>, BuildE
 /// `group/kind namespace/name`: what makes two objects the same object in a cluster. The version is left out on
 /// purpose: `apps/v1` and `apps/v1beta1` Deployments of one name are one object.
 pub fn identity(object: &Value) -> Result<String, String> {
-    let field = |name: &str| object.get(name).and_then(Value::as_str).filter(|s| !s.is_empty());
-    let api_version = field("apiVersion").ok_or("has no apiVersion; every object needs apiVersion, kind and metadata.name")?;
-    let kind = field("kind").ok_or("has no kind; every object needs apiVersion, kind and metadata.name")?;
+    let field = |name: &str| {
+        object
+            .get(name)
+            .and_then(Value::as_str)
+            .filter(|s| !s.is_empty())
+    };
+    let api_version = field("apiVersion")
+        .ok_or("has no apiVersion; every object needs apiVersion, kind and metadata.name")?;
+    let kind = field("kind")
+        .ok_or("has no kind; every object needs apiVersion, kind and metadata.name")?;
     let metadata = object.get("metadata").filter(|m| m.is_object());
     let name = metadata
         .and_then(|m| m.get("name"))
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
         .ok_or_else(|| format!("{kind} has no metadata.name; every object needs apiVersion, kind and metadata.name"))?;
-    let namespace = metadata.and_then(|m| m.get("namespace")).and_then(Value::as_str).unwrap_or("");
+    let namespace = metadata
+        .and_then(|m| m.get("namespace"))
+        .and_then(Value::as_str)
+        .unwrap_or("");
     let group = api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
-    let gk = if group.is_empty() { kind.to_string() } else { format!("{group}/{kind}") };
+    let gk = if group.is_empty() {
+        kind.to_string()
+    } else {
+        format!("{group}/{kind}")
+    };
     Ok(if namespace.is_empty() {
         format!("{gk} {name}")
     } else {

@@ -20,7 +20,11 @@ fn multi_document_files_keep_order_and_skip_empty_documents() {
         file("b/c.json", r#"{"apiVersion":"apps/v1","kind":"Deployment","metadata":{"name":"d","namespace":"x"}}"#),
     ];
     let b = build(&files, &limits()).unwrap();
-    let kinds: Vec<&str> = b.objects.iter().map(|o| o["kind"].as_str().unwrap()).collect();
+    let kinds: Vec<&str> = b
+        .objects
+        .iter()
+        .map(|o| o["kind"].as_str().unwrap())
+        .collect();
     assert_eq!(kinds, ["ConfigMap", "Secret", "Deployment"]);
     assert!(b.digest.starts_with("sha256:") && b.digest.len() == 7 + 64);
 }
@@ -48,8 +52,14 @@ fn digest_is_stable_and_content_sensitive() {
 
 #[test]
 fn malformed_yaml_names_file_and_line() {
-    let err = build(&[file("apps/bad.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: [unclosed\n")], &limits())
-        .unwrap_err();
+    let err = build(
+        &[file(
+            "apps/bad.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: [unclosed\n",
+        )],
+        &limits(),
+    )
+    .unwrap_err();
     let msg = err.to_string();
     assert!(msg.starts_with("apps/bad.yaml, line "), "{msg}");
     assert!(msg.contains("malformed YAML"), "{msg}");
@@ -57,18 +67,42 @@ fn malformed_yaml_names_file_and_line() {
 
 #[test]
 fn missing_kind_or_name_is_refused() {
-    let err = build(&[file("x.yaml", "apiVersion: v1\nmetadata:\n  name: a\n")], &limits()).unwrap_err();
-    assert!(err.to_string().contains("x.yaml, document 1: has no kind"), "{err}");
-    let err = build(&[file("x.yaml", &format!("{CM}---\napiVersion: v1\nkind: Secret\nmetadata: {{}}\n"))], &limits())
-        .unwrap_err();
-    assert!(err.to_string().contains("document 2: Secret has no metadata.name"), "{err}");
+    let err = build(
+        &[file("x.yaml", "apiVersion: v1\nmetadata:\n  name: a\n")],
+        &limits(),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("x.yaml, document 1: has no kind"),
+        "{err}"
+    );
+    let err = build(
+        &[file(
+            "x.yaml",
+            &format!("{CM}---\napiVersion: v1\nkind: Secret\nmetadata: {{}}\n"),
+        )],
+        &limits(),
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("document 2: Secret has no metadata.name"),
+        "{err}"
+    );
     let err = build(&[file("x.yaml", "- just\n- a list\n")], &limits()).unwrap_err();
     assert!(err.to_string().contains("not a mapping"), "{err}");
 }
 
 #[test]
 fn duplicates_name_both_places() {
-    let err = build(&[file("a.yaml", CM), file("b.yaml", &CM.replace("k: v", "k: other"))], &limits()).unwrap_err();
+    let err = build(
+        &[
+            file("a.yaml", CM),
+            file("b.yaml", &CM.replace("k: v", "k: other")),
+        ],
+        &limits(),
+    )
+    .unwrap_err();
     assert_eq!(
         err,
         BuildError::Duplicate {
@@ -100,18 +134,32 @@ fn non_utf8_is_refused() {
 
 #[test]
 fn object_limit_is_enforced() {
-    let many: String = (0..5).map(|i| CM.replace("name: a", &format!("name: a{i}")) + "---\n").collect();
+    let many: String = (0..5)
+        .map(|i| CM.replace("name: a", &format!("name: a{i}")) + "---\n")
+        .collect();
     let tight = Limits {
         max_objects: 4,
         ..Limits::default()
     };
-    assert_eq!(build(&[file("m.yaml", &many)], &tight).unwrap_err(), BuildError::TooManyObjects { limit: 4 });
-    assert_eq!(build(&[file("m.yaml", &many)], &limits()).unwrap().objects.len(), 5);
+    assert_eq!(
+        build(&[file("m.yaml", &many)], &tight).unwrap_err(),
+        BuildError::TooManyObjects { limit: 4 }
+    );
+    assert_eq!(
+        build(&[file("m.yaml", &many)], &limits())
+            .unwrap()
+            .objects
+            .len(),
+        5
+    );
 }
 
 #[test]
 fn nothing_to_apply_is_an_error() {
-    assert_eq!(build(&[file("a.yaml", "# nothing\n")], &limits()).unwrap_err(), BuildError::Empty);
+    assert_eq!(
+        build(&[file("a.yaml", "# nothing\n")], &limits()).unwrap_err(),
+        BuildError::Empty
+    );
 }
 
 #[test]

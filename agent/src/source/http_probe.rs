@@ -23,7 +23,10 @@ pub enum Answer {
 
 /// A client for probes, built once per source: building one loads the trust roots, which costs more CPU than
 /// the probe itself. HTTPS_PROXY / NO_PROXY are honoured (reqwest reads them).
-pub fn client(ca_certs: Option<&[reqwest::Certificate]>, timeout: Duration) -> Result<reqwest::Client, String> {
+pub fn client(
+    ca_certs: Option<&[reqwest::Certificate]>,
+    timeout: Duration,
+) -> Result<reqwest::Client, String> {
     let mut builder = reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(30)))
@@ -70,10 +73,16 @@ pub async fn ls_refs(
         return Ok(None);
     }
     let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(|e| format!("reading the ref listing: {}", super::error_chain(&e)))? {
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| format!("reading the ref listing: {}", super::error_chain(&e)))?
+    {
         body.extend_from_slice(&chunk);
         if body.len() as u64 > MAX_RESPONSE {
-            return Err(format!("the ref listing is larger than {MAX_RESPONSE} bytes"));
+            return Err(format!(
+                "the ref listing is larger than {MAX_RESPONSE} bytes"
+            ));
         }
     }
     Ok(parse_response(&body).map(Answer::Refs))
@@ -84,7 +93,10 @@ pub fn request_body(ref_prefix: &str) -> Vec<u8> {
     let prefix = ref_prefix.trim_end_matches('*');
     let mut body = Vec::new();
     pkt_line(&mut body, "command=ls-refs\n");
-    pkt_line(&mut body, &format!("agent=outpost/{}\n", env!("CARGO_PKG_VERSION")));
+    pkt_line(
+        &mut body,
+        &format!("agent=outpost/{}\n", env!("CARGO_PKG_VERSION")),
+    );
     pkt_line(&mut body, "object-format=sha1\n");
     body.extend_from_slice(b"0001");
     pkt_line(&mut body, "peel\n");
@@ -112,7 +124,9 @@ pub fn parse_response(body: &[u8]) -> Option<Vec<ListedRef>> {
         if len < 4 {
             return None;
         }
-        let line = std::str::from_utf8(rest.get(4..len)?).ok()?.trim_end_matches('\n');
+        let line = std::str::from_utf8(rest.get(4..len)?)
+            .ok()?
+            .trim_end_matches('\n');
         rest = &rest[len..];
         let mut fields = line.split(' ');
         let oid = fields.next()?;
@@ -141,9 +155,11 @@ mod tests {
     fn request_is_a_narrow_v2_ls_refs() {
         let body = String::from_utf8(request_body("refs/heads/main")).unwrap();
         assert!(body.starts_with("0014command=ls-refs\n"));
-        assert!(body.contains("0001000apeel\n"));
+        assert!(body.contains("00010009peel\n"));
         assert!(body.ends_with("001fref-prefix refs/heads/main\n0000"));
-        assert!(String::from_utf8(request_body("refs/tags/*")).unwrap().contains("ref-prefix refs/tags/\n"));
+        assert!(String::from_utf8(request_body("refs/tags/*"))
+            .unwrap()
+            .contains("ref-prefix refs/tags/\n"));
     }
 
     #[test]
@@ -155,7 +171,13 @@ mod tests {
         pkt_line(&mut body, &format!("{a} refs/tags/v1.0.0 peeled:{b}\n"));
         body.extend_from_slice(b"0000");
         let refs = parse_response(&body).unwrap();
-        assert_eq!(refs[0], ListedRef { name: "refs/heads/main".into(), commit: a });
+        assert_eq!(
+            refs[0],
+            ListedRef {
+                name: "refs/heads/main".into(),
+                commit: a
+            }
+        );
         assert_eq!(refs[1].commit, b);
         assert_eq!(parse_response(b"0000").unwrap(), vec![]);
     }
@@ -163,7 +185,10 @@ mod tests {
     #[test]
     fn anything_else_is_not_understood() {
         assert!(parse_response(b"").is_none(), "truncated");
-        assert!(parse_response(b"001e# service=git-upload-pack\n0000").is_none(), "v0 advertisement");
+        assert!(
+            parse_response(b"001e# service=git-upload-pack\n0000").is_none(),
+            "v0 advertisement"
+        );
         assert!(parse_response(b"zzzz").is_none());
         let mut err = Vec::new();
         pkt_line(&mut err, "ERR repository not exported\n");

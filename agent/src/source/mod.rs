@@ -28,7 +28,10 @@ pub enum SourceError {
         message: String,
     },
     #[error("{message}")]
-    Credentials { source_name: String, message: String },
+    Credentials {
+        source_name: String,
+        message: String,
+    },
     #[error("{url}: {message}")]
     RefNotFound { url: String, message: String },
     #[error("{url}: no answer within the source's timeout of {timeout:?}; the poll is retried with backoff (raise timeout if the link is slow)")]
@@ -90,12 +93,15 @@ impl Source {
             Some(listed) => listed,
             None => {
                 let remote = self.remote.clone();
-                self.blocking(move |interrupt| remote.list(&ref_name, &interrupt)).await?
+                self.blocking(move |interrupt| remote.list(&ref_name, &interrupt))
+                    .await?
             }
         };
-        let selected = refs::select(&self.config.git_ref, &listed).map_err(|message| SourceError::RefNotFound {
-            url: crate::redact::url(&self.config.url),
-            message,
+        let selected = refs::select(&self.config.git_ref, &listed).map_err(|message| {
+            SourceError::RefNotFound {
+                url: crate::redact::url(&self.config.url),
+                message,
+            }
         })?;
         Ok(Probe {
             ref_name: selected.name,
@@ -105,7 +111,10 @@ impl Source {
 
     /// The one-request probe for HTTP(S) remotes; `None` when the URL is not HTTP or the server's answer needs
     /// the full handshake.
-    async fn probe_http(&self, ref_name: &str) -> Result<Option<Vec<refs::ListedRef>>, SourceError> {
+    async fn probe_http(
+        &self,
+        ref_name: &str,
+    ) -> Result<Option<Vec<refs::ListedRef>>, SourceError> {
         if !url::is_http(&self.config.url) {
             return Ok(None);
         }
@@ -116,17 +125,16 @@ impl Source {
             .get_or_try_init(|| async { http_probe::client(creds.ca_certs.as_deref(), timeout) })
             .await
             .map_err(|e| self.remote.net_error(e, &creds))?;
-        let answer = http_probe::ls_refs(client, &self.config.url, ref_name, creds.header.as_deref()).await;
+        let answer =
+            http_probe::ls_refs(client, &self.config.url, ref_name, creds.header.as_deref()).await;
         match answer {
             Ok(Some(http_probe::Answer::Refs(refs))) => Ok(Some(refs)),
-            Ok(Some(http_probe::Answer::Denied(code))) => Err(self.remote.net_error(
-                format!("HTTP {code}: authentication failed"),
-                &creds,
-            )),
-            Ok(Some(http_probe::Answer::NotFound)) => Err(self.remote.net_error(
-                "HTTP 404: repository not found; check the url",
-                &creds,
-            )),
+            Ok(Some(http_probe::Answer::Denied(code))) => Err(self
+                .remote
+                .net_error(format!("HTTP {code}: authentication failed"), &creds)),
+            Ok(Some(http_probe::Answer::NotFound)) => Err(self
+                .remote
+                .net_error("HTTP 404: repository not found; check the url", &creds)),
             Ok(None) => Ok(None),
             Err(e) => Err(self.remote.net_error(e, &creds)),
         }
@@ -136,7 +144,8 @@ impl Source {
     pub async fn fetch(&self, probe: &Probe) -> Result<String, SourceError> {
         let remote = self.remote.clone();
         let ref_name = probe.ref_name.clone();
-        self.blocking(move |interrupt| remote.fetch(&ref_name, &interrupt)).await
+        self.blocking(move |interrupt| remote.fetch(&ref_name, &interrupt))
+            .await
     }
 
     /// True when the commit is already in the local cache (no transfer needed to build it again).

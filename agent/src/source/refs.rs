@@ -66,8 +66,9 @@ fn tag_version(tag_ref: &str) -> Option<semver::Version> {
 /// Picks the listed ref the config asks for. `Err` says what is missing, for the operator.
 pub fn select(r: &GitRef, listed: &[ListedRef]) -> Result<ListedRef, String> {
     match r {
-        GitRef::Branch(b) => find(listed, &format!("refs/heads/{b}"))
-            .ok_or_else(|| format!("branch {b:?} does not exist on the remote (deleted or misspelled?)")),
+        GitRef::Branch(b) => find(listed, &format!("refs/heads/{b}")).ok_or_else(|| {
+            format!("branch {b:?} does not exist on the remote (deleted or misspelled?)")
+        }),
         GitRef::Tag(t) => find(listed, &format!("refs/tags/{t}"))
             .ok_or_else(|| format!("tag {t:?} does not exist on the remote")),
         GitRef::Semver(text) => {
@@ -108,7 +109,14 @@ mod tests {
 
     #[test]
     fn semver_picks_highest_in_range() {
-        let listed = tags(&["v1.0.0", "v1.2.0", "1.9.3", "v2.0.0", "latest", "v1.10.0-rc.1"]);
+        let listed = tags(&[
+            "v1.0.0",
+            "v1.2.0",
+            "1.9.3",
+            "v2.0.0",
+            "latest",
+            "v1.10.0-rc.1",
+        ]);
         let got = select(&GitRef::Semver(">=1.2.0 <2".into()), &listed).unwrap();
         assert_eq!(got.name, "refs/tags/1.9.3");
         let got = select(&GitRef::Semver(">= 1.0.0, < 1.5".into()), &listed).unwrap();
@@ -132,7 +140,12 @@ mod tests {
             name: "refs/heads/main".into(),
             commit: "a".repeat(40),
         }];
-        assert_eq!(select(&GitRef::Branch("main".into()), &listed).unwrap().commit, "a".repeat(40));
+        assert_eq!(
+            select(&GitRef::Branch("main".into()), &listed)
+                .unwrap()
+                .commit,
+            "a".repeat(40)
+        );
         let err = select(&GitRef::Branch("gone".into()), &listed).unwrap_err();
         assert!(err.contains("\"gone\" does not exist"), "{err}");
         assert!(select(&GitRef::Tag("v1".into()), &listed).is_err());

@@ -28,7 +28,12 @@ pub fn is_manifest(name: &str) -> bool {
 }
 
 /// Collects every `*.yaml`, `*.yml` and `*.json` under `path` at `commit`.
-pub fn read(repo: &gix::Repository, commit: &str, path: &str, limits: &Limits) -> Result<Manifests, SourceError> {
+pub fn read(
+    repo: &gix::Repository,
+    commit: &str,
+    path: &str,
+    limits: &Limits,
+) -> Result<Manifests, SourceError> {
     let bad = |message: String| SourceError::Tree {
         revision: commit.to_string(),
         message,
@@ -58,13 +63,19 @@ pub fn read(repo: &gix::Repository, commit: &str, path: &str, limits: &Limits) -
     let mut stack = vec![(top.id, path.to_string(), 0usize)];
     while let Some((tree_id, dir, depth)) = stack.pop() {
         if depth > MAX_DEPTH {
-            return Err(bad(format!("{dir:?} is nested more than {MAX_DEPTH} folders deep")));
+            return Err(bad(format!(
+                "{dir:?} is nested more than {MAX_DEPTH} folders deep"
+            )));
         }
         let tree = repo.find_tree(tree_id).map_err(|e| git(&e))?;
         for entry in tree.iter() {
             let entry = entry.map_err(|e| git(&e))?;
             let name = entry.filename().to_string();
-            let full = if dir.is_empty() { name.clone() } else { format!("{dir}/{name}") };
+            let full = if dir.is_empty() {
+                name.clone()
+            } else {
+                format!("{dir}/{name}")
+            };
             let mode = entry.mode();
             if KUSTOMIZATION_NAMES.contains(&name.as_str()) {
                 return Err(bad(format!(
@@ -74,14 +85,20 @@ pub fn read(repo: &gix::Repository, commit: &str, path: &str, limits: &Limits) -
             if mode.is_tree() {
                 stack.push((entry.oid().to_owned(), full, depth + 1));
             } else if mode.is_link() {
-                let target = repo.find_blob(entry.oid()).map_err(|e| git(&e))?.data.clone();
+                let target = repo
+                    .find_blob(entry.oid())
+                    .map_err(|e| git(&e))?
+                    .data
+                    .clone();
                 let target = String::from_utf8_lossy(&target).to_string();
                 if escapes(path, &dir, &target) {
                     return Err(bad(format!(
                         "{full} is a symlink to {target:?}, outside the source's path; symlinks are never followed: replace it with the file itself"
                     )));
                 }
-                out.warnings.push(format!("{full}: symlink to {target:?} skipped (symlinks are never followed)"));
+                out.warnings.push(format!(
+                    "{full}: symlink to {target:?} skipped (symlinks are never followed)"
+                ));
             } else if mode.is_commit() {
                 out.warnings.push(format!("{full}: submodule skipped"));
             } else if mode.is_blob() && is_manifest(&name) {
@@ -107,7 +124,8 @@ pub fn read(repo: &gix::Repository, commit: &str, path: &str, limits: &Limits) -
             }
         }
     }
-    out.files.sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
+    out.files
+        .sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
     Ok(out)
 }
 
@@ -148,7 +166,11 @@ mod tests {
 
     #[test]
     fn manifest_extensions() {
-        assert!(super::is_manifest("a.yaml") && super::is_manifest("B.YML") && super::is_manifest("c.json"));
+        assert!(
+            super::is_manifest("a.yaml")
+                && super::is_manifest("B.YML")
+                && super::is_manifest("c.json")
+        );
         assert!(!super::is_manifest("README.md") && !super::is_manifest("yaml"));
     }
 }

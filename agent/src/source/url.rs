@@ -15,10 +15,14 @@ pub fn check(url: &str) -> Result<(), String> {
             }
         }
         if scheme != "file" && rest.split('/').next().unwrap_or("").is_empty() {
-            return Err("has no host; write e.g. https://git.example.com/fleet/platform.git".into());
+            return Err(
+                "has no host; write e.g. https://git.example.com/fleet/platform.git".into(),
+            );
         }
         if scheme == "file" && !rest.starts_with('/') {
-            return Err("file:// URLs need an absolute path, e.g. file:///srv/git/platform.git".into());
+            return Err(
+                "file:// URLs need an absolute path, e.g. file:///srv/git/platform.git".into(),
+            );
         }
         return Ok(());
     }

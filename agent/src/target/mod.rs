@@ -37,12 +37,21 @@ pub enum Target {
 impl Target {
     pub fn new(spec: &TargetSpec) -> Target {
         match spec {
-            TargetSpec::Directory(dir) => Target::Directory(directory::DirectoryTarget::new(dir.clone())),
-            TargetSpec::Kubernetes => unreachable!("config validation refuses the kubernetes target in this build"),
+            TargetSpec::Directory(dir) => {
+                Target::Directory(directory::DirectoryTarget::new(dir.clone()))
+            }
+            TargetSpec::Kubernetes => {
+                unreachable!("config validation refuses the kubernetes target in this build")
+            }
         }
     }
 
-    pub async fn apply(&self, source: &str, revision: &str, bundle: &Bundle) -> Result<Applied, TargetError> {
+    pub async fn apply(
+        &self,
+        source: &str,
+        revision: &str,
+        bundle: &Bundle,
+    ) -> Result<Applied, TargetError> {
         match self {
             Target::Directory(d) => d.apply(source, revision, bundle).await,
         }
@@ -60,12 +69,16 @@ impl Target {
 pub fn mark_owned(object: &Value, source: &str, revision: &str) -> Value {
     let mut o = object.clone();
     if let Some(meta) = o.get_mut("metadata").and_then(Value::as_object_mut) {
-        let labels = meta.entry("labels").or_insert_with(|| Value::Object(Default::default()));
+        let labels = meta
+            .entry("labels")
+            .or_insert_with(|| Value::Object(Default::default()));
         if let Some(labels) = labels.as_object_mut() {
             labels.insert(MANAGED_BY_LABEL.into(), "outpost".into());
             labels.insert(SOURCE_LABEL.into(), source.into());
         }
-        let annotations = meta.entry("annotations").or_insert_with(|| Value::Object(Default::default()));
+        let annotations = meta
+            .entry("annotations")
+            .or_insert_with(|| Value::Object(Default::default()));
         if let Some(annotations) = annotations.as_object_mut() {
             annotations.insert(REVISION_ANNOTATION.into(), revision.into());
         }
