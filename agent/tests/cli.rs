@@ -1,0 +1,71 @@
+//! The command line as an operator meets it. Also makes cargo build the `outpost` binary before any test runs,
+//! which the end-to-end suites in `tests/` rely on.
+
+use std::process::Command;
+
+fn outpost(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_outpost"))
+        .args(args)
+        .env_remove("OUTPOST_CONFIG")
+        .output()
+        .expect("run outpost")
+}
+
+#[test]
+fn help_lists_every_command() {
+    let out = outpost(&["--help"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for command in [
+        "run",
+        "sync",
+        "status",
+        "render",
+        "--config",
+        "--log-format",
+    ] {
+        assert!(text.contains(command), "{command} missing from:\n{text}");
+    }
+    let version = outpost(&["--version"]);
+    assert!(String::from_utf8_lossy(&version.stdout).contains(env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn missing_config_says_how_to_point_at_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.toml");
+    let out = outpost(&["--config", missing.to_str().unwrap(), "status"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("nope.toml") && err.contains("OUTPOST_CONFIG"),
+        "{err}"
+    );
+}
+
+#[test]
+fn config_from_environment_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("agent.toml");
+    std::fs::write(
+        &config,
+        "[agent]\nid = \"env-site\"\nstate_dir = \"state\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_outpost"))
+        .args(["status", "--json"])
+        .env("OUTPOST_CONFIG", &config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(status["agent_id"], "env-site");
+    assert!(
+        dir.path().join("state/store").is_dir(),
+        "state_dir is relative to the config file"
+    );
+}
