@@ -9,6 +9,7 @@ pub mod commands;
 pub mod config;
 pub mod fsutil;
 pub mod logging;
+pub mod mem;
 pub mod reconcile;
 pub mod redact;
 pub mod report;

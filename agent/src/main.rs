@@ -62,9 +62,11 @@ fn main() -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(2));
         }
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .max_blocking_threads(16)
+    // One thread runs all async work: the agent waits on the network, it does not compute. Git transfers and
+    // builds run on a small blocking pool whose idle threads exit quickly, keeping idle memory low.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .max_blocking_threads(8)
+        .thread_keep_alive(std::time::Duration::from_secs(2))
         .enable_all()
         .build()?;
     let result = runtime.block_on(async {
@@ -77,6 +79,8 @@ fn main() -> anyhow::Result<ExitCode> {
             }
         }
     });
+    // A Git transfer abandoned at shutdown may still sit in a blocking read; do not wait for it forever.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
     match result {
         Ok(code) => Ok(code),
         Err(e) => {

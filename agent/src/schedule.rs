@@ -32,7 +32,9 @@ pub async fn run(
         .collect();
 
     for r in &reconcilers {
-        match r.restore_last_good().await {
+        let restored = r.restore_last_good().await;
+        crate::mem::release_free_memory();
+        match restored {
             Ok(Some(rev)) => {
                 tracing::info!(source = r.name(), revision = %rev, "last good revision re-applied from the store")
             }

@@ -1,0 +1,230 @@
+//! Edge benchmarks: prints the figures the sync-core issue asks for. Run with
+//! `cargo build --release -p outpost-agent && cargo bench -p outpost-tests --bench edge`.
+//!
+//! - bytes and requests of one unchanged poll against `git http-backend`;
+//! - CPU time per unchanged poll (a child process runs the poll loop, so the server's CPU is not counted);
+//! - fetch + build + write of a 1,000-object repository;
+//! - idle RSS of `outpost run` with three sources;
+//! - release binary size.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use outpost_agent::config::Config;
+use outpost_agent::reconcile::{PassOutcome, Reconciler};
+use outpost_agent::store::Store;
+use outpost_tests::{GitHttpServer, GitRepo};
+
+const POLLS: u32 = 2000;
+
+fn main() {
+    outpost_agent::install_crypto_provider();
+    let args: Vec<String> = std::env::args().collect();
+    // Child mode: `edge --poll-loop CONFIG N` runs N unchanged passes and prints its own CPU time.
+    if let Some(i) = args.iter().position(|a| a == "--poll-loop") {
+        poll_loop(Path::new(&args[i + 1]), args[i + 2].parse().unwrap());
+        return;
+    }
+    if args.iter().any(|a| a == "--list") {
+        println!("edge: benchmark");
+        return;
+    }
+
+    let repo = GitRepo::new();
+    for i in 0..100 {
+        let docs: String = (0..10)
+            .map(|j| format!("---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{i:03}-{j}\n  namespace: shop\ndata:\n  key: \"value {i} {j}\"\n  other: \"{}\"\n", "x".repeat(64)))
+            .collect();
+        repo.write(&format!("deploy/group-{i:03}.yaml"), docs.as_bytes());
+    }
+    let head = repo.commit("1000 objects");
+    let server = GitHttpServer::start(repo.serve_dir());
+    let url = server.url_for(repo.name());
+    let work = tempfile::tempdir().unwrap();
+    let config_path = write_config(work.path(), &[("shop", &url)], "1m");
+    let config = Config::load(&config_path).unwrap();
+
+    // Fetch + build + write of 1,000 objects, from an empty state directory.
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let (cold, outcome) = rt.block_on(async {
+        let store = Arc::new(Store::open(&config.agent.state_dir).unwrap());
+        let r = outpost_agent::schedule::reconciler(&config, &config.sources[0], &store);
+        let (_tx, shutdown) = tokio::sync::watch::channel(false);
+        let start = Instant::now();
+        let outcome = r.pass(&shutdown).await.unwrap();
+        (start.elapsed(), outcome)
+    });
+    assert_eq!(
+        outcome,
+        PassOutcome::Applied {
+            revision: head,
+            objects: 1000
+        }
+    );
+    println!(
+        "fetch + build + write, 1,000 objects (100 files): {:.1} ms",
+        cold.as_secs_f64() * 1e3
+    );
+    drop(rt);
+
+    // One unchanged poll, as the server sees it.
+    server.reset_counters();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = Arc::new(Store::open(&config.agent.state_dir).unwrap());
+        let r = outpost_agent::schedule::reconciler(&config, &config.sources[0], &store);
+        let (_tx, shutdown) = tokio::sync::watch::channel(false);
+        assert!(matches!(
+            r.pass(&shutdown).await.unwrap(),
+            PassOutcome::Unchanged { .. }
+        ));
+    });
+    drop(rt);
+    let requests = server.requests();
+    let bytes: u64 = requests
+        .iter()
+        .map(|r| r.request_bytes + r.response_bytes)
+        .sum();
+    println!(
+        "unchanged poll against git http-backend: {} request(s), {} bytes (request {} + response {})",
+        requests.len(),
+        bytes,
+        requests.iter().map(|r| r.request_bytes).sum::<u64>(),
+        requests.iter().map(|r| r.response_bytes).sum::<u64>()
+    );
+
+    // CPU per unchanged poll, measured in a child process so the HTTP server's work is not counted.
+    let out = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--poll-loop",
+            config_path.to_str().unwrap(),
+            &POLLS.to_string(),
+        ])
+        .output()
+        .unwrap();
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    release_binary_figures(&url, work.path());
+}
+
+fn poll_loop(config_path: &Path, polls: u32) {
+    let config = Config::load(config_path).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = Arc::new(Store::open(&config.agent.state_dir).unwrap());
+        let r: Reconciler = outpost_agent::schedule::reconciler(&config, &config.sources[0], &store);
+        let (_tx, shutdown) = tokio::sync::watch::channel(false);
+        r.pass(&shutdown).await.unwrap(); // warm: client built, files cached
+        let cpu0 = cpu_seconds("self");
+        let wall0 = Instant::now();
+        for _ in 0..polls {
+            assert!(matches!(r.pass(&shutdown).await.unwrap(), PassOutcome::Unchanged { .. }));
+        }
+        let cpu = cpu_seconds("self") - cpu0;
+        println!(
+            "CPU per unchanged poll (probe + drift check of 1,000 objects, {polls} polls, debug-free bench build): {:.3} ms CPU, {:.3} ms wall",
+            cpu * 1e3 / f64::from(polls),
+            wall0.elapsed().as_secs_f64() * 1e3 / f64::from(polls)
+        );
+    });
+}
+
+/// utime + stime of a process from /proc, in seconds.
+fn cpu_seconds(pid: &str) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after_name.split(' ').collect();
+    // Fields 14 and 15 of stat(5), counted from the state field (3) here.
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    ticks as f64 / 100.0
+}
+
+fn write_config(dir: &Path, sources: &[(&str, &str)], interval: &str) -> PathBuf {
+    let mut text = format!(
+        "[agent]\nid = \"bench\"\nstate_dir = \"{}\"\n",
+        dir.join("state").display()
+    );
+    for (name, url) in sources {
+        text.push_str(&format!(
+            "[[source]]\nname = \"{name}\"\nurl = \"{url}\"\nbranch = \"main\"\npath = \"deploy\"\ninterval = \"{interval}\"\ntarget = \"directory:{}\"\n",
+            dir.join("manifests").display()
+        ));
+    }
+    let path = dir.join(format!("agent-{}.toml", sources.len()));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Size of the release binary and the idle RSS of `outpost run` with three sources.
+fn release_binary_figures(url: &str, work: &Path) {
+    let bin = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .and_then(Path::parent)
+        .map(|p| p.join("outpost"))
+        .filter(|p| p.exists());
+    let Some(bin) = bin else {
+        println!("release binary: not built; run `cargo build --release -p outpost-agent` first for size and RSS");
+        return;
+    };
+    let size = std::fs::metadata(&bin).unwrap().len();
+    println!(
+        "release binary {}: {:.2} MiB",
+        bin.display(),
+        size as f64 / (1024.0 * 1024.0)
+    );
+
+    let dir = work.join("rss");
+    std::fs::create_dir_all(&dir).unwrap();
+    let config = write_config(&dir, &[("one", url), ("two", url), ("three", url)], "1m");
+    let mut child = Command::new(&bin)
+        .args(["--config", config.to_str().unwrap(), "run"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline
+        && !["one", "two", "three"]
+            .iter()
+            .all(|s| dir.join("manifests").join(format!("{s}.yaml")).exists())
+    {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(5)); // settle: idle blocking threads exit, buffers flushed
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    let rss = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .unwrap_or("VmRSS: ?")
+        .to_string();
+    let hwm = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .unwrap_or("VmHWM: ?")
+        .to_string();
+    println!(
+        "idle `outpost run`, 3 sources of 1,000 objects each: {rss} (peak {hwm})",
+        rss = rss.split_whitespace().skip(1).collect::<Vec<_>>().join(" "),
+        hwm = hwm.split_whitespace().skip(1).collect::<Vec<_>>().join(" ")
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}
