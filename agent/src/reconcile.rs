@@ -170,6 +170,8 @@ impl Reconciler {
             },
         )?;
         tracing::info!(source = self.name(), revision = %revision, objects = applied.object_count, digest = %bundle.digest, "applied");
+        drop(bundle);
+        crate::mem::release_free_memory();
         Ok(PassOutcome::Applied {
             revision,
             objects: applied.object_count,
@@ -230,7 +232,15 @@ impl Reconciler {
         record: &SourceRecord,
         revision: &str,
     ) -> Result<PassOutcome, ReconcileError> {
-        if let Some(bundle) = self.store.bundle(self.name(), revision)? {
+        // Loading and decoding the bundle is most of an unchanged poll's cost; skip it when the target can tell
+        // cheaply that it still holds exactly what we applied.
+        let intact = self.target.is_intact(self.name(), revision);
+        let bundle = if intact {
+            None
+        } else {
+            self.store.bundle(self.name(), revision)?
+        };
+        if let Some(bundle) = bundle {
             let applied = self
                 .target
                 .apply(self.name(), revision, &bundle)

@@ -107,6 +107,17 @@ impl DirectoryTarget {
         })
     }
 
+    /// The file is the one we last wrote or verified for this revision: same inode, size and mtime.
+    pub fn is_intact(&self, source: &str, revision: &str) -> bool {
+        let verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        match verified.get(source) {
+            Some((rev, _, print)) => {
+                rev == revision && fingerprint(&self.file_for(source)).as_ref() == Some(print)
+            }
+            None => false,
+        }
+    }
+
     pub async fn remove(&self, source: &str) -> Result<bool, TargetError> {
         self.verified
             .lock()
@@ -210,7 +221,13 @@ mod tests {
             !t.apply("web", "abc", &bundle()).await.unwrap().changed,
             "same content: nothing written"
         );
+        assert!(t.is_intact("web", "abc"));
+        assert!(!t.is_intact("web", "other-revision"));
         std::fs::write(t.file_for("web"), "edited by hand").unwrap();
+        assert!(
+            !t.is_intact("web", "abc"),
+            "an edit is seen without reading the file"
+        );
         assert!(
             t.apply("web", "abc", &bundle()).await.unwrap().changed,
             "drift is corrected"

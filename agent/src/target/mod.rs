@@ -57,6 +57,14 @@ impl Target {
         }
     }
 
+    /// True when the target provably still holds what was last applied for `source` at `revision`, without
+    /// looking at the bundle. False means "check properly", never "drifted".
+    pub fn is_intact(&self, source: &str, revision: &str) -> bool {
+        match self {
+            Target::Directory(d) => d.is_intact(source, revision),
+        }
+    }
+
     /// Removes everything a source put in the target (the source was removed from the config, with prune on).
     pub async fn remove(&self, source: &str) -> Result<bool, TargetError> {
         match self {
