@@ -115,7 +115,7 @@ impl Board {
         snapshot.written_at = crate::store::now();
         let bytes = serde_json::to_vec_pretty(&*snapshot).expect("status serialises");
         drop(guard);
-        if let Err(e) = fsutil::write_atomic(&self.path, &bytes) {
+        if let Err(e) = fsutil::write_replace(&self.path, &bytes) {
             tracing::warn!(file = %self.path.display(), "cannot write the status snapshot: {e}");
         }
     }
