@@ -48,7 +48,18 @@ fn open_store(config: &Config) -> Result<Arc<Store>, CommandError> {
         dir: dir.clone(),
         message: e.to_string(),
     })?;
-    let store = Store::open(dir)?;
+    // `outpost status` holds the store for a few milliseconds when no daemon runs; a daemon starting at that
+    // moment waits for it rather than failing.
+    let mut attempts = 0;
+    let store = loop {
+        match Store::open(dir) {
+            Err(StoreError::Locked { .. }) if attempts < 20 => {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(250));
+            }
+            other => break other?,
+        }
+    };
     // Written after the lock is ours, so the pid in it is always the holder's.
     let _ = std::fs::write(dir.join(PID_FILE), format!("{}\n", std::process::id()));
     Ok(Arc::new(store))

@@ -178,18 +178,26 @@ impl Source {
         f: impl FnOnce(Arc<AtomicBool>) -> Result<T, SourceError> + Send + 'static,
     ) -> Result<T, SourceError> {
         let interrupt = Arc::new(AtomicBool::new(false));
+        // Whether the poll times out or is abandoned at shutdown (this future dropped), gix is asked to stop.
+        let _stop_on_drop = InterruptOnDrop(interrupt.clone());
         let flag = interrupt.clone();
         let task = tokio::task::spawn_blocking(move || f(flag));
         match tokio::time::timeout(self.config.timeout, task).await {
             Ok(joined) => joined.map_err(|e| SourceError::Task(e.to_string()))?,
-            Err(_) => {
-                interrupt.store(true, Ordering::Relaxed);
-                Err(SourceError::Timeout {
-                    url: crate::redact::url(&self.config.url),
-                    timeout: self.config.timeout,
-                })
-            }
+            Err(_) => Err(SourceError::Timeout {
+                url: crate::redact::url(&self.config.url),
+                timeout: self.config.timeout,
+            }),
         }
+    }
+}
+
+/// Sets the interrupt flag when dropped; a finished call no longer reads it, so setting it is always harmless.
+struct InterruptOnDrop(Arc<AtomicBool>);
+
+impl Drop for InterruptOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
     }
 }
 
