@@ -172,7 +172,7 @@ fn write_config(dir: &Path, sources: &[(&str, &str)], interval: &str) -> PathBuf
     path
 }
 
-/// Size of the release binary and the idle RSS of `outpost run` with three sources.
+/// Size of the release binary and the idle RSS of `outpost run` with three sources, small and large.
 fn release_binary_figures(url: &str, work: &Path) {
     let bin = std::env::current_exe()
         .unwrap()
@@ -191,39 +191,63 @@ fn release_binary_figures(url: &str, work: &Path) {
         size as f64 / (1024.0 * 1024.0)
     );
 
-    let dir = work.join("rss");
-    std::fs::create_dir_all(&dir).unwrap();
-    let config = write_config(&dir, &[("one", url), ("two", url), ("three", url)], "1m");
-    let mut child = Command::new(&bin)
+    let small = GitRepo::new();
+    for (i, kind) in ["Namespace", "ConfigMap", "Service", "ServiceAccount"]
+        .iter()
+        .enumerate()
+    {
+        small.write(
+            &format!("deploy/{i}.yaml"),
+            format!("apiVersion: v1\nkind: {kind}\nmetadata:\n  name: small-{i}\n").as_bytes(),
+        );
+    }
+    small.commit("4 objects");
+    let small_server = GitHttpServer::start(small.serve_dir());
+    idle_rss(
+        &bin,
+        &small_server.url_for(small.name()),
+        &work.join("rss-small"),
+        "3 sources of 4 objects each",
+    );
+    idle_rss(
+        &bin,
+        url,
+        &work.join("rss-large"),
+        "3 sources of 1,000 objects each",
+    );
+}
+
+fn idle_rss(bin: &Path, url: &str, dir: &Path, label: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    let config = write_config(dir, &[("one", url), ("two", url), ("three", url)], "1m");
+    let mut child = Command::new(bin)
         .args(["--config", config.to_str().unwrap(), "run"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
-    while Instant::now() < deadline
-        && !["one", "two", "three"]
-            .iter()
-            .all(|s| dir.join("manifests").join(format!("{s}.yaml")).exists())
-    {
+    let applied = |s: &str| dir.join("manifests").join(format!("{s}.yaml")).exists();
+    while Instant::now() < deadline && !["one", "two", "three"].iter().all(|s| applied(s)) {
         std::thread::sleep(Duration::from_millis(100));
     }
-    std::thread::sleep(Duration::from_secs(5)); // settle: idle blocking threads exit, buffers flushed
+    // Settle: idle blocking threads exit (2 s keep-alive), buffers are flushed.
+    std::thread::sleep(Duration::from_secs(5));
     let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
-    let rss = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .unwrap_or("VmRSS: ?")
-        .to_string();
-    let hwm = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .unwrap_or("VmHWM: ?")
-        .to_string();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
+            .unwrap_or_else(|| "?".into())
+    };
     println!(
-        "idle `outpost run`, 3 sources of 1,000 objects each: {rss} (peak {hwm})",
-        rss = rss.split_whitespace().skip(1).collect::<Vec<_>>().join(" "),
-        hwm = hwm.split_whitespace().skip(1).collect::<Vec<_>>().join(" ")
+        "idle `outpost run`, {label}: VmRSS {} (anonymous {}, file-backed {} of which most is the binary's own code; peak {}), {} threads",
+        field("VmRSS:"),
+        field("RssAnon:"),
+        field("RssFile:"),
+        field("VmHWM:"),
+        field("Threads:")
     );
     let _ = child.kill();
     let _ = child.wait();

@@ -14,6 +14,13 @@ fn repo_with(version: &str) -> GitRepo {
     repo
 }
 
+/// A site with one source "app" following branch main, folder deploy.
+fn main_site(url: &str) -> Site {
+    let mut site = Site::new();
+    site.source("app", url, "branch = \"main\"", "deploy", "");
+    site
+}
+
 fn assert_applied(site: &Site, source: &str, commit: &str, version: &str) {
     assert_eq!(site.applied_revision(source).as_deref(), Some(commit));
     assert_eq!(
@@ -30,8 +37,7 @@ fn assert_applied(site: &Site, source: &str, commit: &str, version: &str) {
 #[test]
 fn file_url_branch() {
     let repo = repo_with("1");
-    let mut site = Site::new();
-    site.source("app", &repo.file_url(), "branch = \"main\"", "deploy", "");
+    let site = main_site(&repo.file_url());
     site.sync_ok();
     assert_applied(&site, "app", &repo.head(), "1");
     assert!(!site.applied("app").contains("not a manifest"));
@@ -41,14 +47,7 @@ fn file_url_branch() {
 fn git_daemon_url() {
     let repo = repo_with("1");
     let daemon = GitDaemon::start(repo.serve_dir());
-    let mut site = Site::new();
-    site.source(
-        "app",
-        &daemon.url_for(repo.name()),
-        "branch = \"main\"",
-        "deploy",
-        "",
-    );
+    let site = main_site(&daemon.url_for(repo.name()));
     site.sync_ok();
     assert_applied(&site, "app", &repo.head(), "1");
 }
@@ -57,14 +56,7 @@ fn git_daemon_url() {
 fn http_url_and_probe_only_when_unchanged() {
     let repo = repo_with("1");
     let server = GitHttpServer::start(repo.serve_dir());
-    let mut site = Site::new();
-    site.source(
-        "app",
-        &server.url_for(repo.name()),
-        "branch = \"main\"",
-        "deploy",
-        "",
-    );
+    let site = main_site(&server.url_for(repo.name()));
     site.sync_ok();
     assert_applied(&site, "app", &repo.head(), "1");
 
@@ -146,20 +138,31 @@ fn https_with_ca_file_and_bearer_token() {
         site.applied("app").contains("version: '1'"),
         "last good stays applied"
     );
+    // Neither token is anywhere in the state directory (store, Git cache, status snapshot).
+    let mut dirs = vec![site.state_dir()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            if entry.file_type().unwrap().is_dir() {
+                dirs.push(entry.path());
+            } else {
+                let bytes = std::fs::read(entry.path()).unwrap();
+                for token in [&b"s3cret-token-value"[..], b"wrong-token-value"] {
+                    assert!(
+                        !bytes.windows(token.len()).any(|w| w == token),
+                        "token found in {}",
+                        entry.path().display()
+                    );
+                }
+            }
+        }
+    }
 }
 
 #[test]
 fn https_untrusted_certificate_is_explained() {
     let repo = repo_with("1");
     let server = GitHttpServer::builder(repo.serve_dir()).tls(true).start();
-    let mut site = Site::new();
-    site.source(
-        "app",
-        &server.url_for(repo.name()),
-        "branch = \"main\"",
-        "deploy",
-        "",
-    );
+    let site = main_site(&server.url_for(repo.name()));
     let out = site.sync_fails();
     assert!(out.contains("ca_file"), "{out}");
 }
@@ -192,14 +195,7 @@ fn http_proxy_is_honoured() {
     let repo = repo_with("1");
     let server = GitHttpServer::start(repo.serve_dir());
     let proxy = HttpProxy::start();
-    let mut site = Site::new();
-    site.source(
-        "app",
-        &server.url_for(repo.name()),
-        "branch = \"main\"",
-        "deploy",
-        "",
-    );
+    let site = main_site(&server.url_for(repo.name()));
     site.write_config();
     let out = site
         .command(&["sync"])
