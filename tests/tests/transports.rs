@@ -190,32 +190,72 @@ fn http_basic_auth() {
     assert_applied(&site, "app", &repo.head(), "1");
 }
 
+/// Runs `outpost sync` with the given proxy environment; returns whether it succeeded.
+fn sync_with_env(site: &Site, env: &[(&str, &str)]) -> bool {
+    site.write_config();
+    let mut cmd = site.command(&["sync"]);
+    for var in [
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "NO_PROXY",
+        "no_proxy",
+    ] {
+        cmd.env_remove(var);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    out.status.success()
+}
+
 #[test]
 fn http_proxy_is_honoured() {
     let repo = repo_with("1");
     let server = GitHttpServer::start(repo.serve_dir());
     let proxy = HttpProxy::start();
     let site = main_site(&server.url_for(repo.name()));
-    site.write_config();
-    let out = site
-        .command(&["sync"])
-        .env("HTTP_PROXY", proxy.url())
-        .env("http_proxy", proxy.url())
-        .env_remove("NO_PROXY")
-        .env_remove("no_proxy")
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(sync_with_env(&site, &[("HTTP_PROXY", &proxy.url())]));
     assert!(
         proxy.hits() >= 2,
         "probe and fetch went through the proxy: {:?}",
         proxy.requests()
     );
     assert_applied(&site, "app", &repo.head(), "1");
+}
+
+#[test]
+fn https_proxy_and_no_proxy_are_honoured() {
+    let repo = repo_with("1");
+    let server = GitHttpServer::builder(repo.serve_dir()).tls(true).start();
+    let proxy = HttpProxy::start();
+    let mut site = Site::new();
+    let ca = server.write_ca(site.dir.path());
+    let extra = format!("ca_file = \"{}\"", ca.display());
+    site.source(
+        "app",
+        &server.url_for(repo.name()),
+        "branch = \"main\"",
+        "deploy",
+        &extra,
+    );
+    assert!(sync_with_env(&site, &[("HTTPS_PROXY", &proxy.url())]));
+    assert!(proxy.hits() >= 2, "CONNECT tunnels: {:?}", proxy.requests());
+    assert_applied(&site, "app", &repo.head(), "1");
+
+    // NO_PROXY exempts the host: a new commit arrives without touching the proxy.
+    repo.write("deploy/app.yaml", configmap("app", "2").as_bytes());
+    let second = repo.commit("2");
+    proxy.reset();
+    assert!(sync_with_env(
+        &site,
+        &[("HTTPS_PROXY", &proxy.url()), ("NO_PROXY", "127.0.0.1")]
+    ));
+    assert_eq!(proxy.hits(), 0, "{:?}", proxy.requests());
+    assert_applied(&site, "app", &second, "2");
 }
 
 #[test]
