@@ -73,15 +73,27 @@ fn main() {
     );
     drop(rt);
 
-    // One unchanged poll, as the server sees it.
+    // One unchanged poll, as the server sees it, and on the wire (through a byte-counting TCP relay, so HTTP
+    // headers are included). The relayed config shares the state directory, so the poll is unchanged.
     server.reset_counters();
+    let relay = Relay::start(server.port());
+    let relayed_url = url.replace(
+        &format!(":{}/", server.port()),
+        &format!(":{}/", relay.port),
+    );
+    let relayed_path = work.path().join("relayed.toml");
+    let relayed_text = std::fs::read_to_string(&config_path)
+        .unwrap()
+        .replace(&url, &relayed_url);
+    std::fs::write(&relayed_path, relayed_text).unwrap();
+    let relayed = Config::load(&relayed_path).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
-        let store = Arc::new(Store::open(&config.agent.state_dir).unwrap());
-        let r = outpost_agent::schedule::reconciler(&config, &config.sources[0], &store);
+        let store = Arc::new(Store::open(&relayed.agent.state_dir).unwrap());
+        let r = outpost_agent::schedule::reconciler(&relayed, &relayed.sources[0], &store);
         let (_tx, shutdown) = tokio::sync::watch::channel(false);
         assert!(matches!(
             r.pass(&shutdown).await.unwrap(),
@@ -111,6 +123,11 @@ fn main() {
         ])
         .output()
         .unwrap();
+    let (up, down) = relay.totals();
+    println!(
+        "unchanged poll on the wire (TCP payload, HTTP headers included): {} bytes ({up} sent, {down} received)",
+        up + down
+    );
     print!("{}", String::from_utf8_lossy(&out.stdout));
     assert!(
         out.status.success(),
@@ -251,4 +268,54 @@ fn idle_rss(bin: &Path, url: &str, dir: &Path, label: &str) {
     );
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// A TCP relay on loopback that counts the bytes passing each way.
+struct Relay {
+    port: u16,
+    counts: Arc<std::sync::Mutex<(u64, u64)>>,
+}
+
+impl Relay {
+    fn start(target: u16) -> Relay {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let counts = Arc::new(std::sync::Mutex::new((0u64, 0u64)));
+        let shared = counts.clone();
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let server = std::net::TcpStream::connect(("127.0.0.1", target)).unwrap();
+                for (mut from, mut to, upstream) in [
+                    (
+                        client.try_clone().unwrap(),
+                        server.try_clone().unwrap(),
+                        true,
+                    ),
+                    (server, client, false),
+                ] {
+                    let counts = shared.clone();
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 16384];
+                        while let Ok(n) = std::io::Read::read(&mut from, &mut buf) {
+                            if n == 0 || std::io::Write::write_all(&mut to, &buf[..n]).is_err() {
+                                break;
+                            }
+                            let mut c = counts.lock().unwrap();
+                            if upstream {
+                                c.0 += n as u64
+                            } else {
+                                c.1 += n as u64
+                            }
+                        }
+                        let _ = to.shutdown(std::net::Shutdown::Write);
+                    });
+                }
+            }
+        });
+        Relay { port, counts }
+    }
+
+    fn totals(&self) -> (u64, u64) {
+        *self.counts.lock().unwrap()
+    }
 }
