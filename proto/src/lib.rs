@@ -1,8 +1,20 @@
 //! Outpost's wire contract between agents and the hub (DESIGN.md § Heartbeat).
 //!
 //! This crate stays free of tokio and HTTP clients so the hub, the agent and third-party tools can share it.
-//! The heartbeat and assignment types, their JSON Schemas and the RFC 9421 / RFC 9530 signing land with the
-//! heartbeat work; for now it pins the schema identifiers both sides agree on.
+//! Everything here is plain synchronous code over bytes and strings:
+//! - [`keys`]: Ed25519 keys (PKCS#8 files kept private, the `ed25519:` text form, OpenSSH-style fingerprints);
+//! - [`digest`]: RFC 9530 `Content-Digest` (sha-256) over a message body;
+//! - [`sfv`]: the RFC 8941 structured-field subset that the two RFCs above rely on;
+//! - [`signature`]: RFC 9421 HTTP Message Signatures over requests and responses.
+//!
+//! The heartbeat and assignment wire types land next to these; for now the crate pins the schema identifiers
+//! both sides agree on.
+
+mod b64;
+pub mod digest;
+pub mod keys;
+pub mod sfv;
+pub mod signature;
 
 /// `schema` field of a heartbeat body.
 pub const HEARTBEAT_SCHEMA: &str = "outpost.heartbeat/v1";
