@@ -29,7 +29,7 @@ const SCHEMA: u32 = 1;
 /// Status history entries kept per source; enough to see a flapping source, small enough for a tiny disk.
 pub const HISTORY_LEN: u64 = 50;
 /// sled's default page cache is 1 GiB; an edge box has a few hundred MiB in all.
-const CACHE_BYTES: u64 = 2 * 1024 * 1024;
+const CACHE_BYTES: u64 = 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
