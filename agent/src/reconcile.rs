@@ -68,6 +68,8 @@ pub struct Reconciler {
     store: Arc<Store>,
     limits: Limits,
     keep: usize,
+    /// See `SourceRecord::build_key`.
+    build_key: String,
 }
 
 impl Reconciler {
@@ -85,6 +87,7 @@ impl Reconciler {
             store,
             limits,
             keep,
+            build_key: format!("{}|{}|{}", config.url, config.git_ref, config.path),
         }
     }
 
@@ -123,8 +126,9 @@ impl Reconciler {
             }
         };
 
-        // The common case, and the cheap one: the remote still points at what we run.
-        if record.last_good.as_deref() == Some(probe.commit.as_str()) {
+        // The common case, and the cheap one: the remote still points at what we run, built the same way.
+        let same_build = record.build_key.as_deref() == Some(self.build_key.as_str());
+        if same_build && record.last_good.as_deref() == Some(probe.commit.as_str()) {
             return self.unchanged(&record, &probe.commit).await;
         }
         let cached = record.fetched.as_deref() == Some(probe.commit.as_str())
@@ -135,7 +139,7 @@ impl Reconciler {
         } else {
             self.fetch(&record, &probe, shutdown).await?
         };
-        if record.last_good.as_deref() == Some(revision.as_str()) {
+        if same_build && record.last_good.as_deref() == Some(revision.as_str()) {
             return self.unchanged(&record, &revision).await;
         }
 
@@ -152,6 +156,7 @@ impl Reconciler {
         };
         let target = self.config.target.to_string();
         let prune = self.config.prune;
+        let build_key = self.build_key.clone();
         let rev = revision.clone();
         self.store.update(
             self.name(),
@@ -167,6 +172,7 @@ impl Reconciler {
                 r.object_count = applied.object_count;
                 r.target = Some(target);
                 r.prune = prune;
+                r.build_key = Some(build_key);
             },
         )?;
         tracing::info!(source = self.name(), revision = %revision, objects = applied.object_count, digest = %bundle.digest, "applied");

@@ -49,8 +49,10 @@ pub enum StoreError {
     NewerSchema { dir: PathBuf, found: u32 },
 }
 
-/// What the store knows about one source. Revisions are full commit ids.
+/// What the store knows about one source. Revisions are full commit ids. Fields added later default when an
+/// older record is read.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct SourceRecord {
     /// The newest commit fetched into the Git cache (it may have failed to build or apply).
     pub fetched: Option<String>,
@@ -69,6 +71,9 @@ pub struct SourceRecord {
     pub last_seen: Option<u64>,
     pub object_count: usize,
     pub history_seq: u64,
+    /// The settings the last good bundle was built with (URL, ref, path): when they change, the same commit
+    /// must be built again.
+    pub build_key: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

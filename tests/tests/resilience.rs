@@ -399,3 +399,30 @@ fn json_logs_and_no_secrets() {
         assert!(v["level"].is_string());
     }
 }
+
+#[test]
+fn changing_the_path_rebuilds_the_same_commit() {
+    let repo = GitRepo::new();
+    repo.write("a/app.yaml", configmap("app", "from-a").as_bytes());
+    repo.write("b/app.yaml", configmap("app", "from-b").as_bytes());
+    let head = repo.commit("two folders");
+    let mut site = Site::new();
+    site.source("app", &repo.file_url(), "branch = \"main\"", "a", "");
+    site.sync_ok();
+    assert_eq!(
+        site.applied_version("app", "app").as_deref(),
+        Some("from-a")
+    );
+    site.sources.clear();
+    site.source("app", &repo.file_url(), "branch = \"main\"", "b", "");
+    let out = site.sync_ok();
+    assert!(
+        out.contains("applied"),
+        "a new build, not 'unchanged': {out}"
+    );
+    assert_eq!(
+        site.applied_version("app", "app").as_deref(),
+        Some("from-b")
+    );
+    assert_eq!(site.applied_revision("app").as_deref(), Some(head.as_str()));
+}
