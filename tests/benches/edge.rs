@@ -191,23 +191,25 @@ fn write_config(dir: &Path, sources: &[(&str, &str)], interval: &str) -> PathBuf
 
 /// Size of the release binary and the idle RSS of `outpost run` with three sources, small and large.
 fn release_binary_figures(url: &str, work: &Path) {
-    let bin = std::env::current_exe()
+    // target/release/outpost (glibc) and, when built, the static musl binary that edge boxes run.
+    let target_dir = std::env::current_exe()
         .unwrap()
         .parent()
         .and_then(Path::parent)
-        .map(|p| p.join("outpost"))
-        .filter(|p| p.exists());
-    let Some(bin) = bin else {
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap();
+    let bins: Vec<PathBuf> = [
+        target_dir.join("release/outpost"),
+        target_dir.join("x86_64-unknown-linux-musl/release/outpost"),
+    ]
+    .into_iter()
+    .filter(|p| p.exists())
+    .collect();
+    if bins.is_empty() {
         println!("release binary: not built; run `cargo build --release -p outpost-agent` first for size and RSS");
         return;
-    };
-    let size = std::fs::metadata(&bin).unwrap().len();
-    println!(
-        "release binary {}: {:.2} MiB",
-        bin.display(),
-        size as f64 / (1024.0 * 1024.0)
-    );
-
+    }
     let small = GitRepo::new();
     for (i, kind) in ["Namespace", "ConfigMap", "Service", "ServiceAccount"]
         .iter()
@@ -220,18 +222,26 @@ fn release_binary_figures(url: &str, work: &Path) {
     }
     small.commit("4 objects");
     let small_server = GitHttpServer::start(small.serve_dir());
-    idle_rss(
-        &bin,
-        &small_server.url_for(small.name()),
-        &work.join("rss-small"),
-        "3 sources of 4 objects each",
-    );
-    idle_rss(
-        &bin,
-        url,
-        &work.join("rss-large"),
-        "3 sources of 1,000 objects each",
-    );
+    for (n, bin) in bins.iter().enumerate() {
+        let size = std::fs::metadata(bin).unwrap().len();
+        println!(
+            "release binary {}: {:.2} MiB",
+            bin.display(),
+            size as f64 / (1024.0 * 1024.0)
+        );
+        idle_rss(
+            bin,
+            &small_server.url_for(small.name()),
+            &work.join(format!("rss-small-{n}")),
+            "3 sources of 4 objects each",
+        );
+        idle_rss(
+            bin,
+            url,
+            &work.join(format!("rss-large-{n}")),
+            "3 sources of 1,000 objects each",
+        );
+    }
 }
 
 fn idle_rss(bin: &Path, url: &str, dir: &Path, label: &str) {
