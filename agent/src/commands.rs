@@ -25,6 +25,8 @@ pub enum CommandError {
     Reconcile(Box<ReconcileError>),
     #[error("{0}")]
     Usage(String),
+    #[error(transparent)]
+    Key(#[from] outpost_proto::keys::KeyError),
     #[error(
         "cannot create the state directory {dir}: {message}; create it or set [agent] state_dir"
     )]
@@ -244,4 +246,34 @@ fn unknown_source(config: &Config, name: &str) -> CommandError {
             known.join(", ")
         }
     ))
+}
+
+/// Where the agent's Ed25519 key lives: beside the store, so one state directory is one identity.
+pub fn key_path(config: &Config) -> PathBuf {
+    config.agent.state_dir.join("agent.key")
+}
+
+/// `outpost keygen`: creates the agent's key if missing (mode 0600), prints its public key and fingerprint.
+/// Never replaces an existing key: a new key is a new identity to the hub.
+pub fn keygen(config: Config) -> Result<ExitCode, CommandError> {
+    use outpost_proto::keys::{Pkcs8Document, SigningKey};
+    let dir = &config.agent.state_dir;
+    std::fs::create_dir_all(dir).map_err(|e| CommandError::StateDir {
+        dir: dir.clone(),
+        message: e.to_string(),
+    })?;
+    let path = key_path(&config);
+    let created = !path.exists();
+    if created {
+        Pkcs8Document::generate()?.save(&path)?;
+    }
+    let public = SigningKey::load(&path)?.public_key();
+    println!("{public}");
+    println!("fingerprint {}", public.fingerprint());
+    eprintln!(
+        "{} {}",
+        if created { "created" } else { "existing key" },
+        path.display()
+    );
+    Ok(ExitCode::SUCCESS)
 }

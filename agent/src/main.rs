@@ -41,6 +41,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Create the agent's Ed25519 key if missing; print its public key and fingerprint.
+    Keygen,
     /// Print the bundle that would be applied, without applying it.
     Render {
         #[arg(long)]
@@ -74,6 +76,7 @@ fn main() -> anyhow::Result<ExitCode> {
             Command::Run => commands::run(config).await,
             Command::Sync { source } => commands::sync(config, source).await,
             Command::Status { json } => commands::status(config, json),
+            Command::Keygen => commands::keygen(config),
             Command::Render { source, revision } => {
                 commands::render(config, source, revision).await
             }

@@ -69,3 +69,47 @@ fn config_from_environment_variable() {
         "state_dir is relative to the config file"
     );
 }
+
+#[test]
+fn keygen_creates_once_with_mode_0600_and_prints_the_same_key_again() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("agent.toml");
+    std::fs::write(&config, "[agent]\nid = \"k\"\nstate_dir = \"state\"\n").unwrap();
+    let run = || outpost(&["--config", config.to_str().unwrap(), "keygen"]);
+    let first = run();
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    let text = String::from_utf8_lossy(&first.stdout).to_string();
+    let mut lines = text.lines();
+    let public = lines.next().unwrap();
+    assert!(
+        public.starts_with("ed25519:") && public.len() == 8 + 44,
+        "{public}"
+    );
+    let fingerprint = lines.next().unwrap();
+    assert!(
+        fingerprint.starts_with("fingerprint SHA256:"),
+        "{fingerprint}"
+    );
+    assert!(String::from_utf8_lossy(&first.stderr).contains("created"));
+    let key = dir.path().join("state/agent.key");
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let second = run();
+    assert_eq!(
+        String::from_utf8_lossy(&second.stdout),
+        text,
+        "the key is kept, not replaced"
+    );
+    // A key readable by others is refused with the fix.
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let loose = run();
+    assert!(!loose.status.success());
+    assert!(String::from_utf8_lossy(&loose.stderr).contains("chmod 600"));
+}
