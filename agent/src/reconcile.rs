@@ -87,7 +87,8 @@ impl Reconciler {
             store,
             limits,
             keep,
-            build_key: format!("{}|{}|{}", config.url, config.git_ref, config.path),
+            // A commit and a path fully determine a bundle; the URL or ref that led to the commit do not matter.
+            build_key: format!("path={}", config.path),
         }
     }
 

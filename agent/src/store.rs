@@ -71,8 +71,8 @@ pub struct SourceRecord {
     pub last_seen: Option<u64>,
     pub object_count: usize,
     pub history_seq: u64,
-    /// The settings the last good bundle was built with (URL, ref, path): when they change, the same commit
-    /// must be built again.
+    /// The settings the last good bundle was built with (the path): when they change, the same commit must be
+    /// built again.
     pub build_key: Option<String>,
 }
 
