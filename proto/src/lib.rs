@@ -5,16 +5,18 @@
 //! - [`keys`]: Ed25519 keys (PKCS#8 files kept private, the `ed25519:` text form, OpenSSH-style fingerprints);
 //! - [`digest`]: RFC 9530 `Content-Digest` (sha-256) over a message body;
 //! - [`sfv`]: the RFC 8941 structured-field subset that the two RFCs above rely on;
-//! - [`signature`]: RFC 9421 HTTP Message Signatures over requests and responses.
-//!
-//! The heartbeat and assignment wire types land next to these; for now the crate pins the schema identifiers
-//! both sides agree on.
+//! - [`signature`]: RFC 9421 HTTP Message Signatures over requests and responses;
+//! - [`signed`]: Outpost's signing policy on whole messages (digest + signature, the covered components, the
+//!   key id), the functions the agent and hub call;
+//! - [`wire`]: the `outpost.heartbeat/v1` and `outpost.assignment/v1` bodies, their checks and JSON Schemas.
 
 mod b64;
 pub mod digest;
 pub mod keys;
 pub mod sfv;
 pub mod signature;
+pub mod signed;
+pub mod wire;
 
 /// `schema` field of a heartbeat body.
 pub const HEARTBEAT_SCHEMA: &str = "outpost.heartbeat/v1";
