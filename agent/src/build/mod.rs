@@ -220,6 +220,28 @@ pub fn digest_of(objects: &[Value]) -> String {
     format!("sha256:{}", hex(ctx.finish().as_ref()))
 }
 
+/// What the hub compares to know exactly what runs: sha-256 over the sorted lines `<identity> <object digest>`
+/// of the applied objects. Unlike the bundle digest it ignores order, so the same objects applied from files
+/// laid out differently give the same inventory.
+pub fn inventory_digest(objects: &[Value]) -> String {
+    let mut lines: Vec<String> = objects
+        .iter()
+        .map(|o| {
+            let mut buf = Vec::new();
+            write_canonical(o, &mut buf);
+            let object = ring::digest::digest(&ring::digest::SHA256, &buf);
+            let id = identity(o).unwrap_or_else(|_| "?".into());
+            format!("{id} {}", hex(object.as_ref()))
+        })
+        .collect();
+    lines.sort();
+    let joined = lines.join("\n");
+    format!(
+        "sha256:{}",
+        hex(ring::digest::digest(&ring::digest::SHA256, joined.as_bytes()).as_ref())
+    )
+}
+
 /// Canonical form independent of how the map was built (serde_json may preserve insertion order).
 fn write_canonical(v: &Value, out: &mut Vec<u8>) {
     match v {

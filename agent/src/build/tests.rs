@@ -167,3 +167,21 @@ fn identity_leaves_out_the_version() {
     let a: Value = serde_json::json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web", "namespace": "shop"}});
     assert_eq!(identity(&a).unwrap(), "apps/Deployment shop/web");
 }
+
+#[test]
+fn inventory_digest_ignores_order_but_not_content() {
+    let a = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}, "data": {"k": "1"}});
+    let b = serde_json::json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "b"}});
+    let one = inventory_digest(&[a.clone(), b.clone()]);
+    assert_eq!(one, inventory_digest(&[b.clone(), a.clone()]));
+    assert!(one.starts_with("sha256:") && one.len() == 71);
+    let mut changed = a.clone();
+    changed["data"]["k"] = "2".into();
+    assert_ne!(one, inventory_digest(&[changed, b.clone()]));
+    assert_ne!(one, inventory_digest(&[a]));
+    assert_ne!(
+        Bundle::new(vec![b.clone()]).digest,
+        inventory_digest(&[b]),
+        "distinct from the bundle digest"
+    );
+}

@@ -9,6 +9,9 @@
 //! src/<source>                     -> SourceRecord as JSON
 //! bun/<source>\0<revision>         -> Bundle as JSON (the objects and their digest)
 //! his/<source>\0<seq: u64 BE>      -> HistoryEntry as JSON; at most HISTORY_LEN per source
+//! hb/seq                           -> u64 BE, the last heartbeat sequence number handed out
+//! hb/dropped                       -> u64 BE, heartbeats dropped from the outbox and not yet reported
+//! obx/<seq: u64 BE>                -> OutboxEntry as JSON, a heartbeat waiting to be sent (see outbox.rs)
 //! ```
 //! Source names cannot hold `\0` or `/`, so prefixes never collide.
 //!
@@ -22,6 +25,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::build::Bundle;
+
+mod outbox;
+pub use outbox::{OutboxEntry, OutboxLimits};
 
 const TREE: &str = "outpost/v1";
 const SCHEMA_KEY: &[u8] = b"meta/schema";
@@ -74,6 +80,8 @@ pub struct SourceRecord {
     /// The settings the last good bundle was built with (the path): when they change, the same commit must be
     /// built again.
     pub build_key: Option<String>,
+    /// `build::inventory_digest` of the objects in the target, for status and heartbeats.
+    pub inventory_digest: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
