@@ -158,6 +158,14 @@ impl Reconciler {
         let target = self.config.target.to_string();
         let prune = self.config.prune;
         let build_key = self.build_key.clone();
+        let applied_objects: Vec<serde_json::Value> = bundle
+            .objects
+            .iter()
+            .filter(|o| crate::target::apply_policy(o) != Some("ignore"))
+            .cloned()
+            .collect();
+        let inventory = build::inventory_digest(&applied_objects);
+        drop(applied_objects);
         let rev = revision.clone();
         self.store.update(
             self.name(),
@@ -174,6 +182,7 @@ impl Reconciler {
                 r.target = Some(target);
                 r.prune = prune;
                 r.build_key = Some(build_key);
+                r.inventory_digest = Some(inventory);
             },
         )?;
         tracing::info!(source = self.name(), revision = %revision, objects = applied.object_count, digest = %bundle.digest, "applied");

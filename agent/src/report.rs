@@ -34,6 +34,8 @@ pub struct SourceStatus {
     /// Unix seconds of the next poll, when a daemon is running.
     pub next_poll: Option<u64>,
     pub object_count: usize,
+    /// sha-256 over the sorted identities and content digests of the objects in the target.
+    pub inventory_digest: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -64,6 +66,7 @@ impl SourceStatus {
             last_seen: record.last_seen,
             next_poll: None,
             object_count: record.object_count,
+            inventory_digest: record.inventory_digest.clone(),
         }
     }
 }

@@ -32,6 +32,12 @@ fn assert_applied(site: &Site, source: &str, commit: &str, version: &str) {
     let status = site.source_status(source);
     assert_eq!(status["state"], "Ready", "{status}");
     assert_eq!(status["last_good"], commit);
+    assert!(
+        status["inventory_digest"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("sha256:") && d.len() == 71),
+        "{status}"
+    );
 }
 
 #[test]
