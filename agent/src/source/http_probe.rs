@@ -6,6 +6,7 @@
 //! every minute at every site). Anything unexpected in the answer (an old server, a redirect) returns `None` and
 //! the caller uses gix's full handshake instead; the answer never decides anything it cannot parse.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::refs::ListedRef;
@@ -21,21 +22,32 @@ pub enum Answer {
     NotFound,
 }
 
-/// A client for probes, built once per source: building one loads the trust roots, which costs more CPU than
-/// the probe itself. HTTPS_PROXY / NO_PROXY are honoured (reqwest reads them).
-pub fn client(
+/// Probe clients, one per distinct `ca_file` for the whole process. Building a client costs more CPU than a
+/// probe, and each client holds its own copy of the trust roots (hundreds of KiB); sources that share a CA
+/// share a client. A process-wide cache because the roots are process-wide facts, not per-source state.
+static CLIENTS: std::sync::Mutex<Vec<(Option<PathBuf>, reqwest::Client)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// The probe client for sources trusting `ca_file` (`None`: the platform's roots). HTTPS_PROXY / NO_PROXY are
+/// honoured (reqwest reads them).
+pub fn shared_client(
+    ca_file: Option<&Path>,
     ca_certs: Option<&[reqwest::Certificate]>,
-    timeout: Duration,
 ) -> Result<reqwest::Client, String> {
+    let mut clients = CLIENTS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, client)) = clients.iter().find(|(k, _)| k.as_deref() == ca_file) {
+        return Ok(client.clone());
+    }
     let mut builder = reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(timeout.min(Duration::from_secs(30)))
+        .connect_timeout(Duration::from_secs(30))
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("git/2.0 (outpost/", env!("CARGO_PKG_VERSION"), ")"));
     if let Some(certs) = ca_certs {
         builder = builder.tls_certs_only(certs.iter().cloned());
     }
-    builder.build().map_err(|e| super::error_chain(&e))
+    let client = builder.build().map_err(|e| super::error_chain(&e))?;
+    clients.push((ca_file.map(Path::to_path_buf), client.clone()));
+    Ok(client)
 }
 
 /// Sends the one request; `Ok(None)` means "not understood, use the full handshake".
@@ -44,6 +56,7 @@ pub async fn ls_refs(
     url: &str,
     ref_prefix: &str,
     auth_header: Option<&str>,
+    timeout: Duration,
 ) -> Result<Option<Answer>, String> {
     let req_url = url;
     let endpoint = format!("{}/git-upload-pack", req_url.trim_end_matches('/'));
@@ -52,6 +65,7 @@ pub async fn ls_refs(
         .header("Content-Type", "application/x-git-upload-pack-request")
         .header("Accept", "application/x-git-upload-pack-result")
         .header("Git-Protocol", "version=2")
+        .timeout(timeout)
         .body(request_body(ref_prefix));
     if let Some((name, value)) = auth_header.and_then(|h| h.split_once(':')) {
         post = post.header(name.trim(), value.trim());

@@ -58,8 +58,6 @@ pub struct Source {
     config: SourceConfig,
     remote: Arc<GitRemote>,
     limits: Limits,
-    /// Built on first use and kept: building a client costs more than an unchanged poll.
-    http_client: Arc<tokio::sync::OnceCell<reqwest::Client>>,
 }
 
 impl Source {
@@ -69,7 +67,6 @@ impl Source {
             config: config.clone(),
             remote: Arc::new(GitRemote::new(config, cache_dir)),
             limits,
-            http_client: Arc::new(tokio::sync::OnceCell::new()),
         }
     }
 
@@ -120,13 +117,17 @@ impl Source {
         }
         let creds = self.remote.credentials()?;
         let timeout = self.config.timeout;
-        let client = self
-            .http_client
-            .get_or_try_init(|| async { http_probe::client(creds.ca_certs.as_deref(), timeout) })
-            .await
-            .map_err(|e| self.remote.net_error(e, &creds))?;
-        let answer =
-            http_probe::ls_refs(client, &self.config.url, ref_name, creds.header.as_deref()).await;
+        let client =
+            http_probe::shared_client(self.config.ca_file.as_deref(), creds.ca_certs.as_deref())
+                .map_err(|e| self.remote.net_error(e, &creds))?;
+        let answer = http_probe::ls_refs(
+            &client,
+            &self.config.url,
+            ref_name,
+            creds.header.as_deref(),
+            timeout,
+        )
+        .await;
         match answer {
             Ok(Some(http_probe::Answer::Refs(refs))) => Ok(Some(refs)),
             Ok(Some(http_probe::Answer::Denied(code))) => Err(self
