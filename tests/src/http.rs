@@ -316,7 +316,11 @@ fn authorize(
     }
     if let Some((user, password)) = &state.basic {
         if scheme.eq_ignore_ascii_case("basic")
-            && credentials == base64_encode(format!("{user}:{password}").as_bytes())
+            && credentials
+                == base64::Engine::encode(
+                    &base64::engine::general_purpose::STANDARD,
+                    format!("{user}:{password}"),
+                )
         {
             return Ok(Some(user.clone()));
         }
@@ -511,28 +515,6 @@ fn full(text: &str) -> RespBody {
     Full::new(Bytes::from(text.to_string()))
         .map_err(|never| match never {})
         .boxed()
-}
-
-/// Standard base64 with padding (what `Authorization: Basic` uses).
-pub fn base64_encode(input: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
-    for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i)) as usize & 63] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 #[cfg(test)]
