@@ -185,3 +185,41 @@ fn inventory_digest_ignores_order_but_not_content() {
         "distinct from the bundle digest"
     );
 }
+
+#[test]
+fn billion_laughs_fails_fast() {
+    let mut doc = String::from(
+        "a0: &a0 [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+    );
+    for i in 1..10 {
+        let prev = i - 1;
+        doc.push_str(&format!(
+            "a{i}: &a{i} [*a{prev},*a{prev},*a{prev},*a{prev},*a{prev},*a{prev},*a{prev},*a{prev},*a{prev}]\n"
+        ));
+    }
+    doc.push_str("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: lol\n");
+    let start = std::time::Instant::now();
+    let err = build(&[file("lol.yaml", &doc)], &limits()).unwrap_err();
+    eprintln!("{err}");
+    assert!(matches!(err, BuildError::Yaml { .. }), "{err}");
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(2),
+        "took {:?}",
+        start.elapsed()
+    );
+}
+
+#[test]
+fn deep_nesting_is_refused_not_a_stack_overflow() {
+    let depth = 10_000;
+    let doc = format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: deep\ndata: {}{}\n",
+        "[".repeat(depth),
+        "]".repeat(depth)
+    );
+    let err = build(&[file("deep.yaml", &doc)], &limits()).unwrap_err();
+    assert!(
+        err.to_string().contains("recursion limit exceeded"),
+        "{err}"
+    );
+}
