@@ -16,6 +16,14 @@ pub fn url(url: &str) -> String {
     }
 }
 
+/// The `user:password` part of a URL, if it has one: what [`secrets`] must scrub from messages that quote it.
+pub fn userinfo(url: &str) -> Option<String> {
+    let rest = &url[url.find("://")? + 3..];
+    let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+    let at = authority.rfind('@')?;
+    Some(authority[..at].to_string())
+}
+
 /// Removes every occurrence of each secret from `text`; used on messages that came from libraries.
 pub fn secrets(text: &str, secrets: &[&str]) -> String {
     let mut out = text.to_string();

@@ -426,3 +426,16 @@ fn changing_the_path_rebuilds_the_same_commit() {
     );
     assert_eq!(site.applied_revision("app").as_deref(), Some(head.as_str()));
 }
+
+#[test]
+fn password_in_url_never_reaches_output_or_state() {
+    let port = outpost_tests::support::free_port();
+    let mut site = Site::new();
+    let url = format!("http://site:pw-in-url-123@127.0.0.1:{port}/repo.git");
+    site.source("app", &url, "branch = \"main\"", "deploy", "");
+    let out = site.sync_fails();
+    assert!(out.contains("***@127.0.0.1"), "{out}");
+    assert!(!out.contains("pw-in-url-123"), "{out}");
+    let status = serde_json::to_string(&site.status_json()).unwrap();
+    assert!(!status.contains("pw-in-url-123"), "{status}");
+}

@@ -372,7 +372,10 @@ impl GitRemote {
     }
 
     pub fn net_error(&self, e: impl Describe, creds: &Credentials) -> SourceError {
-        let secrets: Vec<&str> = creds.secrets.iter().map(String::as_str).collect();
+        let mut secrets: Vec<&str> = creds.secrets.iter().map(String::as_str).collect();
+        // A URL with user:password@ may be echoed back by the transport; its password must not be.
+        let userinfo = redact::userinfo(&self.source.url);
+        secrets.extend(userinfo.as_deref());
         let message = redact::secrets(&e.describe(), &secrets);
         SourceError::Remote {
             source_name: self.source.name.clone(),
