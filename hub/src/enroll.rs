@@ -1,0 +1,249 @@
+//! `POST /v1/enroll`: an agent registers its public key once, with a one-time bootstrap token.
+//!
+//! The operator writes a random token into `bootstrap_token_file` and hands it to whoever installs the
+//! agent; the agent presents `{"agent_id", "public_key", "token"}`. Rules:
+//! - the token is read from its file on every request, so writing a new token needs no restart; the file is
+//!   a secret and must be private to the hub's user (mode 0600), like key files;
+//! - each token enrolls exactly one agent: its sha-256 is recorded with the agent it enrolled, and any other
+//!   agent presenting it is refused (403). The same agent, key and token again is answered 200, so an agent
+//!   whose reply was lost can retry;
+//! - an id or key the hub already knows (config or earlier enrollment) is refused (409), so enrollment can
+//!   never replace an agent's key; re-keying is an operator's config edit;
+//! - the token is compared by its sha-256, so the comparison's timing says nothing about the token.
+//!
+//! The registry's write lock is held from the checks to the store write, which makes enrollments one at a
+//! time; they are rare, and it keeps "id and key unused" true at the moment of writing.
+
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use outpost_proto::keys::PublicKey;
+use serde::{Deserialize, Serialize};
+
+use crate::config::is_agent_id;
+use crate::registry::{KnownAgent, Origin};
+use crate::reply::{Rejection, Reply};
+use crate::state::HubState;
+use crate::store::{Enrolled, Enrollment};
+
+/// The largest enrollment body accepted: three short strings.
+pub const MAX_ENROLL_BODY: usize = 16 * 1024;
+/// Shorter tokens could be guessed by anyone who can reach the hub.
+const MIN_TOKEN_CHARS: usize = 16;
+const MAX_TOKEN_FILE: u64 = 4096;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EnrollRequest {
+    agent_id: String,
+    public_key: String,
+    token: String,
+}
+
+#[derive(Debug, Serialize)]
+struct EnrollReply<'a> {
+    agent_id: &'a str,
+    /// The agent's key fingerprint: the `keyid` its heartbeats must carry.
+    fingerprint: String,
+    /// The hub's public key, for the agent's `hub_key`. Compare it with what the hub's operator printed at
+    /// start: an agent must not trust it just because this reply said so.
+    hub_key: String,
+}
+
+/// Handles one enrollment received at `now_ms`.
+pub fn handle(hub: &HubState, body: &[u8], now_ms: u64) -> Result<Reply, Rejection> {
+    let Some(token_file) = &hub.config.bootstrap_token_file else {
+        return Err(Rejection::new(
+            404,
+            "enrollment_disabled",
+            "this hub does not enroll agents (no bootstrap_token_file is configured); ask its operator to list your agent's public key in the hub config",
+        ));
+    };
+    let request: EnrollRequest = serde_json::from_slice(body).map_err(|e| {
+        Rejection::new(
+            400,
+            "invalid_enrollment",
+            format!(
+                "the enrollment body must be JSON {{\"agent_id\", \"public_key\", \"token\"}}: {e}"
+            ),
+        )
+    })?;
+    if !is_agent_id(&request.agent_id) {
+        return Err(Rejection::new(
+            400,
+            "invalid_enrollment",
+            "agent_id must be 1-253 letters, digits, '.', '_' or '-'",
+        ));
+    }
+    let public_key: PublicKey = request.public_key.parse().map_err(|_| {
+        Rejection::new(
+            400,
+            "invalid_enrollment",
+            "public_key must be the `ed25519:...` text that `outpost keygen` prints",
+        )
+    })?;
+
+    let expected = read_token(token_file)?;
+    if sha256_hex(expected.as_bytes()) != sha256_hex(request.token.trim().as_bytes()) {
+        return Err(Rejection::new(
+            403,
+            "bad_token",
+            format!("the bootstrap token presented by agent {:?} is not the hub's current token; ask the hub's operator for a fresh one", request.agent_id),
+        ));
+    }
+
+    let mut registry = hub.registry_mut();
+    let fingerprint = public_key.fingerprint();
+    if let Some(known) = registry.get(&request.agent_id) {
+        if known.public_key != public_key || known.origin == Origin::Config {
+            return Err(Rejection::new(
+                409,
+                "already_enrolled",
+                format!(
+                    "agent {:?} is already known to the hub with {}; enrollment cannot change an agent's key: ask the hub's operator to update its [[agent]] entry",
+                    request.agent_id,
+                    if known.public_key == public_key { "this key (from the config)" } else { "another key" }
+                ),
+            ));
+        }
+    } else if let Err(conflict) = registry.check_new(&request.agent_id, &public_key) {
+        return Err(Rejection::new(
+            409,
+            "already_enrolled",
+            conflict.to_string(),
+        ));
+    }
+
+    let enrollment = Enrollment {
+        agent_id: request.agent_id.clone(),
+        public_key: public_key.to_string(),
+        enrolled_at_ms: now_ms,
+        token_sha256: sha256_hex(expected.as_bytes()),
+    };
+    let outcome = hub.store.enroll(&enrollment).map_err(|e| {
+        Rejection::internal(format!(
+            "cannot record the enrollment of agent {:?}: {e}",
+            request.agent_id
+        ))
+    })?;
+    let status = match outcome {
+        Enrolled::Enrolled => {
+            let known = KnownAgent {
+                id: request.agent_id.clone(),
+                public_key,
+                fingerprint: fingerprint.clone(),
+                origin: Origin::Enrolled,
+                heartbeat_interval: hub.config.heartbeat_interval,
+            };
+            registry
+                .insert(known)
+                .map_err(|e| Rejection::internal(format!("enrolled agent {:?} but cannot register it: {e}", request.agent_id)))?;
+            tracing::info!(agent = %request.agent_id, key = %fingerprint, "agent enrolled");
+            201
+        }
+        Enrolled::Again => 200,
+        Enrolled::TokenUsed { by } => {
+            return Err(Rejection::new(
+                403,
+                "token_used",
+                format!("this bootstrap token already enrolled agent {by:?}; each token enrolls one agent: ask the hub's operator to write a new token to the bootstrap token file"),
+            ))
+        }
+        Enrolled::IdTaken => {
+            return Err(Rejection::new(
+                409,
+                "already_enrolled",
+                format!("agent {:?} is already enrolled with another token", request.agent_id),
+            ))
+        }
+    };
+    Reply::json(
+        status,
+        &EnrollReply {
+            agent_id: &request.agent_id,
+            fingerprint,
+            hub_key: hub.public_key.to_string(),
+        },
+    )
+}
+
+/// Reads the current token, refusing a file others can read. Problems are the operator's to fix, so the
+/// client gets a 503 and the log gets the detail.
+fn read_token(path: &Path) -> Result<String, Rejection> {
+    let unusable = |detail: String| {
+        Rejection::new(
+            503,
+            "enrollment_unavailable",
+            format!("bootstrap token file {}: {detail}", path.display()),
+        )
+    };
+    let file = std::fs::File::open(path).map_err(|e| {
+        unusable(format!(
+            "cannot open it ({e}); write a token to it, e.g. `openssl rand -hex 16 > {}`",
+            path.display()
+        ))
+    })?;
+    let metadata = file
+        .metadata()
+        .map_err(|e| unusable(format!("cannot inspect it ({e})")))?;
+    let mode = metadata.mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(unusable(format!(
+            "has mode {mode:04o}, so other users can read the token; run `chmod 600 {}`",
+            path.display()
+        )));
+    }
+    let mut text = String::new();
+    file.take(MAX_TOKEN_FILE)
+        .read_to_string(&mut text)
+        .map_err(|e| unusable(format!("cannot read it as text ({e})")))?;
+    let token = text.trim();
+    if token.chars().count() < MIN_TOKEN_CHARS {
+        return Err(unusable(format!(
+            "the token is shorter than {MIN_TOKEN_CHARS} characters; write a random one, e.g. `openssl rand -hex 16`"
+        )));
+    }
+    Ok(token.to_owned())
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
+    digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn token_file_rules() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let path = dir.path().join("token");
+        assert_eq!(read_token(&path).map_err(|r| r.status), Err(503));
+        std::fs::write(&path, "0123456789abcdef0123\n")?;
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))?;
+        let loose = read_token(&path).map_err(|r| r.message);
+        assert!(
+            matches!(&loose, Err(m) if m.contains("chmod 600")),
+            "{loose:?}"
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        assert_eq!(
+            read_token(&path).map_err(|r| r.message),
+            Ok("0123456789abcdef0123".to_owned())
+        );
+        std::fs::write(&path, "short\n")?;
+        assert!(read_token(&path).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn hashes_are_hex() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+}

@@ -1,0 +1,24 @@
+//! `outpost-hub`: the reference upstream for Outpost agents (DESIGN.md § Heartbeat, issue 4).
+//!
+//! It verifies signed heartbeats, records them, and answers each with the agent's assignment signed by the
+//! hub's key. The request path, one module per stage:
+//! - [`config`]: `hub.toml` -> validated [`config::Config`] (listen/TLS, agents, limits), with [`assign`]
+//!   deciding which `[[assignment]]` each agent gets;
+//! - [`state`]: the shared [`state::HubState`] opened from it (hub key, [`store`], [`registry`]);
+//! - [`server`]: sockets, TLS ([`tls`]), HTTP limits and routing;
+//! - handlers, plain synchronous functions over bytes: [`heartbeat`], [`enroll`], [`status`];
+//! - [`reply`]: the answers they return, accepted or refused.
+//!
+//! Wire formats, signing and keys come from `outpost_proto`; nothing here re-implements them.
+
+pub mod assign;
+pub mod config;
+pub mod enroll;
+pub mod heartbeat;
+pub mod registry;
+pub mod reply;
+pub mod server;
+pub mod state;
+pub mod status;
+pub mod store;
+pub mod tls;

@@ -1,0 +1,122 @@
+//! `outpost-hub`: command line only; the work is in the library.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use outpost_hub::config::{Config, DEFAULT_CONFIG_PATH};
+use outpost_hub::{server, state, status};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "outpost-hub",
+    version,
+    about = "Outpost's reference hub: verifies signed heartbeats, records them, answers with signed assignments"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve agents: POST /v1/heartbeats, POST /v1/enroll, GET /v1/agents.
+    Serve {
+        #[arg(long, env = "OUTPOST_HUB_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
+    /// Print every agent: online or offline, last seen, seq, and each source's state.
+    ///
+    /// Asks the running hub (GET /v1/agents on `listen`); when none answers, reads the store directly.
+    Status {
+        #[arg(long, env = "OUTPOST_HUB_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// Print the JSON listing instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
+    };
+    let result = match cli.command {
+        Command::Serve { config } => runtime.block_on(serve(&config)),
+        Command::Status { config, json } => runtime.block_on(print_status(&config, json)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => fail(&message),
+    }
+}
+
+async fn serve(path: &Path) -> Result<(), String> {
+    let config = Config::load(path).map_err(|e| chain(&e))?;
+    server::serve(config, |hub| {
+        for warning in &hub.warnings {
+            tracing::warn!("{warning}");
+        }
+        if hub.key_created {
+            println!("created a new hub key");
+        }
+        // Operators copy this into every agent's `[upstream] hub_key`.
+        println!("hub public key: {}", hub.public_key);
+        println!("hub key fingerprint: {}", hub.public_key.fingerprint());
+        println!("listening on {}", hub.local_addr);
+        tracing::info!(addr = %hub.local_addr, key = %hub.public_key.fingerprint(), "outpost-hub serving");
+    })
+    .await
+    .map_err(|e| chain(&e))
+}
+
+async fn print_status(path: &Path, json: bool) -> Result<(), String> {
+    let config = Config::load(path).map_err(|e| chain(&e))?;
+    let views = status::collect(&config, state::now_ms())
+        .await
+        .map_err(|e| chain(&e))?;
+    if json {
+        let text = serde_json::to_string_pretty(&views).map_err(|e| e.to_string())?;
+        println!("{text}");
+    } else {
+        print!("{}", status::render_table(&views));
+    }
+    Ok(())
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("OUTPOST_HUB_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        // Colour codes only help a terminal; in the journal or a log file they are noise.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .init();
+}
+
+/// The error and its causes, one per line, so the fix in an inner message is not lost.
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str("\n  caused by: ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+fn fail(message: &str) -> ExitCode {
+    eprintln!("outpost-hub: {message}");
+    ExitCode::FAILURE
+}

@@ -1,0 +1,117 @@
+//! [`HubState`]: everything a request handler needs, opened once at start and shared by every connection.
+//!
+//! Opening it is where the hub's identity is settled: the signing key is loaded, or created (mode 0600)
+//! when missing so a first start needs no extra step, and its public key is what operators copy into each
+//! agent's `hub_key`. Nothing here is global; tests open several hubs in one process.
+
+use std::path::{Path, PathBuf};
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use outpost_proto::keys::{KeyError, Pkcs8Document, PublicKey, SigningKey};
+
+use crate::config::Config;
+use crate::registry::Registry;
+use crate::store::{Store, StoreError};
+
+/// Why the hub could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("hub key {path}: {source}")]
+    Key {
+        path: PathBuf,
+        #[source]
+        source: KeyError,
+    },
+    #[error(
+        "cannot create the folder {path} for the hub key: {source}; check key_file and permissions"
+    )]
+    KeyDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The hub's shared state.
+#[derive(Debug)]
+pub struct HubState {
+    pub config: Config,
+    pub store: Store,
+    registry: RwLock<Registry>,
+    /// Signs every heartbeat reply.
+    pub key: SigningKey,
+    pub public_key: PublicKey,
+    /// Whether this start created the key (the operator must then distribute the public key).
+    pub key_created: bool,
+}
+
+impl HubState {
+    /// Loads or creates the key, opens the store and builds the registry. The strings returned are
+    /// warnings for the log (enrollments the config overrides).
+    pub fn open(config: Config) -> Result<(HubState, Vec<String>), OpenError> {
+        let (key, key_created) = load_or_create_key(&config.key_file)?;
+        let store = Store::open(&config.state_dir)?;
+        let (registry, warnings) = Registry::build(&config, &store.enrollments()?);
+        let public_key = key.public_key();
+        let state = HubState {
+            config,
+            store,
+            registry: RwLock::new(registry),
+            key,
+            public_key,
+            key_created,
+        };
+        Ok((state, warnings))
+    }
+
+    /// The registry for reading. A panic elsewhere while holding the lock leaves the map itself intact
+    /// (every insert is a single step), so a poisoned lock is still safe to use.
+    pub fn registry(&self) -> RwLockReadGuard<'_, Registry> {
+        self.registry.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The registry for enrolling; enrollments hold it for their whole check-and-write.
+    pub fn registry_mut(&self) -> RwLockWriteGuard<'_, Registry> {
+        self.registry
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Loads the hub key, creating it first when the file does not exist. Returns whether it was created.
+pub fn load_or_create_key(path: &Path) -> Result<(SigningKey, bool), OpenError> {
+    let key_error = |source| OpenError::Key {
+        path: path.to_owned(),
+        source,
+    };
+    if !path.exists() {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|source| OpenError::KeyDir {
+                    path: dir.to_owned(),
+                    source,
+                })?;
+        }
+        match Pkcs8Document::generate().and_then(|doc| doc.save(path)) {
+            Ok(()) => return Ok((SigningKey::load(path).map_err(key_error)?, true)),
+            // Another process created it between our check and our write: use theirs.
+            Err(KeyError::AlreadyExists { .. }) => {}
+            Err(e) => return Err(key_error(e)),
+        }
+    }
+    Ok((SigningKey::load(path).map_err(key_error)?, false))
+}
+
+/// The hub's clock, Unix milliseconds. A clock before 1970 reads as 0 rather than failing a request.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
