@@ -8,6 +8,7 @@ pub mod build;
 pub mod commands;
 pub mod config;
 pub mod fsutil;
+pub mod heartbeat;
 pub mod logging;
 pub mod mem;
 pub mod reconcile;

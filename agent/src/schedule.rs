@@ -49,11 +49,26 @@ pub async fn run(
     tracing::info!(sources = reconcilers.len(), "started");
 
     let mut tasks = tokio::task::JoinSet::new();
+    let changed = Arc::new(tokio::sync::Notify::new());
+    if let Some(upstream) = &config.upstream {
+        match crate::heartbeat::load_key(config) {
+            Ok(key) => {
+                let (config, upstream, store) =
+                    (Arc::new(config.clone()), upstream.clone(), store.clone());
+                let (changed, shutdown) = (changed.clone(), shutdown.clone());
+                tasks.spawn(async move {
+                    crate::heartbeat::run(config, upstream, store, key, changed, shutdown).await
+                });
+            }
+            Err(e) => tracing::error!("heartbeats disabled: {e}"),
+        }
+    }
     for r in reconcilers {
         let store = store.clone();
         let board = board.clone();
         let shutdown = shutdown.clone();
-        tasks.spawn(async move { source_loop(r, store, board, shutdown).await });
+        let changed = changed.clone();
+        tasks.spawn(async move { source_loop(r, store, board, changed, shutdown).await });
     }
     while let Some(joined) = tasks.join_next().await {
         if let Err(e) = joined {
@@ -82,6 +97,7 @@ async fn source_loop(
     r: Arc<Reconciler>,
     store: Arc<Store>,
     board: Arc<Board>,
+    changed: Arc<tokio::sync::Notify>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let interval = r.config.interval;
@@ -94,7 +110,19 @@ async fn source_loop(
             _ = tokio::time::sleep(delay) => {}
             _ = shutdown.wait_for(|stop| *stop) => break,
         }
+        let before = store
+            .record(r.name())
+            .ok()
+            .map(|rec| (rec.state, rec.applied));
         let result = r.pass(&shutdown).await;
+        let after = store
+            .record(r.name())
+            .ok()
+            .map(|rec| (rec.state, rec.applied));
+        if before != after {
+            // A heartbeat goes out at once on any state change, not at the next interval.
+            changed.notify_one();
+        }
         delay = match &result {
             Ok(_) => {
                 backoff.reset();

@@ -38,6 +38,17 @@ pub struct Config {
     pub path: PathBuf,
     pub agent: AgentConfig,
     pub sources: Vec<SourceConfig>,
+    pub upstream: Option<Upstream>,
+}
+
+/// Where heartbeats go, and the key the hub's replies must be signed with.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    /// Base URL, without a trailing `/`.
+    pub url: String,
+    pub hub_key: outpost_proto::keys::PublicKey,
+    pub heartbeat_interval: Duration,
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -140,7 +151,7 @@ struct RawConfig {
     #[serde(default)]
     source: Vec<RawSource>,
     kubernetes: Option<toml::Table>,
-    upstream: Option<toml::Table>,
+    upstream: Option<RawUpstream>,
 }
 
 #[derive(Deserialize, Default)]
@@ -191,6 +202,15 @@ fn yes() -> bool {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct RawUpstream {
+    url: String,
+    hub_key: String,
+    heartbeat_interval: Option<String>,
+    ca_file: Option<PathBuf>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RawAuth {
     token_file: Option<PathBuf>,
     username: Option<String>,
@@ -228,11 +248,10 @@ impl Config {
                 "[kubernetes]: the Kubernetes target is not supported by this build yet; remove the section and use target = \"directory:/path\"".into(),
             ));
         }
-        if raw.upstream.is_some() {
-            return Err(invalid(
-                "[upstream]: heartbeats to a hub are not supported by this build yet; remove the section".into(),
-            ));
-        }
+        let upstream = match raw.upstream {
+            None => None,
+            Some(u) => Some(validate_upstream(u, path).map_err(invalid)?),
+        };
         let agent = validate_agent(raw.agent, path).map_err(invalid)?;
         let mut sources: Vec<SourceConfig> = Vec::new();
         for raw_source in raw.source {
@@ -249,6 +268,7 @@ impl Config {
             path: path.to_owned(),
             agent,
             sources,
+            upstream,
         })
     }
 
@@ -269,6 +289,36 @@ fn toml_message(e: &toml::de::Error) -> String {
         );
     }
     message
+}
+
+fn validate_upstream(raw: RawUpstream, config_path: &Path) -> Result<Upstream, String> {
+    let url = raw.url.trim_end_matches('/').to_string();
+    if !(url.starts_with("https://") || url.starts_with("http://"))
+        || url.split('/').nth(2).is_none_or(str::is_empty)
+    {
+        return Err(format!(
+            "[upstream] url = {:?}: write the hub's base URL, e.g. \"https://hub.example.com\"",
+            crate::redact::url(&raw.url)
+        ));
+    }
+    if url.contains('@') {
+        return Err("[upstream] url: must not carry credentials; the agent authenticates with its signing key".into());
+    }
+    let hub_key = raw.hub_key.parse().map_err(|e| {
+        format!("[upstream] hub_key = {:?}: {e}; copy the key `outpost-hub serve` prints (\"ed25519:BASE64\")", raw.hub_key)
+    })?;
+    let heartbeat_interval =
+        parse_opt_duration(raw.heartbeat_interval.as_deref(), Duration::from_secs(30))
+            .map_err(|m| format!("[upstream] heartbeat_interval: {m}"))?;
+    if heartbeat_interval < Duration::from_secs(1) {
+        return Err("[upstream] heartbeat_interval: must be at least 1s".into());
+    }
+    Ok(Upstream {
+        url,
+        hub_key,
+        heartbeat_interval,
+        ca_file: raw.ca_file.map(|p| relative_to(config_path, &p)),
+    })
 }
 
 fn validate_agent(raw: RawAgent, config_path: &Path) -> Result<AgentConfig, String> {

@@ -93,6 +93,28 @@ fn unsupported_sections_are_refused_not_ignored() {
 }
 
 #[test]
+fn upstream_needs_a_url_and_the_hub_key() {
+    let key = "ed25519:JrQLj5P/89iXES9+vFgrIy29clF9CC/oPPsw3c5D0bs=";
+    let ok = parse(&format!(
+        "{MINIMAL}\n[upstream]\nurl = \"https://hub.example.com/\"\nhub_key = \"{key}\"\n"
+    ))
+    .unwrap();
+    let up = ok.upstream.unwrap();
+    assert_eq!(up.url, "https://hub.example.com");
+    assert_eq!(up.heartbeat_interval, Duration::from_secs(30));
+    let err = parse(&format!(
+        "{MINIMAL}\n[upstream]\nurl = \"hub.example.com\"\nhub_key = \"{key}\"\n"
+    ))
+    .unwrap_err();
+    assert!(err.contains("[upstream] url"), "{err}");
+    let err = parse(&format!(
+        "{MINIMAL}\n[upstream]\nurl = \"https://h\"\nhub_key = \"rsa:xyz\"\n"
+    ))
+    .unwrap_err();
+    assert!(err.contains("hub_key"), "{err}");
+}
+
+#[test]
 fn auth_combinations() {
     let with_auth = |a: &str| parse(&format!("{MINIMAL}\n[source.auth]\n{a}\n"));
     assert!(with_auth("token_file = \"/t\"").is_ok());

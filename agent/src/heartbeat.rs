@@ -1,0 +1,252 @@
+//! Heartbeats to the hub: what each source runs, signed with the agent's key, delivered in order.
+//!
+//! A heartbeat is queued in the store's outbox first (every `heartbeat_interval`, jittered, and at once when a
+//! source's state changes), then the outbox is drained oldest first. Each entry is signed when it is sent, not
+//! when it is queued, so one that waited out a long outage is still fresh. An entry leaves the outbox only when
+//! the hub's reply verifies against `hub_key`; an uplink that is down just means the outbox grows (bounded) and
+//! drains, in order, when it returns.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backoff::backoff::Backoff;
+use outpost_proto::keys::SigningKey;
+use outpost_proto::signed::{self, Freshness, ReceivedResponse};
+use outpost_proto::wire::{self, Heartbeat, SourceState, SourceStatus};
+use tokio::sync::{watch, Notify};
+
+use crate::config::{Config, Upstream};
+use crate::store::{now, OutboxLimits, Store};
+
+const CONTENT_TYPE: &str = "application/json";
+/// Entries sent per drain before the loop looks at shutdown and new state again.
+const DRAIN_BATCH: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum HeartbeatError {
+    #[error("the agent key {path}: {message}; run `outpost keygen` first, then enroll its public key at the hub")]
+    Key { path: String, message: String },
+    #[error("hub {url}: {message}")]
+    Send { url: String, message: String },
+    #[error("hub {url} answered, but its reply does not verify against [upstream] hub_key: {message}; check hub_key")]
+    Untrusted { url: String, message: String },
+}
+
+/// Builds the heartbeat body for the current store records of the configured sources.
+pub fn build(config: &Config, store: &Store, seq: u64, dropped: u64, boot_id: &str) -> Vec<u8> {
+    let sources = config
+        .sources
+        .iter()
+        .map(|s| {
+            let record = store.record(&s.name).unwrap_or_default();
+            let state = match record.state.as_str() {
+                "Ready" => SourceState::Ready,
+                "Failed" => SourceState::Failed,
+                "Stale" => SourceState::Stale,
+                _ => SourceState::Progressing,
+            };
+            let mut status = SourceStatus::new(s.name.clone(), state);
+            status.fetched_revision = record.fetched;
+            status.applied_revision = record.applied;
+            status.last_good_revision = record.last_good;
+            status.last_error = record.last_error.as_deref().map(wire::bounded_error);
+            status.object_count = record.object_count as u64;
+            status.inventory_digest = record.inventory_digest;
+            status
+        })
+        .collect();
+    let heartbeat = Heartbeat {
+        schema: outpost_proto::HEARTBEAT_SCHEMA.into(),
+        agent_id: config.agent.id.clone(),
+        seq,
+        boot_id: boot_id.to_string(),
+        observed_at: wire::format_timestamp(now() as i64).unwrap_or_default(),
+        agent_version: env!("CARGO_PKG_VERSION").into(),
+        assignment_generation: 0,
+        dropped,
+        sources,
+    };
+    // Validation failures would be our bug; send what we have and let the hub say what is wrong.
+    heartbeat
+        .to_body()
+        .unwrap_or_else(|_| serde_json::to_vec(&heartbeat).unwrap_or_default())
+}
+
+/// The kernel's id of this boot, so the hub can tell a restart from a reboot.
+pub fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Loads the agent's signing key, with an error that says how to make one.
+pub fn load_key(config: &Config) -> Result<SigningKey, HeartbeatError> {
+    let path = crate::commands::key_path(config);
+    SigningKey::load(&path).map_err(|e| HeartbeatError::Key {
+        path: path.display().to_string(),
+        message: e.to_string(),
+    })
+}
+
+/// Queues and sends heartbeats until shutdown. `changed` is notified when a source's state changes.
+pub async fn run(
+    config: Arc<Config>,
+    upstream: Upstream,
+    store: Arc<Store>,
+    key: SigningKey,
+    changed: Arc<Notify>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let client = match client(&upstream) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!("heartbeats disabled: {e}");
+            return;
+        }
+    };
+    let boot = boot_id();
+    let mut retry = crate::schedule::retry_policy(upstream.heartbeat_interval);
+    let mut delay = Duration::ZERO;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = changed.notified() => {}
+            _ = shutdown.wait_for(|stop| *stop) => break,
+        }
+        let queued = store.outbox_push(now(), OutboxLimits::default(), |seq, dropped| {
+            build(&config, &store, seq, dropped, &boot)
+        });
+        if let Err(e) = queued {
+            tracing::warn!("cannot queue a heartbeat: {e}");
+        }
+        delay = match drain(&client, &upstream, &store, &key).await {
+            Ok(()) => {
+                retry.reset();
+                crate::schedule::jittered(upstream.heartbeat_interval, 0.1)
+            }
+            Err(e) => {
+                tracing::warn!(queued = store.outbox_len(), "{e}");
+                retry.next_backoff().unwrap_or(upstream.heartbeat_interval)
+            }
+        };
+    }
+}
+
+fn client(upstream: &Upstream) -> Result<reqwest::Client, HeartbeatError> {
+    let mut builder = reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(30))
+        .timeout(Duration::from_secs(60))
+        .user_agent(concat!("outpost/", env!("CARGO_PKG_VERSION")));
+    if let Some(path) = &upstream.ca_file {
+        let pem = std::fs::read(path).map_err(|e| HeartbeatError::Send {
+            url: upstream.url.clone(),
+            message: format!("cannot read ca_file {}: {e}", path.display()),
+        })?;
+        let certs =
+            reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| HeartbeatError::Send {
+                url: upstream.url.clone(),
+                message: format!("ca_file {}: {e}", path.display()),
+            })?;
+        builder = builder.tls_certs_only(certs);
+    }
+    builder.build().map_err(|e| HeartbeatError::Send {
+        url: upstream.url.clone(),
+        message: crate::source::error_chain(&e),
+    })
+}
+
+/// Sends queued heartbeats oldest first; stops at the first failure so order is kept.
+async fn drain(
+    client: &reqwest::Client,
+    upstream: &Upstream,
+    store: &Store,
+    key: &SigningKey,
+) -> Result<(), HeartbeatError> {
+    let send_err = |message: String| HeartbeatError::Send {
+        url: upstream.url.clone(),
+        message,
+    };
+    let url = format!("{}/v1/heartbeats", upstream.url);
+    let parsed = reqwest::Url::parse(&url).map_err(|e| send_err(e.to_string()))?;
+    let authority = match parsed.port() {
+        Some(port) => format!("{}:{port}", parsed.host_str().unwrap_or_default()),
+        None => parsed.host_str().unwrap_or_default().to_string(),
+    };
+    let entries = store
+        .outbox_entries(DRAIN_BATCH)
+        .map_err(|e| send_err(e.to_string()))?;
+    for entry in entries {
+        let headers = signed::sign_request(
+            "POST",
+            &authority,
+            parsed.path(),
+            &entry.body,
+            CONTENT_TYPE,
+            key,
+            now() as i64,
+        )
+        .map_err(|e| send_err(e.to_string()))?;
+        let mut request = client
+            .post(parsed.clone())
+            .header("content-type", CONTENT_TYPE)
+            .body(entry.body.clone());
+        for (name, value) in &headers {
+            request = request.header(*name, value.as_str());
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| send_err(crate::source::error_chain(&e)))?;
+        let status = response.status().as_u16();
+        let reply_headers: Vec<(String, String)> = response
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .collect();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| send_err(crate::source::error_chain(&e)))?;
+        match status {
+            200 => {
+                let header_refs: Vec<(&str, &str)> = reply_headers
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect();
+                signed::verify_response(
+                    &ReceivedResponse {
+                        status,
+                        headers: &header_refs,
+                        body: &body,
+                    },
+                    &upstream.hub_key,
+                    now() as i64,
+                    Freshness::default(),
+                )
+                .map_err(|e| HeartbeatError::Untrusted {
+                    url: upstream.url.clone(),
+                    message: e.to_string(),
+                })?;
+                store
+                    .outbox_delivered(entry.seq)
+                    .map_err(|e| send_err(e.to_string()))?;
+                tracing::debug!(seq = entry.seq, "heartbeat delivered");
+            }
+            // The hub already has a newer heartbeat from us (e.g. after a restore): this one can never land.
+            409 => {
+                tracing::warn!(
+                    seq = entry.seq,
+                    "the hub refused heartbeat as not newer; dropping it"
+                );
+                store
+                    .outbox_delivered(entry.seq)
+                    .map_err(|e| send_err(e.to_string()))?;
+            }
+            _ => {
+                let text = String::from_utf8_lossy(&body[..body.len().min(512)]).to_string();
+                return Err(send_err(format!("HTTP {status}: {text}")));
+            }
+        }
+    }
+    Ok(())
+}
