@@ -32,6 +32,8 @@ pub struct Site {
     pub dir: tempfile::TempDir,
     pub sources: Vec<String>,
     pub agent_extra: String,
+    /// More top-level TOML tables, written after the sources (e.g. `[upstream]`).
+    pub tables: String,
 }
 
 impl Site {
@@ -43,6 +45,7 @@ impl Site {
                 .unwrap(),
             sources: Vec::new(),
             agent_extra: String::new(),
+            tables: String::new(),
         }
     }
 
@@ -64,10 +67,11 @@ impl Site {
 
     pub fn write_config(&self) -> PathBuf {
         let text = format!(
-            "[agent]\nid = \"test-site\"\nstate_dir = \"{}\"\n{}\n{}",
+            "[agent]\nid = \"test-site\"\nstate_dir = \"{}\"\n{}\n{}\n{}",
             self.state_dir().display(),
             self.agent_extra,
-            self.sources.join("\n")
+            self.sources.join("\n"),
+            self.tables
         );
         let path = self.config_path();
         std::fs::write(&path, text).unwrap();

@@ -1,0 +1,176 @@
+//! Agent -> hub: the real `outpost run` sends signed heartbeats to a real `outpost-hub` (in-process, random
+//! port); while the hub is down they wait in the outbox and arrive, in order, when it is back.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use common::{configmap, wait_until, Site};
+use outpost_tests::GitRepo;
+use serde_json::Value;
+
+struct Hub {
+    rt: tokio::runtime::Runtime,
+    dir: std::path::PathBuf,
+    config_text: String,
+    running: Option<outpost_hub::server::RunningHub>,
+}
+
+impl Hub {
+    fn start(dir: &std::path::Path, agent_key: &str, port: u16) -> Hub {
+        outpost_agent::install_crypto_provider();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let config_text = format!(
+            "listen = \"127.0.0.1:{port}\"\nstate_dir = \"{}\"\nkey_file = \"{}\"\nheartbeat_interval = \"1s\"\n[[agent]]\nid = \"test-site\"\npublic_key = \"{agent_key}\"\n",
+            dir.join("hub-state").display(),
+            dir.join("hub.key").display()
+        );
+        let mut hub = Hub {
+            rt,
+            dir: dir.to_path_buf(),
+            config_text,
+            running: None,
+        };
+        hub.start_again();
+        hub
+    }
+
+    fn start_again(&mut self) {
+        let path = self.dir.join("hub.toml");
+        std::fs::write(&path, &self.config_text).unwrap();
+        let config = outpost_hub::config::Config::load(&path).unwrap();
+        self.running = Some(
+            self.rt
+                .block_on(outpost_hub::server::start(config))
+                .unwrap(),
+        );
+    }
+
+    fn stop(&mut self) {
+        if let Some(running) = self.running.take() {
+            self.rt.block_on(running.shutdown());
+        }
+    }
+
+    fn port(&self) -> u16 {
+        self.running.as_ref().unwrap().local_addr.port()
+    }
+
+    fn public_key(&self) -> String {
+        self.running.as_ref().unwrap().public_key.to_string()
+    }
+
+    /// The hub's view of our agent, from `GET /v1/agents`.
+    fn agent(&self) -> Value {
+        let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port())).unwrap();
+        write!(
+            stream,
+            "GET /v1/agents HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+        )
+        .unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        let body = text.split("\r\n\r\n").nth(1).unwrap_or("");
+        let body = if text
+            .to_ascii_lowercase()
+            .contains("transfer-encoding: chunked")
+        {
+            dechunk(body)
+        } else {
+            body.to_string()
+        };
+        let all: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+        let list = all.get("agents").cloned().unwrap_or(all);
+        list.as_array()
+            .and_then(|a| a.iter().find(|x| x["agent_id"] == "test-site").cloned())
+            .unwrap_or(Value::Null)
+    }
+}
+
+fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || after.len() < n {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = after[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+fn last_good(agent: &Value) -> Option<String> {
+    agent["sources"][0]["last_good_revision"]
+        .as_str()
+        .map(String::from)
+}
+
+#[test]
+fn heartbeats_reach_the_hub_and_survive_an_outage_in_order() {
+    let repo = GitRepo::new();
+    repo.write("deploy/app.yaml", configmap("app", "1").as_bytes());
+    let first = repo.commit("1");
+    let mut site = Site::new();
+    site.source("app", &repo.file_url(), "branch = \"main\"", "deploy", "");
+    let keygen = site.run(&["keygen"]);
+    assert!(keygen.status.success());
+    let agent_key = String::from_utf8_lossy(&keygen.stdout)
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+
+    let port = outpost_tests::support::free_port();
+    let mut hub = Hub::start(site.dir.path(), &agent_key, port);
+    site.tables = format!(
+        "[upstream]\nurl = \"http://127.0.0.1:{}\"\nhub_key = \"{}\"\nheartbeat_interval = \"1s\"\n",
+        hub.port(),
+        hub.public_key()
+    );
+    let agent = site.spawn_daemon();
+    wait_until(
+        Duration::from_secs(30),
+        "the hub sees the first revision",
+        || last_good(&hub.agent()).as_deref() == Some(first.as_str()),
+    );
+    let seen = hub.agent();
+    assert_eq!(seen["sources"][0]["state"], "Ready", "{seen}");
+    assert!(seen["online"].as_bool().unwrap_or(false), "{seen}");
+    let seq_before = seen["seq"].as_u64().unwrap();
+
+    // Hub down: the agent keeps applying; heartbeats wait in the outbox.
+    hub.stop();
+    repo.write("deploy/app.yaml", configmap("app", "2").as_bytes());
+    let second = repo.commit("2");
+    wait_until(
+        Duration::from_secs(30),
+        "second revision applied offline",
+        || site.applied_revision("app").as_deref() == Some(second.as_str()),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+
+    // Hub back on the same port and store: the queued heartbeats arrive, and the newest state wins.
+    hub.start_again();
+    wait_until(
+        Duration::from_secs(40),
+        "the hub sees the second revision",
+        || last_good(&hub.agent()).as_deref() == Some(second.as_str()),
+    );
+    let after = hub.agent();
+    assert!(
+        after["seq"].as_u64().unwrap() >= seq_before + 3,
+        "queued heartbeats were delivered: {after}"
+    );
+    assert_eq!(after["dropped"].as_u64().unwrap_or(0), 0, "{after}");
+    let log = agent.log();
+    assert!(!log.contains("does not verify"), "{log}");
+    assert!(agent.terminate());
+    hub.stop();
+}
