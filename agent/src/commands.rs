@@ -74,6 +74,7 @@ pub async fn run(config: Config) -> Result<ExitCode, CommandError> {
     tokio::spawn(async move {
         wait_for_signal().await;
         tracing::info!("stopping: finishing in-flight writes");
+        crate::notify::send("STOPPING=1");
         let _ = stop.send(true);
     });
     schedule::run(&config, store.clone(), shutdown).await?;

@@ -11,6 +11,7 @@ pub mod fsutil;
 pub mod heartbeat;
 pub mod logging;
 pub mod mem;
+pub mod notify;
 pub mod reconcile;
 pub mod redact;
 pub mod report;

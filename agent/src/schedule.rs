@@ -47,8 +47,22 @@ pub async fn run(
     }
     prune_removed_sources(config, &store).await?;
     tracing::info!(sources = reconcilers.len(), "started");
+    crate::notify::send("READY=1");
 
     let mut tasks = tokio::task::JoinSet::new();
+    if let Some(every) = crate::notify::watchdog_interval() {
+        let mut shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            loop {
+                crate::notify::send("WATCHDOG=1");
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = shutdown.wait_for(|stop| *stop) => break,
+                }
+            }
+        });
+    }
+
     let changed = Arc::new(tokio::sync::Notify::new());
     if let Some(upstream) = &config.upstream {
         match crate::heartbeat::load_key(config) {
