@@ -1,0 +1,114 @@
+//! The systemd unit and the sd_notify protocol: the unit verifies cleanly and scores an exposure of at most
+//! 2.0, and `outpost run` reports READY=1 only after the last good state is applied, then pings the watchdog.
+
+mod common;
+
+use std::os::unix::net::UnixDatagram;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{configmap, outpost_bin, Site};
+use outpost_tests::GitRepo;
+
+/// The repository's unit with ExecStart pointing at the binary under test (verify checks it exists).
+fn unit_under_test(dir: &std::path::Path) -> std::path::PathBuf {
+    let unit = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../systemd/outpost.service"
+    ))
+    .unwrap();
+    let unit = unit.replace("/usr/bin/outpost", outpost_bin().to_str().unwrap());
+    let path = dir.join("outpost.service");
+    std::fs::write(&path, unit).unwrap();
+    path
+}
+
+#[test]
+fn unit_verifies_and_is_locked_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let unit = unit_under_test(dir.path());
+    let verify = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&unit)
+        .output()
+        .expect("systemd-analyze (Debian package systemd) is needed: apt-get install systemd");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+    assert!(
+        verify.status.success() && said.trim().is_empty(),
+        "systemd-analyze verify: {said}"
+    );
+
+    let security = Command::new("systemd-analyze")
+        .args(["security", "--offline=true"])
+        .arg(&unit)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&security.stdout);
+    let score: f64 = text
+        .lines()
+        .find(|l| l.contains("Overall exposure level"))
+        .and_then(|l| l.split(": ").nth(1))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("no exposure score in:\n{text}"));
+    assert!(score <= 2.0, "exposure {score} > 2.0:\n{text}");
+}
+
+#[test]
+fn ready_after_last_good_then_watchdog_pings() {
+    let repo = GitRepo::new();
+    repo.write("deploy/app.yaml", configmap("app", "1").as_bytes());
+    repo.commit("1");
+    let mut site = Site::new();
+    site.source("app", &repo.file_url(), "branch = \"main\"", "deploy", "");
+    site.sync_ok();
+    // Wipe the target: READY=1 must come only after the last good revision is back.
+    std::fs::remove_dir_all(site.target_dir()).unwrap();
+
+    let socket_path = site.dir.path().join("notify.sock");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    site.write_config();
+    let mut child = site
+        .command(&["run"])
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "400000")
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let n = socket.recv(&mut buf).expect("READY=1 within 20 s");
+    assert_eq!(&buf[..n], b"READY=1");
+    assert!(
+        site.applied_file("app").exists(),
+        "READY=1 came before the last good revision was applied"
+    );
+    let start = Instant::now();
+    let mut pings = 0;
+    while start.elapsed() < Duration::from_secs(2) {
+        let n = socket.recv(&mut buf).unwrap();
+        if &buf[..n] == b"WATCHDOG=1" {
+            pings += 1;
+        }
+    }
+    assert!(pings >= 3, "watchdog every 200 ms; got {pings} in 2 s");
+    Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status()
+        .unwrap();
+    let mut stopping = false;
+    while let Ok(n) = socket.recv(&mut buf) {
+        if &buf[..n] == b"STOPPING=1" {
+            stopping = true;
+            break;
+        }
+    }
+    assert!(stopping, "STOPPING=1 on SIGTERM");
+    assert!(child.wait().unwrap().success());
+}
