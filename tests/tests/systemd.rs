@@ -10,23 +10,36 @@ use std::time::{Duration, Instant};
 use common::{configmap, outpost_bin, Site};
 use outpost_tests::GitRepo;
 
-/// The repository's unit with ExecStart pointing at the binary under test (verify checks it exists).
-fn unit_under_test(dir: &std::path::Path) -> std::path::PathBuf {
-    let unit = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../systemd/outpost.service"
-    ))
+/// A unit of the repository with ExecStart pointing at the binary under test (verify checks it exists).
+fn unit_under_test(dir: &std::path::Path, name: &str, binary: &str) -> std::path::PathBuf {
+    let unit = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../systemd/{name}")),
+    )
     .unwrap();
-    let unit = unit.replace("/usr/bin/outpost", outpost_bin().to_str().unwrap());
-    let path = dir.join("outpost.service");
+    let built = outpost_bin().with_file_name(binary);
+    assert!(built.exists(), "{} not built", built.display());
+    let unit = unit.replace(
+        &format!("/usr/bin/{binary} "),
+        &format!("{} ", built.display()),
+    );
+    let path = dir.join(name);
     std::fs::write(&path, unit).unwrap();
     path
 }
 
 #[test]
-fn unit_verifies_and_is_locked_down() {
+fn agent_unit_verifies_and_is_locked_down() {
+    check_unit("outpost.service", "outpost");
+}
+
+#[test]
+fn hub_unit_verifies_and_is_locked_down() {
+    check_unit("outpost-hub.service", "outpost-hub");
+}
+
+fn check_unit(name: &str, binary: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let unit = unit_under_test(dir.path());
+    let unit = unit_under_test(dir.path(), name, binary);
     let verify = Command::new("systemd-analyze")
         .arg("verify")
         .arg(&unit)
