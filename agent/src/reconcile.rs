@@ -103,14 +103,29 @@ impl Reconciler {
     /// Re-applies the stored last good bundle without touching the network: what `outpost run` does first after a
     /// reboot. Returns the revision applied, if the source has one.
     pub async fn restore_last_good(&self) -> Result<Option<String>, ReconcileError> {
-        let Some((revision, bundle)) = self.store.last_good(self.name())? else {
+        let Some(revision) = self.store.record(self.name())?.last_good else {
             return Ok(None);
         };
-        self.target
-            .apply(self.name(), &revision, &bundle)
-            .await
-            .map_err(|error| self.target_error(&revision, error))?;
+        self.reapply(&revision).await?;
         Ok(Some(revision))
+    }
+
+    /// Makes the target hold the stored bundle of `revision` again; true when it had drifted. Loading and
+    /// decoding the bundle is most of the cost of an unchanged or failed poll, so it is skipped when the target
+    /// can tell cheaply that it still holds exactly that revision.
+    async fn reapply(&self, revision: &str) -> Result<bool, ReconcileError> {
+        if self.target.is_intact(self.name(), revision) {
+            return Ok(false);
+        }
+        let Some(bundle) = self.store.bundle(self.name(), revision)? else {
+            return Ok(false);
+        };
+        let applied = self
+            .target
+            .apply(self.name(), revision, &bundle)
+            .await
+            .map_err(|error| self.target_error(revision, error))?;
+        Ok(applied.changed)
     }
 
     /// One full pass. Errors are recorded in the store before they are returned.
@@ -169,7 +184,7 @@ impl Reconciler {
         let rev = revision.clone();
         self.store.update(
             self.name(),
-            entry(crate::reconcile::state::READY, Some(&revision), None),
+            entry(state::READY, Some(&revision), None),
             Some((&revision, &bundle)),
             self.keep,
             |r| {
@@ -248,29 +263,14 @@ impl Reconciler {
         record: &SourceRecord,
         revision: &str,
     ) -> Result<PassOutcome, ReconcileError> {
-        // Loading and decoding the bundle is most of an unchanged poll's cost; skip it when the target can tell
-        // cheaply that it still holds exactly what we applied.
-        let intact = self.target.is_intact(self.name(), revision);
-        let bundle = if intact {
-            None
-        } else {
-            self.store.bundle(self.name(), revision)?
-        };
-        if let Some(bundle) = bundle {
-            let applied = self
-                .target
-                .apply(self.name(), revision, &bundle)
-                .await
-                .map_err(|error| self.target_error(revision, error));
-            match applied {
-                Ok(a) if a.changed => tracing::info!(
-                    source = self.name(),
-                    revision,
-                    "target had drifted: last good re-applied"
-                ),
-                Ok(_) => {}
-                Err(e) => return Err(self.fail(record, Some(revision), e).await),
-            }
+        match self.reapply(revision).await {
+            Ok(true) => tracing::info!(
+                source = self.name(),
+                revision,
+                "target had drifted: last good re-applied"
+            ),
+            Ok(false) => {}
+            Err(e) => return Err(self.fail(record, Some(revision), e).await),
         }
         // Only write to the store when the state changes: an unchanged poll must not wear the disk.
         if record.state != state::READY
@@ -316,7 +316,7 @@ impl Reconciler {
         tracing::warn!(source = self.name(), state, "{message}");
         if let Some(last_good) = &record.last_good {
             if self.config.rollback || offline {
-                if let Err(e) = self.restore_last_good().await {
+                if let Err(e) = self.reapply(last_good).await {
                     tracing::warn!(source = self.name(), revision = %last_good, "re-applying the last good revision failed: {e}");
                 }
             }
