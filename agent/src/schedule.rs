@@ -118,25 +118,23 @@ async fn source_loop(
     let mut backoff = retry_policy(interval);
     // A short random start delay spreads a fleet that boots at once (power returns to a whole region).
     let mut delay = jittered(interval / 10, 1.0).min(Duration::from_secs(5));
+    let mut seen = None;
     loop {
-        board_update(&board, &r, &store, Some(now() + delay.as_secs()));
+        // One read of the record per pass serves both the status board and change detection.
+        if let Some(record) = read_record(&r, &store) {
+            let now_seen = (record.state.clone(), record.applied.clone());
+            if seen.as_ref().is_some_and(|s| *s != now_seen) {
+                // A heartbeat goes out at once on any state change, not at the next interval.
+                changed.notify_one();
+            }
+            seen = Some(now_seen);
+            board.update(&r.config, &record, Some(now() + delay.as_secs()));
+        }
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
             _ = shutdown.wait_for(|stop| *stop) => break,
         }
-        let before = store
-            .record(r.name())
-            .ok()
-            .map(|rec| (rec.state, rec.applied));
         let result = r.pass(&shutdown).await;
-        let after = store
-            .record(r.name())
-            .ok()
-            .map(|rec| (rec.state, rec.applied));
-        if before != after {
-            // A heartbeat goes out at once on any state change, not at the next interval.
-            changed.notify_one();
-        }
         delay = match &result {
             Ok(_) => {
                 backoff.reset();
@@ -149,15 +147,17 @@ async fn source_loop(
             break;
         }
     }
-    board_update(&board, &r, &store, None);
+    if let Some(record) = read_record(&r, &store) {
+        board.update(&r.config, &record, None);
+    }
     tracing::info!(source = r.name(), "stopped");
 }
 
-fn board_update(board: &Board, r: &Reconciler, store: &Store, next_poll: Option<u64>) {
-    match store.record(r.name()) {
-        Ok(record) => board.update(&r.config, &record, next_poll),
-        Err(e) => tracing::warn!(source = r.name(), "cannot read the source's record: {e}"),
-    }
+fn read_record(r: &Reconciler, store: &Store) -> Option<crate::store::SourceRecord> {
+    store
+        .record(r.name())
+        .map_err(|e| tracing::warn!(source = r.name(), "cannot read the source's record: {e}"))
+        .ok()
 }
 
 /// Backoff for failed polls: starts at a tenth of the interval (1 s to 30 s), doubles with ±50 % jitter, and
