@@ -52,12 +52,8 @@ impl GitRemote {
     }
 
     /// Lists the refs matching `ref_name` (a full ref, or `refs/tags/*`) with one protocol v2 `ls-refs` round.
-    pub fn list(
-        &self,
-        ref_name: &str,
-        interrupt: &AtomicBool,
-    ) -> Result<Vec<ListedRef>, SourceError> {
-        let _ = interrupt;
+    /// gix's ref listing takes no interrupt flag; the source's timeout bounds it from outside.
+    pub fn list(&self, ref_name: &str) -> Result<Vec<ListedRef>, SourceError> {
         let repo = self.open_cache()?;
         let creds = self.credentials()?;
         let spec = if ref_name.ends_with('*') {

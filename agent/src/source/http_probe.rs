@@ -58,8 +58,7 @@ pub async fn ls_refs(
     auth_header: Option<&str>,
     timeout: Duration,
 ) -> Result<Option<Answer>, String> {
-    let req_url = url;
-    let endpoint = format!("{}/git-upload-pack", req_url.trim_end_matches('/'));
+    let endpoint = format!("{}/git-upload-pack", url.trim_end_matches('/'));
     let mut post = client
         .post(&endpoint)
         .header("Content-Type", "application/x-git-upload-pack-request")

@@ -90,8 +90,7 @@ impl Source {
             Some(listed) => listed,
             None => {
                 let remote = self.remote.clone();
-                self.blocking(move |interrupt| remote.list(&ref_name, &interrupt))
-                    .await?
+                self.blocking(move |_| remote.list(&ref_name)).await?
             }
         };
         let selected = refs::select(&self.config.git_ref, &listed).map_err(|message| {
