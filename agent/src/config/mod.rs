@@ -235,7 +235,7 @@ impl Config {
     pub fn parse(path: &Path, text: &str) -> Result<Config, ConfigError> {
         let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_owned(),
-            message: toml_message(&e),
+            message: toml_message(&e, text),
         })?;
         let invalid = |message: String| ConfigError::Invalid {
             path: path.to_owned(),
@@ -278,10 +278,15 @@ impl Config {
 }
 
 /// toml's messages quote the offending line; keep them, on one line, since they already name key and position.
-fn toml_message(e: &toml::de::Error) -> String {
+fn toml_message(e: &toml::de::Error, text: &str) -> String {
     let mut message = e.message().to_string();
     if let Some(span) = e.span() {
-        message = format!("{message} (at byte {})", span.start);
+        // An operator looks for a line in an editor, not a byte offset.
+        let line = text
+            .get(..span.start)
+            .map_or(0, |before| before.matches('\n').count())
+            + 1;
+        message = format!("line {line}: {message}");
     }
     if message.contains("unknown field") {
         message.push_str(

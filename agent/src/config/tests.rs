@@ -35,6 +35,10 @@ fn unknown_key_is_named() {
         parse(&MINIMAL.replace("branch = \"main\"", "branch = \"main\"\nbrnach = 1")).unwrap_err();
     assert!(err.contains("brnach"), "{err}");
     assert!(err.contains("remove the key"), "{err}");
+    assert!(
+        err.contains("line "),
+        "the line of the bad key is named: {err}"
+    );
 }
 
 #[test]
