@@ -383,34 +383,8 @@ pub fn is_agent_id(text: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
 }
 
-/// Durations as operators write them elsewhere in Outpost: `500ms`, `30s`, `5m`, `1h30m`, `1d`.
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        return None;
-    }
-    let mut total = Duration::ZERO;
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return None;
-        }
-        let n: u64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit_len = rest.bytes().take_while(|b| !b.is_ascii_digit()).count();
-        let part = match &rest[..unit_len] {
-            "ms" => Duration::from_millis(n),
-            "s" => Duration::from_secs(n),
-            "m" => Duration::from_secs(n.checked_mul(60)?),
-            "h" => Duration::from_secs(n.checked_mul(3600)?),
-            "d" => Duration::from_secs(n.checked_mul(86_400)?),
-            _ => return None,
-        };
-        rest = &rest[unit_len..];
-        total = total.checked_add(part)?;
-    }
-    Some(total)
-}
+/// The same duration syntax as the agent's config.
+pub use outpost_proto::units::parse_duration;
 
 /// Sizes like `1MiB`, `256KiB`, `64KB` or a plain number of bytes.
 pub fn parse_size(text: &str) -> Option<u64> {

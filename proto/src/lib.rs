@@ -8,6 +8,7 @@
 //! - [`signature`]: RFC 9421 HTTP Message Signatures over requests and responses;
 //! - [`signed`]: Outpost's signing policy on whole messages (digest + signature, the covered components, the
 //!   key id), the functions the agent and hub call;
+//! - [`units`]: the duration syntax shared by the agent's and the hub's config files;
 //! - [`wire`]: the `outpost.heartbeat/v1` and `outpost.assignment/v1` bodies, their checks and JSON Schemas.
 
 mod b64;
@@ -16,6 +17,7 @@ pub mod keys;
 pub mod sfv;
 pub mod signature;
 pub mod signed;
+pub mod units;
 pub mod wire;
 
 /// `schema` field of a heartbeat body.
