@@ -106,27 +106,39 @@ pub async fn run(
     };
     let boot = boot_id();
     let mut retry = crate::schedule::retry_policy(upstream.heartbeat_interval);
-    let mut delay = Duration::ZERO;
+    // Two clocks: heartbeats are queued every interval (and on change) whether or not the hub is reachable,
+    // so an outage is recorded at full resolution; after a failed send, sending waits out its own backoff.
+    let mut queue_at = tokio::time::Instant::now();
+    let mut backoff_until: Option<tokio::time::Instant> = None;
     loop {
+        let wake = backoff_until.map_or(queue_at, |b| b.min(queue_at));
+        let mut state_changed = false;
         tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = changed.notified() => {}
+            _ = tokio::time::sleep_until(wake) => {}
+            _ = changed.notified() => state_changed = true,
             _ = shutdown.wait_for(|stop| *stop) => break,
         }
-        let queued = store.outbox_push(now(), OutboxLimits::default(), |seq, dropped| {
-            build(&config, &store, seq, dropped, &boot)
-        });
-        if let Err(e) = queued {
-            tracing::warn!("cannot queue a heartbeat: {e}");
+        let now_instant = tokio::time::Instant::now();
+        if state_changed || now_instant >= queue_at {
+            let queued = store.outbox_push(now(), OutboxLimits::default(), |seq, dropped| {
+                build(&config, &store, seq, dropped, &boot)
+            });
+            if let Err(e) = queued {
+                tracing::warn!("cannot queue a heartbeat: {e}");
+            }
+            queue_at = now_instant + crate::schedule::jittered(upstream.heartbeat_interval, 0.1);
         }
-        delay = match drain(&client, &upstream, &store, &key).await {
+        if backoff_until.is_some_and(|b| now_instant < b) {
+            continue;
+        }
+        backoff_until = match drain(&client, &upstream, &store, &key).await {
             Ok(()) => {
                 retry.reset();
-                crate::schedule::jittered(upstream.heartbeat_interval, 0.1)
+                None
             }
             Err(e) => {
                 tracing::warn!(queued = store.outbox_len(), "{e}");
-                retry.next_backoff().unwrap_or(upstream.heartbeat_interval)
+                Some(now_instant + retry.next_backoff().unwrap_or(upstream.heartbeat_interval))
             }
         };
     }
