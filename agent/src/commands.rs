@@ -13,7 +13,7 @@ use crate::report::{self, PID_FILE};
 use crate::schedule;
 use crate::source::{Probe, Source, SourceError};
 use crate::store::{Store, StoreError};
-use crate::target::directory;
+use crate::target::{directory, kube, TargetContext, TargetError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
@@ -27,6 +27,10 @@ pub enum CommandError {
     Usage(String),
     #[error(transparent)]
     Key(#[from] outpost_proto::keys::KeyError),
+    #[error(transparent)]
+    Schedule(#[from] schedule::ScheduleError),
+    #[error(transparent)]
+    Target(#[from] TargetError),
     #[error(
         "cannot create the state directory {dir}: {message}; create it or set [agent] state_dir"
     )]
@@ -77,11 +81,92 @@ pub async fn run(config: Config) -> Result<ExitCode, CommandError> {
         crate::notify::send("STOPPING=1");
         let _ = stop.send(true);
     });
-    schedule::run(&config, store.clone(), shutdown).await?;
+    let (targets, election) = targets(&config, &store, Some(&shutdown)).await?;
+    schedule::run(&config, &targets, shutdown).await?;
+    if let Some(election) = election {
+        // Let it release the lease, so a successor does not wait for it to expire.
+        let _ = election.await;
+    }
     store.flush()?;
     let _ = std::fs::remove_file(config.agent.state_dir.join(PID_FILE));
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// What the targets share. Connects to the cluster when a source (or a removed one still to be pruned) uses the
+/// Kubernetes target, and with `shutdown` given, starts leader election and waits for its first round so that
+/// only the leader re-applies at start.
+async fn targets(
+    config: &Config,
+    store: &Arc<Store>,
+    shutdown: Option<&watch::Receiver<bool>>,
+) -> Result<(TargetContext, Option<tokio::task::JoinHandle<()>>), CommandError> {
+    let k = &config.kubernetes;
+    let mut ctx = TargetContext {
+        store: store.clone(),
+        cluster: None,
+        leader: None,
+        concurrency: k.concurrency,
+    };
+    let wanted = config
+        .sources
+        .iter()
+        .any(|s| s.target == crate::config::TargetSpec::Kubernetes)
+        || store
+            .sources()?
+            .iter()
+            .any(|(_, r)| r.target.as_deref() == Some("kubernetes"));
+    if !wanted {
+        return Ok((ctx, None));
+    }
+    let cluster = Arc::new(
+        kube::client::connect(
+            k.kubeconfig.as_deref(),
+            k.context.as_deref(),
+            &k.field_manager,
+            k.request_timeout,
+        )
+        .await
+        .map_err(TargetError::from)?,
+    );
+    ctx.cluster = Some(cluster.clone());
+    let (Some(shutdown), true) = (shutdown, k.leader_election) else {
+        return Ok((ctx, None));
+    };
+    let settings = kube::lease::LeaseSettings {
+        namespace: k.lease_namespace.clone().unwrap_or_else(own_namespace),
+        name: k.lease_name.clone(),
+        identity: format!("{}-{}", config.agent.id, boot_suffix()),
+        duration: k.lease_duration,
+        renew_deadline: k.renew_deadline,
+    };
+    let (tx, mut rx) = watch::channel(false);
+    let (first_tx, first_rx) = tokio::sync::oneshot::channel();
+    let election = tokio::spawn(kube::lease::run(
+        cluster,
+        settings,
+        tx,
+        shutdown.clone(),
+        Some(first_tx),
+    ));
+    let _ = tokio::time::timeout(k.renew_deadline, first_rx).await;
+    rx.mark_unchanged();
+    ctx.leader = Some(rx);
+    Ok((ctx, Some(election)))
+}
+
+/// The namespace of the pod we run in, else `default` (a host install).
+fn own_namespace() -> String {
+    std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "default".into())
+}
+
+/// Tells two processes with the same agent id apart (two replicas, or a restart while the old lease is held).
+fn boot_suffix() -> String {
+    format!("{:08x}", rand::random::<u32>())
 }
 
 async fn wait_for_signal() {
@@ -107,7 +192,9 @@ pub async fn sync(config: Config, only: Option<String>) -> Result<ExitCode, Comm
         }
     }
     let store = open_store(&config)?;
-    schedule::prune_removed_sources(&config, &store).await?;
+    // A one-off pass applies without leader election: it is run by hand, and `run` cannot run beside it.
+    let (targets, _) = targets(&config, &store, None).await?;
+    schedule::prune_removed_sources(&config, &targets).await?;
     let (_stop, shutdown) = watch::channel(false);
     let mut failed = 0;
     for source in config
@@ -115,8 +202,14 @@ pub async fn sync(config: Config, only: Option<String>) -> Result<ExitCode, Comm
         .iter()
         .filter(|s| only.as_ref().is_none_or(|n| *n == s.name))
     {
-        let r = schedule::reconciler(&config, source, &store);
+        let r = schedule::reconciler(&config, source, &targets)?;
         match r.pass(&shutdown).await {
+            Ok(PassOutcome::Standby { revision }) => {
+                println!(
+                    "{}: fetched {revision}; another replica applies",
+                    source.name
+                )
+            }
             Ok(PassOutcome::Applied { revision, objects }) => {
                 println!(
                     "{}: applied {revision} ({objects} objects) to {}",

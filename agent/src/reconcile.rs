@@ -15,7 +15,7 @@ use crate::build::{self, BuildError, Bundle};
 use crate::config::{Limits, SourceConfig};
 use crate::source::{Probe, Source, SourceError};
 use crate::store::{now, HistoryEntry, SourceRecord, Store, StoreError};
-use crate::target::{Target, TargetError};
+use crate::target::{Applied, Drift, Mode, Target, TargetContext, TargetError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
@@ -49,6 +49,8 @@ pub enum PassOutcome {
     Unchanged { revision: String },
     /// A new revision is now applied and is the last good one.
     Applied { revision: String, objects: usize },
+    /// Another replica holds the leader lease: the revision was fetched into the cache, not applied.
+    Standby { revision: String },
 }
 
 /// Source states as reported by `status` and in heartbeats.
@@ -58,6 +60,8 @@ pub mod state {
     pub const FAILED: &str = "Failed";
     /// The Git host cannot be reached: the last good revision keeps running.
     pub const STALE: &str = "Stale";
+    /// Not applying: another replica holds the leader lease.
+    pub const SUSPENDED: &str = "Suspended";
 }
 
 /// Everything one source's pass needs; built once per source and reused by every pass.
@@ -75,25 +79,30 @@ pub struct Reconciler {
 impl Reconciler {
     pub fn new(
         config: &SourceConfig,
-        store: Arc<Store>,
+        targets: &TargetContext,
         git_cache_root: &std::path::Path,
         limits: Limits,
         keep: usize,
-    ) -> Self {
-        Reconciler {
+    ) -> Result<Self, TargetError> {
+        Ok(Reconciler {
             config: config.clone(),
             source: Source::new(config, git_cache_root, limits),
-            target: Target::new(&config.target),
-            store,
+            target: Target::new(config, targets)?,
+            store: targets.store.clone(),
             limits,
             keep,
             // A commit and a path fully determine a bundle; the URL or ref that led to the commit do not matter.
             build_key: format!("path={}", config.path),
-        }
+        })
     }
 
     pub fn name(&self) -> &str {
         &self.config.name
+    }
+
+    /// False while another replica holds the leader lease.
+    pub fn may_apply(&self) -> bool {
+        self.target.may_apply()
     }
 
     pub fn source(&self) -> &Source {
@@ -110,22 +119,34 @@ impl Reconciler {
         Ok(Some(revision))
     }
 
-    /// Makes the target hold the stored bundle of `revision` again; true when it had drifted. Loading and
-    /// decoding the bundle is most of the cost of an unchanged or failed poll, so it is skipped when the target
-    /// can tell cheaply that it still holds exactly that revision.
-    async fn reapply(&self, revision: &str) -> Result<bool, ReconcileError> {
-        if self.target.is_intact(self.name(), revision) {
-            return Ok(false);
-        }
-        let Some(bundle) = self.store.bundle(self.name(), revision)? else {
-            return Ok(false);
-        };
-        let applied = self
+    /// Makes the target hold the stored bundle of `revision` again. The target first says what drifted, as cheaply
+    /// as it can (a fingerprint, one metadata list per kind); the bundle is loaded and re-applied only when something
+    /// did, and then only the drifted objects.
+    async fn reapply(&self, revision: &str) -> Result<Applied, ReconcileError> {
+        let drift = self
             .target
-            .apply(self.name(), revision, &bundle)
+            .drifted(self.name(), revision)
             .await
             .map_err(|error| self.target_error(revision, error))?;
-        Ok(applied.changed)
+        if drift == Drift::None {
+            return Ok(Applied::default());
+        }
+        let Some(bundle) = self.store.bundle(self.name(), revision)? else {
+            return Ok(Applied::default());
+        };
+        let applied = match &drift {
+            Drift::Objects(objects) => {
+                self.target
+                    .correct(self.name(), revision, &bundle, objects)
+                    .await
+            }
+            _ => {
+                self.target
+                    .apply(self.name(), revision, &bundle, &Mode::Normal)
+                    .await
+            }
+        };
+        applied.map_err(|error| self.target_error(revision, error))
     }
 
     /// One full pass. Errors are recorded in the store before they are returned.
@@ -142,6 +163,9 @@ impl Reconciler {
             }
         };
 
+        if !self.target.may_apply() {
+            return self.standby(&record, &probe, shutdown).await;
+        }
         // The common case, and the cheap one: the remote still points at what we run, built the same way.
         let same_build = record.build_key.as_deref() == Some(self.build_key.as_str());
         if same_build && record.last_good.as_deref() == Some(probe.commit.as_str()) {
@@ -163,7 +187,11 @@ impl Reconciler {
             Ok(b) => b,
             Err(e) => return Err(self.fail(&record, Some(&revision), e).await),
         };
-        let applied = match self.target.apply(self.name(), &revision, &bundle).await {
+        let applied = match self
+            .target
+            .apply(self.name(), &revision, &bundle, &Mode::Normal)
+            .await
+        {
             Ok(a) => a,
             Err(error) => {
                 let e = self.target_error(&revision, error);
@@ -181,6 +209,10 @@ impl Reconciler {
             .collect();
         let inventory = build::inventory_digest(&applied_objects);
         drop(applied_objects);
+        for note in &applied.notes {
+            tracing::warn!(source = self.name(), revision = %revision, "{note}");
+        }
+        let notes = applied.notes.clone();
         let rev = revision.clone();
         self.store.update(
             self.name(),
@@ -198,6 +230,7 @@ impl Reconciler {
                 r.prune = prune;
                 r.build_key = Some(build_key);
                 r.inventory_digest = Some(inventory);
+                r.notes = notes;
             },
         )?;
         tracing::info!(source = self.name(), revision = %revision, objects = applied.object_count, digest = %bundle.digest, "applied");
@@ -263,14 +296,37 @@ impl Reconciler {
         record: &SourceRecord,
         revision: &str,
     ) -> Result<PassOutcome, ReconcileError> {
-        match self.reapply(revision).await {
-            Ok(true) => tracing::info!(
+        let applied = match self.reapply(revision).await {
+            Ok(a) => a,
+            Err(e) => return Err(self.fail(record, Some(revision), e).await),
+        };
+        if applied.changed {
+            tracing::info!(
                 source = self.name(),
                 revision,
+                corrected = applied.drift_corrected,
                 "target had drifted: last good re-applied"
-            ),
-            Ok(false) => {}
-            Err(e) => return Err(self.fail(record, Some(revision), e).await),
+            );
+        }
+        for note in &applied.notes {
+            tracing::warn!(source = self.name(), revision, "{note}");
+        }
+        if applied.drift_corrected > 0 || !applied.notes.is_empty() {
+            let corrected = applied.drift_corrected as u64;
+            let notes = applied.notes.clone();
+            let message = format!("drift corrected on {corrected} objects");
+            self.store.update(
+                self.name(),
+                entry(state::READY, Some(revision), Some(&message)),
+                None,
+                self.keep,
+                |r| {
+                    r.drift_corrected += corrected;
+                    if !notes.is_empty() {
+                        r.notes = notes;
+                    }
+                },
+            )?;
         }
         // Only write to the store when the state changes: an unchanged poll must not wear the disk.
         if record.state != state::READY
@@ -305,22 +361,46 @@ impl Reconciler {
         revision: Option<&str>,
         error: ReconcileError,
     ) -> ReconcileError {
-        let message = error.to_string();
-        let offline =
-            matches!(&error, ReconcileError::Source { error, .. } if !error.is_content_error());
+        let mut message = error.to_string();
+        let target_down =
+            matches!(&error, ReconcileError::Target { error, .. } if error.is_unreachable());
+        let offline = target_down
+            || matches!(&error, ReconcileError::Source { error, .. } if !error.is_content_error());
         let state = if offline && record.last_good.is_some() {
             state::STALE
         } else {
             state::FAILED
         };
-        tracing::warn!(source = self.name(), state, "{message}");
         if let Some(last_good) = &record.last_good {
-            if self.config.rollback || offline {
+            // A new revision that reached the target and failed there (or never became healthy) may have changed
+            // or created objects: go back completely.
+            let applied_new = matches!(&error, ReconcileError::Target { .. })
+                && !target_down
+                && revision.is_some_and(|r| r != last_good);
+            if applied_new && self.config.rollback {
+                let from = revision.unwrap_or_default();
+                match self.rollback(from, last_good).await {
+                    Ok(()) => {
+                        message = format!(
+                            "rolled back from {} to {}: {message}",
+                            short(from),
+                            short(last_good)
+                        )
+                    }
+                    Err(e) => {
+                        message = format!(
+                            "{message}; rolling back to {} failed too: {e}",
+                            short(last_good)
+                        )
+                    }
+                }
+            } else if (self.config.rollback || offline) && !target_down {
                 if let Err(e) = self.reapply(last_good).await {
                     tracing::warn!(source = self.name(), revision = %last_good, "re-applying the last good revision failed: {e}");
                 }
             }
         }
+        tracing::warn!(source = self.name(), state, "{message}");
         // Record only when something changed, so a long outage does not fill the history with copies.
         if record.state != state || record.last_error.as_deref() != Some(message.as_str()) {
             let msg = message.clone();
@@ -341,6 +421,54 @@ impl Reconciler {
             }
         }
         error
+    }
+
+    /// Re-applies the last good bundle in full after `from` failed, removing what `from` created.
+    async fn rollback(&self, from: &str, to: &str) -> Result<(), ReconcileError> {
+        let Some(bundle) = self.store.bundle(self.name(), to)? else {
+            return Ok(());
+        };
+        let mode = Mode::Rollback { from: from.into() };
+        self.target
+            .apply(self.name(), to, &bundle, &mode)
+            .await
+            .map_err(|error| self.target_error(to, error))?;
+        Ok(())
+    }
+
+    /// A replica without the leader lease keeps its Git cache current, so that it can apply at once when it takes
+    /// over, but leaves the cluster alone.
+    async fn standby(
+        &self,
+        record: &SourceRecord,
+        probe: &Probe,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<PassOutcome, ReconcileError> {
+        let revision = if record.fetched.as_deref() == Some(probe.commit.as_str())
+            && self.source.has_commit(&probe.commit).await
+        {
+            probe.commit.clone()
+        } else {
+            self.fetch(record, probe, shutdown).await?
+        };
+        if record.state != state::SUSPENDED {
+            self.store.update(
+                self.name(),
+                entry(
+                    state::SUSPENDED,
+                    Some(&revision),
+                    Some("standby: another replica holds the leader lease"),
+                ),
+                None,
+                self.keep,
+                |r| {
+                    r.state = state::SUSPENDED.into();
+                    r.last_error = None;
+                    r.last_seen = Some(now());
+                },
+            )?;
+        }
+        Ok(PassOutcome::Standby { revision })
     }
 
     fn source_error(&self, error: SourceError) -> ReconcileError {
@@ -366,6 +494,11 @@ fn entry(state: &str, revision: Option<&str>, message: Option<&str>) -> HistoryE
         revision: revision.map(Into::into),
         message: message.map(Into::into),
     }
+}
+
+/// A commit id as people read it.
+fn short(revision: &str) -> &str {
+    revision.get(..12).unwrap_or(revision)
 }
 
 /// Runs `fut` unless shutdown is (or becomes) requested; `None` means it was abandoned.

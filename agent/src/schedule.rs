@@ -12,26 +12,37 @@ use backoff::backoff::Backoff;
 use rand::Rng;
 use tokio::sync::watch;
 
-use crate::config::{Config, TargetSpec};
+use crate::config::Config;
 use crate::reconcile::Reconciler;
 use crate::report::Board;
 use crate::store::{now, Store, StoreError};
-use crate::target::Target;
+use crate::target::{Target, TargetContext, TargetError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScheduleError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("source \"{source_name}\": {error}")]
+    Target {
+        source_name: String,
+        error: TargetError,
+    },
+}
 
 /// Runs every source until `shutdown` turns true; returns once in-flight passes have finished their writes.
 pub async fn run(
     config: &Config,
-    store: Arc<Store>,
+    targets: &TargetContext,
     shutdown: watch::Receiver<bool>,
-) -> Result<(), StoreError> {
+) -> Result<(), ScheduleError> {
+    let store = targets.store.clone();
     let board = Arc::new(Board::new(config, &store)?);
-    let reconcilers: Vec<Arc<Reconciler>> = config
-        .sources
-        .iter()
-        .map(|s| Arc::new(reconciler(config, s, &store)))
-        .collect();
+    let mut reconcilers: Vec<Arc<Reconciler>> = Vec::new();
+    for s in &config.sources {
+        reconcilers.push(Arc::new(reconciler(config, s, targets)?));
+    }
 
-    for r in &reconcilers {
+    for r in reconcilers.iter().filter(|r| r.may_apply()) {
         let restored = r.restore_last_good().await;
         crate::mem::release_free_memory();
         match restored {
@@ -45,7 +56,7 @@ pub async fn run(
             ),
         }
     }
-    prune_removed_sources(config, &store).await?;
+    prune_removed_sources(config, targets).await?;
     tracing::info!(sources = reconcilers.len(), "started");
     crate::notify::send("READY=1");
 
@@ -82,7 +93,8 @@ pub async fn run(
         let board = board.clone();
         let shutdown = shutdown.clone();
         let changed = changed.clone();
-        tasks.spawn(async move { source_loop(r, store, board, changed, shutdown).await });
+        let leader = targets.leader.clone();
+        tasks.spawn(async move { source_loop(r, store, board, changed, leader, shutdown).await });
     }
     while let Some(joined) = tasks.join_next().await {
         if let Err(e) = joined {
@@ -96,15 +108,19 @@ pub async fn run(
 pub fn reconciler(
     config: &Config,
     source: &crate::config::SourceConfig,
-    store: &Arc<Store>,
-) -> Reconciler {
+    targets: &TargetContext,
+) -> Result<Reconciler, ScheduleError> {
     Reconciler::new(
         source,
-        store.clone(),
+        targets,
         &config.agent.state_dir.join("git"),
         config.agent.limits,
         config.agent.keep_revisions,
     )
+    .map_err(|error| ScheduleError::Target {
+        source_name: source.name.clone(),
+        error,
+    })
 }
 
 async fn source_loop(
@@ -112,6 +128,7 @@ async fn source_loop(
     store: Arc<Store>,
     board: Arc<Board>,
     changed: Arc<tokio::sync::Notify>,
+    mut leader: Option<watch::Receiver<bool>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let interval = r.config.interval;
@@ -130,8 +147,18 @@ async fn source_loop(
             seen = Some(now_seen);
             board.update(&r.config, &record, Some(now() + delay.as_secs()));
         }
+        // A replica that just took over the leader lease applies at once rather than at its next poll.
+        let takeover = async {
+            match leader.as_mut() {
+                Some(l) if !*l.borrow() => {
+                    let _ = l.wait_for(|lead| *lead).await;
+                }
+                _ => std::future::pending::<()>().await,
+            }
+        };
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
+            _ = takeover => {}
             _ = shutdown.wait_for(|stop| *stop) => break,
         }
         let result = r.pass(&shutdown).await;
@@ -185,31 +212,32 @@ pub fn jittered(base: Duration, spread: f64) -> Duration {
 
 /// Cleans up sources that are in the store but no longer in the config: their file is removed from a directory
 /// target when they were applied with `prune = true`, and the store forgets them.
-pub async fn prune_removed_sources(config: &Config, store: &Store) -> Result<(), StoreError> {
+pub async fn prune_removed_sources(
+    config: &Config,
+    targets: &TargetContext,
+) -> Result<(), StoreError> {
+    let store = &targets.store;
     for (name, record) in store.sources()? {
         if config.source(&name).is_some() {
             continue;
         }
-        let dir = record
+        let target = record
             .target
             .as_deref()
-            .and_then(|t| t.strip_prefix("directory:"));
-        match dir {
-            Some(dir) if record.prune => {
-                let target = Target::new(&TargetSpec::Directory(dir.into()));
-                match target.remove(&name).await {
-                    Ok(true) => {
-                        tracing::info!(source = %name, "source removed from the config: its file was pruned")
-                    }
-                    Ok(false) => {}
-                    Err(e) => {
-                        tracing::warn!(source = %name, "cannot prune the removed source: {e}; will retry at next start");
-                        continue;
-                    }
+            .and_then(|t| Target::for_removed(t, targets));
+        match target {
+            Some(target) if record.prune => match target.remove(&name).await {
+                Ok(true) => {
+                    tracing::info!(source = %name, "source removed from the config: its objects were pruned")
                 }
-            }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(source = %name, "cannot prune the removed source: {e}; will retry at next start");
+                    continue;
+                }
+            },
             _ => {
-                tracing::info!(source = %name, "source removed from the config: prune is off, its objects are left in place")
+                tracing::info!(source = %name, "source removed from the config: prune is off (or its target is gone), its objects are left in place")
             }
         }
         store.remove_source(&name)?;

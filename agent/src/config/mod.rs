@@ -13,7 +13,10 @@ use serde::Deserialize;
 
 pub use units::{parse_duration, parse_size};
 
+mod kubernetes;
 mod units;
+
+pub use kubernetes::KubernetesConfig;
 
 /// Where the config is read from when neither `--config` nor `OUTPOST_CONFIG` says otherwise.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/outpost/agent.toml";
@@ -39,6 +42,7 @@ pub struct Config {
     pub agent: AgentConfig,
     pub sources: Vec<SourceConfig>,
     pub upstream: Option<Upstream>,
+    pub kubernetes: KubernetesConfig,
 }
 
 /// Where heartbeats go, and the key the hub's replies must be signed with.
@@ -150,7 +154,7 @@ struct RawConfig {
     agent: RawAgent,
     #[serde(default)]
     source: Vec<RawSource>,
-    kubernetes: Option<toml::Table>,
+    kubernetes: Option<kubernetes::RawKubernetes>,
     upstream: Option<RawUpstream>,
 }
 
@@ -241,13 +245,8 @@ impl Config {
             path: path.to_owned(),
             message,
         };
-        // Sections owned by later stages are refused rather than ignored: silently dropping a setting an operator
-        // wrote is worse than saying it is not supported by this build.
-        if raw.kubernetes.is_some() {
-            return Err(invalid(
-                "[kubernetes]: the Kubernetes target is not supported by this build yet; remove the section and use target = \"directory:/path\"".into(),
-            ));
-        }
+        let kubernetes =
+            kubernetes::validate(raw.kubernetes.unwrap_or_default(), path).map_err(invalid)?;
         let upstream = match raw.upstream {
             None => None,
             Some(u) => Some(validate_upstream(u, path).map_err(invalid)?),
@@ -269,6 +268,7 @@ impl Config {
             agent,
             sources,
             upstream,
+            kubernetes,
         })
     }
 
@@ -443,18 +443,20 @@ fn validate_source(raw: RawSource, config_path: &Path) -> Result<SourceConfig, S
         return Err(format!("{}: must be more than 0s", at("timeout")));
     }
     let target = match raw.target.as_deref() {
-        None => return Err(format!("{}: not set; write target = \"directory:/path/to/folder\"", at("target"))),
-        Some("kubernetes") => {
+        None => {
             return Err(format!(
-                "{} = \"kubernetes\": the Kubernetes target is not supported by this build yet; use target = \"directory:/path\"",
+                "{}: not set; write target = \"kubernetes\" or \"directory:/path/to/folder\"",
                 at("target")
             ))
         }
+        Some("kubernetes") => TargetSpec::Kubernetes,
         Some(t) => match t.strip_prefix("directory:") {
-            Some(dir) if !dir.is_empty() => TargetSpec::Directory(relative_to(config_path, Path::new(dir))),
+            Some(dir) if !dir.is_empty() => {
+                TargetSpec::Directory(relative_to(config_path, Path::new(dir)))
+            }
             _ => {
                 return Err(format!(
-                    "{} = {t:?}: write \"directory:/path/to/folder\" (or \"kubernetes\" once supported)",
+                    "{} = {t:?}: write \"kubernetes\" or \"directory:/path/to/folder\"",
                     at("target")
                 ))
             }

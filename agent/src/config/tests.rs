@@ -92,8 +92,40 @@ fn duplicate_names_and_bad_names() {
 fn unsupported_sections_are_refused_not_ignored() {
     let err = parse(&format!("{MINIMAL}\n[source.verify]\nmode = \"head\"\n")).unwrap_err();
     assert!(err.contains("verify"), "{err}");
-    let err = parse(&format!("{MINIMAL}\n[kubernetes]\nfield_manager = \"x\"\n")).unwrap_err();
-    assert!(err.contains("[kubernetes]"), "{err}");
+}
+
+#[test]
+fn kubernetes_section_has_defaults_and_checks_its_values() {
+    let ok = parse(&MINIMAL.replace("directory:/srv/manifests", "kubernetes")).unwrap();
+    assert_eq!(ok.sources[0].target, TargetSpec::Kubernetes);
+    assert_eq!(ok.kubernetes.field_manager, "outpost");
+    assert_eq!(ok.kubernetes.lease_duration, Duration::from_secs(15));
+    assert_eq!(ok.kubernetes.renew_deadline, Duration::from_secs(10));
+    assert!(ok.kubernetes.leader_election);
+    let k = parse(&format!(
+        "{MINIMAL}\n[kubernetes]\nkubeconfig = \"k3s.yaml\"\nconcurrency = 4\nleader_election = false\n"
+    ))
+    .unwrap();
+    assert!(
+        k.kubernetes.kubeconfig.unwrap().is_absolute(),
+        "relative paths follow the config file"
+    );
+    assert_eq!(k.kubernetes.concurrency, 4);
+    let err = parse(&format!(
+        "{MINIMAL}\n[kubernetes]\nrenew_deadline = \"20s\"\n"
+    ))
+    .unwrap_err();
+    assert!(
+        err.contains("renew_deadline") && err.contains("shorter"),
+        "{err}"
+    );
+    let err = parse(&format!("{MINIMAL}\n[kubernetes]\nconcurency = 4\n")).unwrap_err();
+    assert!(err.contains("concurency"), "{err}");
+    let err = parse(&format!(
+        "{MINIMAL}\n[kubernetes]\nlease_name = \"Leader\"\n"
+    ))
+    .unwrap_err();
+    assert!(err.contains("lease_name"), "{err}");
 }
 
 #[test]

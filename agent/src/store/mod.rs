@@ -12,6 +12,7 @@
 //! hb/seq                           -> u64 BE, the last heartbeat sequence number handed out
 //! hb/dropped                       -> u64 BE, heartbeats dropped from the outbox and not yet reported
 //! obx/<seq: u64 BE>                -> OutboxEntry as JSON, a heartbeat waiting to be sent (see outbox.rs)
+//! inv/<source>                     -> the Kubernetes target's inventory of the source as JSON (target/kube)
 //! ```
 //! Source names cannot hold `\0` or `/`, so prefixes never collide.
 //!
@@ -82,6 +83,10 @@ pub struct SourceRecord {
     pub build_key: Option<String>,
     /// `build::inventory_digest` of the objects in the target, for status and heartbeats.
     pub inventory_digest: Option<String>,
+    /// Objects re-applied because they had drifted, since the source was first applied.
+    pub drift_corrected: u64,
+    /// Notes from the last apply that changed something (fields taken from other managers, recreated objects).
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -251,10 +256,39 @@ impl Store {
         Ok(record)
     }
 
+    /// The Kubernetes target's inventory of a source: what it applied and what the cluster answered.
+    pub fn inventory<T: for<'de> Deserialize<'de>>(
+        &self,
+        source: &str,
+    ) -> Result<Option<T>, StoreError> {
+        match self
+            .tree
+            .get(inventory_key(source))
+            .map_err(|e| self.io(e))?
+        {
+            Some(v) => Ok(Some(self.decode(&format!("inv/{source}"), &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Replaces a source's inventory; flushed before it returns, so a crash right after an apply still knows
+    /// what to prune.
+    pub fn set_inventory<T: Serialize>(
+        &self,
+        source: &str,
+        inventory: &T,
+    ) -> Result<(), StoreError> {
+        self.tree
+            .insert(inventory_key(source), encode(inventory))
+            .map_err(|e| self.io(e))?;
+        self.flush()
+    }
+
     /// Forgets a source entirely (it was removed from the config).
     pub fn remove_source(&self, source: &str) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
         batch.remove(source_key(source));
+        batch.remove(inventory_key(source));
         for prefix in ["bun/", "his/"] {
             let mut p = prefix.as_bytes().to_vec();
             p.extend_from_slice(source.as_bytes());
@@ -297,6 +331,10 @@ fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 
 fn source_key(source: &str) -> Vec<u8> {
     format!("src/{source}").into_bytes()
+}
+
+fn inventory_key(source: &str) -> Vec<u8> {
+    format!("inv/{source}").into_bytes()
 }
 
 fn bundle_key(source: &str, revision: &str) -> Vec<u8> {

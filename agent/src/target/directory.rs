@@ -76,6 +76,7 @@ impl DirectoryTarget {
                 return Ok(Applied {
                     object_count,
                     changed: false,
+                    ..Applied::default()
                 });
             }
         }
@@ -104,6 +105,7 @@ impl DirectoryTarget {
         Ok(Applied {
             object_count,
             changed,
+            ..Applied::default()
         })
     }
 
@@ -202,7 +204,8 @@ mod tests {
             applied,
             Applied {
                 object_count: 1,
-                changed: true
+                changed: true,
+                ..Applied::default()
             }
         );
         let text = std::fs::read_to_string(t.file_for("web")).unwrap();

@@ -1,15 +1,22 @@
-//! The target stage: make a bundle real. Today a folder that an auto-deploy controller watches (k3s, RKE2,
-//! MicroShift); the Kubernetes API target joins as another variant of [`Target`].
+//! The target stage: make a bundle real, either in a cluster through the Kubernetes API (server-side apply, see
+//! `kube`) or in a folder that an auto-deploy controller watches (k3s, RKE2, MicroShift).
 //!
 //! A target is told the full desired state each time (the whole bundle), so applying the same bundle twice is
 //! harmless and re-applying the last good bundle corrects drift.
 
 pub mod directory;
+pub mod kube;
+
+use std::sync::Arc;
 
 use serde_json::Value;
+use tokio::sync::watch;
 
 use crate::build::Bundle;
-use crate::config::TargetSpec;
+use crate::config::{SourceConfig, TargetSpec};
+use crate::store::Store;
+
+pub use kube::{Drift, Mode};
 
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const SOURCE_LABEL: &str = "outpost.dev/source";
@@ -20,48 +27,162 @@ pub const APPLY_ANNOTATION: &str = "outpost.dev/apply";
 pub enum TargetError {
     #[error("directory target {dir}: {message}")]
     Directory { dir: String, message: String },
+    #[error("kubernetes: {0}")]
+    Kubernetes(#[from] kube::KubeError),
+    #[error("target \"kubernetes\" needs a cluster, and none was set up for this command")]
+    NoCluster,
+}
+
+impl TargetError {
+    /// True when the target could not be reached at all (not the revision's fault): no rollback is needed, and the
+    /// source is stale rather than failed.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
+            TargetError::Kubernetes(kube::KubeError::Unreachable { .. })
+        )
+    }
 }
 
 /// What an apply did, for status and logs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Applied {
     pub object_count: usize,
     /// False when the target already held exactly this content (nothing was written).
     pub changed: bool,
+    /// Objects re-applied because they had drifted from the last good revision.
+    pub drift_corrected: usize,
+    /// Worth an operator's attention without being errors (fields taken from other managers, recreated objects).
+    pub notes: Vec<String>,
+}
+
+/// What targets share: the store (the Kubernetes inventory lives there), the cluster connection and whether this
+/// replica holds the leader lease.
+#[derive(Clone)]
+pub struct TargetContext {
+    pub store: Arc<Store>,
+    pub cluster: Option<Arc<kube::Cluster>>,
+    pub leader: Option<watch::Receiver<bool>>,
+    pub concurrency: usize,
 }
 
 pub enum Target {
     Directory(directory::DirectoryTarget),
+    Kubernetes(kube::KubeTarget),
 }
 
 impl Target {
-    pub fn new(spec: &TargetSpec) -> Target {
-        match spec {
+    pub fn new(config: &SourceConfig, ctx: &TargetContext) -> Result<Target, TargetError> {
+        Ok(match &config.target {
             TargetSpec::Directory(dir) => {
                 Target::Directory(directory::DirectoryTarget::new(dir.clone()))
             }
             TargetSpec::Kubernetes => {
-                unreachable!("config validation refuses the kubernetes target in this build")
+                let cluster = ctx.cluster.clone().ok_or(TargetError::NoCluster)?;
+                let settings = kube::Settings {
+                    namespace: config.namespace.clone(),
+                    prune: config.prune,
+                    wait: config.wait,
+                    force: config.force,
+                    timeout: config.timeout,
+                    concurrency: ctx.concurrency,
+                };
+                Target::Kubernetes(kube::KubeTarget::new(
+                    cluster,
+                    ctx.store.clone(),
+                    settings,
+                    ctx.leader.clone(),
+                ))
             }
-        }
+        })
     }
 
+    /// Makes the target hold the whole bundle.
     pub async fn apply(
         &self,
         source: &str,
         revision: &str,
         bundle: &Bundle,
+        mode: &Mode,
     ) -> Result<Applied, TargetError> {
         match self {
             Target::Directory(d) => d.apply(source, revision, bundle).await,
+            Target::Kubernetes(k) => {
+                let r = k.apply(source, revision, bundle, mode, None).await?;
+                Ok(Applied {
+                    object_count: r.objects,
+                    changed: r.changed,
+                    drift_corrected: 0,
+                    notes: r.notes,
+                })
+            }
         }
     }
 
-    /// True when the target provably still holds what was last applied for `source` at `revision`, without
-    /// looking at the bundle. False means "check properly", never "drifted".
-    pub fn is_intact(&self, source: &str, revision: &str) -> bool {
+    /// What differs between the target and what was last applied for `source` at `revision`, found as cheaply as
+    /// the target allows (without loading the bundle).
+    pub async fn drifted(&self, source: &str, revision: &str) -> Result<Drift, TargetError> {
         match self {
-            Target::Directory(d) => d.is_intact(source, revision),
+            Target::Directory(d) if d.is_intact(source, revision) => Ok(Drift::None),
+            Target::Directory(_) => Ok(Drift::All),
+            Target::Kubernetes(k) => Ok(k.drifted(source, revision).await?),
+        }
+    }
+
+    /// Re-applies only the drifted objects of the bundle.
+    pub async fn correct(
+        &self,
+        source: &str,
+        revision: &str,
+        bundle: &Bundle,
+        objects: &[kube::ObjectRef],
+    ) -> Result<Applied, TargetError> {
+        match self {
+            Target::Directory(d) => d.apply(source, revision, bundle).await,
+            Target::Kubernetes(k) => {
+                let r = k
+                    .apply(source, revision, bundle, &Mode::Normal, Some(objects))
+                    .await?;
+                Ok(Applied {
+                    object_count: r.objects,
+                    changed: r.changed,
+                    drift_corrected: if r.changed { objects.len() } else { 0 },
+                    notes: r.notes,
+                })
+            }
+        }
+    }
+
+    /// The target a source that is no longer in the config was applied to (`SourceRecord::target`), so that its
+    /// objects can be removed. `None` when that target cannot be reached from this configuration.
+    pub fn for_removed(target: &str, ctx: &TargetContext) -> Option<Target> {
+        if let Some(dir) = target.strip_prefix("directory:") {
+            return Some(Target::Directory(directory::DirectoryTarget::new(
+                dir.into(),
+            )));
+        }
+        let cluster = ctx.cluster.clone().filter(|_| target == "kubernetes")?;
+        let settings = kube::Settings {
+            namespace: "default".into(),
+            prune: true,
+            wait: false,
+            force: false,
+            timeout: std::time::Duration::from_secs(60),
+            concurrency: ctx.concurrency,
+        };
+        Some(Target::Kubernetes(kube::KubeTarget::new(
+            cluster,
+            ctx.store.clone(),
+            settings,
+            ctx.leader.clone(),
+        )))
+    }
+
+    /// False while another replica holds the leader lease: fetch and cache, but do not apply.
+    pub fn may_apply(&self) -> bool {
+        match self {
+            Target::Directory(_) => true,
+            Target::Kubernetes(k) => k.is_leader(),
         }
     }
 
@@ -69,6 +190,7 @@ impl Target {
     pub async fn remove(&self, source: &str) -> Result<bool, TargetError> {
         match self {
             Target::Directory(d) => d.remove(source).await,
+            Target::Kubernetes(k) => Ok(k.remove_all(source).await?),
         }
     }
 }

@@ -1,0 +1,686 @@
+//! Applying a bundle: check every object against discovery before touching the cluster, apply CRDs and Namespaces
+//! and wait for them, apply the rest wave by wave in kind order (each wave concurrently), wait for health, then
+//! prune. The inventory is saved whatever happens, so that a failed revision can be rolled back completely.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::{Duration, Instant};
+
+use futures_util::stream::{self, StreamExt};
+use serde_json::Value;
+
+use super::client::{ApiFailure, Resource};
+use super::health::{self, Readiness};
+use super::plan::{self, ObjectRef, Policy};
+use super::{Entry, Inventory, KubeError, KubeTarget, Mode, Report};
+use crate::build::Bundle;
+
+type Key = (String, String, String, String);
+
+/// A bundle object ready to send.
+struct Prepared {
+    r: ObjectRef,
+    /// `None` until its CRD (in the same bundle) is established.
+    res: Option<Resource>,
+    body: Value,
+    policy: Policy,
+}
+
+/// What applying one object did.
+struct Done {
+    entry: Entry,
+    created: bool,
+    /// The object as the server returned it, for the health check.
+    object: Value,
+    notes: Vec<String>,
+}
+
+impl KubeTarget {
+    /// Applies a whole bundle (`only`: just these objects, for drift correction) and records the inventory.
+    pub async fn apply(
+        &self,
+        source: &str,
+        revision: &str,
+        bundle: &Bundle,
+        mode: &Mode,
+        only: Option<&[ObjectRef]>,
+    ) -> Result<Report, KubeError> {
+        let previous = match self.inventory(source)? {
+            Some(inv) => inv,
+            None if self.settings.prune => self.rebuild_inventory(source, bundle).await?,
+            None => Inventory::default(),
+        };
+        let (stage1, stage2) = self.prepare(source, revision, bundle, only).await?;
+        let desired: Vec<ObjectRef> = stage1.iter().chain(&stage2).map(|p| p.r.clone()).collect();
+
+        let mut entries: BTreeMap<Key, Entry> = previous
+            .entries
+            .iter()
+            .map(|e| (e.r.key(), e.clone()))
+            .collect();
+        let mut report = Report {
+            objects: desired.len(),
+            ..Report::default()
+        };
+        let result = self
+            .apply_stages(revision, stage1, stage2, &mut entries, &mut report)
+            .await;
+
+        let complete = result.is_ok() && only.is_none();
+        let mut inventory = Inventory {
+            revision: Some(revision.to_string()),
+            incomplete: result.is_err(),
+            entries: entries.into_values().collect(),
+        };
+        if let Err(e) = result {
+            // Keep everything the failed attempt touched; the caller decides about rollback.
+            self.save(source, &inventory)?;
+            return Err(e);
+        }
+        if complete {
+            let pruned = self
+                .prune(source, &previous, &desired, mode, &mut report)
+                .await;
+            // Objects no longer in the bundle are no longer ours to watch, unless deleting them failed.
+            let keep: BTreeSet<Key> = desired
+                .iter()
+                .map(ObjectRef::key)
+                .chain(pruned.into_iter().map(|r| r.key()))
+                .collect();
+            inventory.entries.retain(|e| keep.contains(&e.r.key()));
+        } else if only.is_some() {
+            inventory.revision = previous.revision.clone();
+            inventory.incomplete = previous.incomplete;
+        }
+        self.save(source, &inventory)?;
+        Ok(report)
+    }
+
+    /// Turns the bundle into requests, refusing the whole revision before any write when an object cannot work:
+    /// an unknown kind, a namespace on a cluster-scoped kind, a bad policy annotation.
+    async fn prepare(
+        &self,
+        source: &str,
+        revision: &str,
+        bundle: &Bundle,
+        only: Option<&[ObjectRef]>,
+    ) -> Result<(Vec<Prepared>, Vec<Prepared>), KubeError> {
+        let wanted: Option<BTreeSet<Key>> = only.map(|o| o.iter().map(ObjectRef::key).collect());
+        // Kinds a CRD in this very bundle will define, with their scope.
+        let mut crd_kinds: HashMap<(String, String), bool> = HashMap::new();
+        for o in &bundle.objects {
+            if o.get("kind").and_then(Value::as_str) == Some("CustomResourceDefinition") {
+                if let (Some(g), Some(k)) = (
+                    o.pointer("/spec/group").and_then(Value::as_str),
+                    o.pointer("/spec/names/kind").and_then(Value::as_str),
+                ) {
+                    let namespaced =
+                        o.pointer("/spec/scope").and_then(Value::as_str) != Some("Cluster");
+                    crd_kinds.insert((g.to_string(), k.to_string()), namespaced);
+                }
+            }
+        }
+        let mut errors = Vec::new();
+        let (mut stage1, mut stage2) = (Vec::new(), Vec::new());
+        for object in &bundle.objects {
+            let Some(mut r) = plan::object_ref(object) else {
+                errors.push("an object without apiVersion, kind or name".to_string());
+                continue;
+            };
+            let policy = match plan::policy(object) {
+                Ok(Policy::Ignore) => continue,
+                Ok(p) => p,
+                Err(message) => {
+                    errors.push(format!("{r}: {message}"));
+                    continue;
+                }
+            };
+            let (res, namespaced) = match self.cluster.resolve(&r).await? {
+                Some(res) => {
+                    let n = res.namespaced;
+                    (Some(res), n)
+                }
+                None => match crd_kinds.get(&(r.group.clone(), r.kind.clone())) {
+                    Some(n) => (None, *n),
+                    None => {
+                        errors.push(format!(
+                            "{r}: the cluster does not serve kind {} in {}; fix apiVersion/kind, or add its CustomResourceDefinition to the bundle",
+                            r.kind,
+                            r.api_version()
+                        ));
+                        continue;
+                    }
+                },
+            };
+            match (namespaced, &r.namespace) {
+                (true, None) => r.namespace = Some(self.settings.namespace.clone()),
+                (false, Some(ns)) => {
+                    errors.push(format!(
+                        "{r}: {} is cluster-scoped, but the object names namespace {ns:?}; remove metadata.namespace",
+                        r.kind
+                    ));
+                    continue;
+                }
+                _ => {}
+            }
+            if let Some(w) = &wanted {
+                if !w.contains(&r.key()) {
+                    continue;
+                }
+            }
+            let mut body = crate::target::mark_owned(object, source, revision);
+            if let (Some(ns), Some(meta)) = (
+                &r.namespace,
+                body.get_mut("metadata").and_then(Value::as_object_mut),
+            ) {
+                meta.insert("namespace".into(), ns.clone().into());
+            }
+            let p = Prepared {
+                r,
+                res,
+                body,
+                policy,
+            };
+            if plan::is_stage_one(&p.r) {
+                stage1.push(p);
+            } else {
+                stage2.push(p);
+            }
+        }
+        if !errors.is_empty() {
+            return Err(KubeError::Objects(errors));
+        }
+        let order = |v: &mut Vec<Prepared>| {
+            v.sort_by(|a, b| {
+                (plan::kind_rank(&a.r.kind), a.r.key())
+                    .cmp(&(plan::kind_rank(&b.r.kind), b.r.key()))
+            })
+        };
+        order(&mut stage1);
+        order(&mut stage2);
+        Ok((stage1, stage2))
+    }
+
+    async fn apply_stages(
+        &self,
+        revision: &str,
+        stage1: Vec<Prepared>,
+        stage2: Vec<Prepared>,
+        entries: &mut BTreeMap<Key, Entry>,
+        report: &mut Report,
+    ) -> Result<(), KubeError> {
+        let started = Instant::now();
+        let done1 = self.apply_wave(revision, stage1, entries, report).await?;
+        // CRDs must be Established and Namespaces Active before anything that uses them is applied.
+        self.wait_ready(&done1, started, entries).await?;
+        let mut to_check = done1;
+        for wave in plan::waves(stage2, |p| &p.r.kind) {
+            let mut wave = wave;
+            for p in wave.iter_mut().filter(|p| p.res.is_none()) {
+                p.res = self.cluster.resolve(&p.r).await?;
+                if p.res.is_none() {
+                    return Err(KubeError::object(
+                        &p.r,
+                        format!("its CustomResourceDefinition is established, but the server does not serve {} yet; the next cycle retries", p.r.api_version()),
+                    ));
+                }
+            }
+            to_check.extend(self.apply_wave(revision, wave, entries, report).await?);
+        }
+        if self.settings.wait {
+            self.wait_ready(&to_check, started, entries).await?;
+        }
+        Ok(())
+    }
+
+    /// Applies objects concurrently; every object is attempted, and all failures are reported together.
+    async fn apply_wave(
+        &self,
+        revision: &str,
+        wave: Vec<Prepared>,
+        entries: &mut BTreeMap<Key, Entry>,
+        report: &mut Report,
+    ) -> Result<Vec<(ObjectRef, Value)>, KubeError> {
+        let results: Vec<Result<Done, KubeError>> = stream::iter(wave)
+            .map(|p| async move { self.apply_one(&p).await })
+            .buffer_unordered(self.settings.concurrency.max(1))
+            .collect()
+            .await;
+        let mut failures = Vec::new();
+        let mut done = Vec::new();
+        for result in results {
+            match result {
+                Ok(d) => {
+                    let before = entries.get(&d.entry.r.key());
+                    if d.created
+                        || before.and_then(|b| b.resource_version.as_ref())
+                            != d.entry.resource_version.as_ref()
+                    {
+                        report.changed = true;
+                    }
+                    let mut entry = d.entry;
+                    entry.created_by = if d.created {
+                        Some(revision.to_string())
+                    } else {
+                        before.and_then(|b| b.created_by.clone())
+                    };
+                    report.notes.extend(d.notes);
+                    done.push((entry.r.clone(), d.object));
+                    entries.insert(entry.r.key(), entry);
+                }
+                Err(KubeError::Unreachable { server, message }) => {
+                    return Err(KubeError::Unreachable { server, message })
+                }
+                Err(e) => failures.extend(e.lines()),
+            }
+        }
+        if failures.is_empty() {
+            Ok(done)
+        } else {
+            failures.sort();
+            Err(KubeError::Objects(failures))
+        }
+    }
+
+    async fn apply_one(&self, p: &Prepared) -> Result<Done, KubeError> {
+        let Some(res) = &p.res else {
+            return Err(KubeError::object(&p.r, "kind not resolved"));
+        };
+        let mut notes = Vec::new();
+        if p.policy == Policy::IfNotPresent {
+            if let Some(existing) = self
+                .cluster
+                .get(res, &p.r)
+                .await
+                .map_err(|e| fail(&p.r, "read", e))?
+            {
+                return Ok(self.done(p, res, existing, false, true, notes));
+            }
+        }
+        let answer = match self.cluster.apply(res, &p.r, &p.body, false).await {
+            Ok(a) => a,
+            Err(Ok(f)) if f.code == 409 && !conflicts(&f).is_empty() => {
+                // Git is the source of truth: take the fields, and say from whom.
+                for (manager, field) in conflicts(&f) {
+                    notes.push(format!("{}: took {field} from manager {manager:?}", p.r));
+                }
+                self.cluster
+                    .apply(res, &p.r, &p.body, true)
+                    .await
+                    .map_err(|e| fail(&p.r, "apply", e))?
+            }
+            Err(Ok(f)) if !immutable_fields(&f).is_empty() => {
+                let fields = immutable_fields(&f).join(", ");
+                if !self.settings.force {
+                    return Err(KubeError::object(
+                        &p.r,
+                        format!("{fields} cannot be changed (immutable field); revert the change in Git, or set force = true on the source to delete and recreate the object"),
+                    ));
+                }
+                self.recreate(res, &p.r).await?;
+                notes.push(format!(
+                    "{}: recreated, because immutable {fields} changed (force = true)",
+                    p.r
+                ));
+                self.cluster
+                    .apply(res, &p.r, &p.body, true)
+                    .await
+                    .map_err(|e| fail(&p.r, "apply", e))?
+            }
+            Err(e) => return Err(fail(&p.r, "apply", e)),
+        };
+        Ok(self.done(
+            p,
+            res,
+            answer.body,
+            answer.status == 201,
+            p.policy == Policy::IfNotPresent,
+            notes,
+        ))
+    }
+
+    fn done(
+        &self,
+        p: &Prepared,
+        res: &Resource,
+        object: Value,
+        created: bool,
+        create_only: bool,
+        notes: Vec<String>,
+    ) -> Done {
+        let mut entry = Entry {
+            r: p.r.clone(),
+            plural: res.plural.clone(),
+            namespaced: res.namespaced,
+            resource_version: None,
+            generation: None,
+            foreign: Vec::new(),
+            create_only,
+            created_by: None,
+        };
+        entry.observe(&object, &self.cluster.field_manager);
+        Done {
+            entry,
+            created,
+            object,
+            notes,
+        }
+    }
+
+    /// Deletes an object and waits until it is gone, so that the apply after it creates a fresh one.
+    async fn recreate(&self, res: &Resource, r: &ObjectRef) -> Result<(), KubeError> {
+        self.cluster
+            .delete(res, r)
+            .await
+            .map_err(|e| fail(r, "delete", e))?;
+        let deadline = Instant::now() + self.settings.timeout;
+        while self
+            .cluster
+            .get(res, r)
+            .await
+            .map_err(|e| fail(r, "read", e))?
+            .is_some()
+        {
+            if Instant::now() > deadline {
+                return Err(KubeError::object(r, "deleted to be recreated, but it is still there (a finalizer?); the next cycle retries"));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok(())
+    }
+
+    /// Polls the objects that have a health rule until all are ready, one fails, or `timeout` has passed since
+    /// `started`. Updates the inventory from what it reads, so the next drift check starts from the newest state.
+    async fn wait_ready(
+        &self,
+        objects: &[(ObjectRef, Value)],
+        started: Instant,
+        entries: &mut BTreeMap<Key, Entry>,
+    ) -> Result<(), KubeError> {
+        let mut pending: Vec<(ObjectRef, Value)> = objects
+            .iter()
+            .filter(|(r, o)| health::needs_check(r, o))
+            .cloned()
+            .collect();
+        let mut delay = Duration::from_millis(100);
+        loop {
+            let mut still = Vec::new();
+            let mut failed = Vec::new();
+            for (r, o) in pending {
+                match health::readiness(&r, &o) {
+                    Readiness::Ready => {}
+                    Readiness::Failed(why) => failed.push(format!("{r}: {why}")),
+                    Readiness::Pending(why) => still.push((r, o, why)),
+                }
+            }
+            if !failed.is_empty() {
+                return Err(KubeError::Objects(failed));
+            }
+            if still.is_empty() {
+                return Ok(());
+            }
+            if started.elapsed() >= self.settings.timeout {
+                return Err(KubeError::Unhealthy {
+                    timeout: self.settings.timeout,
+                    objects: still
+                        .into_iter()
+                        .map(|(r, _, why)| format!("{r} ({why})"))
+                        .collect(),
+                });
+            }
+            tokio::time::sleep(delay.min(self.settings.timeout.saturating_sub(started.elapsed())))
+                .await;
+            delay = (delay * 2).min(Duration::from_secs(2));
+            pending = Vec::new();
+            for (r, o, _) in still {
+                let Some(entry) = entries.get_mut(&r.key()) else {
+                    continue;
+                };
+                let res = entry.resource();
+                match self.cluster.get(&res, &r).await {
+                    Ok(Some(fresh)) => {
+                        entry.observe(&fresh, &self.cluster.field_manager);
+                        pending.push((r, fresh));
+                    }
+                    Ok(None) => pending.push((r, o)),
+                    Err(e) => return Err(fail(&r, "read", e)),
+                }
+            }
+        }
+    }
+
+    /// Deletes what the previous inventory held and the bundle no longer does. Returns the objects that should
+    /// have been deleted but could not be (they stay in the inventory and are retried next time).
+    async fn prune(
+        &self,
+        source: &str,
+        previous: &Inventory,
+        desired: &[ObjectRef],
+        mode: &Mode,
+        report: &mut Report,
+    ) -> Vec<ObjectRef> {
+        let gone = plan::removed(previous.entries.iter().map(|e| &e.r), desired);
+        let by_key: HashMap<Key, &Entry> =
+            previous.entries.iter().map(|e| (e.r.key(), e)).collect();
+        let mut failed = Vec::new();
+        for r in gone {
+            let Some(entry) = by_key.get(&r.key()) else {
+                continue;
+            };
+            let created_by_failed = matches!(mode, Mode::Rollback { from } if entry.created_by.as_deref() == Some(from.as_str()));
+            if !self.settings.prune && !created_by_failed {
+                continue;
+            }
+            match self.prune_one(source, entry).await {
+                Ok(true) => {
+                    report.changed = true;
+                    tracing::info!(source, object = %r, "pruned");
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    report.notes.push(format!("could not prune {r}: {e}"));
+                    failed.push(r);
+                }
+            }
+        }
+        failed
+    }
+
+    /// Deletes one object if it is still ours. True when it was deleted.
+    async fn prune_one(&self, source: &str, entry: &Entry) -> Result<bool, KubeError> {
+        let res = entry.resource();
+        let Some(live) = self
+            .cluster
+            .get(&res, &entry.r)
+            .await
+            .map_err(|e| fail(&entry.r, "read", e))?
+        else {
+            return Ok(false);
+        };
+        let meta = live.get("metadata");
+        let ours = meta
+            .and_then(|m| m.pointer("/labels"))
+            .and_then(|l| l.get(crate::target::SOURCE_LABEL))
+            .and_then(Value::as_str)
+            == Some(source);
+        let keep = plan::prune_disabled(
+            meta.and_then(|m| m.get("annotations"))
+                .and_then(Value::as_object),
+        );
+        if !ours || keep {
+            return Ok(false);
+        }
+        self.cluster
+            .delete(&res, &entry.r)
+            .await
+            .map_err(|e| fail(&entry.r, "delete", e))
+    }
+
+    /// Deletes everything the source owns (it was removed from the config with prune on).
+    pub async fn remove_all(&self, source: &str) -> Result<bool, KubeError> {
+        let Some(inventory) = self.inventory(source)? else {
+            return Ok(false);
+        };
+        let mut refs: Vec<ObjectRef> = inventory.entries.iter().map(|e| e.r.clone()).collect();
+        plan::sort_for_delete(&mut refs);
+        let by_key: HashMap<Key, &Entry> =
+            inventory.entries.iter().map(|e| (e.r.key(), e)).collect();
+        let mut any = false;
+        for r in refs {
+            if let Some(entry) = by_key.get(&r.key()) {
+                any |= self.prune_one(source, entry).await?;
+            }
+        }
+        self.save(source, &Inventory::default())?;
+        Ok(any)
+    }
+
+    /// The inventory from the cluster, when the store lost it: every object of the bundle's kinds that carries
+    /// our source label. Kinds the bundle no longer has cannot be found this way without listing every kind the
+    /// server has, which an edge API server should not pay for on every start; the labels stay for a manual sweep.
+    async fn rebuild_inventory(
+        &self,
+        source: &str,
+        bundle: &Bundle,
+    ) -> Result<Inventory, KubeError> {
+        let mut kinds: BTreeMap<(String, String, String), Resource> = BTreeMap::new();
+        for o in &bundle.objects {
+            if let Some(r) = plan::object_ref(o) {
+                if let Some(res) = self.cluster.resolve(&r).await? {
+                    kinds.insert((r.group.clone(), r.version.clone(), r.kind.clone()), res);
+                }
+            }
+        }
+        let mut entries = Vec::new();
+        for ((_, _, kind), res) in kinds {
+            for (meta, _) in self.list_owned(source, &res, None).await? {
+                let r = ObjectRef {
+                    group: res.group.clone(),
+                    version: res.version.clone(),
+                    kind: kind.clone(),
+                    namespace: meta
+                        .get("namespace")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
+                    name: meta
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or("")
+                        .to_string(),
+                };
+                let mut e = Entry {
+                    r,
+                    plural: res.plural.clone(),
+                    namespaced: res.namespaced,
+                    resource_version: None,
+                    generation: None,
+                    foreign: Vec::new(),
+                    create_only: false,
+                    created_by: None,
+                };
+                e.observe(
+                    &serde_json::json!({ "metadata": meta }),
+                    &self.cluster.field_manager,
+                );
+                entries.push(e);
+            }
+        }
+        if !entries.is_empty() {
+            tracing::info!(
+                source,
+                objects = entries.len(),
+                "inventory rebuilt from the cluster by label"
+            );
+        }
+        Ok(Inventory {
+            revision: None,
+            incomplete: true,
+            entries,
+        })
+    }
+}
+
+/// Turns a failed request into an error naming the object.
+pub(super) fn fail(r: &ObjectRef, verb: &str, e: Result<ApiFailure, KubeError>) -> KubeError {
+    match e {
+        Ok(f) => KubeError::object(r, format!("{verb} failed: {}", f.describe())),
+        Err(e) => e,
+    }
+}
+
+/// `(manager, field)` of each field-manager conflict in a 409.
+fn conflicts(f: &ApiFailure) -> Vec<(String, String)> {
+    f.causes
+        .iter()
+        .filter(|(reason, _, _)| reason == "FieldManagerConflict")
+        .map(|(_, field, message)| {
+            let manager = message.split('"').nth(1).unwrap_or(message).to_string();
+            (manager, field.clone())
+        })
+        .collect()
+}
+
+/// The fields a 422 says are immutable.
+fn immutable_fields(f: &ApiFailure) -> Vec<String> {
+    if f.code != 422 {
+        return Vec::new();
+    }
+    let mut fields: Vec<String> = f
+        .causes
+        .iter()
+        .filter(|(_, _, m)| m.contains("immutable"))
+        .map(|(_, field, _)| field.clone())
+        .collect();
+    if fields.is_empty() && f.message.contains("field is immutable") {
+        fields.push("a field".into());
+    }
+    fields
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn failure(code: u16, message: &str, causes: &[(&str, &str, &str)]) -> ApiFailure {
+        ApiFailure {
+            code,
+            reason: String::new(),
+            message: message.into(),
+            causes: causes
+                .iter()
+                .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+                .collect(),
+            details_kind: String::new(),
+        }
+    }
+
+    #[test]
+    fn conflicts_name_the_other_manager() {
+        let f = failure(
+            409,
+            "Apply failed with 1 conflict",
+            &[(
+                "FieldManagerConflict",
+                ".data.mode",
+                "conflict with \"kubectl-client-side-apply\" using v1",
+            )],
+        );
+        assert_eq!(
+            conflicts(&f),
+            vec![(
+                "kubectl-client-side-apply".to_string(),
+                ".data.mode".to_string()
+            )]
+        );
+    }
+
+    #[test]
+    fn immutable_fields_are_read_from_causes() {
+        let f = failure(
+            422,
+            "Deployment.apps \"web\" is invalid: spec.selector: Invalid value: ...: field is immutable",
+            &[("FieldValueInvalid", "spec.selector", "Invalid value: ...: field is immutable")],
+        );
+        assert_eq!(immutable_fields(&f), vec!["spec.selector".to_string()]);
+        assert!(immutable_fields(&failure(422, "name invalid", &[])).is_empty());
+    }
+}

@@ -1,0 +1,250 @@
+//! Leader election on a coordination.k8s.io Lease, so that of several replicas (a DaemonSet on three nodes) only
+//! one applies. The others keep fetching, so a takeover applies at once.
+//!
+//! Expiry is judged by our own clock: a lease is free when its record has not changed for `duration` since *we*
+//! first saw it, which is immune to clock skew between nodes (client-go does the same). A leader that cannot renew
+//! for `renew_deadline` (shorter than `duration`) stops applying before anyone else may take over.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use http::Method;
+use serde_json::{json, Value};
+use tokio::sync::watch;
+
+use super::client::Cluster;
+
+#[derive(Debug, Clone)]
+pub struct LeaseSettings {
+    pub namespace: String,
+    pub name: String,
+    /// Who we are in `holderIdentity`: unique per replica.
+    pub identity: String,
+    pub duration: Duration,
+    pub renew_deadline: Duration,
+}
+
+impl LeaseSettings {
+    /// How often to try: leaders renew well inside the deadline, followers look at the same pace.
+    fn retry(&self) -> Duration {
+        (self.renew_deadline / 4).max(Duration::from_millis(200))
+    }
+
+    fn path(&self) -> String {
+        format!(
+            "/apis/coordination.k8s.io/v1/namespaces/{}/leases/{}",
+            self.namespace, self.name
+        )
+    }
+}
+
+/// The last record we saw and when we first saw it.
+struct Observed {
+    record: String,
+    since: Instant,
+}
+
+/// Runs until shutdown, keeping `leader` true exactly while we hold the lease. Releases it on shutdown so a
+/// successor does not wait for it to expire.
+pub async fn run(
+    cluster: Arc<Cluster>,
+    settings: LeaseSettings,
+    leader: watch::Sender<bool>,
+    mut shutdown: watch::Receiver<bool>,
+    mut first_round: Option<tokio::sync::oneshot::Sender<()>>,
+) {
+    let mut observed: Option<Observed> = None;
+    let mut renewed: Option<Instant> = None;
+    loop {
+        match attempt(&cluster, &settings, &mut observed).await {
+            Ok(true) => {
+                renewed = Some(Instant::now());
+                if !*leader.borrow() {
+                    tracing::info!(lease = %settings.name, identity = %settings.identity, "became the leader: this replica applies");
+                    let _ = leader.send(true);
+                }
+            }
+            Ok(false) => {
+                if *leader.borrow() {
+                    tracing::warn!(lease = %settings.name, "lost the lease to another replica: no longer applying");
+                    let _ = leader.send(false);
+                }
+            }
+            Err(message) => {
+                let lapsed = renewed.is_none_or(|t| t.elapsed() >= settings.renew_deadline);
+                if *leader.borrow() && lapsed {
+                    tracing::warn!(lease = %settings.name, "cannot renew the lease ({message}): no longer applying");
+                    let _ = leader.send(false);
+                } else {
+                    tracing::debug!(lease = %settings.name, "lease: {message}");
+                }
+            }
+        }
+        if let Some(tx) = first_round.take() {
+            let _ = tx.send(());
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(settings.retry()) => {}
+            _ = shutdown.wait_for(|s| *s) => break,
+        }
+    }
+    if *leader.borrow() {
+        let _ = leader.send(false);
+        release(&cluster, &settings).await;
+    }
+}
+
+/// One round: create, renew or take over. `Ok(true)` when we hold the lease afterwards.
+async fn attempt(
+    cluster: &Cluster,
+    s: &LeaseSettings,
+    observed: &mut Option<Observed>,
+) -> Result<bool, String> {
+    let now = micro_time();
+    let current = match cluster
+        .request(Method::GET, &s.path(), None, None, None)
+        .await
+    {
+        Ok(a) => a.body,
+        Err(Ok(f)) if f.code == 404 => {
+            let body = json!({
+                "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+                "metadata": {"name": s.name, "namespace": s.namespace},
+                "spec": {"holderIdentity": s.identity, "leaseDurationSeconds": s.duration.as_secs().max(1),
+                         "acquireTime": now, "renewTime": now, "leaseTransitions": 0}
+            });
+            let collection = format!(
+                "/apis/coordination.k8s.io/v1/namespaces/{}/leases",
+                s.namespace
+            );
+            return match cluster
+                .request(
+                    Method::POST,
+                    &collection,
+                    Some("application/json"),
+                    None,
+                    Some(&body),
+                )
+                .await
+            {
+                Ok(_) => Ok(true),
+                Err(Ok(f)) if f.code == 409 => Ok(false),
+                Err(Ok(f)) => Err(f.describe()),
+                Err(Err(e)) => Err(e.to_string()),
+            };
+        }
+        Err(Ok(f)) => return Err(f.describe()),
+        Err(Err(e)) => return Err(e.to_string()),
+    };
+    let spec = current.get("spec").cloned().unwrap_or(Value::Null);
+    let holder = spec
+        .get("holderIdentity")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let record = format!(
+        "{holder}|{}",
+        spec.get("renewTime").and_then(Value::as_str).unwrap_or("")
+    );
+    let duration = spec
+        .get("leaseDurationSeconds")
+        .and_then(Value::as_u64)
+        .map(Duration::from_secs)
+        .unwrap_or(s.duration);
+    if observed.as_ref().is_none_or(|o| o.record != record) {
+        *observed = Some(Observed {
+            record,
+            since: Instant::now(),
+        });
+    }
+    let expired = observed
+        .as_ref()
+        .is_some_and(|o| o.since.elapsed() >= duration);
+    let ours = holder == s.identity;
+    if !(ours || holder.is_empty() || expired) {
+        return Ok(false);
+    }
+    let mut lease = current.clone();
+    let transitions = spec
+        .get("leaseTransitions")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    lease["spec"] = json!({
+        "holderIdentity": s.identity,
+        "leaseDurationSeconds": s.duration.as_secs().max(1),
+        "acquireTime": if ours { spec.get("acquireTime").cloned().unwrap_or(json!(now)) } else { json!(now) },
+        "renewTime": now,
+        "leaseTransitions": if ours { transitions } else { transitions + 1 },
+    });
+    match cluster
+        .request(
+            Method::PUT,
+            &s.path(),
+            Some("application/json"),
+            None,
+            Some(&lease),
+        )
+        .await
+    {
+        Ok(_) => Ok(true),
+        // Someone else wrote it first (resourceVersion moved): they won this round.
+        Err(Ok(f)) if f.code == 409 => Ok(false),
+        Err(Ok(f)) => Err(f.describe()),
+        Err(Err(e)) => Err(e.to_string()),
+    }
+}
+
+/// Gives the lease up by clearing the holder, so a successor takes over at its next try.
+async fn release(cluster: &Cluster, s: &LeaseSettings) {
+    let Ok(answer) = cluster
+        .request(Method::GET, &s.path(), None, None, None)
+        .await
+    else {
+        return;
+    };
+    let mut lease = answer.body;
+    if lease
+        .pointer("/spec/holderIdentity")
+        .and_then(Value::as_str)
+        != Some(s.identity.as_str())
+    {
+        return;
+    }
+    lease["spec"]["holderIdentity"] = Value::Null;
+    lease["spec"]["leaseDurationSeconds"] = json!(1);
+    lease["spec"]["renewTime"] = json!(micro_time());
+    match cluster
+        .request(
+            Method::PUT,
+            &s.path(),
+            Some("application/json"),
+            None,
+            Some(&lease),
+        )
+        .await
+    {
+        Ok(_) => tracing::info!(lease = %s.name, "released the lease"),
+        Err(_) => {
+            tracing::warn!(lease = %s.name, "could not release the lease; it expires on its own")
+        }
+    }
+}
+
+/// Kubernetes MicroTime: RFC 3339 with microseconds.
+fn micro_time() -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let secs = outpost_proto::wire::format_timestamp(now.as_secs() as i64)
+        .unwrap_or_else(|| "1970-01-01T00:00:00Z".into());
+    format!("{}.{:06}Z", secs.trim_end_matches('Z'), now.subsec_micros())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn micro_time_has_microseconds() {
+        let t = super::micro_time();
+        assert_eq!(t.len(), "2026-11-27T20:00:00.000000Z".len(), "{t}");
+        assert!(t.ends_with('Z') && t.contains('.'));
+    }
+}
