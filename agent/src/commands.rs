@@ -140,7 +140,7 @@ async fn targets(
         duration: k.lease_duration,
         renew_deadline: k.renew_deadline,
     };
-    let (tx, mut rx) = watch::channel(false);
+    let (tx, mut rx) = watch::channel(kube::lease::Leadership::Follower);
     let (first_tx, first_rx) = tokio::sync::oneshot::channel();
     let election = tokio::spawn(kube::lease::run(
         cluster,

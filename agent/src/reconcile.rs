@@ -15,6 +15,7 @@ use crate::build::{self, BuildError, Bundle};
 use crate::config::{Limits, SourceConfig};
 use crate::source::{Probe, Source, SourceError};
 use crate::store::{now, HistoryEntry, SourceRecord, Store, StoreError};
+use crate::target::kube::lease::Leadership;
 use crate::target::{Applied, Drift, Mode, Target, TargetContext, TargetError};
 
 #[derive(Debug, thiserror::Error)]
@@ -100,9 +101,9 @@ impl Reconciler {
         &self.config.name
     }
 
-    /// False while another replica holds the leader lease.
+    /// False while another replica holds the leader lease (or the lease cannot be reached).
     pub fn may_apply(&self) -> bool {
-        self.target.may_apply()
+        self.target.standby().is_none()
     }
 
     pub fn source(&self) -> &Source {
@@ -163,8 +164,8 @@ impl Reconciler {
             }
         };
 
-        if !self.target.may_apply() {
-            return self.standby(&record, &probe, shutdown).await;
+        if let Some(why) = self.target.standby() {
+            return self.standby(&record, &probe, why, shutdown).await;
         }
         // The common case, and the cheap one: the remote still points at what we run, built the same way.
         let same_build = record.build_key.as_deref() == Some(self.build_key.as_str());
@@ -442,6 +443,7 @@ impl Reconciler {
         &self,
         record: &SourceRecord,
         probe: &Probe,
+        why: Leadership,
         shutdown: &watch::Receiver<bool>,
     ) -> Result<PassOutcome, ReconcileError> {
         let revision = if record.fetched.as_deref() == Some(probe.commit.as_str())
@@ -451,19 +453,24 @@ impl Reconciler {
         } else {
             self.fetch(record, probe, shutdown).await?
         };
-        if record.state != state::SUSPENDED {
+        // A follower is Suspended; a replica that cannot even reach the lease keeps running the last good state
+        // and says why.
+        let (state, error) = match why {
+            Leadership::Unknown(reason) => (state::STALE, Some(reason)),
+            _ => (state::SUSPENDED, None),
+        };
+        if record.state != state || record.last_error != error {
+            let message = error
+                .clone()
+                .unwrap_or_else(|| "standby: another replica holds the leader lease".into());
             self.store.update(
                 self.name(),
-                entry(
-                    state::SUSPENDED,
-                    Some(&revision),
-                    Some("standby: another replica holds the leader lease"),
-                ),
+                entry(state, Some(&revision), Some(&message)),
                 None,
                 self.keep,
                 |r| {
-                    r.state = state::SUSPENDED.into();
-                    r.last_error = None;
+                    r.state = state.into();
+                    r.last_error = error;
                     r.last_seen = Some(now());
                 },
             )?;

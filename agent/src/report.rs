@@ -36,6 +36,12 @@ pub struct SourceStatus {
     pub object_count: usize,
     /// sha-256 over the sorted identities and content digests of the objects in the target.
     pub inventory_digest: Option<String>,
+    /// Objects re-applied because they had drifted from the last good revision, in all.
+    #[serde(default)]
+    pub drift_corrected: u64,
+    /// From the last apply that changed something: fields taken from other managers, recreated objects.
+    #[serde(default)]
+    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -67,6 +73,8 @@ impl SourceStatus {
             next_poll: None,
             object_count: record.object_count,
             inventory_digest: record.inventory_digest.clone(),
+            drift_corrected: record.drift_corrected,
+            notes: record.notes.clone(),
         }
     }
 }
@@ -181,6 +189,15 @@ pub fn render_table(snapshot: &Snapshot, now: u64) -> String {
         ));
         if let Some(e) = &s.last_error {
             out.push_str(&format!("  error: {e}\n"));
+        }
+        if s.drift_corrected > 0 {
+            out.push_str(&format!(
+                "  drift corrected: {} objects\n",
+                s.drift_corrected
+            ));
+        }
+        for note in &s.notes {
+            out.push_str(&format!("  note: {note}\n"));
         }
     }
     out

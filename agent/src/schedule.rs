@@ -128,7 +128,7 @@ async fn source_loop(
     store: Arc<Store>,
     board: Arc<Board>,
     changed: Arc<tokio::sync::Notify>,
-    mut leader: Option<watch::Receiver<bool>>,
+    mut leader: Option<watch::Receiver<crate::target::kube::lease::Leadership>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let interval = r.config.interval;
@@ -149,9 +149,10 @@ async fn source_loop(
         }
         // A replica that just took over the leader lease applies at once rather than at its next poll.
         let takeover = async {
+            use crate::target::kube::lease::Leadership;
             match leader.as_mut() {
-                Some(l) if !*l.borrow() => {
-                    let _ = l.wait_for(|lead| *lead).await;
+                Some(l) if *l.borrow() != Leadership::Leader => {
+                    let _ = l.wait_for(|lead| *lead == Leadership::Leader).await;
                 }
                 _ => std::future::pending::<()>().await,
             }

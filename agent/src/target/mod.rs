@@ -62,7 +62,7 @@ pub struct Applied {
 pub struct TargetContext {
     pub store: Arc<Store>,
     pub cluster: Option<Arc<kube::Cluster>>,
-    pub leader: Option<watch::Receiver<bool>>,
+    pub leader: Option<watch::Receiver<kube::lease::Leadership>>,
     pub concurrency: usize,
 }
 
@@ -178,11 +178,11 @@ impl Target {
         )))
     }
 
-    /// False while another replica holds the leader lease: fetch and cache, but do not apply.
-    pub fn may_apply(&self) -> bool {
+    /// Why this replica must not apply now (see `kube::lease::Leadership`), or `None` when it may.
+    pub fn standby(&self) -> Option<kube::lease::Leadership> {
         match self {
-            Target::Directory(_) => true,
-            Target::Kubernetes(k) => k.is_leader(),
+            Target::Directory(_) => None,
+            Target::Kubernetes(k) => k.standby(),
         }
     }
 

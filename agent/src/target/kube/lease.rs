@@ -38,6 +38,16 @@ impl LeaseSettings {
     }
 }
 
+/// Whether this replica may apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Leadership {
+    Leader,
+    /// Another replica holds the lease.
+    Follower,
+    /// The lease could not be read or written (the API server is unreachable, or RBAC forbids leases): the reason.
+    Unknown(String),
+}
+
 /// The last record we saw and when we first saw it.
 struct Observed {
     record: String,
@@ -49,34 +59,41 @@ struct Observed {
 pub async fn run(
     cluster: Arc<Cluster>,
     settings: LeaseSettings,
-    leader: watch::Sender<bool>,
+    leader: watch::Sender<Leadership>,
     mut shutdown: watch::Receiver<bool>,
     mut first_round: Option<tokio::sync::oneshot::Sender<()>>,
 ) {
     let mut observed: Option<Observed> = None;
     let mut renewed: Option<Instant> = None;
     loop {
+        let leading = *leader.borrow() == Leadership::Leader;
         match attempt(&cluster, &settings, &mut observed).await {
             Ok(true) => {
                 renewed = Some(Instant::now());
-                if !*leader.borrow() {
+                if !leading {
                     tracing::info!(lease = %settings.name, identity = %settings.identity, "became the leader: this replica applies");
-                    let _ = leader.send(true);
+                    let _ = leader.send(Leadership::Leader);
                 }
             }
             Ok(false) => {
-                if *leader.borrow() {
+                if leading {
                     tracing::warn!(lease = %settings.name, "lost the lease to another replica: no longer applying");
-                    let _ = leader.send(false);
                 }
+                leader.send_if_modified(|l| replace(l, Leadership::Follower));
             }
             Err(message) => {
                 let lapsed = renewed.is_none_or(|t| t.elapsed() >= settings.renew_deadline);
-                if *leader.borrow() && lapsed {
-                    tracing::warn!(lease = %settings.name, "cannot renew the lease ({message}): no longer applying");
-                    let _ = leader.send(false);
+                if leading && !lapsed {
+                    tracing::debug!(lease = %settings.name, "lease renewal failed, retrying: {message}");
                 } else {
-                    tracing::debug!(lease = %settings.name, "lease: {message}");
+                    if leading {
+                        tracing::warn!(lease = %settings.name, "cannot renew the lease ({message}): no longer applying");
+                    }
+                    let reason = format!(
+                        "leader lease {}/{}: {message}",
+                        settings.namespace, settings.name
+                    );
+                    leader.send_if_modified(|l| replace(l, Leadership::Unknown(reason)));
                 }
             }
         }
@@ -88,10 +105,19 @@ pub async fn run(
             _ = shutdown.wait_for(|s| *s) => break,
         }
     }
-    if *leader.borrow() {
-        let _ = leader.send(false);
+    if *leader.borrow() == Leadership::Leader {
+        let _ = leader.send(Leadership::Follower);
         release(&cluster, &settings).await;
     }
+}
+
+/// Sets `slot` to `value`; true when that changed it (so watchers wake only on a change).
+fn replace(slot: &mut Leadership, value: Leadership) -> bool {
+    if *slot == value {
+        return false;
+    }
+    *slot = value;
+    true
 }
 
 /// One round: create, renew or take over. `Ok(true)` when we hold the lease afterwards.

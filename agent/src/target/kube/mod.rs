@@ -169,7 +169,7 @@ pub struct KubeTarget {
     cluster: Arc<Cluster>,
     store: Arc<Store>,
     settings: Settings,
-    leader: Option<watch::Receiver<bool>>,
+    leader: Option<watch::Receiver<lease::Leadership>>,
 }
 
 impl KubeTarget {
@@ -177,7 +177,7 @@ impl KubeTarget {
         cluster: Arc<Cluster>,
         store: Arc<Store>,
         settings: Settings,
-        leader: Option<watch::Receiver<bool>>,
+        leader: Option<watch::Receiver<lease::Leadership>>,
     ) -> KubeTarget {
         KubeTarget {
             cluster,
@@ -187,9 +187,11 @@ impl KubeTarget {
         }
     }
 
-    /// False while another replica holds the leader lease: this one fetches and caches but does not apply.
-    pub fn is_leader(&self) -> bool {
-        self.leader.as_ref().is_none_or(|l| *l.borrow())
+    /// Why this replica must not apply now (another holds the leader lease, or the lease cannot be reached), or
+    /// `None` when it may.
+    pub fn standby(&self) -> Option<lease::Leadership> {
+        let l = self.leader.as_ref()?.borrow().clone();
+        (l != lease::Leadership::Leader).then_some(l)
     }
 
     fn inventory(&self, source: &str) -> Result<Option<Inventory>, KubeError> {
