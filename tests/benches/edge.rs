@@ -19,6 +19,16 @@ use outpost_tests::{GitHttpServer, GitRepo};
 
 const POLLS: u32 = 2000;
 
+/// The directory target needs no cluster.
+fn targets(store: &Arc<Store>) -> outpost_agent::target::TargetContext {
+    outpost_agent::target::TargetContext {
+        store: store.clone(),
+        cluster: None,
+        leader: None,
+        concurrency: 8,
+    }
+}
+
 fn main() {
     outpost_agent::install_crypto_provider();
     let args: Vec<String> = std::env::args().collect();
@@ -54,7 +64,7 @@ fn main() {
         .unwrap();
     let (cold, outcome) = rt.block_on(async {
         let store = Arc::new(Store::open(&config.agent.state_dir).unwrap());
-        let r = outpost_agent::schedule::reconciler(&config, &config.sources[0], &store);
+        let r = outpost_agent::schedule::reconciler(&config, &config.sources[0], &targets(&store)).unwrap();
         let (_tx, shutdown) = tokio::sync::watch::channel(false);
         let start = Instant::now();
         let outcome = r.pass(&shutdown).await.unwrap();
@@ -93,7 +103,7 @@ fn main() {
         .unwrap();
     rt.block_on(async {
         let store = Arc::new(Store::open(&relayed.agent.state_dir).unwrap());
-        let r = outpost_agent::schedule::reconciler(&relayed, &relayed.sources[0], &store);
+        let r = outpost_agent::schedule::reconciler(&relayed, &relayed.sources[0], &targets(&store)).unwrap();
         let (_tx, shutdown) = tokio::sync::watch::channel(false);
         assert!(matches!(
             r.pass(&shutdown).await.unwrap(),
@@ -146,7 +156,7 @@ fn poll_loop(config_path: &Path, polls: u32) {
         .unwrap();
     rt.block_on(async {
         let store = Arc::new(Store::open(&config.agent.state_dir).unwrap());
-        let r: Reconciler = outpost_agent::schedule::reconciler(&config, &config.sources[0], &store);
+        let r: Reconciler = outpost_agent::schedule::reconciler(&config, &config.sources[0], &targets(&store)).unwrap();
         let (_tx, shutdown) = tokio::sync::watch::channel(false);
         r.pass(&shutdown).await.unwrap(); // warm: client built, files cached
         let cpu0 = cpu_seconds("self");

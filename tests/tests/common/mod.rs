@@ -34,6 +34,7 @@ pub struct Site {
     pub agent_extra: String,
     /// More top-level TOML tables, written after the sources (e.g. `[upstream]`).
     pub tables: String,
+    pub agent_id: String,
 }
 
 impl Site {
@@ -46,6 +47,7 @@ impl Site {
             sources: Vec::new(),
             agent_extra: String::new(),
             tables: String::new(),
+            agent_id: "test-site".into(),
         }
     }
 
@@ -58,16 +60,37 @@ impl Site {
         path: &str,
         extra: &str,
     ) -> &mut Site {
+        let target = format!("directory:{}", self.target_dir().display());
+        self.source_to(name, url, reference, path, &target, extra)
+    }
+
+    /// Adds a `[[source]]` applied to `target` (`kubernetes` or `directory:...`).
+    pub fn source_to(
+        &mut self,
+        name: &str,
+        url: &str,
+        reference: &str,
+        path: &str,
+        target: &str,
+        extra: &str,
+    ) -> &mut Site {
+        // Quick timings unless `extra` sets its own.
+        let mut timings = String::new();
+        for (key, value) in [("interval", "1s"), ("timeout", "20s")] {
+            if !extra.contains(&format!("{key} =")) {
+                timings.push_str(&format!("{key} = \"{value}\"\n"));
+            }
+        }
         self.sources.push(format!(
-            "[[source]]\nname = \"{name}\"\nurl = \"{url}\"\n{reference}\npath = \"{path}\"\ninterval = \"1s\"\ntimeout = \"20s\"\ntarget = \"directory:{}\"\n{extra}\n",
-            self.target_dir().display()
+            "[[source]]\nname = \"{name}\"\nurl = \"{url}\"\n{reference}\npath = \"{path}\"\n{timings}target = \"{target}\"\n{extra}\n"
         ));
         self
     }
 
     pub fn write_config(&self) -> PathBuf {
         let text = format!(
-            "[agent]\nid = \"test-site\"\nstate_dir = \"{}\"\n{}\n{}\n{}",
+            "[agent]\nid = \"{}\"\nstate_dir = \"{}\"\n{}\n{}\n{}",
+            self.agent_id,
             self.state_dir().display(),
             self.agent_extra,
             self.sources.join("\n"),
