@@ -11,10 +11,12 @@
 //!   basic auth and per-request counters; [`HttpProxy`] — a forward proxy that counts.
 //! - [`SshServer`] — OpenSSH `sshd` serving `ssh://` URLs with generated keys.
 //! - [`TestCa`] — a throw-away CA for HTTPS.
+//! - [`KubeDouble`] — an in-process Kubernetes API server double (HTTPS, server-side apply).
 //! - [`git`] — a `git` command isolated from the user's configuration and environment.
 
 pub mod daemon;
 pub mod http;
+pub mod kube_double;
 pub mod proxy;
 pub mod repo;
 mod server;
@@ -24,6 +26,7 @@ pub mod tls;
 
 pub use daemon::GitDaemon;
 pub use http::{GitHttpServer, GitHttpServerBuilder, RequestRecord};
+pub use kube_double::KubeDouble;
 pub use proxy::HttpProxy;
 pub use repo::GitRepo;
 pub use ssh::SshServer;
