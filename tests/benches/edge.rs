@@ -64,7 +64,8 @@ fn main() {
         .unwrap();
     let (cold, outcome) = rt.block_on(async {
         let store = Arc::new(Store::open(&config.agent.state_dir).unwrap());
-        let r = outpost_agent::schedule::reconciler(&config, &config.sources[0], &targets(&store)).unwrap();
+        let r = outpost_agent::schedule::reconciler(&config, &config.sources[0], &targets(&store))
+            .unwrap();
         let (_tx, shutdown) = tokio::sync::watch::channel(false);
         let start = Instant::now();
         let outcome = r.pass(&shutdown).await.unwrap();
@@ -103,7 +104,9 @@ fn main() {
         .unwrap();
     rt.block_on(async {
         let store = Arc::new(Store::open(&relayed.agent.state_dir).unwrap());
-        let r = outpost_agent::schedule::reconciler(&relayed, &relayed.sources[0], &targets(&store)).unwrap();
+        let r =
+            outpost_agent::schedule::reconciler(&relayed, &relayed.sources[0], &targets(&store))
+                .unwrap();
         let (_tx, shutdown) = tokio::sync::watch::channel(false);
         assert!(matches!(
             r.pass(&shutdown).await.unwrap(),

@@ -209,6 +209,17 @@ impl Site {
             .unwrap_or_else(|| panic!("no status for {source}: {status}"))
     }
 
+    /// The source's status, or `None` while a just-started daemon has not published one yet.
+    pub fn try_source_status(&self, source: &str) -> Option<Value> {
+        let out = self.run(&["status", "--json"]);
+        let status: Value = serde_json::from_slice(&out.stdout).ok()?;
+        status["sources"]
+            .as_array()?
+            .iter()
+            .find(|s| s["name"] == source)
+            .cloned()
+    }
+
     /// Starts `outpost run` in the background, logging to a file in the site folder.
     pub fn spawn_daemon(&self) -> Daemon {
         self.write_config();

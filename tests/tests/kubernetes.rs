@@ -1,0 +1,678 @@
+//! The Kubernetes target end to end: the real `outpost` binary, a real Git repository, and a Kubernetes API.
+//!
+//! The API is the test double built from kube-apiserver v1.32's recorded answers, or a real cluster when
+//! `OUTPOST_E2E_KUBECONFIG` names a kubeconfig: the same scenarios run against both. Each test works in its own
+//! namespace (and CRD group), so tests run in parallel on one real cluster and clean up after themselves. The few
+//! scenarios that need to switch the API server off or deny a permission run against the double only, and say so.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use common::{configmap, wait_until, Site};
+use outpost_tests::{GitRepo, KubeDouble};
+use serde_json::{json, Value};
+
+/// The API server a test talks to.
+struct Cluster {
+    double: Option<KubeDouble>,
+    kubeconfig: PathBuf,
+    _dir: tempfile::TempDir,
+    /// This test's namespace (created by the bundle, deleted at the end on a real cluster).
+    ns: String,
+    /// A CRD group of this test's own.
+    group: String,
+}
+
+impl Cluster {
+    fn start(test: &str) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let suffix = format!("{:06x}", rand_u32() & 0xff_ffff);
+        let (double, kubeconfig) = match std::env::var_os("OUTPOST_E2E_KUBECONFIG") {
+            Some(k) => {
+                eprintln!(
+                    "running against the real cluster in {}",
+                    k.to_string_lossy()
+                );
+                (None, PathBuf::from(k))
+            }
+            None => {
+                let d = KubeDouble::start();
+                let k = d.write_kubeconfig(dir.path());
+                (Some(d), k)
+            }
+        };
+        Cluster {
+            double,
+            kubeconfig,
+            _dir: dir,
+            ns: format!("e2e-{test}-{suffix}"),
+            group: format!("e2e{suffix}.outpost.dev"),
+        }
+    }
+
+    fn double(&self) -> Option<&KubeDouble> {
+        self.double.as_ref()
+    }
+
+    fn kubectl(&self, args: &[&str]) -> std::process::Output {
+        Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .output()
+            .expect("kubectl is installed")
+    }
+
+    /// An object by API path, `None` when it does not exist.
+    fn get(&self, path: &str) -> Option<Value> {
+        if let Some(d) = self.double() {
+            return d.get(path);
+        }
+        let out = self.kubectl(&["get", "--raw", path]);
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).expect("JSON"))
+    }
+
+    fn cm(&self, name: &str) -> Option<Value> {
+        self.get(&format!("/api/v1/namespaces/{}/configmaps/{name}", self.ns))
+    }
+
+    fn cm_value(&self, name: &str) -> Option<String> {
+        self.cm(name)
+            .and_then(|o| o["data"]["version"].as_str().map(str::to_string))
+    }
+
+    /// A merge patch of a namespaced object by another field manager (someone at the site with kubectl).
+    fn edit(&self, api: &str, resource: &str, name: &str, patch: Value, manager: &str) {
+        if let Some(d) = self.double() {
+            let path = format!(
+                "{api}/namespaces/{}/{resource}/{name}?fieldManager={manager}",
+                self.ns
+            );
+            let (status, body) = d.request(
+                "PATCH",
+                &path,
+                Some("application/merge-patch+json"),
+                Some(&patch),
+            );
+            assert_eq!(status, 200, "edit {path}: {body}");
+            return;
+        }
+        let out = self.kubectl(&[
+            "patch",
+            resource,
+            name,
+            "-n",
+            &self.ns,
+            "--type",
+            "merge",
+            "-p",
+            &patch.to_string(),
+            "--field-manager",
+            manager,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The `[kubernetes]` table for agents of this test.
+    fn table(&self) -> String {
+        format!(
+            "[kubernetes]\nkubeconfig = \"{}\"\nlease_namespace = \"default\"\nlease_name = \"{}\"\nlease_duration = \"4s\"\nrenew_deadline = \"3s\"\n",
+            self.kubeconfig.display(),
+            self.ns
+        )
+    }
+
+    /// A site with one source `apps` from `repo`, applied to this cluster.
+    fn site(&self, repo: &GitRepo, extra: &str) -> Site {
+        let mut site = Site::new();
+        site.source_to(
+            "apps",
+            &repo.file_url(),
+            &format!("branch = \"{}\"", repo.branch()),
+            ".",
+            "kubernetes",
+            &format!("namespace = \"{}\"\n{extra}", self.ns),
+        );
+        site.tables = self.table();
+        site
+    }
+
+    fn namespace_yaml(&self) -> String {
+        format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {}\n",
+            self.ns
+        )
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if self.double.is_none() {
+            let _ = self.kubectl(&["delete", "namespace", &self.ns, "--wait=false"]);
+            let _ = self.kubectl(&[
+                "delete",
+                "crd",
+                &format!("widgets.{}", self.group),
+                "--ignore-not-found",
+            ]);
+            let _ = self.kubectl(&[
+                "delete",
+                "lease",
+                "-n",
+                "default",
+                &self.ns,
+                "--ignore-not-found",
+            ]);
+        }
+    }
+}
+
+fn rand_u32() -> u32 {
+    let mut b = [0u8; 4];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
+        .unwrap();
+    u32::from_le_bytes(b)
+}
+
+/// A repository holding the test namespace and the given files.
+fn repo_with(c: &Cluster, files: &[(&str, String)]) -> GitRepo {
+    let repo = GitRepo::new();
+    repo.write("namespace.yaml", c.namespace_yaml().as_bytes());
+    for (name, text) in files {
+        repo.write(name, text.as_bytes());
+    }
+    repo.commit("initial");
+    repo
+}
+
+fn deployment(name: &str, selector: &str, image: &str) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\nspec:\n  replicas: 1\n  selector:\n    matchLabels:\n      app: {selector}\n  template:\n    metadata:\n      labels:\n        app: {selector}\n    spec:\n      containers:\n      - name: main\n        image: {image}\n"
+    )
+}
+
+#[test]
+fn create_update_prune_and_a_no_op_cycle() {
+    let c = Cluster::start("basic");
+    let repo = repo_with(
+        &c,
+        &[
+            ("a.yaml", configmap("a", "1")),
+            ("b.yaml", configmap("b", "1")),
+        ],
+    );
+    let site = c.site(&repo, "prune = true");
+    site.sync_ok();
+    let a = c.cm("a").expect("ConfigMap a created");
+    assert_eq!(
+        a["metadata"]["labels"]["app.kubernetes.io/managed-by"],
+        "outpost"
+    );
+    assert_eq!(a["metadata"]["labels"]["outpost.dev/source"], "apps");
+    assert_eq!(
+        a["metadata"]["annotations"]["outpost.dev/revision"],
+        repo.head().as_str()
+    );
+    assert!(c.cm("b").is_some());
+
+    repo.write("a.yaml", configmap("a", "2").as_bytes());
+    repo.remove("b.yaml");
+    repo.commit("update a, remove b");
+    site.sync_ok();
+    assert_eq!(c.cm_value("a").as_deref(), Some("2"));
+    assert!(c.cm("b").is_none(), "b was pruned");
+
+    // Unchanged: nothing is written; the drift check is one metadata-only list per kind.
+    let rv = c.cm("a").unwrap()["metadata"]["resourceVersion"].clone();
+    if let Some(d) = c.double() {
+        d.reset_requests();
+    }
+    site.sync_ok();
+    assert_eq!(c.cm("a").unwrap()["metadata"]["resourceVersion"], rv);
+    if let Some(d) = c.double() {
+        let requests = d.requests();
+        let writes: Vec<_> = requests.iter().filter(|r| r.method != "GET").collect();
+        assert!(writes.is_empty(), "a no-op cycle wrote: {writes:?}");
+        assert_eq!(
+            requests.len(),
+            2,
+            "one list per kind (Namespace, ConfigMap): {requests:?}"
+        );
+        assert!(
+            requests.iter().all(
+                |r| r.path.contains("labelSelector=outpost.dev%2Fsource%3Dapps")
+                    && r.accept.contains("PartialObjectMetadataList")
+            ),
+            "{requests:?}"
+        );
+    }
+}
+
+#[test]
+fn a_crd_and_its_resource_and_a_namespace_and_its_objects_in_one_revision() {
+    let c = Cluster::start("crd");
+    let crd = format!(
+        r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.{g}
+spec:
+  group: {g}
+  scope: Namespaced
+  names: {{plural: widgets, singular: widget, kind: Widget, listKind: WidgetList}}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              size: {{type: integer, minimum: 1}}
+"#,
+        g = c.group
+    );
+    let widget = format!(
+        "apiVersion: {}/v1\nkind: Widget\nmetadata:\n  name: big\nspec:\n  size: 3\n",
+        c.group
+    );
+    let repo = repo_with(
+        &c,
+        &[
+            ("crd.yaml", crd),
+            ("widget.yaml", widget),
+            ("cm.yaml", configmap("settings", "1")),
+        ],
+    );
+    let site = c.site(&repo, "");
+    site.sync_ok();
+    let w = c
+        .get(&format!(
+            "/apis/{}/v1/namespaces/{}/widgets/big",
+            c.group, c.ns
+        ))
+        .expect("the Widget was applied after its CRD was established");
+    assert_eq!(w["spec"]["size"], 3);
+    assert_eq!(c.cm_value("settings").as_deref(), Some("1"));
+    let status = site.source_status("apps");
+    assert_eq!(status["state"], "Ready", "{status}");
+    assert_eq!(status["object_count"], 4);
+}
+
+#[test]
+fn drift_is_corrected_on_the_next_interval_and_the_other_manager_is_named() {
+    let c = Cluster::start("drift");
+    let repo = repo_with(
+        &c,
+        &[
+            ("a.yaml", configmap("a", "1")),
+            ("b.yaml", configmap("b", "1")),
+        ],
+    );
+    let site = c.site(&repo, "");
+    let daemon = site.spawn_daemon();
+    wait_until(Duration::from_secs(30), "first apply", || {
+        c.cm_value("a").as_deref() == Some("1")
+    });
+    if let Some(d) = c.double() {
+        // Let a few unchanged cycles pass: none of them may re-apply anything.
+        d.reset_requests();
+        std::thread::sleep(Duration::from_millis(2500));
+        let patches: Vec<_> = d
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "PATCH")
+            .collect();
+        assert!(
+            patches.is_empty(),
+            "unchanged cycles re-applied: {patches:?}"
+        );
+        d.reset_requests();
+    }
+    c.edit(
+        "/api/v1",
+        "configmaps",
+        "a",
+        json!({"data": {"version": "hand-edited"}}),
+        "kubectl-edit",
+    );
+    wait_until(Duration::from_secs(30), "drift corrected", || {
+        c.cm_value("a").as_deref() == Some("1")
+    });
+    if let Some(d) = c.double() {
+        let patched: Vec<String> = d
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "PATCH" && r.path.contains("fieldManager=outpost"))
+            .map(|r| r.path)
+            .collect();
+        assert!(
+            !patched.is_empty() && patched.iter().all(|p| p.contains("/configmaps/a?")),
+            "only the drifted object is re-applied: {patched:?}"
+        );
+    }
+    wait_until(
+        Duration::from_secs(10),
+        "status shows the correction",
+        || {
+            let s = site.source_status("apps");
+            s["drift_corrected"].as_u64().unwrap_or(0) >= 1
+                && s["notes"].to_string().contains("kubectl-edit")
+        },
+    );
+    let status = site.source_status("apps");
+    assert!(
+        status["notes"].to_string().contains(".data.version"),
+        "the note names the field: {status}"
+    );
+    assert!(daemon.terminate());
+}
+
+#[test]
+fn immutable_field_fails_clearly_unless_force_recreates() {
+    let c = Cluster::start("immutable");
+    let repo = repo_with(&c, &[("web.yaml", deployment("web", "web", "nginx:1.27"))]);
+    let mut site = c.site(&repo, "wait = false");
+    site.sync_ok();
+    let path = format!("/apis/apps/v1/namespaces/{}/deployments/web", c.ns);
+    let uid = c.get(&path).unwrap()["metadata"]["uid"].clone();
+
+    repo.write(
+        "web.yaml",
+        deployment("web", "web-v2", "nginx:1.27").as_bytes(),
+    );
+    let v2 = repo.commit("new selector");
+    let out = site.sync_fails();
+    assert!(out.contains(&format!("Deployment/{}/web", c.ns)), "{out}");
+    assert!(
+        out.contains("spec.selector") && out.contains("immutable"),
+        "{out}"
+    );
+    assert!(out.contains("force = true"), "the fix is named: {out}");
+    let live = c.get(&path).unwrap();
+    assert_eq!(
+        live["spec"]["selector"]["matchLabels"]["app"], "web",
+        "last good kept"
+    );
+
+    site.sources.clear();
+    site.source_to(
+        "apps",
+        &repo.file_url(),
+        &format!("branch = \"{}\"", repo.branch()),
+        ".",
+        "kubernetes",
+        &format!("namespace = \"{}\"\nwait = false\nforce = true", c.ns),
+    );
+    site.sync_ok();
+    let live = c.get(&path).unwrap();
+    assert_eq!(live["spec"]["selector"]["matchLabels"]["app"], "web-v2");
+    assert_ne!(live["metadata"]["uid"], uid, "recreated");
+    let status = site.source_status("apps");
+    assert_eq!(status["last_good"], v2.as_str());
+    assert!(
+        status["notes"].to_string().contains("recreated"),
+        "{status}"
+    );
+}
+
+#[test]
+fn if_not_present_and_ignore_annotations() {
+    let c = Cluster::start("policies");
+    let annotated = |name: &str, version: &str, policy: &str| {
+        format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  annotations:\n    outpost.dev/apply: {policy}\ndata:\n  version: \"{version}\"\n"
+        )
+    };
+    let repo = repo_with(
+        &c,
+        &[
+            ("keep.yaml", annotated("keep", "1", "if-not-present")),
+            ("hands-off.yaml", annotated("hands-off", "1", "ignore")),
+        ],
+    );
+    let site = c.site(&repo, "");
+    site.sync_ok();
+    assert_eq!(
+        c.cm_value("keep").as_deref(),
+        Some("1"),
+        "if-not-present creates"
+    );
+    assert!(c.cm("hands-off").is_none(), "ignore never creates");
+
+    c.edit(
+        "/api/v1",
+        "configmaps",
+        "keep",
+        json!({"data": {"version": "site"}}),
+        "operator",
+    );
+    repo.write(
+        "keep.yaml",
+        annotated("keep", "2", "if-not-present").as_bytes(),
+    );
+    repo.commit("keep v2");
+    site.sync_ok();
+    site.sync_ok();
+    assert_eq!(
+        c.cm_value("keep").as_deref(),
+        Some("site"),
+        "if-not-present never updates"
+    );
+    assert!(c.cm("hands-off").is_none());
+}
+
+#[test]
+fn an_invalid_object_fails_the_revision_and_the_last_good_stays() {
+    let c = Cluster::start("invalid");
+    let repo = repo_with(&c, &[("a.yaml", configmap("a", "1"))]);
+    let site = c.site(&repo, "");
+    site.sync_ok();
+    let good = repo.head();
+
+    // A number where the schema wants a string: server-side apply answers 500 "failed to create typed patch".
+    repo.write("a.yaml", configmap("a", "2").as_bytes());
+    repo.write(
+        "bad.yaml",
+        b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: bad\ndata:\n  count: 1\n",
+    );
+    repo.commit("typo");
+    let out = site.sync_fails();
+    assert!(
+        out.contains(&format!("ConfigMap/{}/bad", c.ns)),
+        "names the object: {out}"
+    );
+    assert!(out.contains("wrong type"), "{out}");
+    assert!(out.contains("rolled back from"), "{out}");
+    assert_eq!(
+        c.cm_value("a").as_deref(),
+        Some("1"),
+        "the last good is back in the cluster"
+    );
+    let status = site.source_status("apps");
+    assert_eq!(status["last_good"], good.as_str());
+    assert_eq!(status["state"], "Failed");
+
+    // A kind the cluster does not serve is refused before anything is written.
+    repo.remove("bad.yaml");
+    repo.write(
+        "gadget.yaml",
+        b"apiVersion: nowhere.example.com/v1\nkind: Gadget\nmetadata:\n  name: g\n",
+    );
+    repo.commit("unknown kind");
+    let out = site.sync_fails();
+    assert!(out.contains("does not serve kind Gadget"), "{out}");
+    assert_eq!(c.cm_value("a").as_deref(), Some("1"));
+}
+
+#[test]
+fn a_revision_that_never_becomes_healthy_is_rolled_back() {
+    let c = Cluster::start("rollback");
+    let repo = repo_with(&c, &[("a.yaml", configmap("a", "1"))]);
+    // prune stays off: what the failed revision created is still removed by the rollback.
+    let site = c.site(&repo, "timeout = \"3s\"");
+    site.sync_ok();
+    let good = repo.head();
+    if let Some(d) = c.double() {
+        d.set_workloads_ready(false);
+    }
+    repo.write("b.yaml", configmap("b", "1").as_bytes());
+    repo.write(
+        "web.yaml",
+        deployment("web", "web", "registry.invalid/outpost/never:1").as_bytes(),
+    );
+    let bad = repo.commit("a deployment that never becomes available");
+    let out = site.sync_fails();
+    assert!(
+        out.contains(&format!(
+            "rolled back from {} to {}",
+            &bad[..12],
+            &good[..12]
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("Deployment/{}/web", c.ns)) && out.contains("not healthy"),
+        "{out}"
+    );
+    assert!(
+        c.cm("b").is_none(),
+        "b, created by the failed revision, was removed"
+    );
+    assert!(c
+        .get(&format!(
+            "/apis/apps/v1/namespaces/{}/deployments/web",
+            c.ns
+        ))
+        .is_none());
+    assert_eq!(c.cm_value("a").as_deref(), Some("1"));
+    let status = site.source_status("apps");
+    assert_eq!(status["applied"], good.as_str());
+    assert!(status["last_error"]
+        .as_str()
+        .unwrap()
+        .starts_with("rolled back from"));
+}
+
+#[test]
+fn two_agents_share_one_lease_and_only_the_holder_applies() {
+    let c = Cluster::start("lease");
+    let repo = repo_with(&c, &[("a.yaml", configmap("a", "1"))]);
+    let mut one = c.site(&repo, "");
+    one.agent_id = "agent-one".into();
+    let mut two = c.site(&repo, "");
+    two.agent_id = "agent-two".into();
+    let d1 = one.spawn_daemon();
+    let d2 = two.spawn_daemon();
+    wait_until(Duration::from_secs(30), "one agent applies", || {
+        c.cm_value("a").as_deref() == Some("1")
+    });
+    let lease_path = format!(
+        "/apis/coordination.k8s.io/v1/namespaces/default/leases/{}",
+        c.ns
+    );
+    let holder = || {
+        c.get(&lease_path)
+            .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_string))
+            .unwrap_or_default()
+    };
+    let (leader, follower, leader_daemon, follower_daemon) = if holder().starts_with("agent-one-") {
+        (&one, &two, d1, d2)
+    } else {
+        (&two, &one, d2, d1)
+    };
+    wait_until(
+        Duration::from_secs(10),
+        "the follower reports standby",
+        || follower.source_status("apps")["state"] == "Suspended",
+    );
+    assert!(
+        follower.source_status("apps")["applied"].is_null(),
+        "the follower never applied"
+    );
+    assert_eq!(leader.source_status("apps")["state"], "Ready");
+
+    // The leader goes away; the follower already has the new revision cached and applies it at once.
+    repo.write("a.yaml", configmap("a", "2").as_bytes());
+    repo.commit("v2");
+    assert!(leader_daemon.terminate());
+    wait_until(Duration::from_secs(30), "the follower takes over", || {
+        c.cm_value("a").as_deref() == Some("2")
+    });
+    assert!(holder().starts_with(&format!("{}-", follower.agent_id)));
+    wait_until(Duration::from_secs(10), "the new leader is Ready", || {
+        follower
+            .try_source_status("apps")
+            .is_some_and(|s| s["state"] == "Ready")
+    });
+    assert!(follower_daemon.terminate());
+}
+
+#[test]
+fn a_restart_while_the_api_server_is_down_converges_once_it_is_up() {
+    let mut c = Cluster::start("outage");
+    if c.double.is_none() {
+        eprintln!("skipped on a real cluster: it needs to switch the API server off");
+        return;
+    }
+    let repo = repo_with(&c, &[("a.yaml", configmap("a", "1"))]);
+    let site = c.site(&repo, "");
+    site.sync_ok();
+    repo.write("a.yaml", configmap("a", "2").as_bytes());
+    repo.commit("v2 while the API server is down");
+    c.double.as_mut().unwrap().stop();
+    let daemon = site.spawn_daemon();
+    wait_until(
+        Duration::from_secs(30),
+        "status says the API is unreachable",
+        || {
+            let s = site.source_status("apps");
+            s["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("cannot reach the Kubernetes API"))
+        },
+    );
+    assert_eq!(site.source_status("apps")["state"], "Stale");
+    c.double.as_mut().unwrap().start_again();
+    wait_until(
+        Duration::from_secs(60),
+        "converged after the API server is back",
+        || c.cm_value("a").as_deref() == Some("2"),
+    );
+    assert!(daemon.terminate());
+}
+
+#[test]
+fn forbidden_objects_name_the_object_and_the_fix() {
+    let c = Cluster::start("forbidden");
+    let Some(d) = c.double() else {
+        eprintln!("skipped on a real cluster: it needs an account without rights");
+        return;
+    };
+    let repo = repo_with(&c, &[("a.yaml", configmap("a", "1"))]);
+    let site = c.site(&repo, "");
+    site.sync_ok();
+    d.forbid("secrets");
+    repo.write(
+        "secret.yaml",
+        b"apiVersion: v1\nkind: Secret\nmetadata:\n  name: creds\nstringData:\n  token: x\n",
+    );
+    repo.commit("a secret we may not write");
+    let out = site.sync_fails();
+    assert!(out.contains(&format!("Secret/{}/creds", c.ns)), "{out}");
+    assert!(out.contains("403") && out.contains("RBAC"), "{out}");
+    assert_eq!(c.cm_value("a").as_deref(), Some("1"));
+}
