@@ -4,196 +4,15 @@
 
 #[path = "kube_double/replay.rs"]
 mod replay;
+#[path = "kube_double/support.rs"]
+mod support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use outpost_tests::kube_double::RawResponse;
 use outpost_tests::KubeDouble;
-use replay::{compare, compare_json, load, send, Lists, Mapping, ORDER};
+use replay::{compare, compare_json, load, replay_all, send, Lists, Mapping};
 use serde_json::{json, Value};
-
-const APPLY: &str = "application/apply-patch+yaml";
-
-/// Sends `ex` until the answer matches `want` (the last recorded poll) or 5 s pass.
-fn poll_until(
-    double: &KubeDouble,
-    ex: &Value,
-    want: &Value,
-    map: &Mapping,
-) -> Result<RawResponse, String> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let got = send(double, ex, Some(&double.token()), map);
-        match compare(&want["response"], &got, Lists::Names) {
-            Ok(()) => return Ok(got),
-            Err(e) if Instant::now() > deadline => return Err(format!("never matched: {e}")),
-            Err(_) => std::thread::sleep(Duration::from_millis(50)),
-        }
-    }
-}
-
-/// (type, object name) of each streamed watch line.
-fn events(body: &str) -> Vec<(String, String)> {
-    body.lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            let v: Value = serde_json::from_str(l).expect("watch line JSON");
-            (
-                v["type"].as_str().unwrap_or("").to_string(),
-                v["object"]["metadata"]["name"]
-                    .as_str()
-                    .unwrap_or("")
-                    .to_string(),
-            )
-        })
-        .collect()
-}
-
-fn recorded_events(ex: &Value) -> Vec<(String, String)> {
-    ex["response"]["body"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|v| {
-            (
-                v["type"].as_str().unwrap_or("").to_string(),
-                v["object"]["metadata"]["name"]
-                    .as_str()
-                    .unwrap_or("")
-                    .to_string(),
-            )
-        })
-        .collect()
-}
-
-fn is_poll(ex: &Value) -> bool {
-    let note = ex["note"].as_str().unwrap_or("");
-    note.starts_with("poll") || note.starts_with("discovery poll")
-}
-
-/// Replays every transcript in recording order against one double; returns the differences.
-fn replay_all(double: &KubeDouble) -> Vec<String> {
-    let mut failures = Vec::new();
-    let mut map = Mapping::default();
-    let admin = double.token();
-    let mut sa_token: Option<String> = None;
-    for file in ORDER {
-        let exchanges = load(file);
-        let mut i = 0;
-        while i < exchanges.len() {
-            let ex = &exchanges[i];
-            let note = ex["note"].as_str().unwrap_or("");
-            let label = format!(
-                "{file}[{i}] {} {}",
-                ex["request"]["method"], ex["request"]["path"]
-            );
-            let mut fail = |e: String| failures.push(format!("{label}: {e}"));
-
-            // Polls are timing-dependent (kube-controller-manager vs. the simulated one): poll
-            // until the answer matches the last recorded poll of the run, skip the middle ones.
-            if is_poll(ex) {
-                let mut last = i;
-                while last + 1 < exchanges.len()
-                    && is_poll(&exchanges[last + 1])
-                    && exchanges[last + 1]["request"]["path"] == ex["request"]["path"]
-                {
-                    last += 1;
-                }
-                match poll_until(double, ex, &exchanges[last], &map) {
-                    Ok(got) => map.learn(&exchanges[last]["response"]["body"], &got.json()),
-                    Err(e) => fail(e),
-                }
-                i = last + 1;
-                continue;
-            }
-
-            // Watches: open the stream, send the requests recorded "during the watch" while
-            // it is open, then compare the streamed (type, name) sequence.
-            if ex["request"]["path"]
-                .as_str()
-                .unwrap_or("")
-                .contains("watch=")
-            {
-                let during: Vec<usize> = (i + 1..exchanges.len())
-                    .take_while(|j| {
-                        exchanges[*j]["note"]
-                            .as_str()
-                            .unwrap_or("")
-                            .contains(&format!("sent during the watch at exchanges[{i}]"))
-                    })
-                    .collect();
-                let got = std::thread::scope(|s| {
-                    let watch = s.spawn(|| send(double, ex, Some(&admin), &map));
-                    std::thread::sleep(Duration::from_millis(200));
-                    for j in &during {
-                        let got = send(double, &exchanges[*j], Some(&admin), &map);
-                        if let Err(e) = compare(&exchanges[*j]["response"], &got, Lists::Names) {
-                            failures.push(format!("{file}[{j}]: {e}"));
-                        }
-                    }
-                    watch.join().expect("watch thread")
-                });
-                let mut fail = |e: String| failures.push(format!("{label}: {e}"));
-                if got.status != 200 {
-                    fail(format!("watch status {}", got.status));
-                } else if events(&got.body) != recorded_events(ex) {
-                    fail(format!(
-                        "events {:?} != recorded {:?}",
-                        events(&got.body),
-                        recorded_events(ex)
-                    ));
-                }
-                i += 1 + during.len();
-                continue;
-            }
-
-            let token = if note.contains("Bearer wrong-token") {
-                // The 401 exchange was recorded with a deliberately wrong token.
-                "wrong-token".to_string()
-            } else if note.contains("with the ServiceAccount token") {
-                // Restricted exchanges use the token this replay obtained from TokenRequest.
-                sa_token.clone().unwrap_or_default()
-            } else {
-                admin.clone()
-            };
-            let got = send(double, ex, Some(&token), &map);
-            // Lists of ReplicaSets/Pods: the double does not simulate those objects (no
-            // ReplicaSet or Pod controller), so only the list kind is compared.
-            let lists = if ex["request"]["path"]
-                .as_str()
-                .is_some_and(|p| p.contains("/replicasets?") || p.contains("/pods?"))
-            {
-                Lists::KindOnly
-            } else {
-                Lists::Names
-            };
-            if note.contains("FILTERED") {
-                // The recorder kept only the example.com entry: that entry must be present
-                // and identical; the rest of the list is checked by discovery.json.
-                let want = &ex["response"]["body"]["items"][0];
-                let body = got.json();
-                let found = body["items"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .find(|it| it["metadata"]["name"] == want["metadata"]["name"]);
-                if found != Some(want) {
-                    fail(format!("aggregated entry {found:?} != recorded {want}"));
-                }
-            } else if let Err(e) = compare(&ex["response"], &got, lists) {
-                fail(e);
-            }
-            let body = got.json();
-            if ex["response"]["body"]["kind"] == "TokenRequest" {
-                // The recorded token is redacted; keep the one the double minted.
-                sa_token = body["status"]["token"].as_str().map(str::to_string);
-            }
-            map.learn(&ex["response"]["body"], &body);
-            i += 1;
-        }
-    }
-    failures
-}
+use support::*;
 
 #[test]
 fn replays_every_transcript_in_recording_order() {
@@ -223,50 +42,6 @@ fn the_comparison_rejects_a_different_answer() {
     let list = json!({"kind": "ConfigMapList", "apiVersion": "v1", "metadata": {}, "items": [{"metadata": {"name": "a"}}]});
     let other = json!({"kind": "ConfigMapList", "apiVersion": "v1", "metadata": {}, "items": []});
     assert!(compare_json(&list, &other, Lists::Names).is_err());
-}
-
-fn namespace(double: &KubeDouble, name: &str) {
-    let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}});
-    let (code, _) = double.request(
-        "PATCH",
-        &format!("/api/v1/namespaces/{name}?fieldManager=test&force=true"),
-        Some(APPLY),
-        Some(&body),
-    );
-    assert!(code == 201 || code == 200, "namespace {name}: {code}");
-}
-
-fn configmap(ns: &str, name: &str, data: Value, labels: Value) -> Value {
-    let mut cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": ns}, "data": data});
-    // An applied `labels: {}` is owned as a field of its own; leave it out when there are none.
-    if labels.as_object().is_some_and(|l| !l.is_empty()) {
-        cm["metadata"]["labels"] = labels;
-    }
-    cm
-}
-
-fn apply(
-    double: &KubeDouble,
-    path: &str,
-    manager: &str,
-    force: bool,
-    body: &Value,
-) -> (u16, Value) {
-    let force = if force { "&force=true" } else { "" };
-    double.request(
-        "PATCH",
-        &format!("{path}?&fieldManager={manager}{force}"),
-        Some(APPLY),
-        Some(body),
-    )
-}
-
-fn managed(obj: &Value, manager: &str) -> Value {
-    obj["metadata"]["managedFields"]
-        .as_array()
-        .and_then(|m| m.iter().find(|e| e["manager"] == manager))
-        .map(|e| e["fieldsV1"].clone())
-        .unwrap_or(Value::Null)
 }
 
 #[test]
@@ -445,29 +220,6 @@ fn metadata_only_lists_and_pagination() {
     assert_eq!(select("owner,tier%20notin%20(web)"), ["b", "d"]);
     assert_eq!(select("tier!%3Dweb,owner%3Doutpost"), ["b", "d"]);
     assert_eq!(select("!nothing,tier%3D%3Dweb"), ["a", "c", "e"]);
-}
-
-fn deployment(name: &str, app: &str, replicas: u32) -> Value {
-    json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": "w"},
-        "spec": {"replicas": replicas, "selector": {"matchLabels": {"app": app}},
-            "template": {"metadata": {"labels": {"app": app}}, "spec": {"containers": [{"name": "c", "image": "nginx:1.27"}]}}}})
-}
-
-fn wait_for(mut check: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while !check() {
-        assert!(Instant::now() < deadline, "condition not reached in 5 s");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn condition(obj: &Value, kind: &str) -> String {
-    obj["status"]["conditions"]
-        .as_array()
-        .and_then(|cs| cs.iter().find(|c| c["type"] == kind))
-        .and_then(|c| c["status"].as_str())
-        .unwrap_or("")
-        .to_string()
 }
 
 #[test]
