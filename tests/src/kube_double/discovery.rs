@@ -328,3 +328,58 @@ fn push(list: &mut Value, item: Value) {
         a.push(item);
     }
 }
+
+/// `/openapi/v3`: the index of per-group-version documents. kubectl reads it to learn that
+/// the server validates fields itself (`fieldValidation`), which spares it the client-side
+/// schema validation the double cannot offer.
+pub(crate) fn openapi_root(types: &[&ResourceType]) -> Value {
+    let mut paths = serde_json::Map::new();
+    for t in types {
+        let gv = openapi_gv_path(t);
+        let url = format!("/openapi/v3/{gv}?hash=0");
+        paths.insert(gv, json!({"serverRelativeURL": url}));
+    }
+    json!({"paths": paths})
+}
+
+fn openapi_gv_path(t: &ResourceType) -> String {
+    if t.group.is_empty() {
+        format!("api/{}", t.version)
+    } else {
+        format!("apis/{}/{}", t.group, t.version)
+    }
+}
+
+/// `/openapi/v3/{api/v1|apis/g/v}`: a minimal document with one PATCH operation per
+/// resource declaring the `fieldValidation` parameter (no schemas).
+pub(crate) fn openapi_gv(gv_path: &str, types: &[&ResourceType]) -> Option<Value> {
+    let mut paths = serde_json::Map::new();
+    for t in types.iter().filter(|t| openapi_gv_path(t) == gv_path) {
+        let scope = if t.namespaced {
+            "/namespaces/{namespace}"
+        } else {
+            ""
+        };
+        let path = format!("/{gv_path}{scope}/{}/{{name}}", t.plural);
+        let op = json!({
+            "operationId": format!("patch{}", t.kind),
+            "x-kubernetes-action": "patch",
+            "x-kubernetes-group-version-kind": {"group": t.group, "version": t.version, "kind": t.kind},
+            "parameters": [
+                {"name": "fieldValidation", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
+                {"name": "fieldManager", "in": "query", "schema": {"type": "string", "uniqueItems": true}},
+                {"name": "force", "in": "query", "schema": {"type": "boolean", "uniqueItems": true}},
+            ],
+            "responses": {"200": {"description": "OK"}},
+        });
+        paths.insert(path, json!({"patch": op}));
+    }
+    (!paths.is_empty()).then(|| {
+        json!({
+            "openapi": "3.0.0",
+            "info": {"title": "Kubernetes", "version": "v1.32.6"},
+            "paths": paths,
+            "components": {"schemas": {}},
+        })
+    })
+}

@@ -72,15 +72,11 @@ fn list_key(key: &str, items: &[Value]) -> Option<&'static str> {
         // CRD versions are atomic on the real server even though the items have names.
         return None;
     }
-    for candidate in ["name", "type"] {
-        if items
+    ["name", "type"].into_iter().find(|candidate| {
+        items
             .iter()
-            .all(|i| i.get(candidate).is_some_and(Value::is_string))
-        {
-            return Some(candidate);
-        }
-    }
-    None
+            .all(|i| i.get(*candidate).is_some_and(Value::is_string))
+    })
 }
 
 /// `k:{"name":"web"}` for an item of an associative list.
@@ -118,6 +114,10 @@ fn collect(
         Value::Object(map) if !map.is_empty() => {
             for (k, v) in map {
                 if top && (k == "apiVersion" || k == "kind") {
+                    continue;
+                }
+                // `metadata` itself is never owned, only labels/annotations/... inside it.
+                if top && k == "metadata" && v.as_object().is_some_and(|m| m.is_empty()) {
                     continue;
                 }
                 if in_metadata

@@ -194,6 +194,13 @@ fn commit(
         }
     }
     status::defaults(t.ty, &mut new, old.is_none());
+    // Empty label/annotation maps are omitted on the wire (Go `omitempty`).
+    if let Some(m) = new["metadata"].as_object_mut() {
+        m.retain(|k, v| {
+            !(matches!(k.as_str(), "labels" | "annotations")
+                && v.as_object().is_some_and(|o| o.is_empty()))
+        });
+    }
     if let Some(old) = old {
         validate::immutable(t.ty, &name, old, &new)?;
     }
@@ -422,10 +429,10 @@ pub(crate) fn patch(
         "application/merge-patch+json" => false,
         "application/strategic-merge-patch+json" if !t.ty.custom => true,
         _ => {
-            let msg = format!("the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml");
+            let msg = "the body of the request was in an unknown format - accepted media types include: application/merge-patch+json, application/strategic-merge-patch+json, application/apply-patch+yaml";
             return Err(Failure::Status(
                 415,
-                errors::status(415, Some("UnsupportedMediaType"), &msg, None),
+                errors::status(415, Some("UnsupportedMediaType"), msg, None),
             ));
         }
     };

@@ -305,7 +305,8 @@ pub(crate) fn paginate(
         }
         None => None,
     };
-    let position = |k: &Key| format!("{}/{}\u{0}", k.namespace, k.name);
+    // NUL sorts before every name character, so string order equals (namespace, name) order.
+    let position = |k: &Key| format!("{}\u{0}{}\u{0}", k.namespace, k.name);
     let rest: Vec<(&Key, &Value)> = all
         .into_iter()
         .filter(|(k, _)| start.as_ref().is_none_or(|s| position(k) > *s))
@@ -317,9 +318,9 @@ pub(crate) fn paginate(
     let remaining = rest.len() - take;
     let continue_token = (remaining > 0).then(|| {
         let (k, _) = rest[take - 1];
-        // The real server's start key omits the namespace for namespaced lists; keeping it
-        // makes all-namespace lists page correctly, and tokens are opaque to clients anyway.
-        let tok = json!({"v": "meta.k8s.io/v1", "rv": rv, "start": format!("{}/{}", k.namespace, k.name)});
+        // Like the real server's, the start key is the last key plus NUL (the next page is
+        // everything after it); it keeps the namespace so all-namespace lists page too.
+        let tok = json!({"v": "meta.k8s.io/v1", "rv": rv, "start": position(k)});
         base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(tok.to_string())
     });
     let items = rest[..take].iter().map(|(_, v)| (*v).clone()).collect();

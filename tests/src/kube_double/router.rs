@@ -38,7 +38,7 @@ pub(crate) struct Call<'a> {
 pub(crate) enum Outcome {
     Json(u16, Value, &'static str),
     NotFoundText,
-    Watch(WatchSpec),
+    Watch(Box<WatchSpec>),
 }
 
 impl From<Failure> for Outcome {
@@ -55,8 +55,10 @@ enum Route {
     Apis,
     Group(String),
     GroupVersion(String, String),
+    OpenApiRoot,
+    OpenApi(String),
     Resource {
-        ty: ResourceType,
+        ty: Box<ResourceType>,
         namespace: Option<String>,
         name: Option<String>,
         sub: Option<String>,
@@ -70,6 +72,8 @@ fn route(state: &State, path: &str) -> Option<Route> {
         ["api"] => Some(Route::Api),
         ["apis"] => Some(Route::Apis),
         ["apis", g] => Some(Route::Group(g.to_string())),
+        ["openapi", "v3"] => Some(Route::OpenApiRoot),
+        ["openapi", "v3", rest @ ..] => Some(Route::OpenApi(rest.join("/"))),
         ["api", v] => state
             .group_version_known("", v)
             .then(|| Route::GroupVersion(String::new(), v.to_string())),
@@ -93,7 +97,7 @@ fn resource_route(state: &State, group: &str, version: &str, rest: &[&str]) -> O
                 return None;
             }
             return checked(Route::Resource {
-                ty,
+                ty: Box::new(ty),
                 namespace: Some(rest[1].to_string()),
                 name: some(rest.get(3)),
                 sub: some(rest.get(4)),
@@ -105,7 +109,7 @@ fn resource_route(state: &State, group: &str, version: &str, rest: &[&str]) -> O
         return None;
     }
     checked(Route::Resource {
-        ty,
+        ty: Box::new(ty),
         namespace: None,
         name: some(rest.get(1)),
         sub: some(rest.get(2)),
@@ -165,6 +169,14 @@ pub(crate) fn dispatch(state: &mut State, server_address: &str, call: &Call) -> 
         ),
         Route::Apis => ok(d.apis(&state.custom, false)),
         Route::Group(g) => d.group(&g, &state.custom).map_or(Outcome::NotFoundText, ok),
+        Route::OpenApiRoot => {
+            let types: Vec<&ResourceType> = d.builtin.iter().chain(state.custom.iter()).collect();
+            ok(discovery::openapi_root(&types))
+        }
+        Route::OpenApi(gv) => {
+            let types: Vec<&ResourceType> = d.builtin.iter().chain(state.custom.iter()).collect();
+            discovery::openapi_gv(&gv, &types).map_or(Outcome::NotFoundText, ok)
+        }
         Route::GroupVersion(g, v) => {
             let gv = if g.is_empty() { v } else { format!("{g}/{v}") };
             d.resource_list(&gv, &state.custom)
@@ -222,13 +234,13 @@ fn resource(state: &mut State, t: &Target, call: &Call, verb: &str) -> Result<Ou
                 .get("timeoutSeconds")
                 .and_then(|s| s.parse().ok())
                 .unwrap_or(1800);
-            Outcome::Watch(WatchSpec {
+            Outcome::Watch(Box::new(WatchSpec {
                 ty: t.ty.clone(),
                 namespace: t.namespace.map(str::to_string),
                 selector,
                 from: t.query.get("resourceVersion").and_then(|r| r.parse().ok()),
                 timeout: Duration::from_secs(timeout),
-            })
+            }))
         }
         "create" => {
             let (code, v) = handlers::create(state, t, call.body)?;
@@ -241,10 +253,10 @@ fn resource(state: &mut State, t: &Target, call: &Call, verb: &str) -> Result<Ou
         }
         "delete" => ok(200, handlers::delete(state, t)?),
         _ => {
-            let msg = format!("the server does not allow this method on the requested resource");
+            let msg = "the server does not allow this method on the requested resource";
             ok(
                 405,
-                errors::status(405, Some("MethodNotAllowed"), &msg, None),
+                errors::status(405, Some("MethodNotAllowed"), msg, None),
             )
         }
     })
@@ -304,7 +316,7 @@ pub(crate) async fn serve(
         Outcome::Watch(spec) => (
             200,
             "application/json".into(),
-            watch::start(shared.state.clone(), spec).boxed(),
+            watch::start(shared.state.clone(), *spec).boxed(),
         ),
     };
     {

@@ -382,20 +382,18 @@ pub(crate) fn immutable(ty: &ResourceType, name: &str, old: &Value, new: &Value)
                 causes.push(immutable_cause("spec.clusterIP", "", &Value::from(new_ip)));
             }
         }
-        "ConfigMap" | "Secret" => {
-            if old["immutable"] == Value::Bool(true) {
-                for field in ["data", "binaryData", "stringData"] {
-                    if changed(&[field]).is_some() {
-                        causes.push(Cause {
-                            reason: "FieldValueForbidden",
-                            message: "Forbidden: field is immutable when `immutable` is set".into(),
-                            field: field.into(),
-                        });
-                    }
+        "ConfigMap" | "Secret" if old["immutable"] == Value::Bool(true) => {
+            for field in ["data", "binaryData", "stringData"] {
+                if changed(&[field]).is_some() {
+                    causes.push(Cause {
+                        reason: "FieldValueForbidden",
+                        message: "Forbidden: field is immutable when `immutable` is set".into(),
+                        field: field.into(),
+                    });
                 }
-                if new["immutable"] != Value::Bool(true) {
-                    causes.push(immutable_cause("immutable", "", &new["immutable"]));
-                }
+            }
+            if new["immutable"] != Value::Bool(true) {
+                causes.push(immutable_cause("immutable", "", &new["immutable"]));
             }
         }
         "PersistentVolumeClaim" => {
