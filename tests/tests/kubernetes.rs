@@ -324,9 +324,15 @@ fn drift_is_corrected_on_the_next_interval_and_the_other_manager_is_named() {
     );
     let site = c.site(&repo, "");
     let daemon = site.spawn_daemon();
-    wait_until(Duration::from_secs(30), "first apply", || {
-        c.cm_value("a").as_deref() == Some("1")
-    });
+    wait_until(
+        Duration::from_secs(30),
+        "the first apply has finished",
+        || {
+            site.try_source_status("apps")
+                .is_some_and(|s| s["state"] == "Ready")
+        },
+    );
+    assert_eq!(c.cm_value("a").as_deref(), Some("1"));
     if let Some(d) = c.double() {
         // Let a few unchanged cycles pass: none of them may re-apply anything.
         d.reset_requests();
@@ -368,7 +374,9 @@ fn drift_is_corrected_on_the_next_interval_and_the_other_manager_is_named() {
         Duration::from_secs(10),
         "status shows the correction",
         || {
-            let s = site.source_status("apps");
+            let Some(s) = site.try_source_status("apps") else {
+                return false;
+            };
             s["drift_corrected"].as_u64().unwrap_or(0) >= 1
                 && s["notes"].to_string().contains("kubectl-edit")
         },
@@ -597,7 +605,11 @@ fn two_agents_share_one_lease_and_only_the_holder_applies() {
     wait_until(
         Duration::from_secs(10),
         "the follower reports standby",
-        || follower.source_status("apps")["state"] == "Suspended",
+        || {
+            follower
+                .try_source_status("apps")
+                .is_some_and(|s| s["state"] == "Suspended")
+        },
     );
     assert!(
         follower.source_status("apps")["applied"].is_null(),
@@ -639,13 +651,19 @@ fn a_restart_while_the_api_server_is_down_converges_once_it_is_up() {
         Duration::from_secs(30),
         "status says the API is unreachable",
         || {
-            let s = site.source_status("apps");
-            s["last_error"]
-                .as_str()
-                .is_some_and(|e| e.contains("cannot reach the Kubernetes API"))
+            site.try_source_status("apps").is_some_and(|s| {
+                s["last_error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("cannot reach the Kubernetes API"))
+            })
         },
     );
-    assert_eq!(site.source_status("apps")["state"], "Stale");
+    let status = site.try_source_status("apps");
+    assert!(
+        status.as_ref().is_some_and(|s| s["state"] == "Stale"),
+        "{status:?}\n{}",
+        daemon.log()
+    );
     c.double.as_mut().unwrap().start_again();
     wait_until(
         Duration::from_secs(60),
