@@ -694,3 +694,58 @@ fn forbidden_objects_name_the_object_and_the_fix() {
     assert!(out.contains("403") && out.contains("RBAC"), "{out}");
     assert_eq!(c.cm_value("a").as_deref(), Some("1"));
 }
+
+#[test]
+fn prune_spares_protected_objects_and_a_lost_state_directory_orphans_nothing() {
+    let c = Cluster::start("prune");
+    let protected = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: keep-me\n  annotations:\n    outpost.dev/prune: disabled\ndata:\n  version: \"1\"\n";
+    let repo = repo_with(
+        &c,
+        &[
+            ("a.yaml", configmap("a", "1")),
+            ("b.yaml", configmap("b", "1")),
+            ("keep.yaml", protected.to_string()),
+        ],
+    );
+    let site = c.site(&repo, "prune = true");
+    site.sync_ok();
+    repo.remove("keep.yaml");
+    repo.commit("stop managing keep-me");
+    site.sync_ok();
+    assert!(
+        c.cm("keep-me").is_some(),
+        "outpost.dev/prune: disabled is never deleted"
+    );
+
+    // The state directory is lost (a disk swap); b leaves Git meanwhile. The inventory is rebuilt from the
+    // cluster by our source label, so b is still pruned.
+    std::fs::remove_dir_all(site.state_dir()).unwrap();
+    repo.remove("b.yaml");
+    repo.commit("remove b");
+    site.sync_ok();
+    assert!(c.cm("b").is_none(), "b was found by label and pruned");
+    assert_eq!(c.cm_value("a").as_deref(), Some("1"));
+}
+
+#[test]
+fn a_namespace_on_a_cluster_scoped_object_is_refused_before_any_write() {
+    let c = Cluster::start("scope");
+    let repo = repo_with(
+        &c,
+        &[
+            ("a.yaml", configmap("a", "1")),
+            (
+                "role.yaml",
+                "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRole\nmetadata:\n  name: e2e-reader\n  namespace: somewhere\nrules: []\n".to_string(),
+            ),
+        ],
+    );
+    let site = c.site(&repo, "");
+    let out = site.sync_fails();
+    assert!(out.contains("ClusterRole/somewhere/e2e-reader"), "{out}");
+    assert!(
+        out.contains("cluster-scoped") && out.contains("remove metadata.namespace"),
+        "{out}"
+    );
+    assert!(c.cm("a").is_none(), "nothing was written");
+}
