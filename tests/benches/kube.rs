@@ -119,6 +119,8 @@ fn main() {
     let drifted = sync();
     let drift_requests = double.map(|d| d.requests());
 
+    let rss = daemon_rss(&outpost, &config);
+
     let kubectl = |what: &str| {
         let start = Instant::now();
         let out = Command::new("kubectl")
@@ -188,6 +190,7 @@ fn main() {
             writes
         );
     }
+    println!("  `outpost run` after 5 s of 2 s cycles over the 1,000 objects: {rss}");
     println!("  outpost sync, 10 objects drifted: {}", ms(drifted));
     if let Some(r) = &drift_requests {
         let applies: Vec<&str> = r
@@ -263,6 +266,30 @@ fn daemon_cycles(config: &Path, double: Option<&KubeDouble>) -> (Duration, Durat
     })
 }
 
+/// Memory of the daemon keeping 1,000 objects in check: VmRSS and its peak, after a few unchanged cycles.
+fn daemon_rss(bin: &Path, config: &Path) -> String {
+    let mut child = Command::new(bin)
+        .arg("--config")
+        .arg(config)
+        .arg("run")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(5));
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
+            .unwrap_or_else(|| "?".into())
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    format!("VmRSS {} (peak {})", field("VmRSS:"), field("VmHWM:"))
+}
+
 /// CPU time of the calling thread. The cycles run on a current-thread runtime, so this is the agent's work
 /// (the double answers on its own threads; the Git probe runs on a blocking-pool thread and is not counted).
 fn thread_cpu() -> Duration {
@@ -306,7 +333,7 @@ fn write_config(dir: &Path, repo: &GitRepo, kubeconfig: &Path, namespace: &str) 
     std::fs::write(
         &path,
         format!(
-            "[agent]\nid = \"bench\"\nstate_dir = \"{}\"\n[[source]]\nname = \"bench\"\nurl = \"{}\"\nbranch = \"{}\"\ntarget = \"kubernetes\"\nnamespace = \"{namespace}\"\nwait = false\ntimeout = \"5m\"\n[kubernetes]\nkubeconfig = \"{}\"\n",
+            "[agent]\nid = \"bench\"\nstate_dir = \"{}\"\n[[source]]\nname = \"bench\"\nurl = \"{}\"\nbranch = \"{}\"\ntarget = \"kubernetes\"\nnamespace = \"{namespace}\"\ninterval = \"2s\"\nwait = false\ntimeout = \"5m\"\n[kubernetes]\nkubeconfig = \"{}\"\n",
             dir.join("state").display(),
             repo.file_url(),
             repo.branch(),
