@@ -262,6 +262,52 @@ pub fn status(config: Config, json: bool) -> Result<ExitCode, CommandError> {
     })
 }
 
+/// `outpost status --check`: a liveness probe that needs no listening port (an exec probe in a pod, a monitoring
+/// check on a host). Alive means: a daemon published its status, that process still exists, and every source's
+/// next poll is not overdue by more than three timeouts plus a minute (a pass that hangs misses its next poll).
+pub fn check(config: Config) -> Result<ExitCode, CommandError> {
+    let dir = &config.agent.state_dir;
+    let fail = |why: String| {
+        eprintln!("outpost is not healthy: {why}");
+        Ok(ExitCode::FAILURE)
+    };
+    let Some(snapshot) = report::read_snapshot(dir) else {
+        return fail(format!(
+            "no daemon status in {} (is `outpost run` running?)",
+            dir.join(report::SNAPSHOT_FILE).display()
+        ));
+    };
+    let Some(pid) = snapshot.daemon_pid else {
+        return fail("the status was not written by a daemon".into());
+    };
+    if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        return fail(format!(
+            "the daemon (pid {pid}) that wrote the status is gone"
+        ));
+    }
+    let now = crate::store::now();
+    for s in &snapshot.sources {
+        let Some(source) = config.source(&s.name) else {
+            continue;
+        };
+        let slack = source.timeout.as_secs() * 3 + 60;
+        if let Some(next) = s.next_poll {
+            if now > next + slack {
+                return fail(format!(
+                    "source {:?} was due to poll {}s ago and has not",
+                    s.name,
+                    now - next
+                ));
+            }
+        }
+    }
+    println!(
+        "ok: outpost run (pid {pid}) is polling {} sources",
+        snapshot.sources.len()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 /// `outpost render --source NAME [--revision REV]`: prints what would be applied. Needs no cluster and never
 /// writes to the target or the store, so it works beside a running daemon.
 pub async fn render(

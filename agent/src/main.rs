@@ -40,6 +40,10 @@ enum Command {
     Status {
         #[arg(long)]
         json: bool,
+        /// Liveness check for probes and monitoring: exit 0 only when `outpost run` is alive and no source is
+        /// overdue for its next poll; prints nothing else.
+        #[arg(long, conflicts_with = "json")]
+        check: bool,
     },
     /// Create the agent's Ed25519 key if missing; print its public key and fingerprint.
     Keygen,
@@ -75,7 +79,8 @@ fn main() -> anyhow::Result<ExitCode> {
         match cli.command {
             Command::Run => commands::run(config).await,
             Command::Sync { source } => commands::sync(config, source).await,
-            Command::Status { json } => commands::status(config, json),
+            Command::Status { check: true, .. } => commands::check(config),
+            Command::Status { json, .. } => commands::status(config, json),
             Command::Keygen => commands::keygen(config),
             Command::Render { source, revision } => {
                 commands::render(config, source, revision).await

@@ -282,7 +282,17 @@ fn status_works_while_run_holds_the_store() {
     let out = site.run(&["sync"]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("in use by another outpost process"));
-    assert!(agent.terminate());
+    // The liveness check a pod's exec probe runs: alive while the daemon runs, not once it is killed.
+    let check = site.run(&["status", "--check"]);
+    assert!(check.status.success());
+    assert!(String::from_utf8_lossy(&check.stdout).starts_with("ok: outpost run (pid "));
+    agent.kill9();
+    let check = site.run(&["status", "--check"]);
+    assert!(!check.status.success());
+    assert!(
+        String::from_utf8_lossy(&check.stderr).contains("is gone"),
+        "a killed daemon is reported dead"
+    );
 }
 
 #[test]
