@@ -81,16 +81,57 @@ pub async fn run(config: Config) -> Result<ExitCode, CommandError> {
         crate::notify::send("STOPPING=1");
         let _ = stop.send(true);
     });
-    let (targets, election) = targets(&config, &store, Some(&shutdown)).await?;
-    schedule::run(&config, &targets, shutdown).await?;
-    if let Some(election) = election {
-        // Let it release the lease, so a successor does not wait for it to expire.
-        let _ = election.await;
+    // Each round runs the config file's sources plus the hub's accepted assignment; a newer assignment ends the
+    // round (like a graceful stop, in-flight writes finish) and the next one starts with it.
+    loop {
+        let running = with_assignment(&config, &store);
+        let (round_stop, round) = watch::channel(false);
+        let reload = Arc::new(tokio::sync::Notify::new());
+        let forward = {
+            let (mut shutdown, reload) = (shutdown.clone(), reload.clone());
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = shutdown.wait_for(|s| *s) => {}
+                    _ = reload.notified() => {}
+                }
+                let _ = round_stop.send(true);
+            })
+        };
+        let (targets, election) = targets(&running, &store, Some(&round)).await?;
+        schedule::run(&running, &targets, round, reload).await?;
+        forward.abort();
+        if let Some(election) = election {
+            // Let it release the lease, so a successor does not wait for it to expire.
+            let _ = election.await;
+        }
+        if *shutdown.borrow() {
+            break;
+        }
     }
     store.flush()?;
     let _ = std::fs::remove_file(config.agent.state_dir.join(PID_FILE));
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// The config file plus the stored assignment, if it still fits the file (the file may have changed since).
+fn with_assignment(config: &Config, store: &Store) -> Config {
+    match store.assignment() {
+        Ok(Some(a)) => {
+            match config.with_assignment(&a) {
+                Ok(merged) => merged,
+                Err(e) => {
+                    tracing::error!("the stored assignment no longer fits the config file, running without it: {e}");
+                    config.clone()
+                }
+            }
+        }
+        Ok(None) => config.clone(),
+        Err(e) => {
+            tracing::error!("cannot read the stored assignment, running without it: {e}");
+            config.clone()
+        }
+    }
 }
 
 /// What the targets share. Connects to the cluster when a source (or a removed one still to be pruned) uses the
@@ -192,6 +233,7 @@ pub async fn sync(config: Config, only: Option<String>) -> Result<ExitCode, Comm
         }
     }
     let store = open_store(&config)?;
+    let config = with_assignment(&config, &store);
     // A one-off pass applies without leader election: it is run by hand, and `run` cannot run beside it.
     let (targets, _) = targets(&config, &store, None).await?;
     schedule::prune_removed_sources(&config, &targets).await?;
@@ -236,7 +278,7 @@ pub async fn sync(config: Config, only: Option<String>) -> Result<ExitCode, Comm
 /// `outpost status [--json]`: from the running daemon's snapshot, or from the store when none runs.
 pub fn status(config: Config, json: bool) -> Result<ExitCode, CommandError> {
     let snapshot = match Store::open(&config.agent.state_dir) {
-        Ok(store) => report::from_store(&config, &store)?,
+        Ok(store) => report::from_store(&with_assignment(&config, &store), &store)?,
         Err(StoreError::Locked { .. }) => report::read_snapshot(&config.agent.state_dir).ok_or_else(|| {
             CommandError::Usage(format!(
                 "the store is held by another process ({}) but it has not written {} yet; try again in a moment",

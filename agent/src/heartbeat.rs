@@ -43,6 +43,7 @@ pub fn build(config: &Config, store: &Store, seq: u64, dropped: u64, boot_id: &s
                 "Ready" => SourceState::Ready,
                 "Failed" => SourceState::Failed,
                 "Stale" => SourceState::Stale,
+                "Suspended" => SourceState::Suspended,
                 _ => SourceState::Progressing,
             };
             let mut status = SourceStatus::new(s.name.clone(), state);
@@ -62,7 +63,7 @@ pub fn build(config: &Config, store: &Store, seq: u64, dropped: u64, boot_id: &s
         boot_id: boot_id.to_string(),
         observed_at: wire::format_timestamp(now() as i64).unwrap_or_default(),
         agent_version: env!("CARGO_PKG_VERSION").into(),
-        assignment_generation: 0,
+        assignment_generation: config.assignment_generation,
         dropped,
         sources,
     };
@@ -95,8 +96,15 @@ pub async fn run(
     store: Arc<Store>,
     key: SigningKey,
     changed: Arc<Notify>,
+    reload: Arc<Notify>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut assignments = Assignments {
+        config: config.clone(),
+        store: store.clone(),
+        reload,
+        rejected: None,
+    };
     let client = match client(&upstream) {
         Ok(c) => c,
         Err(e) => {
@@ -131,7 +139,7 @@ pub async fn run(
         if backoff_until.is_some_and(|b| now_instant < b) {
             continue;
         }
-        backoff_until = match drain(&client, &upstream, &store, &key).await {
+        backoff_until = match drain(&client, &upstream, &store, &key, &mut assignments).await {
             Ok(()) => {
                 retry.reset();
                 None
@@ -141,6 +149,67 @@ pub async fn run(
                 Some(now_instant + retry.next_backoff().unwrap_or(upstream.heartbeat_interval))
             }
         };
+    }
+}
+
+/// Acts on the assignments in the hub's verified replies.
+struct Assignments {
+    /// The running config: the file's sources plus the assignment they run with.
+    config: Arc<Config>,
+    store: Arc<Store>,
+    /// Notified when a new assignment is accepted: the scheduler restarts its sources with it.
+    reload: Arc<Notify>,
+    /// The last generation refused, so the hub's repeats of it are not logged again.
+    rejected: Option<u64>,
+}
+
+impl Assignments {
+    /// Accepts an assignment only when its generation is newer than the one running and it makes a valid config
+    /// with the file's sources. The reply's signature was verified by the caller.
+    fn consider(&mut self, reply: &[u8]) {
+        let Ok(value) = serde_json::from_slice::<serde_json::Value>(reply) else {
+            return;
+        };
+        let Some(assignment) = value.get("assignment").filter(|a| !a.is_null()) else {
+            return;
+        };
+        let parsed = serde_json::to_vec(assignment)
+            .map_err(|e| e.to_string())
+            .and_then(|b| wire::parse_assignment(&b).map_err(|e| e.to_string()));
+        let assignment = match parsed {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!("the hub sent an assignment that is not valid, ignoring it: {e}");
+                return;
+            }
+        };
+        let running = self.config.assignment_generation;
+        if assignment.generation <= running || self.rejected == Some(assignment.generation) {
+            return;
+        }
+        match self.config.with_assignment(&assignment) {
+            Ok(merged) => {
+                if let Err(e) = self.store.set_assignment(&assignment) {
+                    tracing::error!(
+                        "cannot store assignment generation {}: {e}",
+                        assignment.generation
+                    );
+                    return;
+                }
+                tracing::info!(
+                    generation = assignment.generation,
+                    sources = ?merged.assigned_sources,
+                    "accepted the hub's assignment: restarting the sources with it"
+                );
+                self.reload.notify_one();
+            }
+            Err(e) => {
+                tracing::error!(
+                    "refused the hub's assignment: {e}; the sources already running keep running"
+                );
+                self.rejected = Some(assignment.generation);
+            }
+        }
     }
 }
 
@@ -173,6 +242,7 @@ async fn drain(
     upstream: &Upstream,
     store: &Store,
     key: &SigningKey,
+    assignments: &mut Assignments,
 ) -> Result<(), HeartbeatError> {
     let send_err = |message: String| HeartbeatError::Send {
         url: upstream.url.clone(),
@@ -243,6 +313,7 @@ async fn drain(
                     .outbox_delivered(entry.seq)
                     .map_err(|e| send_err(e.to_string()))?;
                 tracing::debug!(seq = entry.seq, "heartbeat delivered");
+                assignments.consider(&body);
             }
             // The hub already has a newer heartbeat from us (e.g. after a restore): this one can never land.
             409 => {

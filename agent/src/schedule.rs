@@ -34,6 +34,7 @@ pub async fn run(
     config: &Config,
     targets: &TargetContext,
     shutdown: watch::Receiver<bool>,
+    reload: Arc<tokio::sync::Notify>,
 ) -> Result<(), ScheduleError> {
     let store = targets.store.clone();
     let board = Arc::new(Board::new(config, &store)?);
@@ -82,7 +83,8 @@ pub async fn run(
                     (Arc::new(config.clone()), upstream.clone(), store.clone());
                 let (changed, shutdown) = (changed.clone(), shutdown.clone());
                 tasks.spawn(async move {
-                    crate::heartbeat::run(config, upstream, store, key, changed, shutdown).await
+                    crate::heartbeat::run(config, upstream, store, key, changed, reload, shutdown)
+                        .await
                 });
             }
             Err(e) => tracing::error!("heartbeats disabled: {e}"),

@@ -174,3 +174,100 @@ fn heartbeats_reach_the_hub_and_survive_an_outage_in_order() {
     assert!(agent.terminate());
     hub.stop();
 }
+
+#[test]
+fn a_signed_assignment_is_synced_and_a_clash_or_forgery_changes_nothing() {
+    let local = GitRepo::new();
+    local.write("deploy/app.yaml", configmap("app", "1").as_bytes());
+    local.commit("1");
+    let assigned = GitRepo::new();
+    assigned.write("deploy/extra.yaml", configmap("extra", "1").as_bytes());
+    let assigned_head = assigned.commit("assigned");
+
+    let mut site = Site::new();
+    site.source("app", &local.file_url(), "branch = \"main\"", "deploy", "");
+    let keygen = site.run(&["keygen"]);
+    assert!(keygen.status.success());
+    let agent_key = String::from_utf8_lossy(&keygen.stdout)
+        .lines()
+        .next()
+        .unwrap()
+        .to_string();
+    let target_dir = site.target_dir();
+    let assignment = |generation: u64, name: &str| {
+        format!(
+            "[[assignment]]\nagents = [\"test-site\"]\ngeneration = {generation}\n[[assignment.source]]\nname = \"{name}\"\nurl = \"{}\"\nbranch = \"main\"\npath = \"deploy\"\ninterval = \"1s\"\ntarget = \"directory:{}\"\n",
+            assigned.file_url(),
+            target_dir.display()
+        )
+    };
+    let port = outpost_tests::support::free_port();
+    let mut hub = Hub::start(site.dir.path(), &agent_key, port);
+    hub.stop();
+    hub.config_text.push_str(&assignment(1, "assigned"));
+    hub.start_again();
+    site.tables = format!(
+        "[upstream]\nurl = \"http://127.0.0.1:{}\"\nhub_key = \"{}\"\nheartbeat_interval = \"1s\"\n",
+        hub.port(),
+        hub.public_key()
+    );
+    let agent = site.spawn_daemon();
+    wait_until(
+        Duration::from_secs(40),
+        "the assigned source is synced",
+        || site.applied_revision("assigned").as_deref() == Some(assigned_head.as_str()),
+    );
+    wait_until(
+        Duration::from_secs(20),
+        "the hub sees generation 1 running",
+        || {
+            let a = hub.agent();
+            a["assignment_generation"] == 1 && a["sources"].as_array().is_some_and(|s| s.len() == 2)
+        },
+    );
+    assert!(
+        site.applied("app").contains("name: app"),
+        "the file's source keeps running"
+    );
+
+    // Generation 2 reuses the name of the file's source: refused, and generation 1 keeps running.
+    hub.stop();
+    hub.config_text = hub
+        .config_text
+        .replace(&assignment(1, "assigned"), &assignment(2, "app"));
+    hub.start_again();
+    wait_until(Duration::from_secs(20), "the clash is refused", || {
+        agent.log().contains("refused the hub's assignment")
+    });
+    assert!(
+        agent.log().contains("already has a source"),
+        "{}",
+        agent.log()
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(hub.agent()["assignment_generation"], 1);
+    assert_eq!(
+        site.applied_revision("assigned").as_deref(),
+        Some(assigned_head.as_str())
+    );
+
+    // A hub that signs with another key (a forgery, as far as the agent knows): its assignment is never used.
+    hub.stop();
+    std::fs::remove_file(site.dir.path().join("hub.key")).unwrap();
+    hub.config_text = hub
+        .config_text
+        .replace(&assignment(2, "app"), &assignment(3, "forged"));
+    hub.start_again();
+    wait_until(
+        Duration::from_secs(20),
+        "the forged reply is refused",
+        || agent.log().contains("does not verify"),
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert!(
+        site.applied("forged").is_empty(),
+        "a forged assignment applied nothing"
+    );
+    assert!(agent.terminate());
+    hub.stop();
+}

@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 pub use units::{parse_duration, parse_size};
 
+mod assigned;
 mod kubernetes;
 mod units;
 
@@ -43,6 +44,10 @@ pub struct Config {
     pub sources: Vec<SourceConfig>,
     pub upstream: Option<Upstream>,
     pub kubernetes: KubernetesConfig,
+    /// The generation of the hub assignment merged in (`with_assignment`); 0 for the file alone.
+    pub assignment_generation: u64,
+    /// Names of the sources that came from that assignment.
+    pub assigned_sources: Vec<String>,
 }
 
 /// Where heartbeats go, and the key the hub's replies must be signed with.
@@ -269,6 +274,8 @@ impl Config {
             sources,
             upstream,
             kubernetes,
+            assignment_generation: 0,
+            assigned_sources: Vec::new(),
         })
     }
 

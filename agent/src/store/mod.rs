@@ -13,6 +13,7 @@
 //! hb/dropped                       -> u64 BE, heartbeats dropped from the outbox and not yet reported
 //! obx/<seq: u64 BE>                -> OutboxEntry as JSON, a heartbeat waiting to be sent (see outbox.rs)
 //! inv/<source>                     -> the Kubernetes target's inventory of the source as JSON (target/kube)
+//! asg/current                      -> the hub's last accepted assignment (outpost.assignment/v1) as JSON
 //! ```
 //! Source names cannot hold `\0` or `/`, so prefixes never collide.
 //!
@@ -32,6 +33,7 @@ pub use outbox::{OutboxEntry, OutboxLimits};
 
 const TREE: &str = "outpost/v1";
 const SCHEMA_KEY: &[u8] = b"meta/schema";
+const ASSIGNMENT_KEY: &[u8] = b"asg/current";
 const SCHEMA: u32 = 1;
 /// Status history entries kept per source; enough to see a flapping source, small enough for a tiny disk.
 pub const HISTORY_LEN: u64 = 50;
@@ -280,6 +282,24 @@ impl Store {
     ) -> Result<(), StoreError> {
         self.tree
             .insert(inventory_key(source), encode(inventory))
+            .map_err(|e| self.io(e))?;
+        self.flush()
+    }
+
+    /// The hub's last accepted assignment, which the daemon runs beside the config file's sources.
+    pub fn assignment(&self) -> Result<Option<outpost_proto::wire::Assignment>, StoreError> {
+        match self.tree.get(ASSIGNMENT_KEY).map_err(|e| self.io(e))? {
+            Some(v) => Ok(Some(self.decode("asg/current", &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    pub fn set_assignment(
+        &self,
+        assignment: &outpost_proto::wire::Assignment,
+    ) -> Result<(), StoreError> {
+        self.tree
+            .insert(ASSIGNMENT_KEY, encode(assignment))
             .map_err(|e| self.io(e))?;
         self.flush()
     }

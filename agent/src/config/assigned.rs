@@ -1,0 +1,100 @@
+//! Sources assigned by the hub, merged with the config file's own.
+//!
+//! An assigned source is checked by exactly the rules of a `[[source]]` table (it is read into the same raw type),
+//! so the hub cannot ask for anything an operator could not write in the file. A name that the file already uses is
+//! refused: the site's own file wins, and the operator is told.
+
+use serde::Deserialize;
+
+use super::{validate_source, Config, RawSource};
+use outpost_proto::wire::Assignment;
+
+impl Config {
+    /// This config plus the sources of a verified assignment (replacing any assigned before).
+    pub fn with_assignment(&self, assignment: &Assignment) -> Result<Config, String> {
+        let base = self.file_only();
+        let mut merged = base.clone();
+        let this = &base;
+        for spec in &assignment.sources {
+            let at = format!(
+                "assignment generation {}, source {:?}",
+                assignment.generation, spec.name
+            );
+            if this.source(&spec.name).is_some() {
+                return Err(format!(
+                    "{at}: the config file already has a source of that name; rename one of them (the file's source keeps running)"
+                ));
+            }
+            let value = serde_json::to_value(spec).map_err(|e| format!("{at}: {e}"))?;
+            let raw = RawSource::deserialize(value).map_err(|e| format!("{at}: {e}"))?;
+            let source = validate_source(raw, &this.path).map_err(|e| format!("{at}: {e}"))?;
+            merged.assigned_sources.push(source.name.clone());
+            merged.sources.push(source);
+        }
+        merged.assignment_generation = assignment.generation;
+        Ok(merged)
+    }
+
+    /// The config file's own sources, without any assigned ones.
+    pub fn file_only(&self) -> Config {
+        let mut base = self.clone();
+        base.sources
+            .retain(|s| !self.assigned_sources.contains(&s.name));
+        base.assigned_sources.clear();
+        base.assignment_generation = 0;
+        base
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use outpost_proto::wire::{parse_assignment, Assignment};
+
+    use crate::config::{Config, TargetSpec};
+
+    fn config() -> Config {
+        Config::parse(
+            Path::new("/etc/outpost/agent.toml"),
+            "[agent]\nid = \"a\"\nstate_dir = \"/tmp/x\"\n[[source]]\nname = \"local\"\nurl = \"file:///srv/git/local\"\nbranch = \"main\"\ntarget = \"directory:/srv/m\"\n",
+        )
+        .unwrap()
+    }
+
+    fn assignment(name: &str, extra: &str) -> Assignment {
+        parse_assignment(
+            format!(r#"{{"schema":"outpost.assignment/v1","generation":4,"sources":[{{"name":"{name}","url":"https://git.example.com/x.git","branch":"main","target":"kubernetes"{extra}}}]}}"#)
+                .as_bytes(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn assigned_sources_run_beside_the_files_with_the_same_rules() {
+        let merged = config()
+            .with_assignment(&assignment("platform", r#","interval":"30s""#))
+            .unwrap();
+        assert_eq!(merged.sources.len(), 2);
+        assert_eq!(merged.assignment_generation, 4);
+        let p = merged.source("platform").unwrap();
+        assert_eq!(p.target, TargetSpec::Kubernetes);
+        assert_eq!(p.interval, std::time::Duration::from_secs(30));
+        assert!(p.prune && p.wait && p.rollback, "the file's defaults apply");
+        let err = config()
+            .with_assignment(&assignment("platform", r#","interval":"0s""#))
+            .unwrap_err();
+        assert!(err.contains("interval"), "{err}");
+    }
+
+    #[test]
+    fn a_name_clash_is_refused_and_the_files_source_wins() {
+        let err = config()
+            .with_assignment(&assignment("local", ""))
+            .unwrap_err();
+        assert!(
+            err.contains("already has a source") && err.contains("\"local\""),
+            "{err}"
+        );
+    }
+}
