@@ -273,14 +273,8 @@ fn idle_rss(bin: &Path, url: &str, dir: &Path, label: &str) {
     }
     // Settle: idle blocking threads exit (2 s keep-alive), buffers are flushed.
     std::thread::sleep(Duration::from_secs(5));
-    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
-            .unwrap_or_else(|| "?".into())
-    };
+    let pid = child.id();
+    let field = |name: &str| outpost_tests::support::proc_status_field(pid, name);
     println!(
         "idle `outpost run`, {label}: VmRSS {} (anonymous {}, file-backed {} of which most is the binary's own code; peak {}), {} threads",
         field("VmRSS:"),

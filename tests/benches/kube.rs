@@ -277,14 +277,8 @@ fn daemon_rss(bin: &Path, config: &Path) -> String {
         .spawn()
         .unwrap();
     std::thread::sleep(Duration::from_secs(5));
-    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
-            .unwrap_or_else(|| "?".into())
-    };
+    let pid = child.id();
+    let field = |name: &str| outpost_tests::support::proc_status_field(pid, name);
     let _ = child.kill();
     let _ = child.wait();
     format!("VmRSS {} (peak {})", field("VmRSS:"), field("VmHWM:"))

@@ -153,6 +153,20 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// One field of `/proc/<pid>/status` (e.g. `VmRSS:`) as the kernel prints it (`25004 kB`), or `?`, for the
+/// benchmarks' memory figures.
+pub fn proc_status_field(pid: u32, name: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))
+                .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>().join(" "))
+        })
+        .unwrap_or_else(|| "?".into())
+}
+
 /// Why a server did not come up.
 #[derive(Debug)]
 pub enum StartError {

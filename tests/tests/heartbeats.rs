@@ -106,6 +106,17 @@ fn dechunk(body: &str) -> String {
     out
 }
 
+/// `outpost keygen` for the site; returns the public key it prints.
+fn keygen(site: &Site) -> String {
+    let out = site.run(&["keygen"]);
+    assert!(out.status.success());
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
 fn last_good(agent: &Value) -> Option<String> {
     agent["sources"][0]["last_good_revision"]
         .as_str()
@@ -119,13 +130,7 @@ fn heartbeats_reach_the_hub_and_survive_an_outage_in_order() {
     let first = repo.commit("1");
     let mut site = Site::new();
     site.source("app", &repo.file_url(), "branch = \"main\"", "deploy", "");
-    let keygen = site.run(&["keygen"]);
-    assert!(keygen.status.success());
-    let agent_key = String::from_utf8_lossy(&keygen.stdout)
-        .lines()
-        .next()
-        .unwrap()
-        .to_string();
+    let agent_key = keygen(&site);
 
     let port = outpost_tests::support::free_port();
     let mut hub = Hub::start(site.dir.path(), &agent_key, port);
@@ -186,13 +191,7 @@ fn a_signed_assignment_is_synced_and_a_clash_or_forgery_changes_nothing() {
 
     let mut site = Site::new();
     site.source("app", &local.file_url(), "branch = \"main\"", "deploy", "");
-    let keygen = site.run(&["keygen"]);
-    assert!(keygen.status.success());
-    let agent_key = String::from_utf8_lossy(&keygen.stdout)
-        .lines()
-        .next()
-        .unwrap()
-        .to_string();
+    let agent_key = keygen(&site);
     let target_dir = site.target_dir();
     let assignment = |generation: u64, name: &str| {
         format!(

@@ -203,29 +203,27 @@ pub async fn connect(
     })
 }
 
-fn encode(segment: &str) -> String {
-    // Kubernetes names are DNS labels or paths of them; anything else is escaped rather than trusted.
-    segment
-        .bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b':' => {
+/// Percent-encodes every byte outside `keep` and the unreserved characters.
+fn escape(text: &str, keep: &[u8]) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._".contains(&b) || keep.contains(&b) {
                 (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
             }
-            _ => format!("%{b:02X}"),
         })
         .collect()
 }
 
+/// A path segment. Kubernetes names are DNS labels or paths of them; anything else is escaped rather than trusted.
+fn encode(segment: &str) -> String {
+    escape(segment, b":")
+}
+
+/// A query parameter value.
 pub fn query_escape(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| match b {
-            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+    escape(value, b"~")
 }
 
 impl Cluster {

@@ -30,51 +30,42 @@ pub struct Drifted {
     pub notes: Vec<String>,
 }
 
-/// Other managers' writes to the object itself (status writes excluded), as comparable strings.
-pub fn foreign_hands(meta: Option<&Value>, field_manager: &str) -> Vec<String> {
-    let mut out: Vec<String> = meta
-        .and_then(|m| m.get("managedFields"))
+/// Other managers' entries in `managedFields` for the object itself; status writes are left out, because
+/// controllers write status all the time and it is not ours.
+fn other_hands<'a>(
+    meta: Option<&'a Value>,
+    field_manager: &'a str,
+) -> impl Iterator<Item = &'a Value> + 'a {
+    meta.and_then(|m| m.get("managedFields"))
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .filter(|f| f.get("manager").and_then(Value::as_str) != Some(field_manager))
+        .filter(move |f| f.get("manager").and_then(Value::as_str) != Some(field_manager))
         .filter(|f| {
             f.get("subresource")
                 .and_then(Value::as_str)
                 .unwrap_or("")
                 .is_empty()
         })
-        .map(|f| {
-            let s = |k: &str| f.get(k).and_then(Value::as_str).unwrap_or("");
-            format!("{}|{}|{}", s("manager"), s("operation"), s("time"))
-        })
-        .collect();
+}
+
+/// One managedFields entry as a comparable `manager|operation|time` string.
+fn hand(f: &Value) -> String {
+    let s = |k: &str| f.get(k).and_then(Value::as_str).unwrap_or("");
+    format!("{}|{}|{}", s("manager"), s("operation"), s("time"))
+}
+
+/// Other managers' writes to the object itself, as comparable strings.
+pub fn foreign_hands(meta: Option<&Value>, field_manager: &str) -> Vec<String> {
+    let mut out: Vec<String> = other_hands(meta, field_manager).map(hand).collect();
     out.sort();
     out
 }
 
 /// Notes for the managers that wrote to an object since our apply: their fields are about to be taken back.
 pub fn new_hands(entry: &Entry, meta: &Value, field_manager: &str) -> Vec<String> {
-    meta.get("managedFields")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-        .filter(|f| f.get("manager").and_then(Value::as_str) != Some(field_manager))
-        .filter(|f| {
-            f.get("subresource")
-                .and_then(Value::as_str)
-                .unwrap_or("")
-                .is_empty()
-        })
-        .filter(|f| {
-            let s = |k: &str| f.get(k).and_then(Value::as_str).unwrap_or("");
-            !entry.foreign.contains(&format!(
-                "{}|{}|{}",
-                s("manager"),
-                s("operation"),
-                s("time")
-            ))
-        })
+    other_hands(Some(meta), field_manager)
+        .filter(|f| !entry.foreign.contains(&hand(f)))
         .map(|f| {
             let manager = f.get("manager").and_then(Value::as_str).unwrap_or("?");
             let mut fields = Vec::new();
@@ -87,11 +78,9 @@ pub fn new_hands(entry: &Entry, meta: &Value, field_manager: &str) -> Vec<String
                 .cloned()
                 .collect::<Vec<_>>()
                 .join(", ");
-            let more = fields.len().saturating_sub(5);
-            let more = if more > 0 {
-                format!(" and {more} more")
-            } else {
-                String::new()
+            let more = match fields.len().saturating_sub(5) {
+                0 => String::new(),
+                n => format!(" and {n} more"),
             };
             format!(
                 "{}: took back {shown}{more} from manager {manager:?}",

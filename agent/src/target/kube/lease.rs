@@ -143,21 +143,7 @@ async fn attempt(
                 "/apis/coordination.k8s.io/v1/namespaces/{}/leases",
                 s.namespace
             );
-            return match cluster
-                .request(
-                    Method::POST,
-                    &collection,
-                    Some("application/json"),
-                    None,
-                    Some(&body),
-                )
-                .await
-            {
-                Ok(_) => Ok(true),
-                Err(Ok(f)) if f.code == 409 => Ok(false),
-                Err(Ok(f)) => Err(f.describe()),
-                Err(Err(e)) => Err(e.to_string()),
-            };
+            return write(cluster, Method::POST, &collection, &body).await;
         }
         Err(Ok(f)) => return Err(f.describe()),
         Err(Err(e)) => return Err(e.to_string()),
@@ -201,18 +187,22 @@ async fn attempt(
         "renewTime": now,
         "leaseTransitions": if ours { transitions } else { transitions + 1 },
     });
+    write(cluster, Method::PUT, &s.path(), &lease).await
+}
+
+/// Creates or updates the lease. `Ok(false)` on 409: another replica wrote it first (it exists already, or its
+/// resourceVersion moved), so that replica won this round.
+async fn write(
+    cluster: &Cluster,
+    method: Method,
+    path: &str,
+    lease: &Value,
+) -> Result<bool, String> {
     match cluster
-        .request(
-            Method::PUT,
-            &s.path(),
-            Some("application/json"),
-            None,
-            Some(&lease),
-        )
+        .request(method, path, Some("application/json"), None, Some(lease))
         .await
     {
         Ok(_) => Ok(true),
-        // Someone else wrote it first (resourceVersion moved): they won this round.
         Err(Ok(f)) if f.code == 409 => Ok(false),
         Err(Ok(f)) => Err(f.describe()),
         Err(Err(e)) => Err(e.to_string()),
@@ -238,20 +228,9 @@ async fn release(cluster: &Cluster, s: &LeaseSettings) {
     lease["spec"]["holderIdentity"] = Value::Null;
     lease["spec"]["leaseDurationSeconds"] = json!(1);
     lease["spec"]["renewTime"] = json!(micro_time());
-    match cluster
-        .request(
-            Method::PUT,
-            &s.path(),
-            Some("application/json"),
-            None,
-            Some(&lease),
-        )
-        .await
-    {
-        Ok(_) => tracing::info!(lease = %s.name, "released the lease"),
-        Err(_) => {
-            tracing::warn!(lease = %s.name, "could not release the lease; it expires on its own")
-        }
+    match write(cluster, Method::PUT, &s.path(), &lease).await {
+        Ok(true) => tracing::info!(lease = %s.name, "released the lease"),
+        _ => tracing::warn!(lease = %s.name, "could not release the lease; it expires on its own"),
     }
 }
 
