@@ -98,6 +98,14 @@ pub async fn run(
         let leader = targets.leader.clone();
         tasks.spawn(async move { source_loop(r, store, board, changed, leader, shutdown).await });
     }
+    // The daemon lives until shutdown even with no source to run: heartbeats, and an assignment from the hub,
+    // may still come.
+    {
+        let mut shutdown = shutdown.clone();
+        tasks.spawn(async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        });
+    }
     while let Some(joined) = tasks.join_next().await {
         if let Err(e) = joined {
             tracing::error!("a source task ended unexpectedly: {e}");

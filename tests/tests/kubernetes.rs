@@ -647,17 +647,23 @@ fn a_restart_while_the_api_server_is_down_converges_once_it_is_up() {
     repo.commit("v2 while the API server is down");
     c.double.as_mut().unwrap().stop();
     let daemon = site.spawn_daemon();
-    wait_until(
-        Duration::from_secs(30),
-        "status says the API is unreachable",
-        || {
-            site.try_source_status("apps").is_some_and(|s| {
-                s["last_error"]
-                    .as_str()
-                    .is_some_and(|e| e.contains("cannot reach the Kubernetes API"))
-            })
-        },
-    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let unreachable = || {
+        site.try_source_status("apps").is_some_and(|s| {
+            s["last_error"]
+                .as_str()
+                .is_some_and(|e| e.contains("cannot reach the Kubernetes API"))
+        })
+    };
+    while !unreachable() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "status never said the API is unreachable: {:?}\n{}",
+            site.try_source_status("apps"),
+            daemon.log().lines().take(30).collect::<Vec<_>>().join("\n")
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     let status = site.try_source_status("apps");
     assert!(
         status.as_ref().is_some_and(|s| s["state"] == "Stale"),

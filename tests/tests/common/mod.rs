@@ -97,7 +97,13 @@ impl Site {
             self.tables
         );
         let path = self.config_path();
-        std::fs::write(&path, text).unwrap();
+        // Replaced atomically: a daemon that starts (or reloads) while a test runs `status` must never read a
+        // half-written file.
+        if std::fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
+            let tmp = self.dir.path().join(".agent.toml.tmp");
+            std::fs::write(&tmp, text).unwrap();
+            std::fs::rename(&tmp, &path).unwrap();
+        }
         path
     }
 
