@@ -6,7 +6,8 @@
 //!   deciding which `[[assignment]]` each agent gets;
 //! - [`state`]: the shared [`state::HubState`] opened from it (hub key, [`store`], [`registry`]);
 //! - [`server`]: sockets, TLS ([`tls`]), HTTP limits and routing;
-//! - handlers, plain synchronous functions over bytes: [`heartbeat`], [`enroll`], [`status`];
+//! - handlers, plain synchronous functions over bytes: [`heartbeat`], [`enroll`], [`status`], and for
+//!   people and monitoring, [`fleet`] (the HTML page) and [`metrics`] (Prometheus);
 //! - [`reply`]: the answers they return, accepted or refused.
 //!
 //! Wire formats, signing and keys come from `outpost_proto`; nothing here re-implements them.
@@ -14,7 +15,9 @@
 pub mod assign;
 pub mod config;
 pub mod enroll;
+pub mod fleet;
 pub mod heartbeat;
+pub mod metrics;
 pub mod registry;
 pub mod reply;
 pub mod server;

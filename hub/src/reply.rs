@@ -14,7 +14,8 @@ pub const JSON: &str = "application/json";
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
     pub status: u16,
-    /// Extra headers, e.g. the signature fields; `Content-Type: application/json` is always added.
+    /// Extra headers, e.g. the signature fields. `Content-Type` is `application/json` unless one of these
+    /// names another (the fleet page and the metrics are not JSON).
     pub headers: Vec<(&'static str, String)>,
     pub body: Vec<u8>,
 }
@@ -29,6 +30,15 @@ impl Reply {
             headers: Vec::new(),
             body,
         })
+    }
+
+    /// An unsigned answer of another media type, e.g. HTML or Prometheus text.
+    pub fn text(status: u16, content_type: &'static str, body: String) -> Reply {
+        Reply {
+            status,
+            headers: vec![("content-type", content_type.to_owned())],
+            body: body.into_bytes(),
+        }
     }
 }
 

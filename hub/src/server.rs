@@ -4,7 +4,9 @@
 //! Endpoints:
 //! - `POST /v1/heartbeats` -> [`crate::heartbeat`]; `POST /v1/enroll` -> [`crate::enroll`];
 //! - `GET /v1/agents` and `GET /v1/agents/{id}` -> [`crate::status`]. They need no credentials: the config
-//!   allows plain HTTP only on loopback, so these are either local or behind the same TLS as heartbeats.
+//!   allows plain HTTP only on loopback, so these are either local or behind the same TLS as heartbeats;
+//! - `GET /` -> [`crate::fleet`] (HTML) and `GET /metrics` -> [`crate::metrics`] (Prometheus), on the same
+//!   terms. Every answer to a heartbeat is counted there, accepted or by its rejection's reason.
 //!
 //! Limits, each named so none is implicit: request headers must arrive within [`HEADER_TIMEOUT`], a body
 //! within [`BODY_TIMEOUT`], a TLS handshake within [`HANDSHAKE_TIMEOUT`]; a heartbeat body over `max_body`
@@ -226,18 +228,28 @@ async fn route(
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let outcome = match (&method, path.as_str()) {
-        (&Method::POST, "/v1/heartbeats") => heartbeat(state, request).await,
+        (&Method::POST, "/v1/heartbeats") => {
+            let outcome = heartbeat(state.clone(), request).await;
+            state.heartbeats.count(&outcome);
+            outcome
+        }
         (&Method::POST, "/v1/enroll") => enroll(state, request).await,
+        (&Method::GET, "/") => blocking(move || crate::fleet::handle(&state, now_ms())).await,
+        (&Method::GET, "/metrics") => {
+            blocking(move || crate::metrics::handle(&state, now_ms())).await
+        }
         (&Method::GET, "/v1/agents") => agents(state).await,
         (&Method::GET, p) if p.starts_with("/v1/agents/") => {
             agent(state, p.trim_start_matches("/v1/agents/").to_owned()).await
         }
         (_, "/v1/heartbeats" | "/v1/enroll") => Err(method_not_allowed("POST")),
-        (_, p) if p == "/v1/agents" || p.starts_with("/v1/agents/") => Err(method_not_allowed("GET")),
+        (_, p) if p == "/" || p == "/metrics" || p == "/v1/agents" || p.starts_with("/v1/agents/") => {
+            Err(method_not_allowed("GET"))
+        }
         _ => Err(Rejection::new(
             404,
             "not_found",
-            format!("no endpoint {path}; the hub serves POST /v1/heartbeats, POST /v1/enroll, GET /v1/agents and GET /v1/agents/{{id}}"),
+            format!("no endpoint {path}; the hub serves POST /v1/heartbeats, POST /v1/enroll, GET /v1/agents, GET /v1/agents/{{id}}, GET / and GET /metrics"),
         )),
     };
     Ok(match outcome {
@@ -316,11 +328,9 @@ async fn enroll(state: Arc<HubState>, request: Request<Incoming>) -> Result<Repl
 
 async fn agents(state: Arc<HubState>) -> Result<Reply, Rejection> {
     blocking(move || {
-        let records = state
-            .store
-            .agents()
+        let views = state
+            .views(now_ms())
             .map_err(|e| Rejection::internal(e.to_string()))?;
-        let views = crate::status::views(&state.config, &state.registry(), records, now_ms());
         Reply::json(200, &views)
     })
     .await
@@ -421,6 +431,10 @@ fn response(
             HeaderName::from_bytes(name.as_bytes()),
             HeaderValue::from_str(value),
         ) {
+            // A reply naming its own media type replaces the JSON default rather than adding a second one.
+            (Ok(name), Ok(value)) if name == CONTENT_TYPE => {
+                map.insert(name, value);
+            }
             (Ok(name), Ok(value)) => {
                 map.append(name, value);
             }

@@ -11,7 +11,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use outpost_proto::keys::{KeyError, Pkcs8Document, PublicKey, SigningKey};
 
 use crate::config::Config;
+use crate::metrics::HeartbeatCounters;
 use crate::registry::Registry;
+use crate::status::AgentView;
 use crate::store::{Store, StoreError};
 
 /// Why the hub could not start.
@@ -46,6 +48,8 @@ pub struct HubState {
     pub public_key: PublicKey,
     /// Whether this start created the key (the operator must then distribute the public key).
     pub key_created: bool,
+    /// Answers to heartbeats since this start, for `GET /metrics`.
+    pub heartbeats: HeartbeatCounters,
 }
 
 impl HubState {
@@ -63,8 +67,20 @@ impl HubState {
             key,
             public_key,
             key_created,
+            heartbeats: HeartbeatCounters::default(),
         };
         Ok((state, warnings))
+    }
+
+    /// The fleet at `now_ms`, as `GET /v1/agents`, the fleet page and the metrics all show it.
+    pub fn views(&self, now_ms: u64) -> Result<Vec<AgentView>, StoreError> {
+        let records = self.store.agents()?;
+        Ok(crate::status::views(
+            &self.config,
+            &self.registry(),
+            records,
+            now_ms,
+        ))
     }
 
     /// The registry for reading. A panic elsewhere while holding the lock leaves the map itself intact
