@@ -558,17 +558,33 @@ impl KubeTarget {
         source: &str,
         bundle: &Bundle,
     ) -> Result<Inventory, KubeError> {
-        let mut kinds: BTreeMap<(String, String, String), Resource> = BTreeMap::new();
+        // Per kind, the namespaces the bundle uses: listing only there needs no cluster-wide rights (a tenant's
+        // agent has none).
+        let mut kinds: BTreeMap<(String, String, String), (Resource, BTreeSet<Option<String>>)> =
+            BTreeMap::new();
         for o in &bundle.objects {
             if let Some(r) = plan::object_ref(o) {
                 if let Some(res) = self.cluster.resolve(&r).await? {
-                    kinds.insert((r.group.clone(), r.version.clone(), r.kind.clone()), res);
+                    let ns = res.namespaced.then(|| {
+                        r.namespace
+                            .clone()
+                            .unwrap_or_else(|| self.settings.namespace.clone())
+                    });
+                    kinds
+                        .entry((r.group.clone(), r.version.clone(), r.kind.clone()))
+                        .or_insert_with(|| (res, BTreeSet::new()))
+                        .1
+                        .insert(ns);
                 }
             }
         }
         let mut entries = Vec::new();
-        for ((_, _, kind), res) in kinds {
-            for (meta, _) in self.list_owned(source, &res, None).await? {
+        for ((_, _, kind), (res, namespaces)) in kinds {
+            let mut found = Vec::new();
+            for ns in &namespaces {
+                found.extend(self.list_owned(source, &res, ns.as_deref()).await?);
+            }
+            for (meta, _) in found {
                 let r = ObjectRef {
                     group: res.group.clone(),
                     version: res.version.clone(),
