@@ -15,6 +15,8 @@ use super::{Entry, Inventory, KubeError, KubeTarget, Mode, Report};
 use crate::build::Bundle;
 
 type Key = (String, String, String, String);
+/// The namespaces of one kind's objects; `None` for a cluster-scoped kind.
+type Namespaces = BTreeSet<Option<String>>;
 
 /// A bundle object ready to send.
 struct Prepared {
@@ -560,8 +562,7 @@ impl KubeTarget {
     ) -> Result<Inventory, KubeError> {
         // Per kind, the namespaces the bundle uses: listing only there needs no cluster-wide rights (a tenant's
         // agent has none).
-        let mut kinds: BTreeMap<(String, String, String), (Resource, BTreeSet<Option<String>>)> =
-            BTreeMap::new();
+        let mut kinds: BTreeMap<(String, String, String), (Resource, Namespaces)> = BTreeMap::new();
         for o in &bundle.objects {
             if let Some(r) = plan::object_ref(o) {
                 if let Some(res) = self.cluster.resolve(&r).await? {
