@@ -72,14 +72,14 @@ pub(crate) struct Discovery {
     pub builtin: Vec<ResourceType>,
 }
 
-/// Where the transcripts live: `OUTPOST_KUBE_TRANSCRIPTS`, else `shared/kube-transcripts` next
-/// to the workspace (the tests crate sits at `<repo>/tests`, the shared folder beside the repo).
+/// Where the transcripts live: `OUTPOST_KUBE_TRANSCRIPTS`, else `tests/fixtures/kube-transcripts`, the copy of
+/// the recorded exchanges kept in the repository so that a clean clone tests without anything beside it.
 pub fn transcripts_dir() -> PathBuf {
     match std::env::var_os("OUTPOST_KUBE_TRANSCRIPTS") {
         Some(dir) => PathBuf::from(dir),
         None => PathBuf::from(concat!(
             env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/kube-transcripts"
+            "/fixtures/kube-transcripts"
         )),
     }
 }

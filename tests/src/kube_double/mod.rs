@@ -4,7 +4,7 @@
 //! It serves real HTTPS (a [`TestCa`] leaf for 127.0.0.1, HTTP/1.1) on a random loopback
 //! port from its own thread and tokio runtime, so sync and async tests can both use it, and
 //! stops on drop. Behaviour follows the transcripts recorded from a real server
-//! (`shared/kube-transcripts`): discovery, an object store with managedFields and
+//! (`tests/fixtures/kube-transcripts`): discovery, an object store with managedFields and
 //! server-side apply, validation as the real server words it, simulated controllers
 //! (namespaces, CRDs, workloads), leases, watch, bearer-token auth.
 //!
