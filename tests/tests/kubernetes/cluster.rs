@@ -1,0 +1,197 @@
+//! The API server a Kubernetes end-to-end test talks to: the test double, or the real cluster named by
+//! `OUTPOST_E2E_KUBECONFIG`, with the few operations the scenarios need (read an object, edit it as another
+//! field manager), and the repositories and sites the scenarios start from.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use outpost_tests::{GitRepo, KubeDouble};
+use serde_json::Value;
+
+use super::common::Site;
+
+/// The API server a test talks to.
+pub struct Cluster {
+    pub double: Option<KubeDouble>,
+    pub kubeconfig: PathBuf,
+    _dir: tempfile::TempDir,
+    /// This test's namespace (created by the bundle, deleted at the end on a real cluster).
+    pub ns: String,
+    /// A CRD group of this test's own.
+    pub group: String,
+}
+
+impl Cluster {
+    pub fn start(test: &str) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        let suffix = format!("{:06x}", rand_u32() & 0xff_ffff);
+        let (double, kubeconfig) = match std::env::var_os("OUTPOST_E2E_KUBECONFIG") {
+            Some(k) => {
+                eprintln!(
+                    "running against the real cluster in {}",
+                    k.to_string_lossy()
+                );
+                (None, PathBuf::from(k))
+            }
+            None => {
+                let d = KubeDouble::start();
+                let k = d.write_kubeconfig(dir.path());
+                (Some(d), k)
+            }
+        };
+        Cluster {
+            double,
+            kubeconfig,
+            _dir: dir,
+            ns: format!("e2e-{test}-{suffix}"),
+            group: format!("e2e{suffix}.outpost.dev"),
+        }
+    }
+
+    pub fn double(&self) -> Option<&KubeDouble> {
+        self.double.as_ref()
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> std::process::Output {
+        Command::new("kubectl")
+            .arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .args(args)
+            .output()
+            .expect("kubectl is installed")
+    }
+
+    /// An object by API path, `None` when it does not exist.
+    pub fn get(&self, path: &str) -> Option<Value> {
+        if let Some(d) = self.double() {
+            return d.get(path);
+        }
+        let out = self.kubectl(&["get", "--raw", path]);
+        out.status
+            .success()
+            .then(|| serde_json::from_slice(&out.stdout).expect("JSON"))
+    }
+
+    pub fn cm(&self, name: &str) -> Option<Value> {
+        self.get(&format!("/api/v1/namespaces/{}/configmaps/{name}", self.ns))
+    }
+
+    pub fn cm_value(&self, name: &str) -> Option<String> {
+        self.cm(name)
+            .and_then(|o| o["data"]["version"].as_str().map(str::to_string))
+    }
+
+    /// A merge patch of a namespaced object by another field manager (someone at the site with kubectl).
+    pub fn edit(&self, api: &str, resource: &str, name: &str, patch: Value, manager: &str) {
+        if let Some(d) = self.double() {
+            let path = format!(
+                "{api}/namespaces/{}/{resource}/{name}?fieldManager={manager}",
+                self.ns
+            );
+            let (status, body) = d.request(
+                "PATCH",
+                &path,
+                Some("application/merge-patch+json"),
+                Some(&patch),
+            );
+            assert_eq!(status, 200, "edit {path}: {body}");
+            return;
+        }
+        let out = self.kubectl(&[
+            "patch",
+            resource,
+            name,
+            "-n",
+            &self.ns,
+            "--type",
+            "merge",
+            "-p",
+            &patch.to_string(),
+            "--field-manager",
+            manager,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// The `[kubernetes]` table for agents of this test.
+    pub fn table(&self) -> String {
+        format!(
+            "[kubernetes]\nkubeconfig = \"{}\"\nlease_namespace = \"default\"\nlease_name = \"{}\"\nlease_duration = \"4s\"\nrenew_deadline = \"3s\"\n",
+            self.kubeconfig.display(),
+            self.ns
+        )
+    }
+
+    /// A site with one source `apps` from `repo`, applied to this cluster.
+    pub fn site(&self, repo: &GitRepo, extra: &str) -> Site {
+        let mut site = Site::new();
+        site.source_to(
+            "apps",
+            &repo.file_url(),
+            &format!("branch = \"{}\"", repo.branch()),
+            ".",
+            "kubernetes",
+            &format!("namespace = \"{}\"\n{extra}", self.ns),
+        );
+        site.tables = self.table();
+        site
+    }
+
+    pub fn namespace_yaml(&self) -> String {
+        format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {}\n",
+            self.ns
+        )
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if self.double.is_none() {
+            let _ = self.kubectl(&["delete", "namespace", &self.ns, "--wait=false"]);
+            let _ = self.kubectl(&[
+                "delete",
+                "crd",
+                &format!("widgets.{}", self.group),
+                "--ignore-not-found",
+            ]);
+            let _ = self.kubectl(&[
+                "delete",
+                "lease",
+                "-n",
+                "default",
+                &self.ns,
+                "--ignore-not-found",
+            ]);
+        }
+    }
+}
+
+fn rand_u32() -> u32 {
+    let mut b = [0u8; 4];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
+        .unwrap();
+    u32::from_le_bytes(b)
+}
+
+/// A repository holding the test namespace and the given files.
+pub fn repo_with(c: &Cluster, files: &[(&str, String)]) -> GitRepo {
+    let repo = GitRepo::new();
+    repo.write("namespace.yaml", c.namespace_yaml().as_bytes());
+    for (name, text) in files {
+        repo.write(name, text.as_bytes());
+    }
+    repo.commit("initial");
+    repo
+}
+
+pub fn deployment(name: &str, selector: &str, image: &str) -> String {
+    format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\nspec:\n  replicas: 1\n  selector:\n    matchLabels:\n      app: {selector}\n  template:\n    metadata:\n      labels:\n        app: {selector}\n    spec:\n      containers:\n      - name: main\n        image: {image}\n"
+    )
+}
