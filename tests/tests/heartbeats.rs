@@ -61,6 +61,15 @@ impl Hub {
         self.running.as_ref().unwrap().local_addr.port()
     }
 
+    /// The agent's `[upstream]` table pointing at this hub.
+    fn upstream_table(&self) -> String {
+        format!(
+            "[upstream]\nurl = \"http://127.0.0.1:{}\"\nhub_key = \"{}\"\nheartbeat_interval = \"1s\"\n",
+            self.port(),
+            self.public_key()
+        )
+    }
+
     fn public_key(&self) -> String {
         self.running.as_ref().unwrap().public_key.to_string()
     }
@@ -134,11 +143,7 @@ fn heartbeats_reach_the_hub_and_survive_an_outage_in_order() {
 
     let port = outpost_tests::support::free_port();
     let mut hub = Hub::start(site.dir.path(), &agent_key, port);
-    site.tables = format!(
-        "[upstream]\nurl = \"http://127.0.0.1:{}\"\nhub_key = \"{}\"\nheartbeat_interval = \"1s\"\n",
-        hub.port(),
-        hub.public_key()
-    );
+    site.tables = hub.upstream_table();
     let agent = site.spawn_daemon();
     wait_until(
         Duration::from_secs(30),
@@ -206,11 +211,7 @@ fn a_signed_assignment_is_synced_and_a_clash_or_forgery_changes_nothing() {
     hub.stop();
     hub.config_text.push_str(&assignment(1, "assigned"));
     hub.start_again();
-    site.tables = format!(
-        "[upstream]\nurl = \"http://127.0.0.1:{}\"\nhub_key = \"{}\"\nheartbeat_interval = \"1s\"\n",
-        hub.port(),
-        hub.public_key()
-    );
+    site.tables = hub.upstream_table();
     let agent = site.spawn_daemon();
     wait_until(
         Duration::from_secs(40),

@@ -230,15 +230,7 @@ fn immutable_field_fails_clearly_unless_force_recreates() {
         "last good kept"
     );
 
-    site.sources.clear();
-    site.source_to(
-        "apps",
-        &repo.file_url(),
-        &format!("branch = \"{}\"", repo.branch()),
-        ".",
-        "kubernetes",
-        &format!("namespace = \"{}\"\nwait = false\nforce = true", c.ns),
-    );
+    c.set_source(&mut site, &repo, "wait = false\nforce = true");
     site.sync_ok();
     let live = c.get(&path).unwrap();
     assert_eq!(live["spec"]["selector"]["matchLabels"]["app"], "web-v2");

@@ -129,6 +129,14 @@ impl Cluster {
     /// A site with one source `apps` from `repo`, applied to this cluster.
     pub fn site(&self, repo: &GitRepo, extra: &str) -> Site {
         let mut site = Site::new();
+        self.set_source(&mut site, repo, extra);
+        site.tables = self.table();
+        site
+    }
+
+    /// Makes `apps` the site's only source, with `extra` settings (the same agent, changed configuration).
+    pub fn set_source(&self, site: &mut Site, repo: &GitRepo, extra: &str) {
+        site.sources.clear();
         site.source_to(
             "apps",
             &repo.file_url(),
@@ -137,8 +145,6 @@ impl Cluster {
             "kubernetes",
             &format!("namespace = \"{}\"\n{extra}", self.ns),
         );
-        site.tables = self.table();
-        site
     }
 
     pub fn namespace_yaml(&self) -> String {
