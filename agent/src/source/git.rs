@@ -429,7 +429,13 @@ impl Describe for &str {
 
 /// Adds the likely fix to the transport errors an operator meets most.
 fn explain(message: &str) -> String {
-    let lower = message.to_ascii_lowercase();
+    // URLs are left out of the match: a port such as `:39403` must not read as HTTP 403.
+    let lower: String = message
+        .split_whitespace()
+        .filter(|word| !word.contains("://"))
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_ascii_lowercase();
     let hint = if lower.contains("401")
         || lower.contains("authentication")
         || lower.contains("unauthorized")
@@ -462,6 +468,21 @@ fn shell_quote(p: &Path) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn hints_read_the_error_not_the_url() {
+        let tls = super::explain("cannot reach https://127.0.0.1:39403/repo.git: error sending request for url (https://127.0.0.1:39403/repo.git/git-upload-pack): client error (Connect): invalid peer certificate: UnknownIssuer");
+        assert!(
+            tls.ends_with("set ca_file to the CA that signed it"),
+            "{tls}"
+        );
+        let forbidden =
+            super::explain("HTTP status 403 Forbidden for https://git.example.com/x.git");
+        assert!(
+            forbidden.contains("may not read this repository"),
+            "{forbidden}"
+        );
+    }
+
     #[test]
     fn quoting_survives_spaces_and_quotes() {
         assert_eq!(
