@@ -172,14 +172,7 @@ impl Reconciler {
         if same_build && record.last_good.as_deref() == Some(probe.commit.as_str()) {
             return self.unchanged(&record, &probe.commit).await;
         }
-        let cached = record.fetched.as_deref() == Some(probe.commit.as_str())
-            && self.source.has_commit(&probe.commit).await;
-
-        let revision = if cached {
-            probe.commit.clone()
-        } else {
-            self.fetch(&record, &probe, shutdown).await?
-        };
+        let revision = self.cached_or_fetch(&record, &probe, shutdown).await?;
         if same_build && record.last_good.as_deref() == Some(revision.as_str()) {
             return self.unchanged(&record, &revision).await;
         }
@@ -262,6 +255,21 @@ impl Reconciler {
             revision: revision.into(),
             error,
         })
+    }
+
+    /// The probed commit, fetched only when the Git cache does not hold it already.
+    async fn cached_or_fetch(
+        &self,
+        record: &SourceRecord,
+        probe: &Probe,
+        shutdown: &watch::Receiver<bool>,
+    ) -> Result<String, ReconcileError> {
+        if record.fetched.as_deref() == Some(probe.commit.as_str())
+            && self.source.has_commit(&probe.commit).await
+        {
+            return Ok(probe.commit.clone());
+        }
+        self.fetch(record, probe, shutdown).await
     }
 
     async fn fetch(
@@ -448,13 +456,7 @@ impl Reconciler {
         why: Leadership,
         shutdown: &watch::Receiver<bool>,
     ) -> Result<PassOutcome, ReconcileError> {
-        let revision = if record.fetched.as_deref() == Some(probe.commit.as_str())
-            && self.source.has_commit(&probe.commit).await
-        {
-            probe.commit.clone()
-        } else {
-            self.fetch(record, probe, shutdown).await?
-        };
+        let revision = self.cached_or_fetch(record, probe, shutdown).await?;
         // A follower is Suspended; a replica that cannot even reach the lease keeps running the last good state
         // and says why.
         let (state, error) = match why {

@@ -198,14 +198,8 @@ impl KubeTarget {
         if !errors.is_empty() {
             return Err(KubeError::Objects(errors));
         }
-        let order = |v: &mut Vec<Prepared>| {
-            v.sort_by(|a, b| {
-                (plan::kind_rank(&a.r.kind), a.r.key())
-                    .cmp(&(plan::kind_rank(&b.r.kind), b.r.key()))
-            })
-        };
-        order(&mut stage1);
-        order(&mut stage2);
+        stage1.sort_by_key(|p| plan::apply_order(&p.r));
+        stage2.sort_by_key(|p| plan::apply_order(&p.r));
         Ok((stage1, stage2))
     }
 

@@ -27,8 +27,6 @@ pub struct Resource {
     pub version: String,
     pub plural: String,
     pub namespaced: bool,
-    /// False for kinds that cannot be listed (they are skipped by drift checks and inventory rebuilds).
-    pub listable: bool,
 }
 
 impl Resource {
@@ -336,7 +334,7 @@ impl Cluster {
     /// The kind of `r` as the server serves it. Asks the server only when the group/version is not cached or does
     /// not (yet) know the kind: right after a CRD is applied its kinds appear.
     pub async fn resolve(&self, r: &ObjectRef) -> Result<Option<Resource>, KubeError> {
-        let gv = r.group_version();
+        let gv = r.api_version();
         {
             let cache = self.discovery.lock().await;
             if let Some(Some(kinds)) = cache.get(&gv) {
@@ -385,11 +383,6 @@ impl Cluster {
             if name.contains('/') || kind.is_empty() {
                 continue; // subresources such as deployments/status
             }
-            let verbs: Vec<&str> = r
-                .get("verbs")
-                .and_then(Value::as_array)
-                .map(|v| v.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
             kinds.insert(
                 kind.to_string(),
                 Resource {
@@ -397,7 +390,6 @@ impl Cluster {
                     version: version.to_string(),
                     plural: name.to_string(),
                     namespaced: r.get("namespaced").and_then(Value::as_bool) == Some(true),
-                    listable: verbs.contains(&"list"),
                 },
             );
         }
@@ -416,7 +408,6 @@ mod tests {
             version: "v1".into(),
             plural: "configmaps".into(),
             namespaced: true,
-            listable: true,
         };
         assert_eq!(
             cm.item(Some("demo"), "app-config"),
@@ -428,7 +419,6 @@ mod tests {
             version: "v1".into(),
             plural: "customresourcedefinitions".into(),
             namespaced: false,
-            listable: true,
         };
         assert_eq!(
             crd.item(Some("ignored"), "widgets.example.com"),

@@ -236,8 +236,8 @@ impl KubeTarget {
                 .request(Method::GET, &path, None, Some(METADATA_LIST), None)
                 .await
                 .map_err(|e| match e {
-                    Ok(f) => KubeError::Discovery {
-                        group_version: format!("list {}", res.plural),
+                    Ok(f) => KubeError::List {
+                        plural: res.plural.clone(),
                         message: f.describe(),
                     },
                     Err(e) => e,

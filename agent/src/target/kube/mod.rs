@@ -42,6 +42,8 @@ pub enum KubeError {
         group_version: String,
         message: String,
     },
+    #[error("cannot list {plural} by our source label (the drift check): {message}")]
+    List { plural: String, message: String },
     #[error("{object}: {message}")]
     Object { object: String, message: String },
     #[error("{} objects failed: {}", .0.len(), .0.join("; "))]
@@ -102,7 +104,6 @@ impl Entry {
             version: self.r.version.clone(),
             plural: self.plural.clone(),
             namespaced: self.namespaced,
-            listable: true,
         }
     }
 

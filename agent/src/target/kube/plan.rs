@@ -38,11 +38,6 @@ impl ObjectRef {
             format!("{}/{}", self.group, self.version)
         }
     }
-
-    /// `group/version` for discovery: `v1` for the core group.
-    pub fn group_version(&self) -> String {
-        self.api_version()
-    }
 }
 
 impl fmt::Display for ObjectRef {
@@ -142,9 +137,13 @@ pub fn kind_rank(kind: &str) -> u32 {
     }
 }
 
-/// Sorts objects into apply order: stable by rank, then by identity, so the same bundle always applies the same way.
+/// The apply order of an object: by kind rank, then by identity, so the same bundle always applies the same way.
+pub fn apply_order(r: &ObjectRef) -> (u32, (String, String, String, String)) {
+    (kind_rank(&r.kind), r.key())
+}
+
 pub fn sort_for_apply(refs: &mut [ObjectRef]) {
-    refs.sort_by_key(|r| (kind_rank(&r.kind), r.key()));
+    refs.sort_by_key(apply_order);
 }
 
 /// Groups already sorted objects into waves of equal rank; a wave is applied concurrently, waves in order.
