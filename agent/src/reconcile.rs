@@ -309,8 +309,6 @@ impl Reconciler {
             Ok(a) => a,
             Err(e) => return Err(self.fail(record, Some(revision), e).await),
         };
-        // A drift check of a large bundle reads every object's metadata; give that memory back between cycles.
-        crate::mem::release_free_memory();
         if applied.changed {
             tracing::info!(
                 source = self.name(),

@@ -125,7 +125,13 @@ impl Target {
         match self {
             Target::Directory(d) if d.is_intact(source, revision) => Ok(Drift::None),
             Target::Directory(_) => Ok(Drift::All),
-            Target::Kubernetes(k) => Ok(k.drifted(source, revision).await?),
+            Target::Kubernetes(k) => {
+                let drift = k.drifted(source, revision).await;
+                // The check read every object's metadata; give that memory back between cycles. Only here: the
+                // directory target's check is a stat, and trimming on its every poll would be wasted work.
+                crate::mem::release_free_memory();
+                Ok(drift?)
+            }
         }
     }
 
