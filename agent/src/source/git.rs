@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use gix::remote::Direction;
 
+use super::local::LocalRepo;
 use super::refs::ListedRef;
 use super::{url, SourceError};
 use crate::config::SourceConfig;
@@ -37,6 +38,8 @@ pub struct Credentials {
 pub struct GitRemote {
     source: SourceConfig,
     cache_dir: PathBuf,
+    /// `file://` repositories are read where they are, with no transport and no cache.
+    local: Option<LocalRepo>,
 }
 
 impl GitRemote {
@@ -44,6 +47,7 @@ impl GitRemote {
         GitRemote {
             source: source.clone(),
             cache_dir,
+            local: LocalRepo::for_url(&source.url, &source.name),
         }
     }
 
@@ -54,6 +58,9 @@ impl GitRemote {
     /// Lists the refs matching `ref_name` (a full ref, or `refs/tags/*`) with one protocol v2 `ls-refs` round.
     /// gix's ref listing takes no interrupt flag; the source's timeout bounds it from outside.
     pub fn list(&self, ref_name: &str) -> Result<Vec<ListedRef>, SourceError> {
+        if let Some(local) = &self.local {
+            return local.list(ref_name);
+        }
         let repo = self.open_cache()?;
         let creds = self.credentials()?;
         let spec = if ref_name.ends_with('*') {
@@ -86,6 +93,9 @@ impl GitRemote {
     /// Shallow-fetches (depth 1) `ref_name` or, for a pinned commit, the commit itself; returns the commit id that
     /// arrived, which may be newer than what the probe saw if someone pushed in between.
     pub fn fetch(&self, ref_name: &str, interrupt: &AtomicBool) -> Result<String, SourceError> {
+        if let Some(local) = &self.local {
+            return local.resolve(ref_name);
+        }
         self.prune_cache_if_bloated();
         match self.fetch_once(ref_name, interrupt) {
             Ok(id) => Ok(id),
@@ -127,6 +137,9 @@ impl GitRemote {
 
     /// True when `commit` is already in the cache, so reading it needs no network at all.
     pub fn has_commit(&self, commit: &str) -> bool {
+        if let Some(local) = &self.local {
+            return local.has_commit(commit);
+        }
         let Ok(repo) = self.open_cache() else {
             return false;
         };
@@ -135,6 +148,14 @@ impl GitRemote {
         };
         let found = repo.find_commit(id).is_ok();
         found
+    }
+
+    /// The repository a fetched commit is read from: the `file://` repository itself, or the cache.
+    pub fn open_objects(&self) -> Result<gix::Repository, SourceError> {
+        match &self.local {
+            Some(local) => local.open(),
+            None => self.open_cache(),
+        }
     }
 
     /// Opens the cache repository without consulting any config outside it (no user or system git config, no

@@ -6,6 +6,7 @@
 
 pub mod git;
 pub mod http_probe;
+pub mod local;
 pub mod refs;
 pub mod tree;
 pub mod url;
@@ -164,7 +165,7 @@ impl Source {
         let path = self.config.path.clone();
         let limits = self.limits;
         tokio::task::spawn_blocking(move || {
-            let repo = remote.open_cache()?;
+            let repo = remote.open_objects()?;
             tree::read(&repo, &commit, &path, &limits)
         })
         .await
