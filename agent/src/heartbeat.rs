@@ -214,10 +214,11 @@ impl Assignments {
 }
 
 fn client(upstream: &Upstream) -> Result<reqwest::Client, HeartbeatError> {
-    let mut builder = reqwest::Client::builder()
+    let builder = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(30))
         .timeout(Duration::from_secs(60))
         .user_agent(concat!("outpost/", env!("CARGO_PKG_VERSION")));
+    let mut ca_certs = None;
     if let Some(path) = &upstream.ca_file {
         let pem = std::fs::read(path).map_err(|e| HeartbeatError::Send {
             url: upstream.url.clone(),
@@ -228,12 +229,14 @@ fn client(upstream: &Upstream) -> Result<reqwest::Client, HeartbeatError> {
                 url: upstream.url.clone(),
                 message: format!("ca_file {}: {e}", path.display()),
             })?;
-        builder = builder.tls_certs_only(certs);
+        ca_certs = Some(certs);
     }
-    builder.build().map_err(|e| HeartbeatError::Send {
-        url: upstream.url.clone(),
-        message: crate::source::error_chain(&e),
-    })
+    crate::trust::async_roots(builder, ca_certs.as_deref())
+        .build()
+        .map_err(|e| HeartbeatError::Send {
+            url: upstream.url.clone(),
+            message: crate::source::error_chain(&e),
+        })
 }
 
 /// Sends queued heartbeats oldest first; stops at the first failure so order is kept.

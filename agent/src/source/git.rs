@@ -289,11 +289,8 @@ impl GitRemote {
             // No overall request timeout here: a large first fetch may take long; the source's timeout bounds
             // the whole poll from outside, and a stalled connection is cut by the connect timeout.
             let builder = builder.connect_timeout(timeout.min(std::time::Duration::from_secs(30)));
-            Ok(match &ca_certs {
-                // Like git's http.sslCAInfo, a ca_file replaces the default trust roots for this source.
-                Some(certs) => builder.tls_certs_only(certs.iter().cloned()),
-                None => builder,
-            })
+            // Like git's http.sslCAInfo, a ca_file replaces the default trust roots for this source.
+            Ok(crate::trust::blocking_roots(builder, ca_certs.as_deref()))
         };
         let backend = http::reqwest::Options {
             configure_client: Some(Box::new(configure_client)),

@@ -28,7 +28,7 @@ pub enum Answer {
 static CLIENTS: std::sync::Mutex<Vec<(Option<PathBuf>, reqwest::Client)>> =
     std::sync::Mutex::new(Vec::new());
 
-/// The probe client for sources trusting `ca_file` (`None`: the platform's roots). HTTPS_PROXY / NO_PROXY are
+/// The probe client for sources trusting `ca_file` (`None`: the host's roots, else the bundled ones). HTTPS_PROXY / NO_PROXY are
 /// honoured (reqwest reads them).
 pub fn shared_client(
     ca_file: Option<&Path>,
@@ -38,13 +38,11 @@ pub fn shared_client(
     if let Some((_, client)) = clients.iter().find(|(k, _)| k.as_deref() == ca_file) {
         return Ok(client.clone());
     }
-    let mut builder = reqwest::Client::builder()
+    let builder = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(30))
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("git/2.0 (outpost/", env!("CARGO_PKG_VERSION"), ")"));
-    if let Some(certs) = ca_certs {
-        builder = builder.tls_certs_only(certs.iter().cloned());
-    }
+    let builder = crate::trust::async_roots(builder, ca_certs);
     let client = builder.build().map_err(|e| super::error_chain(&e))?;
     clients.push((ca_file.map(Path::to_path_buf), client.clone()));
     Ok(client)
