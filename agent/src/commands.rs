@@ -1,7 +1,7 @@
 //! What each `outpost` subcommand does, once `main.rs` has parsed the command line. Each returns the process exit
 //! code, or an error whose message is the whole story for the operator.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -35,6 +35,8 @@ pub enum CommandError {
         "cannot create the state directory {dir}: {message}; create it or set [agent] state_dir"
     )]
     StateDir { dir: PathBuf, message: String },
+    #[error("cannot take the agent key from {file}: {message}; give an unencrypted Ed25519 PKCS#8 key (what `outpost keygen` writes)")]
+    KeyImport { file: PathBuf, message: String },
 }
 
 impl From<ReconcileError> for CommandError {
@@ -436,26 +438,71 @@ pub fn key_path(config: &Config) -> PathBuf {
 }
 
 /// `outpost keygen`: creates the agent's key if missing (mode 0600), prints its public key and fingerprint.
-/// Never replaces an existing key: a new key is a new identity to the hub.
-pub fn keygen(config: Config) -> Result<ExitCode, CommandError> {
+/// Never replaces an existing key on its own: a new key is a new identity to the hub. With `--from FILE` the
+/// key comes from that file instead, e.g. a Secret volume, which kubelet makes group-readable and so cannot be
+/// loaded as it is; the state directory gets a private copy, replaced when the file holds a different key (the
+/// Secret is then the source of truth).
+pub fn keygen(config: Config, from: Option<&Path>) -> Result<ExitCode, CommandError> {
     use outpost_proto::keys::{Pkcs8Document, SigningKey};
     let dir = &config.agent.state_dir;
-    std::fs::create_dir_all(dir).map_err(|e| CommandError::StateDir {
+    let state_error = |e: std::io::Error| CommandError::StateDir {
         dir: dir.clone(),
         message: e.to_string(),
-    })?;
+    };
+    std::fs::create_dir_all(dir).map_err(state_error)?;
     let path = key_path(&config);
-    let created = !path.exists();
-    if created {
-        Pkcs8Document::generate()?.save(&path)?;
-    }
+    let imported = match from {
+        Some(file) => match std::fs::read(file) {
+            Ok(bytes) => Some(Pkcs8Document::from_pem_or_der(&bytes).map_err(|e| {
+                CommandError::KeyImport {
+                    file: file.to_path_buf(),
+                    message: e.to_string(),
+                }
+            })?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                eprintln!(
+                    "{} does not exist; using the state directory's own key",
+                    file.display()
+                );
+                None
+            }
+            Err(e) => {
+                return Err(CommandError::KeyImport {
+                    file: file.to_path_buf(),
+                    message: e.to_string(),
+                })
+            }
+        },
+        None => None,
+    };
+    let action = match imported {
+        Some(document) => {
+            let current = path
+                .exists()
+                .then(|| SigningKey::load(&path).map(|k| k.public_key()))
+                .transpose()
+                .ok()
+                .flatten();
+            if current == Some(document.signing_key()?.public_key()) {
+                "existing key, the same as the one given with --from"
+            } else {
+                // Written beside and renamed over, so a crash leaves the old key or the new one, never half.
+                let staging = dir.join(".agent.key.import");
+                let _ = std::fs::remove_file(&staging);
+                document.save(&staging)?;
+                std::fs::rename(&staging, &path).map_err(state_error)?;
+                "imported"
+            }
+        }
+        None if path.exists() => "existing key",
+        None => {
+            Pkcs8Document::generate()?.save(&path)?;
+            "created"
+        }
+    };
     let public = SigningKey::load(&path)?.public_key();
     println!("{public}");
     println!("fingerprint {}", public.fingerprint());
-    eprintln!(
-        "{} {}",
-        if created { "created" } else { "existing key" },
-        path.display()
-    );
+    eprintln!("{action} {}", path.display());
     Ok(ExitCode::SUCCESS)
 }

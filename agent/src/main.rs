@@ -46,7 +46,12 @@ enum Command {
         check: bool,
     },
     /// Create the agent's Ed25519 key if missing; print its public key and fingerprint.
-    Keygen,
+    Keygen {
+        /// Take the key from this PKCS#8 file (e.g. a Kubernetes Secret volume) instead of generating one; it is
+        /// copied into the state directory with mode 0600. When the file does not exist, a key is generated.
+        #[arg(long, value_name = "FILE")]
+        from: Option<std::path::PathBuf>,
+    },
     /// Print the bundle that would be applied, without applying it.
     Render {
         #[arg(long)]
@@ -81,7 +86,7 @@ fn main() -> anyhow::Result<ExitCode> {
             Command::Sync { source } => commands::sync(config, source).await,
             Command::Status { check: true, .. } => commands::check(config),
             Command::Status { json, .. } => commands::status(config, json),
-            Command::Keygen => commands::keygen(config),
+            Command::Keygen { from } => commands::keygen(config, from.as_deref()),
             Command::Render { source, revision } => {
                 commands::render(config, source, revision).await
             }

@@ -285,6 +285,24 @@ fn assert_hardened(file: &str, pod: &Value) {
         sources.iter().any(|s| s["secret"]["name"] == "outpost-git"),
         "{file}: the Git token beside the config: {config}"
     );
+    // The keygen init container copies the key from where the optional Secret projects it.
+    assert!(
+        sources
+            .iter()
+            .any(|s| s["secret"]["name"] == "outpost-agent-key"
+                && s["secret"]["optional"] == true
+                && s["secret"]["items"] == json!([{"key": "agent.key", "path": "agent.key"}])),
+        "{file}: the optional agent key Secret: {config}"
+    );
+    let keygen = pod["initContainers"]
+        .as_array()
+        .and_then(|cs| cs.iter().find(|c| c["name"] == "keygen"))
+        .unwrap_or_else(|| panic!("{file}: no keygen init container"));
+    assert_eq!(
+        keygen["command"],
+        json!([BINARY, "keygen", "--from", "/etc/outpost/agent.key"]),
+        "{file}"
+    );
 
     // No volume at all is an emptyDir: the state must survive a restart, and nothing else needs scratch space.
     for v in pod["volumes"].as_array().into_iter().flatten() {
