@@ -251,3 +251,36 @@ pub(crate) fn file_name_str(path: &Path) -> &str {
         .and_then(OsStr::to_str)
         .expect("path has a UTF-8 file name")
 }
+
+/// The instructions of a Containerfile, keyword upper-cased and first, with comments and blank lines dropped and
+/// continuation lines joined: enough to check what a stage does without a container engine.
+pub fn containerfile_instructions(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        match line.strip_suffix('\\') {
+            Some(head) => {
+                current.push_str(head);
+                current.push(' ');
+            }
+            None => {
+                current.push_str(line);
+                let (keyword, rest) = current.split_once(' ').unwrap_or((&current, ""));
+                out.push((keyword.to_uppercase(), rest.trim().to_string()));
+                current.clear();
+            }
+        }
+    }
+    out
+}
+
+/// The instructions of a Containerfile's final stage (after its last `FROM`).
+pub fn final_stage(text: &str) -> Vec<(String, String)> {
+    let all = containerfile_instructions(text);
+    let last_from = all.iter().rposition(|(k, _)| k == "FROM").unwrap_or(0);
+    all[last_from..].to_vec()
+}

@@ -3,35 +3,11 @@
 
 use super::*;
 
-/// Instructions of a Containerfile (comments and blank lines dropped, continuation lines joined), upper-cased
-/// keyword first.
-fn instructions(text: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    let mut current = String::new();
-    for line in text.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        match line.strip_suffix('\\') {
-            Some(head) => {
-                current.push_str(head);
-                current.push(' ');
-            }
-            None => {
-                current.push_str(line);
-                let (keyword, rest) = current.split_once(' ').unwrap_or((&current, ""));
-                out.push((keyword.to_uppercase(), rest.trim().to_string()));
-                current.clear();
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn the_image_is_scratch_non_root_and_runs_the_binary_the_workloads_name() {
-    let all = instructions(&read(&packaging_dir().join("Containerfile")));
+    let all = outpost_tests::support::containerfile_instructions(&read(
+        &packaging_dir().join("Containerfile"),
+    ));
     let last_from = all.iter().rposition(|(k, _)| k == "FROM").expect("a FROM");
     assert_eq!(
         all[last_from].1, "scratch",
