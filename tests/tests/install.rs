@@ -1,8 +1,8 @@
 //! The install paths that rest on the static binary: it must work in an empty root, which is all a scratch
 //! image is, and the Debian package must hold what the README's install section promises.
 //!
-//! The static binary is built here, for `x86_64-unknown-linux-musl` with the dev profile, into the suite's own
-//! target directory. Where that target is not installed (`rustup target add x86_64-unknown-linux-musl`), the
+//! The static binary is built here, for `x86_64-unknown-linux-musl` with the cheap `static-test` profile, into
+//! the suite's own target directory. Where that target is not installed (`rustup target add x86_64-unknown-linux-musl`), the
 //! tests that need it say so and stop; `.ci/run` installs it.
 
 mod common;
@@ -64,7 +64,8 @@ fn static_binary() -> Option<PathBuf> {
             }
             let target = target_dir();
             let out = cargo()
-                .args(["build", "--target", MUSL, "-p", "outpost-agent", "--bin", "outpost"])
+                .args(["build", "--profile", "static-test", "--target", MUSL])
+                .args(["-p", "outpost-agent", "--bin", "outpost"])
                 .arg("--target-dir")
                 .arg(&target)
                 .output()
@@ -74,7 +75,7 @@ fn static_binary() -> Option<PathBuf> {
                 "building the static binary failed:\n{}",
                 String::from_utf8_lossy(&out.stderr)
             );
-            Some(target.join(MUSL).join("debug/outpost"))
+            Some(target.join(MUSL).join("static-test/outpost"))
         })
         .clone()
 }

@@ -25,7 +25,7 @@ fn package() -> Option<PathBuf> {
             let deb = dir.join("outpost.deb");
             let out = cargo()
                 .args(["deb", "-p", "outpost-agent", "--no-build", "--target", MUSL])
-                .args(["--profile", "dev"])
+                .args(["--profile", "static-test"])
                 .arg("--output")
                 .arg(&deb)
                 .env("CARGO_TARGET_DIR", target_dir())
