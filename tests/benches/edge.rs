@@ -4,7 +4,7 @@
 //! - bytes and requests of one unchanged poll against `git http-backend`;
 //! - CPU time per unchanged poll (a child process runs the poll loop, so the server's CPU is not counted);
 //! - fetch + build + write of a 1,000-object repository;
-//! - idle RSS of `outpost run` with three sources;
+//! - idle and peak RSS of `outpost run` with three sources, and its startup time to `READY=1` with them cached;
 //! - release binary size.
 
 use std::path::{Path, PathBuf};
@@ -254,6 +254,7 @@ fn release_binary_figures(url: &str, work: &Path) {
             &work.join(format!("rss-large-{n}")),
             "3 sources of 1,000 objects each",
         );
+        peak_rss_of_first_sync(bin, url, &work.join(format!("peak-{n}")));
     }
 }
 
@@ -285,6 +286,77 @@ fn idle_rss(bin: &Path, url: &str, dir: &Path, label: &str) {
     );
     let _ = child.kill();
     let _ = child.wait();
+    startup_to_ready(bin, &config, label);
+}
+
+/// Peak RSS (the kernel's `ru_maxrss`) of `outpost sync` fetching, building and writing one 1,000-object
+/// repository into an empty state directory: the most memory a sync needs.
+fn peak_rss_of_first_sync(bin: &Path, url: &str, dir: &Path) {
+    std::fs::create_dir_all(dir).unwrap();
+    let config = write_config(dir, &[("big", url)], "1m");
+    // Reaped below with wait4, which also returns the child's resource usage.
+    #[allow(clippy::zombie_processes)]
+    let child = Command::new(bin)
+        .args(["--config", config.to_str().unwrap(), "sync"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut status = 0;
+    // SAFETY: plain FFI; `rusage` is written by the kernel for the child we spawned and have not reaped.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let reaped = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(reaped, child.id() as i32);
+    assert!(
+        dir.join("manifests/big.yaml").exists(),
+        "the sync wrote its file"
+    );
+    println!(
+        "peak RSS of `outpost sync`, one 1,000-object repository, empty state: {:.1} MiB",
+        usage.ru_maxrss as f64 / 1024.0
+    );
+}
+
+/// Time from spawning `outpost run` to its `READY=1`, with the three sources' last good revisions in the store
+/// (the run above left them there): store open, every last good bundle re-applied, the main loop running.
+fn startup_to_ready(bin: &Path, config: &Path, label: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let socket_path = dir.path().join("notify.sock");
+    let socket = std::os::unix::net::UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    let mut times = Vec::new();
+    for _ in 0..5 {
+        let started = Instant::now();
+        let mut child = Command::new(bin)
+            .args(["--config", config.to_str().unwrap(), "run"])
+            .env("NOTIFY_SOCKET", &socket_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut buf = [0u8; 512];
+        loop {
+            let n = socket.recv(&mut buf).expect("READY=1 within 30 s");
+            if String::from_utf8_lossy(&buf[..n])
+                .lines()
+                .any(|l| l == "READY=1")
+            {
+                break;
+            }
+        }
+        times.push(started.elapsed());
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    times.sort();
+    println!(
+        "startup to READY=1, {label} cached: median {:.1} ms (min {:.1}, max {:.1}, 5 starts)",
+        times[2].as_secs_f64() * 1e3,
+        times[0].as_secs_f64() * 1e3,
+        times[4].as_secs_f64() * 1e3
+    );
 }
 
 /// A TCP relay on loopback that counts the bytes passing each way.

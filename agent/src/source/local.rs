@@ -124,7 +124,9 @@ mod tests {
     fn a_missing_repository_is_named_with_the_fix() {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("file://{}/nothing.git", dir.path().display());
-        let err = LocalRepo::for_url(&url, "x").unwrap().list("refs/heads/main");
+        let err = LocalRepo::for_url(&url, "x")
+            .unwrap()
+            .list("refs/heads/main");
         let text = err.unwrap_err().to_string();
         assert!(
             text.contains("nothing.git") && text.contains("check the url"),
