@@ -1,5 +1,6 @@
 //! The install paths that rest on the static binary: it must work in an empty root, which is all a scratch
-//! image is, and the Debian package must hold what the README's install section promises.
+//! image is; the image itself must build from the Containerfile and run; and the Debian package must hold what
+//! the README's install section promises.
 //!
 //! The static binary is built here, for `x86_64-unknown-linux-musl` with the cheap `static-test` profile, into
 //! the suite's own target directory. Where that target is not installed (`rustup target add x86_64-unknown-linux-musl`), the
@@ -9,6 +10,8 @@ mod common;
 
 #[path = "install/deb.rs"]
 mod deb;
+#[path = "install/image.rs"]
+mod image;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
