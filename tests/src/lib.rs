@@ -15,6 +15,7 @@
 //! - [`git`] — a `git` command isolated from the user's configuration and environment.
 
 pub mod daemon;
+pub mod faults;
 pub mod http;
 pub mod kube_double;
 pub mod proxy;
@@ -25,6 +26,7 @@ pub mod support;
 pub mod tls;
 
 pub use daemon::GitDaemon;
+pub use faults::{Fault, FaultProxy};
 pub use http::{GitHttpServer, GitHttpServerBuilder, RequestRecord};
 pub use kube_double::KubeDouble;
 pub use proxy::HttpProxy;
