@@ -388,6 +388,7 @@ mod tests {
             assignment_generation: 0,
             dropped: 0,
             sources: vec![SourceStatus::new("platform", SourceState::Ready)],
+            assignment_error: None,
         }
     }
 
