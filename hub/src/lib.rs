@@ -4,7 +4,8 @@
 //! hub's key. The request path, one module per stage:
 //! - [`config`]: `hub.toml` -> validated [`config::Config`] (listen/TLS, agents, limits), with [`assign`]
 //!   deciding which `[[assignment]]` each agent gets;
-//! - [`state`]: the shared [`state::HubState`] opened from it (hub key, [`store`], [`registry`]);
+//! - [`state`]: the shared [`state::HubState`] opened from it (hub key, [`store`], [`registry`], and the
+//!   [`authority`] names heartbeats must be signed for);
 //! - [`server`]: sockets, TLS ([`tls`]), HTTP limits and routing;
 //! - handlers, plain synchronous functions over bytes: [`heartbeat`], [`enroll`], [`status`], and for
 //!   people and monitoring, [`fleet`] (the HTML page) and [`metrics`] (Prometheus);
@@ -13,6 +14,7 @@
 //! Wire formats, signing and keys come from `outpost_proto`; nothing here re-implements them.
 
 pub mod assign;
+pub mod authority;
 pub mod config;
 pub mod enroll;
 pub mod fleet;

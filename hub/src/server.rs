@@ -108,9 +108,8 @@ pub async fn start(config: Config) -> Result<RunningHub, ServeError> {
         None => None,
     };
     let listen = config.listen;
-    let (state, warnings) = tokio::task::spawn_blocking(move || HubState::open(config))
-        .await
-        .map_err(|e| ServeError::Startup(e.to_string()))??;
+    // Bound before the state is opened: the default names a heartbeat may be signed for include the
+    // port, which `listen = "...:0"` only settles here.
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -121,6 +120,10 @@ pub async fn start(config: Config) -> Result<RunningHub, ServeError> {
         addr: listen,
         source,
     })?;
+    let (state, warnings) = tokio::task::spawn_blocking(move || HubState::open(config, local_addr))
+        .await
+        .map_err(|e| ServeError::Startup(e.to_string()))??;
+    tracing::debug!(names = ?state.authorities.list(), "heartbeats must be signed for one of these names");
     let state = Arc::new(state);
     let (stop, stopped) = watch::channel(false);
     let task = tokio::spawn(accept_loop(listener, tls, state.clone(), stopped));

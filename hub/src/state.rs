@@ -4,12 +4,14 @@
 //! when missing so a first start needs no extra step, and its public key is what operators copy into each
 //! agent's `hub_key`. Nothing here is global; tests open several hubs in one process.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use outpost_proto::keys::{KeyError, Pkcs8Document, PublicKey, SigningKey};
 
+use crate::authority::Authorities;
 use crate::config::Config;
 use crate::metrics::HeartbeatCounters;
 use crate::registry::Registry;
@@ -35,6 +37,8 @@ pub enum OpenError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// The hub's shared state.
@@ -50,12 +54,25 @@ pub struct HubState {
     pub key_created: bool,
     /// Answers to heartbeats since this start, for `GET /metrics`.
     pub heartbeats: HeartbeatCounters,
+    /// The names a heartbeat's signed `@authority` must be one of.
+    pub authorities: Authorities,
 }
 
 impl HubState {
-    /// Loads or creates the key, opens the store and builds the registry. The strings returned are
-    /// warnings for the log (enrollments the config overrides).
-    pub fn open(config: Config) -> Result<(HubState, Vec<String>), OpenError> {
+    /// Loads or creates the key, opens the store and builds the registry, for a hub bound to `local_addr`
+    /// (which settles the default names when `listen` has port 0). The strings returned are warnings for
+    /// the log (enrollments the config overrides).
+    pub fn open(
+        config: Config,
+        local_addr: SocketAddr,
+    ) -> Result<(HubState, Vec<String>), OpenError> {
+        let authorities = match (&config.names, &config.tls) {
+            (Some(names), _) => Authorities::configured(names.iter().map(String::as_str)),
+            (None, Some(files)) => {
+                Authorities::defaults(local_addr, &crate::tls::certificate_dns_names(files)?)
+            }
+            (None, None) => Authorities::defaults(local_addr, &[]),
+        };
         let (key, key_created) = load_or_create_key(&config.key_file)?;
         let store = Store::open(&config.state_dir)?;
         let (registry, warnings) = Registry::build(&config, &store.enrollments()?);
@@ -68,6 +85,7 @@ impl HubState {
             public_key,
             key_created,
             heartbeats: HeartbeatCounters::default(),
+            authorities,
         };
         Ok((state, warnings))
     }
