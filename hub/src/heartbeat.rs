@@ -76,7 +76,7 @@ pub fn handle(
 
     let recorded = hub
         .store
-        .record_heartbeat(&heartbeat, now_ms, hub.config.history)
+        .record_heartbeat(&heartbeat, request.body, now_ms, hub.config.history)
         .map_err(|e| {
             Rejection::internal(format!(
                 "cannot record heartbeat {} of agent {:?}: {e}",

@@ -14,7 +14,8 @@
 //! buffering all of it; at most [`MAX_CONNECTIONS`] connections are served at once.
 //!
 //! Handlers are synchronous (signature checks, sled writes); they run on tokio's blocking pool so a slow
-//! disk never stalls the connections being read.
+//! disk never stalls the connections being read. A heartbeat's reply is held until its record is on disk
+//! ([`crate::durable`]).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -86,6 +87,7 @@ pub struct RunningHub {
     state: Arc<HubState>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    flusher: tokio::task::JoinHandle<()>,
 }
 
 impl RunningHub {
@@ -93,6 +95,9 @@ impl RunningHub {
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
+        // No request is left to wait for a flush; the final flush below covers any write still buffered.
+        self.flusher.abort();
+        let _ = self.flusher.await;
         let state = self.state;
         let flushed = tokio::task::spawn_blocking(move || state.store.flush()).await;
         if let Ok(Err(e)) = flushed {
@@ -126,6 +131,10 @@ pub async fn start(config: Config) -> Result<RunningHub, ServeError> {
     tracing::debug!(names = ?state.authorities.list(), "heartbeats must be signed for one of these names");
     let state = Arc::new(state);
     let (stop, stopped) = watch::channel(false);
+    let flusher = {
+        let state = state.clone();
+        tokio::spawn(async move { state.commits.run(state.store.clone()).await })
+    };
     let task = tokio::spawn(accept_loop(listener, tls, state.clone(), stopped));
     Ok(RunningHub {
         local_addr,
@@ -135,6 +144,7 @@ pub async fn start(config: Config) -> Result<RunningHub, ServeError> {
         state,
         stop,
         task,
+        flusher,
     })
 }
 
@@ -286,7 +296,9 @@ fn method_not_allowed(allowed: &str) -> Rejection {
 async fn heartbeat(state: Arc<HubState>, request: Request<Incoming>) -> Result<Reply, Rejection> {
     let (parts, body) = request.into_parts();
     let body = read_body(&parts, body, state.config.max_body, "heartbeat", "max_body").await?;
-    blocking(move || {
+    let commits = state.clone();
+    let commits = &commits.commits;
+    let reply = blocking(move || {
         let headers: Vec<(&str, &str)> = parts
             .headers
             .iter()
@@ -319,7 +331,13 @@ async fn heartbeat(state: Arc<HubState>, request: Request<Incoming>) -> Result<R
         };
         crate::heartbeat::handle(&state, &received, now_ms())
     })
-    .await
+    .await?;
+    // A duplicate is waited for too: its first copy may still be on its way to the disk.
+    commits
+        .wait()
+        .await
+        .map_err(|e| Rejection::internal(e.to_string()))?;
+    Ok(reply)
 }
 
 async fn enroll(state: Arc<HubState>, request: Request<Incoming>) -> Result<Reply, Rejection> {

@@ -13,6 +13,7 @@ use outpost_proto::keys::{KeyError, Pkcs8Document, PublicKey, SigningKey};
 
 use crate::authority::Authorities;
 use crate::config::Config;
+use crate::durable::GroupCommit;
 use crate::metrics::HeartbeatCounters;
 use crate::registry::Registry;
 use crate::status::AgentView;
@@ -56,6 +57,8 @@ pub struct HubState {
     pub heartbeats: HeartbeatCounters,
     /// The names a heartbeat's signed `@authority` must be one of.
     pub authorities: Authorities,
+    /// Heartbeats are acknowledged only after their records are flushed, in groups.
+    pub commits: GroupCommit,
 }
 
 impl HubState {
@@ -86,6 +89,7 @@ impl HubState {
             key_created,
             heartbeats: HeartbeatCounters::default(),
             authorities,
+            commits: GroupCommit::default(),
         };
         Ok((state, warnings))
     }
