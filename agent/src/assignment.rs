@@ -44,17 +44,18 @@ pub fn decide(running: &Config, reply: &[u8]) -> Decision {
     let parsed = serde_json::to_vec(offered)
         .map_err(|e| e.to_string())
         .and_then(|b| wire::parse_assignment(&b).map_err(|e| e.to_string()));
-    let assignment =
-        match parsed {
-            Ok(a) => a,
-            Err(e) => return Decision::Refuse(refusal(
+    let assignment = match parsed {
+        Ok(a) => a,
+        Err(e) => {
+            return Decision::Refuse(refusal(
                 claimed_generation(reply).unwrap_or(0),
                 RefusalKind::InvalidSource,
                 format!(
                     "the hub sent an assignment that is not valid: {e}; fix it in the hub config"
                 ),
-            )),
-        };
+            ))
+        }
+    };
     let current = running.assignment_generation;
     if assignment.generation == current {
         return Decision::UpToDate;
