@@ -13,9 +13,12 @@
 //! is refused with 413 as soon as its `Content-Length` says so, or while it streams in, never after
 //! buffering all of it; at most [`MAX_CONNECTIONS`] connections are served at once.
 //!
-//! Handlers are synchronous (signature checks, sled writes); they run on tokio's blocking pool so a slow
-//! disk never stalls the connections being read. A heartbeat's reply is held until its record is on disk
-//! ([`crate::durable`]).
+//! Handlers are synchronous (signature checks, sled reads and writes). The heartbeat handler runs on the
+//! runtime thread that read the request: its sled writes only fill memory buffers (the fsync is the group
+//! commit's, on the blocking pool, see [`crate::durable`]), and handing each heartbeat to the blocking pool
+//! cost a sixth of the hub's CPU in thread wake-ups (measured with `benches/verify.rs`). The others (store
+//! scans for listings and pages, enrollment's token file and flush) run on tokio's blocking pool so a slow
+//! disk never stalls the connections being read. A heartbeat's reply is held until its record is on disk.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -298,7 +301,8 @@ async fn heartbeat(state: Arc<HubState>, request: Request<Incoming>) -> Result<R
     let body = read_body(&parts, body, state.config.max_body, "heartbeat", "max_body").await?;
     let commits = state.clone();
     let commits = &commits.commits;
-    let reply = blocking(move || {
+    // Inline, not on the blocking pool: see the module comment.
+    let reply = (move || {
         let headers: Vec<(&str, &str)> = parts
             .headers
             .iter()
@@ -330,8 +334,7 @@ async fn heartbeat(state: Arc<HubState>, request: Request<Incoming>) -> Result<R
             body: &body,
         };
         crate::heartbeat::handle(&state, &received, now_ms())
-    })
-    .await?;
+    })()?;
     // A duplicate is waited for too: its first copy may still be on its way to the disk.
     commits
         .wait()
