@@ -505,6 +505,29 @@ mod tests {
             "{table}"
         );
         assert!(table.contains("0123456789ab"), "{table}");
+
+        // A refused assignment gets its own row under the agent's sources, with the agent's reason.
+        let mut refusing = record("a", now);
+        refusing.heartbeat.assignment_error = Some(outpost_proto::wire::AssignmentError {
+            generation: 3,
+            kind: outpost_proto::wire::RefusalKind::NameClash,
+            reason: "source \"platform\" clashes\nsecond line".into(),
+        });
+        let views = super::views(&config, &registry, vec![refusing], now);
+        assert_eq!(
+            views[0].assignment_error.as_ref().map(|e| e.generation),
+            Some(3)
+        );
+        let table = render_table(&views);
+        let refused = table
+            .lines()
+            .find(|l| l.contains("refused 3"))
+            .ok_or("no refusal row")?;
+        assert!(
+            refused.contains("name_clash") && refused.contains("source \"platform\" clashes"),
+            "{table}"
+        );
+        assert!(!table.contains("second line"), "{table}");
         Ok(())
     }
 
