@@ -38,8 +38,6 @@ pub enum OpenError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error(transparent)]
-    Tls(#[from] crate::tls::TlsError),
 }
 
 /// The hub's shared state.
@@ -69,16 +67,24 @@ impl HubState {
         config: Config,
         local_addr: SocketAddr,
     ) -> Result<(HubState, Vec<String>), OpenError> {
+        let mut notes = Vec::new();
         let authorities = match (&config.names, &config.tls) {
             (Some(names), _) => Authorities::configured(names.iter().map(String::as_str)),
             (None, Some(files)) => {
-                Authorities::defaults(local_addr, &crate::tls::certificate_dns_names(files)?)
+                // rustls serves certificates webpki cannot fully parse; such a hub still starts, on the
+                // listen address's names, and says how to add the rest.
+                let cert_names = crate::tls::certificate_dns_names(files).unwrap_or_else(|e| {
+                    notes.push(format!("the hub answers heartbeats only for its listen address: {e}; list the names agents use in `names`"));
+                    Vec::new()
+                });
+                Authorities::defaults(local_addr, &cert_names)
             }
             (None, None) => Authorities::defaults(local_addr, &[]),
         };
         let (key, key_created) = load_or_create_key(&config.key_file)?;
         let store = Store::open(&config.state_dir)?;
-        let (registry, warnings) = Registry::build(&config, &store.enrollments()?);
+        let (registry, mut warnings) = Registry::build(&config, &store.enrollments()?);
+        warnings.append(&mut notes);
         let public_key = key.public_key();
         let state = HubState {
             config,
