@@ -15,7 +15,9 @@ use outpost_proto::signed::{self, Freshness, ReceivedResponse};
 use outpost_proto::wire::{self, Heartbeat, SourceState, SourceStatus};
 use tokio::sync::{watch, Notify};
 
+use crate::assignment::Assignments;
 use crate::config::{Config, Upstream};
+use crate::report::Board;
 use crate::store::{now, OutboxLimits, Store};
 
 const CONTENT_TYPE: &str = "application/json";
@@ -66,6 +68,10 @@ pub fn build(config: &Config, store: &Store, seq: u64, dropped: u64, boot_id: &s
         assignment_generation: config.assignment_generation,
         dropped,
         sources,
+        assignment_error: store.assignment_error().unwrap_or_else(|e| {
+            tracing::warn!("cannot read the assignment refusal to report: {e}");
+            None
+        }),
     };
     // Validation failures would be our bug; send what we have and let the hub say what is wrong.
     heartbeat
@@ -89,21 +95,37 @@ pub fn load_key(config: &Config) -> Result<SigningKey, HeartbeatError> {
     })
 }
 
-/// Queues and sends heartbeats until shutdown. `changed` is notified when a source's state changes.
+/// What the heartbeat loop shares with the rest of the daemon.
+pub struct Shared {
+    pub store: Arc<Store>,
+    /// Notified by the source loops when a state changes: a heartbeat is queued at once.
+    pub changed: Arc<Notify>,
+    /// Notified here when an assignment is accepted: the daemon restarts its sources with it.
+    pub reload: Arc<Notify>,
+    /// The status snapshot `outpost status` reads, which shows the outbox depth.
+    pub board: Arc<Board>,
+}
+
+/// Queues and sends heartbeats until shutdown.
 pub async fn run(
     config: Arc<Config>,
     upstream: Upstream,
-    store: Arc<Store>,
     key: SigningKey,
-    changed: Arc<Notify>,
-    reload: Arc<Notify>,
+    shared: Shared,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let Shared {
+        store,
+        changed,
+        reload,
+        board,
+    } = shared;
     let mut assignments = Assignments {
         config: config.clone(),
         store: store.clone(),
         reload,
-        rejected: None,
+        changed: changed.clone(),
+        logged: None,
     };
     let client = match client(&upstream) {
         Ok(c) => c,
@@ -139,77 +161,19 @@ pub async fn run(
         if backoff_until.is_some_and(|b| now_instant < b) {
             continue;
         }
-        backoff_until = match drain(&client, &upstream, &store, &key, &mut assignments).await {
+        let drained = drain(&client, &upstream, &store, &key, &mut assignments).await;
+        let queued = store.outbox_len();
+        board.set_outbox(queued as u64);
+        backoff_until = match drained {
             Ok(()) => {
                 retry.reset();
                 None
             }
             Err(e) => {
-                tracing::warn!(queued = store.outbox_len(), "{e}");
+                tracing::warn!(queued, "{e}");
                 Some(now_instant + retry.next_backoff().unwrap_or(upstream.heartbeat_interval))
             }
         };
-    }
-}
-
-/// Acts on the assignments in the hub's verified replies.
-struct Assignments {
-    /// The running config: the file's sources plus the assignment they run with.
-    config: Arc<Config>,
-    store: Arc<Store>,
-    /// Notified when a new assignment is accepted: the scheduler restarts its sources with it.
-    reload: Arc<Notify>,
-    /// The last generation refused, so the hub's repeats of it are not logged again.
-    rejected: Option<u64>,
-}
-
-impl Assignments {
-    /// Accepts an assignment only when its generation is newer than the one running and it makes a valid config
-    /// with the file's sources. The reply's signature was verified by the caller.
-    fn consider(&mut self, reply: &[u8]) {
-        let Ok(value) = serde_json::from_slice::<serde_json::Value>(reply) else {
-            return;
-        };
-        let Some(assignment) = value.get("assignment").filter(|a| !a.is_null()) else {
-            return;
-        };
-        let parsed = serde_json::to_vec(assignment)
-            .map_err(|e| e.to_string())
-            .and_then(|b| wire::parse_assignment(&b).map_err(|e| e.to_string()));
-        let assignment = match parsed {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::error!("the hub sent an assignment that is not valid, ignoring it: {e}");
-                return;
-            }
-        };
-        let running = self.config.assignment_generation;
-        if assignment.generation <= running || self.rejected == Some(assignment.generation) {
-            return;
-        }
-        match self.config.with_assignment(&assignment) {
-            Ok(merged) => {
-                if let Err(e) = self.store.set_assignment(&assignment) {
-                    tracing::error!(
-                        "cannot store assignment generation {}: {e}",
-                        assignment.generation
-                    );
-                    return;
-                }
-                tracing::info!(
-                    generation = assignment.generation,
-                    sources = ?merged.assigned_sources,
-                    "accepted the hub's assignment: restarting the sources with it"
-                );
-                self.reload.notify_one();
-            }
-            Err(e) => {
-                tracing::error!(
-                    "refused the hub's assignment: {e}; the sources already running keep running"
-                );
-                self.rejected = Some(assignment.generation);
-            }
-        }
     }
 }
 
@@ -298,7 +262,7 @@ async fn drain(
                     .iter()
                     .map(|(k, v)| (k.as_str(), v.as_str()))
                     .collect();
-                signed::verify_response(
+                let verified = signed::verify_response(
                     &ReceivedResponse {
                         status,
                         headers: &header_refs,
@@ -307,11 +271,15 @@ async fn drain(
                     &upstream.hub_key,
                     now() as i64,
                     Freshness::default(),
-                )
-                .map_err(|e| HeartbeatError::Untrusted {
-                    url: upstream.url.clone(),
-                    message: e.to_string(),
-                })?;
+                );
+                if let Err(e) = verified {
+                    let message = e.to_string();
+                    assignments.untrusted(&body, &message);
+                    return Err(HeartbeatError::Untrusted {
+                        url: upstream.url.clone(),
+                        message,
+                    });
+                }
                 store
                     .outbox_delivered(entry.seq)
                     .map_err(|e| send_err(e.to_string()))?;

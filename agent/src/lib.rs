@@ -4,6 +4,7 @@
 //! (sled) -> `target` (where bundles are applied) -> `report` (status); `reconcile` runs one source through the
 //! stages once, `schedule` runs every source forever, and `commands` maps subcommands onto them.
 
+pub mod assignment;
 pub mod build;
 pub mod commands;
 pub mod config;

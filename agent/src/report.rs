@@ -50,6 +50,10 @@ pub struct Snapshot {
     /// The pid of the `outpost run` that wrote this snapshot; `None` when read from the store directly.
     pub daemon_pid: Option<u32>,
     pub written_at: u64,
+    /// Heartbeats queued and not yet delivered to the hub; absent when no `[upstream]` is configured. A
+    /// number that keeps growing means the hub is unreachable or refuses them (the daemon's log says why).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_outbox: Option<u64>,
     pub sources: Vec<SourceStatus>,
 }
 
@@ -89,6 +93,7 @@ pub fn from_store(config: &Config, store: &Store) -> Result<Snapshot, StoreError
         agent_id: config.agent.id.clone(),
         daemon_pid: None,
         written_at: crate::store::now(),
+        heartbeat_outbox: config.upstream.as_ref().map(|_| store.outbox_len() as u64),
         sources,
     })
 }
@@ -123,8 +128,23 @@ impl Board {
         if let Some(&i) = index.get(&config.name) {
             snapshot.sources[i] = status;
         }
-        snapshot.written_at = crate::store::now();
-        let bytes = serde_json::to_vec_pretty(&*snapshot).expect("status serialises");
+        self.write(guard);
+    }
+
+    /// Records how many heartbeats wait in the outbox (the heartbeat loop calls it after every send).
+    pub fn set_outbox(&self, depth: u64) {
+        let guard = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
+        if guard.0.heartbeat_outbox == Some(depth) {
+            return;
+        }
+        let mut guard = guard;
+        guard.0.heartbeat_outbox = Some(depth);
+        self.write(guard);
+    }
+
+    fn write(&self, mut guard: std::sync::MutexGuard<'_, (Snapshot, BTreeMap<String, usize>)>) {
+        guard.0.written_at = crate::store::now();
+        let bytes = serde_json::to_vec_pretty(&guard.0).expect("status serialises");
         drop(guard);
         if let Err(e) = fsutil::write_replace(&self.path, &bytes) {
             tracing::warn!(file = %self.path.display(), "cannot write the status snapshot: {e}");
@@ -171,6 +191,11 @@ pub fn render_table(snapshot: &Snapshot, now: u64) -> String {
             None => "no daemon running; read from the store".into(),
         }
     );
+    if let Some(depth) = snapshot.heartbeat_outbox {
+        out.push_str(&format!(
+            "heartbeat outbox: {depth} waiting to be sent to the hub\n"
+        ));
+    }
     out.push_str(&format!(
         "{:<16} {:<12} {:<13} {:<13} {:<13} {:<8} {:<10} {}\n",
         "SOURCE", "STATE", "APPLIED", "LAST GOOD", "FETCHED", "OBJECTS", "SEEN", "NEXT POLL"

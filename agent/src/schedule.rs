@@ -79,12 +79,16 @@ pub async fn run(
     if let Some(upstream) = &config.upstream {
         match crate::heartbeat::load_key(config) {
             Ok(key) => {
-                let (config, upstream, store) =
-                    (Arc::new(config.clone()), upstream.clone(), store.clone());
-                let (changed, shutdown) = (changed.clone(), shutdown.clone());
+                let (config, upstream) = (Arc::new(config.clone()), upstream.clone());
+                let shared = crate::heartbeat::Shared {
+                    store: store.clone(),
+                    changed: changed.clone(),
+                    reload,
+                    board: board.clone(),
+                };
+                let shutdown = shutdown.clone();
                 tasks.spawn(async move {
-                    crate::heartbeat::run(config, upstream, store, key, changed, reload, shutdown)
-                        .await
+                    crate::heartbeat::run(config, upstream, key, shared, shutdown).await
                 });
             }
             Err(e) => tracing::error!("heartbeats disabled: {e}"),

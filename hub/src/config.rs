@@ -60,6 +60,9 @@ pub struct Config {
     /// The file this was read from (for messages).
     pub path: PathBuf,
     pub listen: SocketAddr,
+    /// The `host[:port]` names heartbeats must be signed for (`@authority`); `None` for the defaults of
+    /// [`crate::authority::Authorities::defaults`].
+    pub names: Option<Vec<String>>,
     pub tls: Option<TlsFiles>,
     /// The hub's Ed25519 PKCS#8 key, which signs every reply; created if missing.
     pub key_file: PathBuf,
@@ -98,6 +101,7 @@ pub struct AgentEntry {
 #[serde(deny_unknown_fields)]
 struct RawConfig {
     listen: Option<String>,
+    names: Option<Vec<String>>,
     tls: Option<RawTls>,
     key_file: Option<PathBuf>,
     state_dir: Option<PathBuf>,
@@ -224,9 +228,11 @@ impl Checker<'_> {
                 format!("= {history} is out of range; keep between 1 and {MAX_HISTORY} heartbeats per agent"),
             ));
         }
+        let names = raw.names.map(|names| self.names(names)).transpose()?;
         Ok(Config {
             path: self.path.to_owned(),
             listen,
+            names,
             tls,
             key_file,
             state_dir,
@@ -258,6 +264,24 @@ impl Checker<'_> {
             ));
         }
         Ok(addr)
+    }
+
+    fn names(&self, names: Vec<String>) -> Result<Vec<String>, ConfigError> {
+        if names.is_empty() {
+            return Err(self.invalid(
+                "names",
+                "is empty, so no heartbeat could ever be accepted; list the host[:port] agents use in [upstream] url, or remove `names` for the defaults (listen address and certificate names)",
+            ));
+        }
+        for (index, name) in names.iter().enumerate() {
+            if !crate::authority::is_authority(name) {
+                return Err(self.invalid(
+                    format!("names[{index}]"),
+                    format!("= {name:?} is not a host or host:port; write it as agents have it in [upstream] url without the scheme, like \"hub.example.com:8443\""),
+                ));
+            }
+        }
+        Ok(names)
     }
 
     fn interval(&self, key: &str, text: &str) -> Result<Duration, ConfigError> {
@@ -540,6 +564,23 @@ generation = 2
         );
         assert!(problem("[[assignment]]\nagents = []\ngeneration = 1\n")
             .contains("assignment[0].agents"));
+    }
+
+    #[test]
+    fn names_are_host_and_port() -> Result<(), ConfigError> {
+        assert_eq!(parse("")?.names, None);
+        let config = parse("names = [\"hub.example.com:8443\", \"hub.example.com\"]\n")?;
+        assert_eq!(
+            config.names,
+            Some(vec![
+                "hub.example.com:8443".into(),
+                "hub.example.com".into()
+            ])
+        );
+        let message = problem("names = [\"https://hub.example.com\"]\n");
+        assert!(message.contains("names[0]"), "{message}");
+        assert!(problem("names = []\n").contains("`names` is empty"));
+        Ok(())
     }
 
     #[test]

@@ -121,12 +121,17 @@ pub fn handle(hub: &HubState, body: &[u8], now_ms: u64) -> Result<Reply, Rejecti
         enrolled_at_ms: now_ms,
         token_sha256: sha256_hex(expected.as_bytes()),
     };
-    let outcome = hub.store.enroll(&enrollment).map_err(|e| {
-        Rejection::internal(format!(
-            "cannot record the enrollment of agent {:?}: {e}",
-            request.agent_id
-        ))
-    })?;
+    // Flushed before the answer: an agent told it is enrolled must stay enrolled after a hub crash.
+    let outcome = hub
+        .store
+        .enroll(&enrollment)
+        .and_then(|outcome| hub.store.flush().map(|()| outcome))
+        .map_err(|e| {
+            Rejection::internal(format!(
+                "cannot record the enrollment of agent {:?}: {e}",
+                request.agent_id
+            ))
+        })?;
     let status = match outcome {
         Enrolled::Enrolled => {
             let known = KnownAgent {

@@ -77,13 +77,23 @@ fn agent_rows(page: &mut String, view: &AgentView) {
         (Some(at), Some(ago)) => format!("{} ({ago} s ago)", escape(at)),
         _ => "-".to_owned(),
     };
-    let generation = format!(
+    let mut generation = format!(
         "{} / {}",
         view.assignment_generation
             .map_or("-".to_owned(), |g| g.to_string()),
         view.assigned_generation
             .map_or("-".to_owned(), |g| g.to_string())
     );
+    if let Some(refused) = &view.assignment_error {
+        // The agent's words, so escaped like every other agent-supplied text.
+        let _ = write!(
+            generation,
+            "<div class=\"error\">refused {} ({}): {}</div>",
+            refused.generation,
+            refused.kind,
+            escape(&refused.reason)
+        );
+    }
     let _ = write!(
         page,
         "<tr><td rowspan=\"{rows}\"><code>{}</code></td><td rowspan=\"{rows}\" class=\"{class}\">{}</td>\
@@ -152,7 +162,7 @@ pub fn escape(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use outpost_proto::wire::SourceState;
+    use outpost_proto::wire::{AssignmentError, RefusalKind, SourceState};
 
     const NOW_MS: u64 = 1_790_000_000_000;
 
@@ -172,6 +182,7 @@ mod tests {
             assignment_generation: Some(2),
             assigned_generation: Some(3),
             dropped: Some(0),
+            assignment_error: None,
             sources,
         }
     }
@@ -241,6 +252,11 @@ mod tests {
         source.applied_revision = Some("<img src=x onerror=alert(1)>".into());
         let mut view = seen("<script>alert(1)</script>", true, vec![source]);
         view.agent_version = Some("\"><script>".into());
+        view.assignment_error = Some(AssignmentError {
+            generation: 4,
+            kind: RefusalKind::NameClash,
+            reason: "source \"<script>x</script>\" clashes".into(),
+        });
         let page = render(&[view], NOW_MS);
         assert!(!page.contains("<script"), "{page}");
         assert!(!page.contains("<img"), "{page}");
@@ -251,6 +267,12 @@ mod tests {
         );
         assert!(
             page.contains("&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; &amp; &quot;more&quot;"),
+            "{page}"
+        );
+        assert!(
+            page.contains(
+                "refused 4 (name_clash): source &quot;&lt;script&gt;x&lt;/script&gt;&quot; clashes"
+            ),
             "{page}"
         );
     }

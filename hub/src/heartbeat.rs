@@ -5,9 +5,11 @@
 //! 1. find the signer by the `keyid` (key fingerprint) in `Signature-Input`: unknown key -> 401;
 //! 2. `verify_request` with that agent's key: body digest, signature, `created` within the freshness window
 //!    -> 401 with the reason (`bad_digest`, `bad_signature`, `stale_signature`);
-//! 3. parse and validate the body -> 400;
-//! 4. the body's `agent_id` must be the signer's id -> 403 (one agent's key cannot speak for another);
-//! 5. `seq` must be above the last accepted one -> 409, except an exact copy of a heartbeat already
+//! 3. the signed `@authority` must be one of the hub's names ([`crate::authority`]) -> 401 `wrong_authority`,
+//!    so a heartbeat signed for another hub cannot be replayed here;
+//! 4. parse and validate the body -> 400;
+//! 5. the body's `agent_id` must be the signer's id -> 403 (one agent's key cannot speak for another);
+//! 6. `seq` must be above the last accepted one -> 409, except an exact copy of a heartbeat already
 //!    accepted, which is acknowledged again (200) so an agent whose acknowledgement was lost can move on.
 //!
 //! The reply is `{"ack_seq": N, "assignment": ...}`, signed with the hub key (RFC 9421 response signature).
@@ -49,6 +51,7 @@ pub fn handle(
 
     verify_request(request, &agent.public_key, now, hub.config.freshness)
         .map_err(|e| verify_rejection(&agent.id, &e))?;
+    hub.authorities.check(&agent.id, request.authority)?;
 
     let heartbeat = parse_heartbeat(request.body).map_err(|e| {
         Rejection::new(
@@ -73,7 +76,7 @@ pub fn handle(
 
     let recorded = hub
         .store
-        .record_heartbeat(&heartbeat, now_ms, hub.config.history)
+        .record_heartbeat(&heartbeat, request.body, now_ms, hub.config.history)
         .map_err(|e| {
             Rejection::internal(format!(
                 "cannot record heartbeat {} of agent {:?}: {e}",

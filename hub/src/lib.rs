@@ -4,16 +4,20 @@
 //! hub's key. The request path, one module per stage:
 //! - [`config`]: `hub.toml` -> validated [`config::Config`] (listen/TLS, agents, limits), with [`assign`]
 //!   deciding which `[[assignment]]` each agent gets;
-//! - [`state`]: the shared [`state::HubState`] opened from it (hub key, [`store`], [`registry`]);
+//! - [`state`]: the shared [`state::HubState`] opened from it (hub key, [`store`], [`registry`], and the
+//!   [`authority`] names heartbeats must be signed for);
 //! - [`server`]: sockets, TLS ([`tls`]), HTTP limits and routing;
 //! - handlers, plain synchronous functions over bytes: [`heartbeat`], [`enroll`], [`status`], and for
 //!   people and monitoring, [`fleet`] (the HTML page) and [`metrics`] (Prometheus);
-//! - [`reply`]: the answers they return, accepted or refused.
+//! - [`reply`]: the answers they return, accepted or refused; [`durable`]: a heartbeat's reply waits until its
+//!   record is on disk (group commit).
 //!
 //! Wire formats, signing and keys come from `outpost_proto`; nothing here re-implements them.
 
 pub mod assign;
+pub mod authority;
 pub mod config;
+pub mod durable;
 pub mod enroll;
 pub mod fleet;
 pub mod heartbeat;

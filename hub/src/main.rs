@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use outpost_hub::config::{Config, DEFAULT_CONFIG_PATH};
+use outpost_hub::store::Store;
 use outpost_hub::{server, state, status};
 
 #[derive(Debug, Parser)]
@@ -35,6 +36,17 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Remove everything recorded of one agent: its last heartbeat, its history and its enrollment.
+    ///
+    /// Edits the store directly, so the hub must be stopped. A used bootstrap token stays used. An agent
+    /// listed as [[agent]] in the config is still known; remove it there too to refuse its heartbeats.
+    Forget {
+        #[arg(long, env = "OUTPOST_HUB_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// The agent's id.
+        #[arg(long)]
+        agent: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -50,6 +62,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve { config } => runtime.block_on(serve(&config)),
         Command::Status { config, json } => runtime.block_on(print_status(&config, json)),
+        Command::Forget { config, agent } => forget(&config, &agent),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -86,6 +99,29 @@ async fn print_status(path: &Path, json: bool) -> Result<(), String> {
         println!("{text}");
     } else {
         print!("{}", status::render_table(&views));
+    }
+    Ok(())
+}
+
+fn forget(path: &Path, agent: &str) -> Result<(), String> {
+    let config = Config::load(path).map_err(|e| chain(&e))?;
+    let store = Store::open(&config.state_dir).map_err(|e| chain(&e))?;
+    let forgotten = store.forget(agent).map_err(|e| chain(&e))?;
+    if forgotten.nothing() {
+        println!("nothing recorded of agent {agent:?}; the store is unchanged");
+    } else {
+        println!(
+            "forgot agent {agent:?}: {} last heartbeat, {} history entries, {} enrollment",
+            u8::from(forgotten.heartbeat),
+            forgotten.history,
+            u8::from(forgotten.enrollment)
+        );
+    }
+    if config.agents.iter().any(|a| a.id == agent) {
+        println!(
+            "agent {agent:?} is still listed as [[agent]] in {}; remove it there too, or its next heartbeat is accepted again",
+            path.display()
+        );
     }
     Ok(())
 }

@@ -141,6 +141,27 @@ pub fn render(views: &[AgentView], counters: &CounterSnapshot) -> String {
 
     family(
         &mut out,
+        "outpost_hub_agent_assignment_refused",
+        "gauge",
+        "The generation of the assignment an online agent refuses, labelled by why; absent while none is refused.",
+    );
+    for view in views.iter().filter(|v| v.online) {
+        if let Some(refused) = &view.assignment_error {
+            let labels = [
+                ("agent", view.agent_id.as_str()),
+                ("kind", refused.kind.as_str()),
+            ];
+            sample(
+                &mut out,
+                "outpost_hub_agent_assignment_refused",
+                &labels,
+                refused.generation,
+            );
+        }
+    }
+
+    family(
+        &mut out,
         "outpost_hub_heartbeats_accepted_total",
         "counter",
         "Heartbeats answered 200 since the hub started.",
@@ -211,7 +232,7 @@ pub fn escape_label(value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use outpost_proto::wire::{SourceState, SourceStatus};
+    use outpost_proto::wire::{AssignmentError, RefusalKind, SourceState, SourceStatus};
 
     fn view(id: &str, status: &str, sources: Vec<SourceStatus>) -> AgentView {
         let seen = status != "never-seen";
@@ -230,6 +251,7 @@ mod tests {
             assignment_generation: seen.then_some(1),
             assigned_generation: Some(2),
             dropped: None,
+            assignment_error: None,
             sources,
         }
     }
@@ -361,14 +383,22 @@ mod tests {
         ready.applied_revision = Some("0123456789abcdef".into());
         let failed = SourceStatus::new("apps \"x\"", SourceState::Failed);
         let hostile = "evil\"} 1\nfake_metric{a=\"b\\";
+        let mut refusing = view("a", "online", vec![ready, failed]);
+        refusing.assignment_error = Some(AssignmentError {
+            generation: 2,
+            kind: RefusalKind::NameClash,
+            reason: "clash".into(),
+        });
+        let mut refusing_offline = view(
+            "gone",
+            "offline",
+            vec![SourceStatus::new("platform", SourceState::Ready)],
+        );
+        refusing_offline.assignment_error = refusing.assignment_error.clone();
         let views = vec![
-            view("a", "online", vec![ready, failed]),
+            refusing,
             view(hostile, "online", Vec::new()),
-            view(
-                "gone",
-                "offline",
-                vec![SourceStatus::new("platform", SourceState::Ready)],
-            ),
+            refusing_offline,
             view("quiet", "never-seen", Vec::new()),
         ];
         let counters = CounterSnapshot {
@@ -420,6 +450,16 @@ mod tests {
             ("state", "Ready"),
         ];
         assert_eq!(get("outpost_hub_source_state", &stale), None);
+        let refused = [("agent", "a"), ("kind", "name_clash")];
+        assert_eq!(
+            get("outpost_hub_agent_assignment_refused", &refused),
+            Some(2.0)
+        );
+        let refused_offline = [("agent", "gone"), ("kind", "name_clash")];
+        assert_eq!(
+            get("outpost_hub_agent_assignment_refused", &refused_offline),
+            None
+        );
         assert_eq!(get("outpost_hub_heartbeats_accepted_total", &[]), Some(5.0));
         let unknown = [("reason", "unknown_key")];
         assert_eq!(

@@ -13,8 +13,12 @@
 //! is refused with 413 as soon as its `Content-Length` says so, or while it streams in, never after
 //! buffering all of it; at most [`MAX_CONNECTIONS`] connections are served at once.
 //!
-//! Handlers are synchronous (signature checks, sled writes); they run on tokio's blocking pool so a slow
-//! disk never stalls the connections being read.
+//! Handlers are synchronous (signature checks, sled reads and writes). The heartbeat handler runs on the
+//! runtime thread that read the request: its sled writes only fill memory buffers (the fsync is the group
+//! commit's, on the blocking pool, see [`crate::durable`]), and handing each heartbeat to the blocking pool
+//! cost a sixth of the hub's CPU in thread wake-ups (measured with `benches/verify.rs`). The others (store
+//! scans for listings and pages, enrollment's token file and flush) run on tokio's blocking pool so a slow
+//! disk never stalls the connections being read. A heartbeat's reply is held until its record is on disk.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -86,6 +90,7 @@ pub struct RunningHub {
     state: Arc<HubState>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    flusher: tokio::task::JoinHandle<()>,
 }
 
 impl RunningHub {
@@ -93,6 +98,9 @@ impl RunningHub {
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
+        // No request is left to wait for a flush; the final flush below covers any write still buffered.
+        self.flusher.abort();
+        let _ = self.flusher.await;
         let state = self.state;
         let flushed = tokio::task::spawn_blocking(move || state.store.flush()).await;
         if let Ok(Err(e)) = flushed {
@@ -108,9 +116,8 @@ pub async fn start(config: Config) -> Result<RunningHub, ServeError> {
         None => None,
     };
     let listen = config.listen;
-    let (state, warnings) = tokio::task::spawn_blocking(move || HubState::open(config))
-        .await
-        .map_err(|e| ServeError::Startup(e.to_string()))??;
+    // Bound before the state is opened: the default names a heartbeat may be signed for include the
+    // port, which `listen = "...:0"` only settles here.
     let listener = TcpListener::bind(listen)
         .await
         .map_err(|source| ServeError::Bind {
@@ -121,8 +128,16 @@ pub async fn start(config: Config) -> Result<RunningHub, ServeError> {
         addr: listen,
         source,
     })?;
+    let (state, warnings) = tokio::task::spawn_blocking(move || HubState::open(config, local_addr))
+        .await
+        .map_err(|e| ServeError::Startup(e.to_string()))??;
+    tracing::debug!(names = ?state.authorities.list(), "heartbeats must be signed for one of these names");
     let state = Arc::new(state);
     let (stop, stopped) = watch::channel(false);
+    let flusher = {
+        let state = state.clone();
+        tokio::spawn(async move { state.commits.run(state.store.clone()).await })
+    };
     let task = tokio::spawn(accept_loop(listener, tls, state.clone(), stopped));
     Ok(RunningHub {
         local_addr,
@@ -132,6 +147,7 @@ pub async fn start(config: Config) -> Result<RunningHub, ServeError> {
         state,
         stop,
         task,
+        flusher,
     })
 }
 
@@ -283,7 +299,10 @@ fn method_not_allowed(allowed: &str) -> Rejection {
 async fn heartbeat(state: Arc<HubState>, request: Request<Incoming>) -> Result<Reply, Rejection> {
     let (parts, body) = request.into_parts();
     let body = read_body(&parts, body, state.config.max_body, "heartbeat", "max_body").await?;
-    blocking(move || {
+    let commits = state.clone();
+    let commits = &commits.commits;
+    // Inline, not on the blocking pool: see the module comment.
+    let reply = (move || {
         let headers: Vec<(&str, &str)> = parts
             .headers
             .iter()
@@ -315,8 +334,13 @@ async fn heartbeat(state: Arc<HubState>, request: Request<Incoming>) -> Result<R
             body: &body,
         };
         crate::heartbeat::handle(&state, &received, now_ms())
-    })
-    .await
+    })()?;
+    // A duplicate is waited for too: its first copy may still be on its way to the disk.
+    commits
+        .wait()
+        .await
+        .map_err(|e| Rejection::internal(e.to_string()))?;
+    Ok(reply)
 }
 
 async fn enroll(state: Arc<HubState>, request: Request<Incoming>) -> Result<Reply, Rejection> {

@@ -4,13 +4,16 @@
 //! when missing so a first start needs no extra step, and its public key is what operators copy into each
 //! agent's `hub_key`. Nothing here is global; tests open several hubs in one process.
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use outpost_proto::keys::{KeyError, Pkcs8Document, PublicKey, SigningKey};
 
+use crate::authority::Authorities;
 use crate::config::Config;
+use crate::durable::GroupCommit;
 use crate::metrics::HeartbeatCounters;
 use crate::registry::Registry;
 use crate::status::AgentView;
@@ -50,15 +53,38 @@ pub struct HubState {
     pub key_created: bool,
     /// Answers to heartbeats since this start, for `GET /metrics`.
     pub heartbeats: HeartbeatCounters,
+    /// The names a heartbeat's signed `@authority` must be one of.
+    pub authorities: Authorities,
+    /// Heartbeats are acknowledged only after their records are flushed, in groups.
+    pub commits: GroupCommit,
 }
 
 impl HubState {
-    /// Loads or creates the key, opens the store and builds the registry. The strings returned are
-    /// warnings for the log (enrollments the config overrides).
-    pub fn open(config: Config) -> Result<(HubState, Vec<String>), OpenError> {
+    /// Loads or creates the key, opens the store and builds the registry, for a hub bound to `local_addr`
+    /// (which settles the default names when `listen` has port 0). The strings returned are warnings for
+    /// the log (enrollments the config overrides).
+    pub fn open(
+        config: Config,
+        local_addr: SocketAddr,
+    ) -> Result<(HubState, Vec<String>), OpenError> {
+        let mut notes = Vec::new();
+        let authorities = match (&config.names, &config.tls) {
+            (Some(names), _) => Authorities::configured(names.iter().map(String::as_str)),
+            (None, Some(files)) => {
+                // rustls serves certificates webpki cannot fully parse; such a hub still starts, on the
+                // listen address's names, and says how to add the rest.
+                let cert_names = crate::tls::certificate_dns_names(files).unwrap_or_else(|e| {
+                    notes.push(format!("the hub answers heartbeats only for its listen address: {e}; list the names agents use in `names`"));
+                    Vec::new()
+                });
+                Authorities::defaults(local_addr, &cert_names)
+            }
+            (None, None) => Authorities::defaults(local_addr, &[]),
+        };
         let (key, key_created) = load_or_create_key(&config.key_file)?;
         let store = Store::open(&config.state_dir)?;
-        let (registry, warnings) = Registry::build(&config, &store.enrollments()?);
+        let (registry, mut warnings) = Registry::build(&config, &store.enrollments()?);
+        warnings.append(&mut notes);
         let public_key = key.public_key();
         let state = HubState {
             config,
@@ -68,6 +94,8 @@ impl HubState {
             public_key,
             key_created,
             heartbeats: HeartbeatCounters::default(),
+            authorities,
+            commits: GroupCommit::default(),
         };
         Ok((state, warnings))
     }

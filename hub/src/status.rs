@@ -19,7 +19,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
 use hyper_util::rt::TokioIo;
-use outpost_proto::wire::{format_timestamp, SourceStatus};
+use outpost_proto::wire::{format_timestamp, AssignmentError, SourceStatus};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -61,6 +61,9 @@ pub struct AgentView {
     pub assigned_generation: Option<u64>,
     /// Heartbeats the agent's outbox dropped before the last one.
     pub dropped: Option<u64>,
+    /// The assignment the agent refused and why, as of `last_seen`; absent when nothing is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub assignment_error: Option<AssignmentError>,
     /// Per source, as of `last_seen`.
     pub sources: Vec<SourceStatus>,
 }
@@ -204,6 +207,7 @@ fn view(
         assignment_generation: heartbeat.map(|h| h.assignment_generation),
         assigned_generation: config.assignments.for_agent(id).map(|a| a.generation),
         dropped: heartbeat.map(|h| h.dropped),
+        assignment_error: heartbeat.and_then(|h| h.assignment_error.clone()),
         sources: heartbeat.map(|h| h.sources.clone()).unwrap_or_default(),
     }
 }
@@ -259,9 +263,22 @@ pub fn render_table(views: &[AgentView]) -> String {
             view.seq.map_or("-".to_owned(), |s| s.to_string()),
             generation,
         ];
+        let refused = view.assignment_error.as_ref().map(|e| {
+            [
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                format!("refused {}", e.generation),
+                "-".to_owned(),
+                e.kind.to_string(),
+                first_line(&e.reason),
+            ]
+        });
         if view.sources.is_empty() {
             let [a, b, c, d, e] = head;
             rows.push([a, b, c, d, e, "-".into(), "-".into(), "-".into()]);
+            rows.extend(refused);
             continue;
         }
         for (index, source) in view.sources.iter().enumerate() {
@@ -284,6 +301,7 @@ pub fn render_table(views: &[AgentView]) -> String {
             let [a, b, c, d, e] = head;
             rows.push([a, b, c, d, e, source.name.clone(), state, detail]);
         }
+        rows.extend(refused);
     }
     let mut widths = [0_usize; 8];
     for row in &rows {
@@ -434,6 +452,7 @@ mod tests {
                 assignment_generation: 2,
                 dropped: 0,
                 sources: vec![source],
+                assignment_error: None,
             },
         }
     }
@@ -486,6 +505,29 @@ mod tests {
             "{table}"
         );
         assert!(table.contains("0123456789ab"), "{table}");
+
+        // A refused assignment gets its own row under the agent's sources, with the agent's reason.
+        let mut refusing = record("a", now);
+        refusing.heartbeat.assignment_error = Some(outpost_proto::wire::AssignmentError {
+            generation: 3,
+            kind: outpost_proto::wire::RefusalKind::NameClash,
+            reason: "source \"platform\" clashes\nsecond line".into(),
+        });
+        let views = super::views(&config, &registry, vec![refusing], now);
+        assert_eq!(
+            views[0].assignment_error.as_ref().map(|e| e.generation),
+            Some(3)
+        );
+        let table = render_table(&views);
+        let refused = table
+            .lines()
+            .find(|l| l.contains("refused 3"))
+            .ok_or("no refusal row")?;
+        assert!(
+            refused.contains("name_clash") && refused.contains("source \"platform\" clashes"),
+            "{table}"
+        );
+        assert!(!table.contains("second line"), "{table}");
         Ok(())
     }
 

@@ -69,6 +69,17 @@ pub fn server_config(files: &TlsFiles) -> Result<Arc<ServerConfig>, TlsError> {
     Ok(Arc::new(config))
 }
 
+/// The DNS names the `[tls]` certificate is valid for (its subject alternative names), which the hub
+/// answers to by default (see [`crate::authority`]).
+pub fn certificate_dns_names(files: &TlsFiles) -> Result<Vec<String>, TlsError> {
+    let chain = certificates(&files.cert_file)?;
+    let cert = webpki::EndEntityCert::try_from(&chain[0]).map_err(|e| TlsError::Certificates {
+        path: files.cert_file.clone(),
+        problem: format!("the first certificate cannot be parsed ({e})"),
+    })?;
+    Ok(cert.valid_dns_names().map(str::to_owned).collect())
+}
+
 /// A client config that accepts only the certificate in `cert_file` (see the module comment).
 pub fn pinned_client_config(cert_file: &Path) -> Result<Arc<ClientConfig>, TlsError> {
     let pinned = certificates(cert_file)?.swap_remove(0);

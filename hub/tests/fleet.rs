@@ -184,7 +184,7 @@ async fn agents_go_offline_after_three_missed_intervals() -> TestResult {
     Ok(())
 }
 
-/// A CA and a server certificate for 127.0.0.1 signed by it, written as PEM files into `dir`.
+/// A CA and a server certificate for 127.0.0.1 and hub.test signed by it, written as PEM files into `dir`.
 fn test_ca(
     dir: &Path,
 ) -> Result<
@@ -206,8 +206,11 @@ fn test_ca(
     ];
     let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate()?)?;
 
-    let mut leaf_params =
-        CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])?;
+    let mut leaf_params = CertificateParams::new(vec![
+        "127.0.0.1".to_owned(),
+        "localhost".to_owned(),
+        "hub.test".to_owned(),
+    ])?;
     leaf_params
         .distinguished_name
         .push(DnType::CommonName, "outpost-hub test");
@@ -243,6 +246,29 @@ async fn heartbeats_over_https_with_a_test_ca() -> TestResult {
     assert_eq!(answer.status, 200);
     answer.verify(&hub)?;
     assert_eq!(hub.agent_view("store-042").await?["status"], "online");
+
+    // Without `names`, the certificate's DNS names are the hub's too (with its port); others are refused.
+    let port = hub
+        .authority
+        .rsplit_once(':')
+        .map_or("", |(_, p)| p)
+        .to_owned();
+    for (seq, host, status) in [(2, "hub.test", 200), (3, "other.test", 401)] {
+        let authority = format!("{host}:{port}");
+        let body = agent.heartbeat(seq, 0).to_body()?;
+        let mut headers = outpost_proto::signed::sign_request(
+            "POST",
+            &authority,
+            "/v1/heartbeats",
+            &body,
+            common::JSON,
+            &agent.key,
+            common::now(),
+        )?;
+        headers.push(("Host", authority.clone()));
+        let answer = hub.post("/v1/heartbeats", body, &headers).await?;
+        assert_eq!(answer.status, status, "{authority}: {:?}", answer.json());
+    }
 
     // `status` reaches the running hub over TLS, trusting exactly the configured certificate.
     let views = status::collect(&hub.config, now_ms()).await?;

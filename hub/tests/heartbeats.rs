@@ -141,6 +141,72 @@ async fn unknown_key_is_refused_and_nothing_is_recorded() -> TestResult {
     Ok(())
 }
 
+/// POSTs a heartbeat signed for `authority` and sent with that `Host`, as an agent pointed at that name would.
+async fn send_for_authority(
+    hub: &TestHub,
+    agent: &Agent,
+    seq: u64,
+    authority: &str,
+) -> Result<common::Answer, common::TestError> {
+    let body = agent.heartbeat(seq, 0).to_body()?;
+    let mut headers = sign_request(
+        "POST",
+        authority,
+        "/v1/heartbeats",
+        &body,
+        JSON,
+        &agent.key,
+        now(),
+    )?;
+    headers.push(("Host", authority.to_owned()));
+    hub.post("/v1/heartbeats", body, &headers).await
+}
+
+#[tokio::test]
+async fn a_heartbeat_signed_for_another_hub_is_refused() -> TestResult {
+    let agent = Agent::new("store-042")?;
+    // Defaults: the listening address (and localhost, on loopback).
+    let hub = TestHub::start(&agent.config_table("")).await?;
+    let answer = send_for_authority(&hub, &agent, 1, "staging.example:8443").await?;
+    assert_eq!(
+        (answer.status, answer.reason()?.as_str()),
+        (401, "wrong_authority")
+    );
+    let message = answer.json()?["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        message.contains("staging.example:8443") && message.contains(&hub.authority),
+        "{message}"
+    );
+    assert_eq!(hub.agent_view("store-042").await?["status"], "never-seen");
+    let accepted = send_for_authority(&hub, &agent, 2, &hub.authority.clone()).await?;
+    assert_eq!(accepted.status, 200, "{:?}", accepted.json());
+    hub.stop().await;
+
+    // Configured names replace the defaults: the listening address itself is then refused.
+    let agent = Agent::new("store-043")?;
+    let hub = TestHub::start(&format!(
+        "names = [\"hub.example:8443\"]\n{}",
+        agent.config_table("")
+    ))
+    .await?;
+    let refused = send_for_authority(&hub, &agent, 1, &hub.authority.clone()).await?;
+    assert_eq!(
+        (refused.status, refused.reason()?.as_str()),
+        (401, "wrong_authority")
+    );
+    assert_eq!(hub.agent_view("store-043").await?["status"], "never-seen");
+    for (seq, name) in [(2, "hub.example:8443"), (3, "HUB.example:8443")] {
+        let answer = send_for_authority(&hub, &agent, seq, name).await?;
+        assert_eq!(answer.status, 200, "{name}: {:?}", answer.json());
+    }
+    assert_eq!(hub.agent_view("store-043").await?["seq"], 3);
+    hub.stop().await;
+    Ok(())
+}
+
 #[tokio::test]
 async fn tampering_is_refused() -> TestResult {
     let agent = Agent::new("store-042")?;

@@ -36,6 +36,7 @@ fn heartbeat_body() -> Result<Vec<u8>, Box<dyn std::error::Error>> {
         assignment_generation: 0,
         dropped: 0,
         sources: vec![SourceStatus::new("platform", SourceState::Ready)],
+        assignment_error: None,
     };
     Ok(heartbeat.to_body()?)
 }

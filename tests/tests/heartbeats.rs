@@ -76,10 +76,27 @@ impl Hub {
 
     /// The hub's view of our agent, from `GET /v1/agents`.
     fn agent(&self) -> Value {
+        let all = self.get_json("/v1/agents");
+        let list = all.get("agents").cloned().unwrap_or(all);
+        list.as_array()
+            .and_then(|a| a.iter().find(|x| x["agent_id"] == "test-site").cloned())
+            .unwrap_or(Value::Null)
+    }
+
+    /// The heartbeats the hub kept of our agent, oldest first, from `GET /v1/agents/test-site`.
+    fn history(&self) -> Vec<Value> {
+        let detail = self.get_json("/v1/agents/test-site");
+        detail["history"]
+            .as_array()
+            .map(|h| h.iter().map(|e| e["heartbeat"].clone()).collect())
+            .unwrap_or_default()
+    }
+
+    fn get_json(&self, path: &str) -> Value {
         let mut stream = std::net::TcpStream::connect(("127.0.0.1", self.port())).unwrap();
         write!(
             stream,
-            "GET /v1/agents HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+            "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
         )
         .unwrap();
         let mut text = String::new();
@@ -93,11 +110,7 @@ impl Hub {
         } else {
             body.to_string()
         };
-        let all: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
-        let list = all.get("agents").cloned().unwrap_or(all);
-        list.as_array()
-            .and_then(|a| a.iter().find(|x| x["agent_id"] == "test-site").cloned())
-            .unwrap_or(Value::Null)
+        serde_json::from_str(&body).unwrap_or(Value::Null)
     }
 }
 
@@ -166,6 +179,14 @@ fn heartbeats_reach_the_hub_and_survive_an_outage_in_order() {
     );
     // Long enough for at least three heartbeats to queue on a 1 s interval, even on a loaded machine.
     std::thread::sleep(Duration::from_secs(5));
+    // `outpost status` shows them waiting, in both forms.
+    let waiting = site.status_json()["heartbeat_outbox"].as_u64().unwrap_or(0);
+    assert!(waiting >= 3, "{waiting} heartbeats queued");
+    let table = String::from_utf8_lossy(&site.run(&["status"]).stdout).to_string();
+    assert!(
+        table.contains("heartbeat outbox: ") && table.contains(" waiting to be sent to the hub"),
+        "{table}"
+    );
 
     // Hub back on the same port and store: the queued heartbeats arrive, and the newest state wins.
     hub.start_again();
@@ -180,6 +201,9 @@ fn heartbeats_reach_the_hub_and_survive_an_outage_in_order() {
         "queued heartbeats were delivered: {after}"
     );
     assert_eq!(after["dropped"].as_u64().unwrap_or(0), 0, "{after}");
+    wait_until(Duration::from_secs(20), "the outbox is empty again", || {
+        site.status_json()["heartbeat_outbox"] == 0
+    });
     let log = agent.log();
     assert!(!log.contains("does not verify"), "{log}");
     assert!(agent.terminate());
@@ -246,6 +270,17 @@ fn a_signed_assignment_is_synced_and_a_clash_or_forgery_changes_nothing() {
         "{}",
         agent.log()
     );
+    // The hub hears of it in the next heartbeat, with the generation, the kind and the agent's reason.
+    wait_until(Duration::from_secs(20), "the hub sees the clash", || {
+        hub.agent()["assignment_error"]["kind"] == "name_clash"
+    });
+    let refused = hub.agent()["assignment_error"].clone();
+    assert_eq!(refused["generation"], 2, "{refused}");
+    let reason = refused["reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("already has a source") && reason.contains("\"app\""),
+        "{refused}"
+    );
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(hub.agent()["assignment_generation"], 1);
     assert_eq!(
@@ -255,7 +290,9 @@ fn a_signed_assignment_is_synced_and_a_clash_or_forgery_changes_nothing() {
 
     // A hub that signs with another key (a forgery, as far as the agent knows): its assignment is never used.
     hub.stop();
-    std::fs::remove_file(site.dir.path().join("hub.key")).unwrap();
+    let hub_key = site.dir.path().join("hub.key");
+    let real_key = site.dir.path().join("hub.key.real");
+    std::fs::rename(&hub_key, &real_key).unwrap();
     hub.config_text = hub
         .config_text
         .replace(&assignment(2, "app"), &assignment(3, "forged"));
@@ -270,6 +307,30 @@ fn a_signed_assignment_is_synced_and_a_clash_or_forgery_changes_nothing() {
         site.applied("forged").is_empty(),
         "a forged assignment applied nothing"
     );
+
+    // The real hub returns, offering generation 1 again: the heartbeats queued meanwhile tell it of the
+    // forged reply, and once it offers nothing newer than what runs, the refusal is withdrawn.
+    hub.stop();
+    std::fs::rename(&real_key, &hub_key).unwrap();
+    hub.config_text = hub
+        .config_text
+        .replace(&assignment(3, "forged"), &assignment(1, "assigned"));
+    hub.start_again();
+    wait_until(
+        Duration::from_secs(30),
+        "the hub hears of the forged reply",
+        || {
+            hub.history().iter().any(|h| {
+                h["assignment_error"]["kind"] == "bad_signature"
+                    && h["assignment_error"]["generation"] == 3
+            })
+        },
+    );
+    wait_until(Duration::from_secs(20), "the refusal is withdrawn", || {
+        let seen = hub.agent();
+        seen["online"] == true && seen.get("assignment_error").is_none()
+    });
+    assert_eq!(hub.agent()["assignment_generation"], 1);
     assert!(agent.terminate());
     hub.stop();
 }

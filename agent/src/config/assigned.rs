@@ -7,27 +7,53 @@
 use serde::Deserialize;
 
 use super::{validate_source, Config, RawSource};
-use outpost_proto::wire::Assignment;
+use outpost_proto::wire::{Assignment, RefusalKind};
+
+/// Why an assignment cannot run beside the config file. The hub is told which (`assignment_error` in the
+/// next heartbeat), since the agent's log is on a site nobody reads.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AssignmentRefused {
+    #[error("assignment generation {generation}, source {name:?}: the config file already has a source of that name; rename one of them (the file's source keeps running)")]
+    NameClash { generation: u64, name: String },
+    #[error("assignment generation {generation}, source {name:?}: {problem}")]
+    InvalidSource {
+        generation: u64,
+        name: String,
+        problem: String,
+    },
+}
+
+impl AssignmentRefused {
+    pub fn kind(&self) -> RefusalKind {
+        match self {
+            AssignmentRefused::NameClash { .. } => RefusalKind::NameClash,
+            AssignmentRefused::InvalidSource { .. } => RefusalKind::InvalidSource,
+        }
+    }
+}
 
 impl Config {
     /// This config plus the sources of a verified assignment (replacing any assigned before).
-    pub fn with_assignment(&self, assignment: &Assignment) -> Result<Config, String> {
+    pub fn with_assignment(&self, assignment: &Assignment) -> Result<Config, AssignmentRefused> {
         let base = self.file_only();
         let mut merged = base.clone();
         let this = &base;
         for spec in &assignment.sources {
-            let at = format!(
-                "assignment generation {}, source {:?}",
-                assignment.generation, spec.name
-            );
+            let generation = assignment.generation;
+            let invalid = |problem: String| AssignmentRefused::InvalidSource {
+                generation,
+                name: spec.name.clone(),
+                problem,
+            };
             if this.source(&spec.name).is_some() {
-                return Err(format!(
-                    "{at}: the config file already has a source of that name; rename one of them (the file's source keeps running)"
-                ));
+                return Err(AssignmentRefused::NameClash {
+                    generation,
+                    name: spec.name.clone(),
+                });
             }
-            let value = serde_json::to_value(spec).map_err(|e| format!("{at}: {e}"))?;
-            let raw = RawSource::deserialize(value).map_err(|e| format!("{at}: {e}"))?;
-            let source = validate_source(raw, &this.path).map_err(|e| format!("{at}: {e}"))?;
+            let value = serde_json::to_value(spec).map_err(|e| invalid(e.to_string()))?;
+            let raw = RawSource::deserialize(value).map_err(|e| invalid(e.to_string()))?;
+            let source = validate_source(raw, &this.path).map_err(invalid)?;
             merged.assigned_sources.push(source.name.clone());
             merged.sources.push(source);
         }
@@ -52,6 +78,7 @@ mod tests {
 
     use outpost_proto::wire::{parse_assignment, Assignment};
 
+    use super::AssignmentRefused;
     use crate::config::{Config, TargetSpec};
 
     fn config() -> Config {
@@ -84,7 +111,11 @@ mod tests {
         let err = config()
             .with_assignment(&assignment("platform", r#","interval":"0s""#))
             .unwrap_err();
-        assert!(err.contains("interval"), "{err}");
+        assert!(
+            matches!(&err, AssignmentRefused::InvalidSource { generation: 4, .. }),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("interval"), "{err}");
     }
 
     #[test]
@@ -92,9 +123,11 @@ mod tests {
         let err = config()
             .with_assignment(&assignment("local", ""))
             .unwrap_err();
+        assert_eq!(err.kind(), outpost_proto::wire::RefusalKind::NameClash);
+        let text = err.to_string();
         assert!(
-            err.contains("already has a source") && err.contains("\"local\""),
-            "{err}"
+            text.contains("already has a source") && text.contains("\"local\""),
+            "{text}"
         );
     }
 }

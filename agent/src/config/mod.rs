@@ -14,6 +14,7 @@ use serde::Deserialize;
 pub use units::{parse_duration, parse_size};
 
 mod assigned;
+pub use assigned::AssignmentRefused;
 mod kubernetes;
 mod units;
 

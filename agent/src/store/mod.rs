@@ -14,6 +14,7 @@
 //! obx/<seq: u64 BE>                -> OutboxEntry as JSON, a heartbeat waiting to be sent (see outbox.rs)
 //! inv/<source>                     -> the Kubernetes target's inventory of the source as JSON (target/kube)
 //! asg/current                      -> the hub's last accepted assignment (outpost.assignment/v1) as JSON
+//! asg/error                        -> the standing refusal of an assignment (wire AssignmentError) as JSON
 //! ```
 //! Source names cannot hold `\0` or `/`, so prefixes never collide.
 //!
@@ -34,6 +35,7 @@ pub use outbox::{OutboxEntry, OutboxLimits};
 const TREE: &str = "outpost/v1";
 const SCHEMA_KEY: &[u8] = b"meta/schema";
 const ASSIGNMENT_KEY: &[u8] = b"asg/current";
+const ASSIGNMENT_ERROR_KEY: &[u8] = b"asg/error";
 const SCHEMA: u32 = 1;
 /// Status history entries kept per source; enough to see a flapping source, small enough for a tiny disk.
 pub const HISTORY_LEN: u64 = 50;
@@ -302,6 +304,39 @@ impl Store {
             .insert(ASSIGNMENT_KEY, encode(assignment))
             .map_err(|e| self.io(e))?;
         self.flush()
+    }
+
+    /// The standing refusal of an assignment, reported in every heartbeat until it is cleared. Kept in the
+    /// store so a restart does not make the hub see the refusal vanish and come back.
+    pub fn assignment_error(
+        &self,
+    ) -> Result<Option<outpost_proto::wire::AssignmentError>, StoreError> {
+        match self
+            .tree
+            .get(ASSIGNMENT_ERROR_KEY)
+            .map_err(|e| self.io(e))?
+        {
+            Some(v) => Ok(Some(self.decode("asg/error", &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Records (`Some`) or clears (`None`) the standing refusal. Returns whether it changed; an unchanged
+    /// one is not written again (the hub repeats a refused assignment in every reply).
+    pub fn set_assignment_error(
+        &self,
+        error: Option<&outpost_proto::wire::AssignmentError>,
+    ) -> Result<bool, StoreError> {
+        if self.assignment_error()?.as_ref() == error {
+            return Ok(false);
+        }
+        match error {
+            Some(error) => self.tree.insert(ASSIGNMENT_ERROR_KEY, encode(error)),
+            None => self.tree.remove(ASSIGNMENT_ERROR_KEY),
+        }
+        .map_err(|e| self.io(e))?;
+        self.flush()?;
+        Ok(true)
     }
 
     /// Forgets a source entirely (it was removed from the config).

@@ -67,6 +67,7 @@ impl Agent {
             assignment_generation,
             dropped: 0,
             sources: vec![source],
+            assignment_error: None,
         }
     }
 }

@@ -3,7 +3,9 @@
 //! The hub trusts a heartbeat only after its signature verifies (see [`crate::signed`]); this module decides
 //! whether the body is well formed. `seq` orders an agent's heartbeats across restarts (the agent persists
 //! it), `boot_id` tells restarts apart, and `dropped` admits heartbeats the agent's bounded outbox had to
-//! discard, so the hub's history is honest about its gaps.
+//! discard, so the hub's history is honest about its gaps. `assignment_error` tells the hub that the agent
+//! refused what it was assigned and why; without it a refusal would only be visible in the agent's own log,
+//! on a site nobody visits. It is optional, so a hub reading this version accepts agents that never send it.
 
 use serde::{Deserialize, Serialize};
 
@@ -38,6 +40,56 @@ pub struct Heartbeat {
     /// Heartbeats dropped from the full outbox since the last one delivered.
     pub dropped: u64,
     pub sources: Vec<SourceStatus>,
+    /// The last assignment the agent refused, while that refusal stands; absent once a later assignment is
+    /// accepted or the hub stops offering the refused one.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub assignment_error: Option<AssignmentError>,
+}
+
+/// Why the agent refused an assignment. The sources it already ran keep running.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssignmentError {
+    /// The generation the refused assignment claims; 0 when the agent could not read one from it.
+    pub generation: u64,
+    pub kind: RefusalKind,
+    /// The agent's message, for the operator: what is wrong and what to change. At most [`MAX_ERROR_CHARS`].
+    pub reason: String,
+}
+
+/// The class of a refusal, a closed set so a hub can count and alert on it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusalKind {
+    /// An assigned source has the name of a source in the agent's config file; the file's source wins.
+    NameClash,
+    /// The assignment, or one of its sources, breaks the agent's rules for a source (e.g. an interval of 0s).
+    InvalidSource,
+    /// The generation is older than the one the agent runs.
+    NotNewer,
+    /// The reply carrying it does not verify against the agent's `hub_key`.
+    BadSignature,
+}
+
+impl RefusalKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RefusalKind::NameClash => "name_clash",
+            RefusalKind::InvalidSource => "invalid_source",
+            RefusalKind::NotNewer => "not_newer",
+            RefusalKind::BadSignature => "bad_signature",
+        }
+    }
+}
+
+impl std::fmt::Display for RefusalKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// The state of one source, in the operator's words.
@@ -193,6 +245,15 @@ impl Heartbeat {
         }
         for (index, source) in self.sources.iter().enumerate() {
             source.validate(index)?;
+        }
+        if let Some(error) = &self.assignment_error {
+            if !is_bounded_error(&error.reason) {
+                return Err(field_error(
+                    "assignment_error.reason".into(),
+                    &error.reason,
+                    "at most 4096 characters; shorten it with bounded_error",
+                ));
+            }
         }
         check_unique(self.sources.iter().map(|s| s.name.as_str()))
     }

@@ -21,7 +21,9 @@ mod heartbeat;
 mod time;
 
 pub use assignment::{Assignment, AuthFiles, GitRefSpec, SourceSpec};
-pub use heartbeat::{bounded_error, Heartbeat, SourceState, SourceStatus};
+pub use heartbeat::{
+    bounded_error, AssignmentError, Heartbeat, RefusalKind, SourceState, SourceStatus,
+};
 pub use time::{format_timestamp, parse_timestamp};
 
 /// The largest heartbeat or assignment body accepted, in bytes.

@@ -13,9 +13,11 @@
 //!   heartbeats racing for the same agent cannot both pass;
 //! - a refused heartbeat writes nothing;
 //! - the history is trimmed every few heartbeats (see [`trim_interval`]); readers see the newest `keep`;
-//! - sled flushes in the background (every 500 ms by default) rather than per heartbeat, which is what lets
-//!   one core verify thousands of heartbeats a second. A crash can lose the last half second of records; the
-//!   agents' next heartbeats carry higher seqs, so nothing is refused for it.
+//! - nothing here flushes per write: the server acknowledges a heartbeat only after a group flush that covers
+//!   it ([`crate::durable`]), and enrollments flush before they answer. sled's own background flush (every
+//!   500 ms) only moves the rest (history trims) to disk sooner;
+//! - sled's page cache is bounded ([`CACHE_BYTES`]): records are read rarely (a listing, a duplicate), so
+//!   the cache buys little, and sled's 1 GiB default let the hub's RSS grow with the fleet's history.
 
 use std::path::{Path, PathBuf};
 
@@ -23,6 +25,9 @@ use outpost_proto::wire::Heartbeat;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+
+/// sled's page cache, in bytes (see the module invariants).
+pub const CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Why the store could not be opened, read or written.
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +40,8 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    #[error("the hub's store in {path} is locked by a running outpost-hub; stop it first (e.g. `systemctl stop outpost-hub`), then run this again")]
+    Locked { path: PathBuf },
     #[error("cannot open the hub's store in {path}: {source}; if another outpost-hub uses this state_dir, stop it or give this one its own")]
     Open {
         path: PathBuf,
@@ -58,6 +65,13 @@ pub struct AgentRecord {
     /// Heartbeats accepted from this agent in total.
     pub accepted: u64,
     pub heartbeat: Heartbeat,
+}
+
+/// The counters of an [`AgentRecord`], read without parsing its heartbeat.
+#[derive(Debug, Deserialize)]
+struct RecordHead {
+    last_seq: u64,
+    accepted: u64,
 }
 
 /// One heartbeat kept in an agent's history.
@@ -89,6 +103,23 @@ pub enum Recorded {
     NotNewer { last_seq: u64 },
     /// This `seq` was accepted before with different content: the agent reused a seq, or someone forged.
     Changed,
+}
+
+/// What [`Store::forget`] removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Forgotten {
+    /// The last accepted heartbeat.
+    pub heartbeat: bool,
+    /// History entries.
+    pub history: usize,
+    /// A bootstrap-token enrollment.
+    pub enrollment: bool,
+}
+
+impl Forgotten {
+    pub fn nothing(&self) -> bool {
+        !self.heartbeat && self.history == 0 && !self.enrollment
+    }
 }
 
 /// What became of an enrollment handed to [`Store::enroll`].
@@ -130,8 +161,16 @@ impl Store {
         let path = state_dir.join("hub.sled");
         let db = sled::Config::new()
             .path(&path)
+            .cache_capacity(CACHE_BYTES)
             .open()
-            .map_err(|source| StoreError::Open { path, source })?;
+            .map_err(|source| {
+                // sled holds an exclusive file lock for as long as a process has the store open.
+                if source.to_string().contains("could not acquire lock") {
+                    StoreError::Locked { path: path.clone() }
+                } else {
+                    StoreError::Open { path, source }
+                }
+            })?;
         Ok(Store {
             agents: db.open_tree("agents")?,
             history: db.open_tree("history")?,
@@ -142,10 +181,12 @@ impl Store {
     }
 
     /// Records `heartbeat` as received at `received_ms` unless its seq is not newer, then trims the agent's
-    /// history to its newest `keep` entries.
+    /// history to its newest `keep` entries. `body` is the heartbeat's JSON as received and validated: it is
+    /// stored as it came rather than serialised again, which was a large part of recording's cost.
     pub fn record_heartbeat(
         &self,
         heartbeat: &Heartbeat,
+        body: &[u8],
         received_ms: u64,
         keep: usize,
     ) -> Result<Recorded, StoreError> {
@@ -153,15 +194,18 @@ impl Store {
         let seq = heartbeat.seq;
         let outcome = (&self.agents, &self.history)
             .transaction(|(agents, history)| -> TxResult<Recorded> {
-                let previous: Option<AgentRecord> = match agents.get(id)? {
-                    Some(bytes) => Some(decode(id, &bytes).map_err(abort)?),
+                let previous = agents.get(id)?;
+                // Only the counters are read on the common path; the stored heartbeat is skipped unparsed.
+                let head: Option<RecordHead> = match &previous {
+                    Some(bytes) => Some(decode(id, bytes).map_err(abort)?),
                     None => None,
                 };
-                if let Some(previous) = &previous {
-                    if seq == previous.last_seq {
-                        return Ok(same_or_changed(previous.heartbeat == *heartbeat));
+                if let (Some(head), Some(bytes)) = (&head, &previous) {
+                    if seq == head.last_seq {
+                        let stored: AgentRecord = decode(id, bytes).map_err(abort)?;
+                        return Ok(same_or_changed(stored.heartbeat == *heartbeat));
                     }
-                    if seq < previous.last_seq {
+                    if seq < head.last_seq {
                         let key = history_key(id, seq);
                         return Ok(match history.get(&key)? {
                             Some(bytes) => {
@@ -169,27 +213,16 @@ impl Store {
                                 same_or_changed(entry.heartbeat == *heartbeat)
                             }
                             None => Recorded::NotNewer {
-                                last_seq: previous.last_seq,
+                                last_seq: head.last_seq,
                             },
                         });
                     }
                 }
-                let record = AgentRecord {
-                    agent_id: id.to_owned(),
-                    last_seq: seq,
-                    last_seen_ms: received_ms,
-                    accepted: previous.map_or(0, |p| p.accepted).saturating_add(1),
-                    heartbeat: heartbeat.clone(),
-                };
-                let entry = HistoryEntry {
-                    received_ms,
-                    heartbeat: heartbeat.clone(),
-                };
-                agents.insert(id.as_bytes(), encode(&record).map_err(abort)?)?;
-                history.insert(history_key(id, seq), encode(&entry).map_err(abort)?)?;
-                Ok(Recorded::Accepted {
-                    accepted: record.accepted,
-                })
+                let accepted = head.map_or(0, |h| h.accepted).saturating_add(1);
+                let record = encode_record(id, seq, received_ms, accepted, body).map_err(abort)?;
+                agents.insert(id.as_bytes(), record)?;
+                history.insert(history_key(id, seq), encode_entry(received_ms, body))?;
+                Ok(Recorded::Accepted { accepted })
             })
             .map_err(unwrap_tx)?;
         if let Recorded::Accepted { accepted } = outcome {
@@ -297,6 +330,26 @@ impl Store {
             .collect()
     }
 
+    /// Removes everything recorded of `agent_id`: its last heartbeat, its history and its enrollment. The
+    /// hashes of tokens it used stay, so a used bootstrap token cannot enroll anyone again. Flushed.
+    pub fn forget(&self, agent_id: &str) -> Result<Forgotten, StoreError> {
+        let history: Vec<sled::IVec> = self
+            .history
+            .scan_prefix(history_prefix(agent_id))
+            .keys()
+            .collect::<Result<_, _>>()?;
+        let forgotten = Forgotten {
+            heartbeat: self.agents.remove(agent_id)?.is_some(),
+            history: history.len(),
+            enrollment: self.enrolled.remove(agent_id)?.is_some(),
+        };
+        for key in history {
+            self.history.remove(key)?;
+        }
+        self.flush()?;
+        Ok(forgotten)
+    }
+
     /// Writes everything buffered to disk; the server calls it on shutdown.
     pub fn flush(&self) -> Result<(), StoreError> {
         self.db.flush()?;
@@ -330,6 +383,35 @@ fn history_key(id: &str, seq: u64) -> Vec<u8> {
     let mut key = history_prefix(id);
     key.extend_from_slice(&seq.to_be_bytes());
     key
+}
+
+/// An [`AgentRecord`] as JSON, around the heartbeat's body as received (see [`Store::record_heartbeat`]).
+fn encode_record(
+    id: &str,
+    seq: u64,
+    received_ms: u64,
+    accepted: u64,
+    body: &[u8],
+) -> Result<Vec<u8>, StoreError> {
+    let id = serde_json::to_string(id).map_err(|e| StoreError::Corrupt {
+        key: "(new record)".into(),
+        message: e.to_string(),
+    })?;
+    let mut record = format!(
+        "{{\"agent_id\":{id},\"last_seq\":{seq},\"last_seen_ms\":{received_ms},\"accepted\":{accepted},\"heartbeat\":"
+    )
+    .into_bytes();
+    record.extend_from_slice(body);
+    record.push(b'}');
+    Ok(record)
+}
+
+/// A [`HistoryEntry`] as JSON, around the heartbeat's body as received.
+fn encode_entry(received_ms: u64, body: &[u8]) -> Vec<u8> {
+    let mut entry = format!("{{\"received_ms\":{received_ms},\"heartbeat\":").into_bytes();
+    entry.extend_from_slice(body);
+    entry.push(b'}');
+    entry
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
@@ -371,123 +453,4 @@ fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use outpost_proto::wire::{SourceState, SourceStatus};
-
-    type TestResult = Result<(), Box<dyn std::error::Error>>;
-
-    fn heartbeat(id: &str, seq: u64) -> Heartbeat {
-        Heartbeat {
-            schema: outpost_proto::HEARTBEAT_SCHEMA.into(),
-            agent_id: id.into(),
-            seq,
-            boot_id: "boot-1".into(),
-            observed_at: "2026-09-21T14:13:20Z".into(),
-            agent_version: "0.1.0".into(),
-            assignment_generation: 0,
-            dropped: 0,
-            sources: vec![SourceStatus::new("platform", SourceState::Ready)],
-        }
-    }
-
-    #[test]
-    fn seq_must_grow_and_duplicates_are_recognised() -> TestResult {
-        let dir = tempfile::tempdir()?;
-        let store = Store::open(dir.path())?;
-        assert_eq!(
-            store.record_heartbeat(&heartbeat("a", 5), 1, 10)?,
-            Recorded::Accepted { accepted: 1 }
-        );
-        assert_eq!(
-            store.record_heartbeat(&heartbeat("a", 5), 2, 10)?,
-            Recorded::Duplicate
-        );
-        assert_eq!(
-            store.record_heartbeat(&heartbeat("a", 3), 2, 10)?,
-            Recorded::NotNewer { last_seq: 5 }
-        );
-        let mut changed = heartbeat("a", 5);
-        changed.dropped = 1;
-        assert_eq!(store.record_heartbeat(&changed, 2, 10)?, Recorded::Changed);
-        assert_eq!(
-            store.record_heartbeat(&heartbeat("a", 6), 3, 10)?,
-            Recorded::Accepted { accepted: 2 }
-        );
-        // An older heartbeat still in the history is a lost acknowledgement, not a replay.
-        assert_eq!(
-            store.record_heartbeat(&heartbeat("a", 5), 4, 10)?,
-            Recorded::Duplicate
-        );
-        // Other agents are independent, including one whose id extends this one's.
-        assert_eq!(
-            store.record_heartbeat(&heartbeat("a.b", 1), 4, 10)?,
-            Recorded::Accepted { accepted: 1 }
-        );
-
-        let record = store.agent("a")?.ok_or("no record")?;
-        assert_eq!(
-            (record.last_seq, record.last_seen_ms, record.accepted),
-            (6, 3, 2)
-        );
-        assert_eq!(store.history("a", 10)?.len(), 2);
-        assert_eq!(store.agents()?.len(), 2);
-        Ok(())
-    }
-
-    #[test]
-    fn history_is_bounded_and_ordered() -> TestResult {
-        let dir = tempfile::tempdir()?;
-        let store = Store::open(dir.path())?;
-        for seq in [1, 2, 3, 300, 301] {
-            store.record_heartbeat(&heartbeat("a", seq), seq, 3)?;
-        }
-        let seqs: Vec<u64> = store
-            .history("a", 3)?
-            .iter()
-            .map(|e| e.heartbeat.seq)
-            .collect();
-        assert_eq!(seqs, [3, 300, 301]);
-        assert_eq!(store.history.scan_prefix(b"a\0").count(), 3);
-
-        // Larger histories are trimmed every few heartbeats; readers still see exactly the newest `keep`.
-        for seq in 1..=95 {
-            store.record_heartbeat(&heartbeat("b", seq), seq, 80)?;
-        }
-        let kept = store.history("b", 80)?;
-        assert_eq!(kept.len(), 80);
-        assert_eq!(kept.first().map(|e| e.heartbeat.seq), Some(16));
-        let on_disk = store.history.scan_prefix(b"b\0").count();
-        assert!((80..80 + 10).contains(&on_disk), "{on_disk}");
-        Ok(())
-    }
-
-    #[test]
-    fn a_token_enrolls_one_agent() -> TestResult {
-        let dir = tempfile::tempdir()?;
-        let store = Store::open(dir.path())?;
-        let first = Enrollment {
-            agent_id: "a".into(),
-            public_key: "ed25519:A".into(),
-            enrolled_at_ms: 1,
-            token_sha256: "t1".into(),
-        };
-        assert_eq!(store.enroll(&first)?, Enrolled::Enrolled);
-        assert_eq!(store.enroll(&first)?, Enrolled::Again);
-        let other = Enrollment {
-            agent_id: "b".into(),
-            ..first.clone()
-        };
-        assert_eq!(
-            store.enroll(&other)?,
-            Enrolled::TokenUsed { by: "a".into() }
-        );
-        let new_token_same_id = Enrollment {
-            token_sha256: "t2".into(),
-            ..first.clone()
-        };
-        assert_eq!(store.enroll(&new_token_same_id)?, Enrolled::IdTaken);
-        assert_eq!(store.enrollments()?, [first]);
-        Ok(())
-    }
-}
+mod tests;
