@@ -60,12 +60,18 @@ fn the_token_is_in_no_log_line_at_any_level_in_either_format_nor_in_the_store() 
 
             // A full sync with the right token, then a failing fetch with a wrong one.
             let ok = site.run(&[&flags[..], &["sync"]].concat());
-            assert!(ok.status.success(), "{format}/{level}: the first sync works");
+            assert!(
+                ok.status.success(),
+                "{format}/{level}: the first sync works"
+            );
             std::fs::write(&token, format!("{WRONG}\n")).unwrap();
             repo.write("deploy/app.yaml", configmap("app", "2").as_bytes());
             repo.commit("app 2");
             let failed = site.run(&[&flags[..], &["sync"]].concat());
-            assert!(!failed.status.success(), "{format}/{level}: a wrong token fails");
+            assert!(
+                !failed.status.success(),
+                "{format}/{level}: a wrong token fails"
+            );
             let status = site.run(&["status", "--json"]);
 
             for out in [&ok, &failed, &status] {
