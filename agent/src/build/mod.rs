@@ -7,6 +7,9 @@
 
 use std::collections::BTreeMap;
 
+pub mod kustomize;
+pub mod substitute;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -108,7 +111,7 @@ pub fn build(files: &[ManifestFile], limits: &Limits) -> Result<Bundle, BuildErr
 }
 
 /// Parses every document of a file; empty documents (only comments, or `---` twice) are skipped.
-fn parse_documents(path: &str, text: &str) -> Result<Vec<Value>, BuildError> {
+pub(crate) fn parse_documents(path: &str, text: &str) -> Result<Vec<Value>, BuildError> {
     if path.to_ascii_lowercase().ends_with(".json") {
         let value: Value = serde_json::from_str(text).map_err(|e| BuildError::Json {
             file: path.to_string(),
@@ -139,7 +142,7 @@ fn parse_documents(path: &str, text: &str) -> Result<Vec<Value>, BuildError> {
 }
 
 /// `kind: List` (and `*List` kinds as kubectl writes them) are unpacked into their items.
-fn flatten(doc: Value, file: &str, document: usize) -> Result<Vec<Value>, BuildError> {
+pub(crate) fn flatten(doc: Value, file: &str, document: usize) -> Result<Vec<Value>, BuildError> {
     let invalid = |message: String| BuildError::Invalid {
         file: file.to_string(),
         document,
