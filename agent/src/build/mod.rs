@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::config::Limits;
-use crate::source::ManifestFile;
+use crate::source::{ManifestFile, Manifests};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum BuildError {
@@ -49,6 +49,10 @@ pub enum BuildError {
         "the bundle has more than {limit} objects; split the source or raise [agent] max_objects"
     )]
     TooManyObjects { limit: usize },
+    #[error(transparent)]
+    Kustomize(#[from] kustomize::KustomizeError),
+    #[error(transparent)]
+    Substitute(#[from] substitute::SubstituteError),
     #[error(
         "no manifests found (no *.yaml, *.yml or *.json files under the source's path); check path"
     )]
@@ -70,7 +74,28 @@ impl Bundle {
     }
 }
 
-/// Builds a bundle from a revision's manifest files (already in a stable order).
+/// Builds a revision: its kustomization if the source's path holds one, else its plain manifest files; then
+/// substitutes variables.
+pub fn build_revision(
+    manifests: &Manifests,
+    vars: &BTreeMap<String, String>,
+    limits: &Limits,
+) -> Result<Bundle, BuildError> {
+    let mut objects = match &manifests.kustomization {
+        Some(k) => {
+            let objects = kustomize::build(&k.files, &k.root, limits)?;
+            if objects.is_empty() {
+                return Err(BuildError::Empty);
+            }
+            objects
+        }
+        None => build(&manifests.files, limits)?.objects,
+    };
+    substitute::apply(&mut objects, vars)?;
+    Ok(Bundle::new(objects))
+}
+
+/// Builds a bundle from a revision's manifest files (already in a stable order), without substitution.
 pub fn build(files: &[ManifestFile], limits: &Limits) -> Result<Bundle, BuildError> {
     let mut objects = Vec::new();
     let mut seen: BTreeMap<String, String> = BTreeMap::new();

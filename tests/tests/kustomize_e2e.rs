@@ -1,0 +1,136 @@
+//! The real `outpost` binary on a kustomize source: an overlay with site variables is built and applied, `render`
+//! shows the built result, and a broken kustomization leaves the last good revision applied.
+
+mod common;
+
+use common::Site;
+use outpost_tests::GitRepo;
+
+const DEPLOY: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: ${replicas:=1}
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: web
+        image: nginx:1.25
+        envFrom:
+        - configMapRef: {name: web-env}
+";
+
+fn fleet_repo() -> GitRepo {
+    let repo = GitRepo::new();
+    repo.write("apps/base/deploy.yaml", DEPLOY.as_bytes());
+    repo.write(
+        "apps/base/kustomization.yaml",
+        b"resources:\n- deploy.yaml\nconfigMapGenerator:\n- name: web-env\n  literals:\n  - SITE=${site}\n  - REGION=${region}\n  - AGENT=${OUTPOST_AGENT_ID}\n  - SOURCE=${OUTPOST_SOURCE}\n  - LITERAL=$${site}\n",
+    );
+    repo.write(
+        "clusters/site/kustomization.yaml",
+        b"namePrefix: site-\nresources:\n- ../../apps/base\n",
+    );
+    repo
+}
+
+fn site_for(repo: &GitRepo) -> Site {
+    let mut site = Site::new();
+    site.agent_extra = "vars = { site = \"042\", region = \"eu-west\" }".into();
+    site.source(
+        "fleet",
+        &repo.file_url(),
+        "branch = \"main\"",
+        "clusters/site",
+        "vars = { region = \"eu-north\", replicas = \"3\" }",
+    );
+    site
+}
+
+#[test]
+fn overlay_with_variables_is_applied_and_rendered() {
+    let repo = fleet_repo();
+    repo.commit("overlay");
+    let site = site_for(&repo);
+    site.sync_ok();
+    let objects = site.applied_objects("fleet");
+    let deploy = objects
+        .iter()
+        .find(|o| o["kind"] == "Deployment")
+        .expect("deployment applied");
+    assert_eq!(deploy["metadata"]["name"], "site-web");
+    assert_eq!(deploy["spec"]["replicas"], 3, "source vars win, typed");
+    let cm = objects
+        .iter()
+        .find(|o| o["kind"] == "ConfigMap")
+        .expect("configmap applied");
+    let name = cm["metadata"]["name"].as_str().unwrap();
+    assert!(name.starts_with("site-web-env-"), "{name}");
+    let env_ref =
+        &deploy["spec"]["template"]["spec"]["containers"][0]["envFrom"][0]["configMapRef"]["name"];
+    assert_eq!(env_ref, name, "the reference follows the generated name");
+    assert_eq!(cm["data"]["SITE"], "042");
+    assert_eq!(cm["data"]["REGION"], "eu-north");
+    assert_eq!(cm["data"]["AGENT"], "test-site");
+    assert_eq!(cm["data"]["SOURCE"], "fleet");
+    assert_eq!(cm["data"]["LITERAL"], "${site}");
+
+    let out = site.run(&["render", "--source", "fleet"]);
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("name: site-web") && text.contains(name),
+        "{text}"
+    );
+}
+
+#[test]
+fn broken_kustomization_keeps_last_good_applied() {
+    let repo = fleet_repo();
+    let good = repo.commit("overlay");
+    let site = site_for(&repo);
+    site.sync_ok();
+    assert_eq!(
+        site.applied_revision("fleet").as_deref(),
+        Some(good.as_str())
+    );
+
+    repo.write(
+        "clusters/site/kustomization.yaml",
+        b"namePrefix: site-\nresources:\n- ../../apps/base\n- ../../../../etc\n",
+    );
+    let bad = repo.commit("escape");
+    let out = site.sync_fails();
+    assert!(
+        out.contains("clusters/site/kustomization.yaml") && out.contains("outside the repository"),
+        "{out}"
+    );
+    assert_eq!(
+        site.applied_revision("fleet").as_deref(),
+        Some(good.as_str())
+    );
+    let status = site.source_status("fleet");
+    assert_eq!(status["last_good"], good.as_str());
+    assert_eq!(status["fetched"], bad.as_str());
+
+    // An undefined variable is refused the same way, naming the object and the variable.
+    repo.write(
+        "clusters/site/kustomization.yaml",
+        b"namePrefix: site-\nresources:\n- ../../apps/base\ncommonAnnotations:\n  owner: ${owner}\n",
+    );
+    repo.commit("undefined variable");
+    let out = site.sync_fails();
+    assert!(
+        out.contains("\"owner\"") && out.contains("site-web"),
+        "{out}"
+    );
+    assert_eq!(
+        site.applied_revision("fleet").as_deref(),
+        Some(good.as_str())
+    );
+}
