@@ -80,7 +80,7 @@ pub fn read(
             .tree_id()
             .map_err(|e| git(&e))?
             .detach();
-        let files = read_repository(repo, root_id, limits).map_err(|m| bad(m))?;
+        let files = read_repository(repo, root_id, limits).map_err(&bad)?;
         out.kustomization = Some(KustomizationInput {
             files,
             root: path.to_string(),

@@ -29,11 +29,7 @@ pub fn apply(target: &mut Value, ops: &[Value]) -> Result<(), String> {
             "remove" => remove(target, path).map(|_| ()),
             "replace" => {
                 let v = value()?;
-                match target.pointer_mut(&unescape_check(path)?) {
-                    Some(slot) if !path.is_empty() => {
-                        *slot = v;
-                        Ok(())
-                    }
+                match target.pointer_mut(&check_path(path)?) {
                     Some(slot) => {
                         *slot = v;
                         Ok(())
@@ -48,14 +44,14 @@ pub fn apply(target: &mut Value, ops: &[Value]) -> Result<(), String> {
             }
             "copy" => {
                 let v = target
-                    .pointer(&unescape_check(from()?)?)
+                    .pointer(&check_path(from()?)?)
                     .cloned()
                     .ok_or_else(|| format!("from {} does not exist", from().unwrap_or("")))?;
                 add(target, path, v)
             }
             "test" => {
                 let v = value()?;
-                if target.pointer(&unescape_check(path)?) == Some(&v) {
+                if target.pointer(&check_path(path)?) == Some(&v) {
                     Ok(())
                 } else {
                     Err(format!("test of {path} failed"))
@@ -70,7 +66,7 @@ pub fn apply(target: &mut Value, ops: &[Value]) -> Result<(), String> {
     Ok(())
 }
 
-fn unescape_check(path: &str) -> Result<String, String> {
+fn check_path(path: &str) -> Result<String, String> {
     if !path.is_empty() && !path.starts_with('/') {
         return Err(format!("path {path:?} must start with `/`"));
     }
@@ -78,7 +74,7 @@ fn unescape_check(path: &str) -> Result<String, String> {
 }
 
 fn split(path: &str) -> Result<(String, String), String> {
-    unescape_check(path)?;
+    check_path(path)?;
     let (parent, last) = path
         .rsplit_once('/')
         .ok_or_else(|| format!("path {path:?} has no parent"))?;

@@ -201,7 +201,7 @@ impl Kustomization {
             reference: "kustomization.yaml".into(),
         })?;
         let name = files::base_name(&file).to_string();
-        let bytes = read_entry(files, dir, &name, &file, &file)?;
+        let bytes = read_entry(files, &name, &file, &file)?;
         let text = std::str::from_utf8(&bytes).map_err(|e| KustomizeError::Invalid {
             file: file.clone(),
             message: format!("not valid UTF-8 (at byte {})", e.valid_up_to()),
@@ -328,17 +328,11 @@ impl Kustomization {
     /// The content of a file this kustomization refers to.
     pub fn read(&self, files: &RepoFiles, reference: &str) -> Result<Vec<u8>> {
         let path = self.resolve(reference)?;
-        read_entry(files, &self.dir, reference, &path, &self.file)
+        read_entry(files, reference, &path, &self.file)
     }
 }
 
-fn read_entry(
-    files: &RepoFiles,
-    _dir: &str,
-    reference: &str,
-    path: &str,
-    file: &str,
-) -> Result<Vec<u8>> {
+fn read_entry(files: &RepoFiles, reference: &str, path: &str, file: &str) -> Result<Vec<u8>> {
     match files.get(path) {
         Some(Entry::File(bytes)) => Ok(bytes.clone()),
         Some(Entry::TooBig(size)) => Err(KustomizeError::TooBig {

@@ -166,10 +166,7 @@ pub fn build(files: &RepoFiles, root: &str, limits: &Limits) -> Result<Vec<Value
     let ctx = Ctx { files, limits };
     let mut chain = Vec::new();
     let mut resources = build_dir(&ctx, root, &mut chain)?;
-    let top = load::find(files, root)
-        .map(|(f, _)| f)
-        .unwrap_or_else(|| root.to_string());
-    refs::add_hashes(&mut resources, &top)?;
+    refs::add_hashes(&mut resources);
     refs::update_references(&mut resources);
     let objects = order::legacy(resources.into_iter().map(|r| r.obj).collect());
     if objects.len() > limits.max_objects {

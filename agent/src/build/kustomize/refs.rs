@@ -3,19 +3,18 @@
 
 use serde_json::Value;
 
-use super::{Res, Result};
+use super::Res;
 
 /// Appends `-<hash>` to generated objects, with kustomize's hash: sha-256 over Go's JSON encoding of the kind,
 /// an empty name and the data, first ten hex digits with `0 1 3 a e` replaced by `g h k m t` (so a suffix never
 /// reads as a number or a word).
-pub fn add_hashes(acc: &mut [Res], _top: &str) -> Result<()> {
+pub fn add_hashes(acc: &mut [Res]) {
     for r in acc.iter_mut().filter(|r| r.hash) {
         let hash = content_hash(&r.obj);
         let name = format!("{}-{hash}", r.name());
         r.rename(None, Some(&name));
         r.hash = false;
     }
-    Ok(())
 }
 
 pub fn content_hash(obj: &Value) -> String {
