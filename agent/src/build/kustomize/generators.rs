@@ -92,6 +92,10 @@ fn generate(
             json!(g.kind.clone().unwrap_or_else(|| "Opaque".into())),
         );
     }
+    if secret {
+        // kustomize writes `data: {}` for a Secret with no entries (and nothing for such a ConfigMap).
+        obj.insert("data".into(), Value::Object(Map::new()));
+    }
     put_data(&mut obj, pairs, secret);
     if options.immutable == Some(true) {
         obj.insert("immutable".into(), Value::Bool(true));

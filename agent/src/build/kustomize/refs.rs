@@ -23,6 +23,7 @@ pub fn content_hash(obj: &Value) -> String {
         ("kind", Value::String(kind.into())),
         ("name", Value::String(String::new())),
     ];
+    // Measured against kubectl: a ConfigMap without data hashes `"data":""`, a Secret always has a data map.
     if kind == "Secret" {
         fields.push((
             "type",
@@ -41,7 +42,7 @@ pub fn content_hash(obj: &Value) -> String {
             "data",
             obj.get("data")
                 .cloned()
-                .unwrap_or(Value::Object(Default::default())),
+                .unwrap_or(Value::String(String::new())),
         ));
         if let Some(b) = obj
             .get("binaryData")

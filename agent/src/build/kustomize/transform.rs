@@ -334,20 +334,24 @@ fn retag(current: &str, image: &super::load::Image) -> Option<String> {
         return None;
     }
     let new_name = image.new_name.as_deref().unwrap_or(name);
-    Some(if let Some(d) = &image.digest {
-        format!("{new_name}@{d}")
-    } else if let Some(t) = &image.new_tag {
-        format!("{new_name}:{t}")
-    } else {
-        let mut s = new_name.to_string();
-        if let Some(t) = tag {
-            s.push(':');
-            s.push_str(t);
-        }
-        if let Some(d) = digest {
-            s.push('@');
-            s.push_str(d);
-        }
-        s
-    })
+    Some(
+        if let (Some(d), Some(t)) = (&image.digest, &image.new_tag) {
+            format!("{new_name}:{t}@{d}")
+        } else if let Some(d) = &image.digest {
+            format!("{new_name}@{d}")
+        } else if let Some(t) = &image.new_tag {
+            format!("{new_name}:{t}")
+        } else {
+            let mut s = new_name.to_string();
+            if let Some(t) = tag {
+                s.push(':');
+                s.push_str(t);
+            }
+            if let Some(d) = digest {
+                s.push('@');
+                s.push_str(d);
+            }
+            s
+        },
+    )
 }
