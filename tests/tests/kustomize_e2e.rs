@@ -90,6 +90,28 @@ fn overlay_with_variables_is_applied_and_rendered() {
 }
 
 #[test]
+fn changed_variables_rebuild_the_same_commit() {
+    let repo = fleet_repo();
+    repo.commit("overlay");
+    let mut site = site_for(&repo);
+    site.sync_ok();
+    let site_value = |site: &Site| {
+        site.applied_objects("fleet")
+            .into_iter()
+            .find(|o| o["kind"] == "ConfigMap")
+            .map(|cm| cm["data"]["SITE"].clone())
+    };
+    assert_eq!(site_value(&site), Some("042".into()));
+    site.agent_extra = "vars = { site = \"043\", region = \"eu-west\" }".into();
+    site.sync_ok();
+    assert_eq!(
+        site_value(&site),
+        Some("043".into()),
+        "no new commit, new variables"
+    );
+}
+
+#[test]
 fn broken_kustomization_keeps_last_good_applied() {
     let repo = fleet_repo();
     let good = repo.commit("overlay");
