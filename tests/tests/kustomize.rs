@@ -170,3 +170,18 @@ fn outpost_builds_what_kubectl_kustomize_builds() {
         failures.join("\n")
     );
 }
+
+/// Outpost can deploy itself from its own packaging folder, and builds it as kubectl does.
+#[test]
+fn the_packaged_kustomization_builds_like_kubectl() {
+    let case = Path::new(env!("CARGO_MANIFEST_DIR")).join("../packaging");
+    let ours = outpost_build(&case, "kubernetes").expect("packaging/kubernetes builds");
+    assert!(!ours.is_empty());
+    if !kubectl_available() {
+        eprintln!("SKIP: kubectl not found on PATH; comparing packaging/kubernetes with `kubectl kustomize` is skipped");
+        return;
+    }
+    let theirs =
+        kubectl_build(&case.join("kubernetes")).expect("kubectl builds packaging/kubernetes");
+    assert_eq!(canonical(&ours), canonical(&theirs));
+}

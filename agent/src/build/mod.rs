@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 pub mod kustomize;
+mod octal;
 pub mod substitute;
 
 use serde::{Deserialize, Serialize};
@@ -147,7 +148,8 @@ pub(crate) fn parse_documents(path: &str, text: &str) -> Result<Vec<Value>, Buil
         return Ok(vec![value]);
     }
     let mut docs = Vec::new();
-    for de in serde_yaml_ng::Deserializer::from_str(text) {
+    let text = octal::rewrite(text);
+    for de in serde_yaml_ng::Deserializer::from_str(&text) {
         let value = Value::deserialize(de).map_err(|e| {
             let at = e
                 .location()
