@@ -156,3 +156,20 @@ fn broken_kustomization_keeps_last_good_applied() {
         Some(good.as_str())
     );
 }
+
+#[test]
+fn a_kustomize_build_reads_a_bounded_repository() {
+    let repo = fleet_repo();
+    // 20 files of 1,000 bytes: each under the 1 KiB file limit, together over the 16 KiB read budget.
+    for i in 0..20 {
+        repo.write(&format!("docs/page-{i}.md"), &[b'x'; 1000]);
+    }
+    repo.commit("large docs");
+    let mut site = site_for(&repo);
+    site.agent_extra.push_str("\nmax_file_size = \"1KiB\"");
+    let out = site.sync_fails();
+    assert!(
+        out.contains("bytes of files") && out.contains("max_file_size"),
+        "{out}"
+    );
+}

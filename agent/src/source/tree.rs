@@ -158,7 +158,8 @@ pub fn read(
 }
 
 /// Every file of the revision, for a kustomize build: kustomizations may refer anywhere in their repository.
-/// Contents over the size limit are recorded by size only; symlinks by target only.
+/// Contents over the size limit are recorded by size only; symlinks by target only. The whole read is bounded
+/// too (16 times the file size limit) so that a large repository cannot exhaust an edge box's memory.
 fn read_repository(
     repo: &gix::Repository,
     root: gix::ObjectId,
@@ -167,6 +168,8 @@ fn read_repository(
     let mut files = RepoFiles::new(limits);
     let mut stack = vec![(root, String::new(), 0usize)];
     let mut count = 0usize;
+    let mut total = 0u64;
+    let budget = limits.max_file_size.saturating_mul(16);
     while let Some((tree_id, dir, depth)) = stack.pop() {
         if depth > MAX_DEPTH {
             return Err(format!(
@@ -206,6 +209,12 @@ fn read_repository(
                 if header.size() > limits.max_file_size {
                     files.insert(&full, Entry::TooBig(header.size()));
                 } else {
+                    total += header.size();
+                    if total > budget {
+                        return Err(format!(
+                            "the repository holds more than {budget} bytes of files, and a kustomize build reads the whole revision; move large files to another repository, or raise [agent] max_file_size (the budget is 16 times it)"
+                        ));
+                    }
                     let blob = repo.find_blob(entry.oid()).map_err(|e| e.to_string())?;
                     files.insert(&full, Entry::File(blob.data.clone()));
                 }
