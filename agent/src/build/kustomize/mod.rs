@@ -52,9 +52,9 @@ pub enum KustomizeError {
         limit: u64,
     },
     #[error(
-        "kustomizations include each other in a cycle: {chain}; remove one of these references"
+        "{file}: kustomizations include each other in a cycle: {chain}; remove one of these references"
     )]
-    Cycle { chain: String },
+    Cycle { file: String, chain: String },
     #[error("{file}: patch {index}: {message}")]
     Patch {
         file: String,
@@ -203,7 +203,13 @@ fn apply(
         } else {
             dir.into()
         });
+        // The kustomization that closes the cycle is the one to name.
+        let last = chain.last().map(String::as_str).unwrap_or(dir);
+        let file = load::find(ctx.files, last)
+            .map(|(f, _)| f)
+            .unwrap_or_else(|| last.to_string());
         return Err(KustomizeError::Cycle {
+            file,
             chain: cycle.join(" -> "),
         });
     }
