@@ -191,6 +191,16 @@ const LABEL_SPECS: &[(&str, &str, bool, bool)] = &[
     ),
 ];
 
+/// Pod (anti-)affinity and topology spread selectors of Deployments and StatefulSets (only those two kinds, as
+/// kubectl shows) are selectors too; they are never created.
+const AFFINITY_PATHS: &[&str] = &[
+    "spec/template/spec/affinity/podAffinity/preferredDuringSchedulingIgnoredDuringExecution[]/podAffinityTerm/labelSelector/matchLabels",
+    "spec/template/spec/affinity/podAffinity/requiredDuringSchedulingIgnoredDuringExecution[]/labelSelector/matchLabels",
+    "spec/template/spec/affinity/podAntiAffinity/preferredDuringSchedulingIgnoredDuringExecution[]/podAffinityTerm/labelSelector/matchLabels",
+    "spec/template/spec/affinity/podAntiAffinity/requiredDuringSchedulingIgnoredDuringExecution[]/labelSelector/matchLabels",
+    "spec/template/spec/topologySpreadConstraints[]/labelSelector/matchLabels",
+];
+
 /// Pod templates get commonAnnotations too.
 const ANNOTATION_SPECS: &[(&str, &str)] = &[
     (
@@ -225,6 +235,12 @@ fn labels(acc: &mut [Res], pairs: &BTreeMap<String, String>, reach: Reach) {
             }
             let path: Vec<&str> = path.split('/').collect();
             merge_at(&mut r.obj, &path, *create, pairs);
+        }
+        if reach == Reach::Selectors && (kind == "Deployment" || kind == "StatefulSet") {
+            for path in AFFINITY_PATHS {
+                let path: Vec<&str> = path.split('/').collect();
+                merge_at(&mut r.obj, &path, false, pairs);
+            }
         }
     }
 }
