@@ -407,13 +407,15 @@ pub async fn render(
     for w in &manifests.warnings {
         eprintln!("warning: {w}");
     }
-    let bundle = crate::build::build(&manifests.files, &config.agent.limits).map_err(|error| {
-        ReconcileError::Build {
-            source_name: name.clone(),
-            revision: commit.clone(),
-            error,
-        }
-    })?;
+    let vars = crate::build::substitute::vars_for(&config.agent, source_config);
+    let bundle =
+        crate::build::build_revision(&manifests, &vars, &config.agent.limits).map_err(|error| {
+            ReconcileError::Build {
+                source_name: name.clone(),
+                revision: commit.clone(),
+                error,
+            }
+        })?;
     let text = directory::render(&name, &commit, &bundle).map_err(CommandError::Usage)?;
     print!("{text}");
     Ok(ExitCode::SUCCESS)

@@ -73,6 +73,8 @@ pub struct Reconciler {
     store: Arc<Store>,
     limits: Limits,
     keep: usize,
+    /// Substitution variables (see `build::substitute::vars_for`).
+    vars: std::collections::BTreeMap<String, String>,
     /// See `SourceRecord::build_key`.
     build_key: String,
 }
@@ -84,7 +86,15 @@ impl Reconciler {
         git_cache_root: &std::path::Path,
         limits: Limits,
         keep: usize,
+        vars: std::collections::BTreeMap<String, String>,
     ) -> Result<Self, TargetError> {
+        // A commit, a path and the variables fully determine a bundle; the URL or ref that led to the commit do
+        // not matter.
+        let build_key = format!(
+            "path={};vars={}",
+            config.path,
+            &build::digest_of(&[serde_json::to_value(&vars).unwrap_or_default()])[7..23]
+        );
         Ok(Reconciler {
             config: config.clone(),
             source: Source::new(config, git_cache_root, limits),
@@ -92,8 +102,8 @@ impl Reconciler {
             store: targets.store.clone(),
             limits,
             keep,
-            // A commit and a path fully determine a bundle; the URL or ref that led to the commit do not matter.
-            build_key: format!("path={}", config.path),
+            vars,
+            build_key,
         })
     }
 
@@ -247,9 +257,11 @@ impl Reconciler {
             tracing::warn!(source = self.name(), revision, "{warning}");
         }
         let limits = self.limits;
-        let built = tokio::task::spawn_blocking(move || build::build(&manifests.files, &limits))
-            .await
-            .map_err(|e| self.source_error(SourceError::Task(e.to_string())))?;
+        let vars = self.vars.clone();
+        let built =
+            tokio::task::spawn_blocking(move || build::build_revision(&manifests, &vars, &limits))
+                .await
+                .map_err(|e| self.source_error(SourceError::Task(e.to_string())))?;
         built.map_err(|error| ReconcileError::Build {
             source_name: self.name().into(),
             revision: revision.into(),

@@ -130,6 +130,7 @@ pub fn reconciler(
         &config.agent.state_dir.join("git"),
         config.agent.limits,
         config.agent.keep_revisions,
+        crate::build::substitute::vars_for(&config.agent, source),
     )
     .map_err(|error| ScheduleError::Target {
         source_name: source.name.clone(),

@@ -153,11 +153,31 @@ fn non_utf8_content() {
 }
 
 #[test]
-fn kustomization_is_refused_until_supported() {
+fn kustomization_with_a_missing_generator_file_is_rejected() {
     assert_rejected(
         "",
-        |r| r.write("deploy/kustomization.yaml", b"resources: [app.yaml]\n"),
-        "kustomize builds are not supported",
+        |r| {
+            r.write(
+                "deploy/kustomization.yaml",
+                b"resources: [app.yaml]\nconfigMapGenerator:\n- name: env\n  envs: [missing.env]\n",
+            )
+        },
+        "deploy/kustomization.yaml: \"missing.env\" does not exist",
+    );
+}
+
+#[test]
+fn kustomization_below_the_path_is_refused() {
+    // Its folder must be built, never applied as plain files: point path at it instead.
+    assert_rejected(
+        "",
+        |r| {
+            r.write(
+                "deploy/overlay/kustomization.yaml",
+                b"resources: [../app.yaml]\n",
+            )
+        },
+        "deploy/overlay/kustomization.yaml: a kustomization below the source's path",
     );
 }
 

@@ -7,11 +7,15 @@
 
 use std::collections::BTreeMap;
 
+pub mod kustomize;
+mod octal;
+pub mod substitute;
+
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::config::Limits;
-use crate::source::ManifestFile;
+use crate::source::{ManifestFile, Manifests};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum BuildError {
@@ -46,6 +50,10 @@ pub enum BuildError {
         "the bundle has more than {limit} objects; split the source or raise [agent] max_objects"
     )]
     TooManyObjects { limit: usize },
+    #[error(transparent)]
+    Kustomize(#[from] kustomize::KustomizeError),
+    #[error(transparent)]
+    Substitute(#[from] substitute::SubstituteError),
     #[error(
         "no manifests found (no *.yaml, *.yml or *.json files under the source's path); check path"
     )]
@@ -67,7 +75,28 @@ impl Bundle {
     }
 }
 
-/// Builds a bundle from a revision's manifest files (already in a stable order).
+/// Builds a revision: its kustomization if the source's path holds one, else its plain manifest files; then
+/// substitutes variables.
+pub fn build_revision(
+    manifests: &Manifests,
+    vars: &BTreeMap<String, String>,
+    limits: &Limits,
+) -> Result<Bundle, BuildError> {
+    let mut objects = match &manifests.kustomization {
+        Some(k) => {
+            let objects = kustomize::build(&k.files, &k.root, limits)?;
+            if objects.is_empty() {
+                return Err(BuildError::Empty);
+            }
+            objects
+        }
+        None => build(&manifests.files, limits)?.objects,
+    };
+    substitute::apply(&mut objects, vars)?;
+    Ok(Bundle::new(objects))
+}
+
+/// Builds a bundle from a revision's manifest files (already in a stable order), without substitution.
 pub fn build(files: &[ManifestFile], limits: &Limits) -> Result<Bundle, BuildError> {
     let mut objects = Vec::new();
     let mut seen: BTreeMap<String, String> = BTreeMap::new();
@@ -108,7 +137,7 @@ pub fn build(files: &[ManifestFile], limits: &Limits) -> Result<Bundle, BuildErr
 }
 
 /// Parses every document of a file; empty documents (only comments, or `---` twice) are skipped.
-fn parse_documents(path: &str, text: &str) -> Result<Vec<Value>, BuildError> {
+pub(crate) fn parse_documents(path: &str, text: &str) -> Result<Vec<Value>, BuildError> {
     if path.to_ascii_lowercase().ends_with(".json") {
         let value: Value = serde_json::from_str(text).map_err(|e| BuildError::Json {
             file: path.to_string(),
@@ -119,7 +148,8 @@ fn parse_documents(path: &str, text: &str) -> Result<Vec<Value>, BuildError> {
         return Ok(vec![value]);
     }
     let mut docs = Vec::new();
-    for de in serde_yaml_ng::Deserializer::from_str(text) {
+    let text = octal::rewrite(text);
+    for de in serde_yaml_ng::Deserializer::from_str(&text) {
         let value = Value::deserialize(de).map_err(|e| {
             let at = e
                 .location()
@@ -139,7 +169,7 @@ fn parse_documents(path: &str, text: &str) -> Result<Vec<Value>, BuildError> {
 }
 
 /// `kind: List` (and `*List` kinds as kubectl writes them) are unpacked into their items.
-fn flatten(doc: Value, file: &str, document: usize) -> Result<Vec<Value>, BuildError> {
+pub(crate) fn flatten(doc: Value, file: &str, document: usize) -> Result<Vec<Value>, BuildError> {
     let invalid = |message: String| BuildError::Invalid {
         file: file.to_string(),
         document,

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use crate::config::{GitRef, Limits, SourceConfig};
 use git::GitRemote;
-pub use tree::{ManifestFile, Manifests};
+pub use tree::{KustomizationInput, ManifestFile, Manifests};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {

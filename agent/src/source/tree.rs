@@ -16,9 +16,19 @@ pub struct ManifestFile {
 pub struct Manifests {
     pub files: Vec<ManifestFile>,
     pub warnings: Vec<String>,
+    /// Set when `path` holds a kustomization: then `files` is empty and the build reads from the repository.
+    pub kustomization: Option<KustomizationInput>,
 }
 
-const KUSTOMIZATION_NAMES: [&str; 3] = ["kustomization.yaml", "kustomization.yml", "Kustomization"];
+/// What a kustomize build needs: the repository's files (kustomizations refer to `../../base`), and the folder
+/// to build.
+#[derive(Debug)]
+pub struct KustomizationInput {
+    pub files: RepoFiles,
+    pub root: String,
+}
+
+use crate::build::kustomize::{Entry, RepoFiles, KUSTOMIZATION_NAMES};
 /// A tree deeper than this is not a manifest folder; stop before it costs memory.
 const MAX_DEPTH: usize = 64;
 
@@ -59,6 +69,24 @@ pub fn read(
     };
 
     let mut out = Manifests::default();
+    let has_kustomization = top.iter().any(|e| {
+        e.ok()
+            .is_some_and(|e| KUSTOMIZATION_NAMES.contains(&e.filename().to_string().as_str()))
+    });
+    if has_kustomization {
+        let root_id = repo
+            .find_commit(id)
+            .map_err(|e| git(&e))?
+            .tree_id()
+            .map_err(|e| git(&e))?
+            .detach();
+        let files = read_repository(repo, root_id, limits).map_err(&bad)?;
+        out.kustomization = Some(KustomizationInput {
+            files,
+            root: path.to_string(),
+        });
+        return Ok(out);
+    }
     // (tree id, path of that tree relative to the repository root, depth)
     let mut stack = vec![(top.id, path.to_string(), 0usize)];
     while let Some((tree_id, dir, depth)) = stack.pop() {
@@ -79,7 +107,7 @@ pub fn read(
             let mode = entry.mode();
             if KUSTOMIZATION_NAMES.contains(&name.as_str()) {
                 return Err(bad(format!(
-                    "{full}: kustomize builds are not supported by this build yet; point path at plain manifests (refusing to apply the folder without its kustomization)"
+                    "{full}: a kustomization below the source's path; point path at its folder (a kustomization is built only at the top of path, and its folder is never applied as plain files)"
                 )));
             }
             if mode.is_tree() {
@@ -127,6 +155,73 @@ pub fn read(
     out.files
         .sort_by(|a, b| a.path.as_bytes().cmp(b.path.as_bytes()));
     Ok(out)
+}
+
+/// Every file of the revision, for a kustomize build: kustomizations may refer anywhere in their repository.
+/// Contents over the size limit are recorded by size only; symlinks by target only. The whole read is bounded
+/// too (16 times the file size limit) so that a large repository cannot exhaust an edge box's memory.
+fn read_repository(
+    repo: &gix::Repository,
+    root: gix::ObjectId,
+    limits: &Limits,
+) -> Result<RepoFiles, String> {
+    let mut files = RepoFiles::new(limits);
+    let mut stack = vec![(root, String::new(), 0usize)];
+    let mut count = 0usize;
+    let mut total = 0u64;
+    let budget = limits.max_file_size.saturating_mul(16);
+    while let Some((tree_id, dir, depth)) = stack.pop() {
+        if depth > MAX_DEPTH {
+            return Err(format!(
+                "{dir:?} is nested more than {MAX_DEPTH} folders deep"
+            ));
+        }
+        let tree = repo.find_tree(tree_id).map_err(|e| e.to_string())?;
+        for entry in tree.iter() {
+            let entry = entry.map_err(|e| e.to_string())?;
+            let name = entry.filename().to_string();
+            let full = if dir.is_empty() {
+                name
+            } else {
+                format!("{dir}/{name}")
+            };
+            let mode = entry.mode();
+            if mode.is_tree() {
+                files.insert(&full, Entry::Dir);
+                stack.push((entry.oid().to_owned(), full, depth + 1));
+                continue;
+            }
+            count += 1;
+            if count > limits.max_objects {
+                return Err(format!(
+                    "the repository has more than {} files, too many to build a kustomization from; raise [agent] max_objects if this is intended",
+                    limits.max_objects
+                ));
+            }
+            if mode.is_link() {
+                let target = repo.find_blob(entry.oid()).map_err(|e| e.to_string())?;
+                files.insert(
+                    &full,
+                    Entry::Link(String::from_utf8_lossy(&target.data).to_string()),
+                );
+            } else if mode.is_blob() {
+                let header = repo.find_header(entry.oid()).map_err(|e| e.to_string())?;
+                if header.size() > limits.max_file_size {
+                    files.insert(&full, Entry::TooBig(header.size()));
+                } else {
+                    total += header.size();
+                    if total > budget {
+                        return Err(format!(
+                            "the repository holds more than {budget} bytes of files, and a kustomize build reads the whole revision; move large files to another repository, or raise [agent] max_file_size (the budget is 16 times it)"
+                        ));
+                    }
+                    let blob = repo.find_blob(entry.oid()).map_err(|e| e.to_string())?;
+                    files.insert(&full, Entry::File(blob.data.clone()));
+                }
+            }
+        }
+    }
+    Ok(files)
 }
 
 /// Resolves a symlink target lexically from the link's folder and tells whether it leaves `root`.

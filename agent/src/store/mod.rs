@@ -82,8 +82,8 @@ pub struct SourceRecord {
     pub last_seen: Option<u64>,
     pub object_count: usize,
     pub history_seq: u64,
-    /// The settings the last good bundle was built with (the path): when they change, the same commit must be
-    /// built again.
+    /// The settings the last good bundle was built with (the path and a digest of the substitution variables):
+    /// when they change, the same commit must be built again.
     pub build_key: Option<String>,
     /// `build::inventory_digest` of the objects in the target, for status and heartbeats.
     pub inventory_digest: Option<String>,

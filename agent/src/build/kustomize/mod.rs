@@ -1,0 +1,301 @@
+//! Kustomize-compatible builds: a folder holding `kustomization.yaml` becomes the objects `kustomize build` (v5)
+//! would print for it.
+//!
+//! The build is a plain function over a [`RepoFiles`] snapshot. Each kustomization accumulates its resources
+//! (files, and other kustomizations built first), applies its components, runs its generators and then its
+//! transformers in kustomize's fixed order. Two steps run once, at the top, as in kustomize: generated names get
+//! their content hash, and references to renamed ConfigMaps and Secrets are updated. Every field kustomize knows
+//! and Outpost does not implement is refused with the field and the file named: never silently ignored.
+
+mod files;
+mod generators;
+mod jsonpatch;
+mod load;
+mod order;
+mod patches;
+mod refs;
+mod smp;
+mod transform;
+
+use serde_json::Value;
+
+pub use files::{Entry, RepoFiles};
+
+use crate::config::Limits;
+use load::{Kind, Kustomization};
+
+/// The file names kustomize recognises as a kustomization, in the order it looks for them.
+pub const KUSTOMIZATION_NAMES: [&str; 3] =
+    ["kustomization.yaml", "kustomization.yml", "Kustomization"];
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KustomizeError {
+    #[error("{file}: {message}")]
+    Invalid { file: String, message: String },
+    #[error("{file}: `{field}` is not supported by Outpost ({why}); remove it, or build the manifests before committing them")]
+    Unsupported {
+        file: String,
+        field: String,
+        why: String,
+    },
+    #[error("{file}: {reference:?} points outside the repository; a kustomization may only use files of its own repository")]
+    Escapes { file: String, reference: String },
+    #[error("{file}: {reference:?} does not exist in this revision; fix the path")]
+    Missing { file: String, reference: String },
+    #[error("{file}: {reference:?} is a symlink; symlinks are never followed, replace it with the file itself")]
+    Symlink { file: String, reference: String },
+    #[error("{file}: {reference:?} is {size} bytes, over the {limit} byte limit; split it, or raise [agent] max_file_size")]
+    TooBig {
+        file: String,
+        reference: String,
+        size: u64,
+        limit: u64,
+    },
+    #[error(
+        "{file}: kustomizations include each other in a cycle: {chain}; remove one of these references"
+    )]
+    Cycle { file: String, chain: String },
+    #[error("{file}: patch {index}: {message}")]
+    Patch {
+        file: String,
+        index: usize,
+        message: String,
+    },
+    #[error("{file}: {id} is defined twice (in {first} and {second}); keep one")]
+    Duplicate {
+        file: String,
+        id: String,
+        first: String,
+        second: String,
+    },
+    #[error("{0}")]
+    Manifest(String),
+    #[error(
+        "the build has more than {limit} objects; split the source or raise [agent] max_objects"
+    )]
+    TooManyObjects { limit: usize },
+}
+
+type Result<T> = std::result::Result<T, KustomizeError>;
+
+/// One object during the build, with what the transformers need to remember about it.
+#[derive(Debug, Clone)]
+pub(crate) struct Res {
+    pub obj: Value,
+    /// Earlier `(namespace, name)` pairs, oldest first: patches and references written against any of them still
+    /// find the object after a prefix or a namespace changed it.
+    pub prev: Vec<(String, String)>,
+    /// Generated ConfigMaps and Secrets get `-<hash of content>` appended, once, at the end of the build.
+    pub hash: bool,
+    /// Where the object came from, for error messages.
+    pub origin: String,
+}
+
+impl Res {
+    pub fn kind(&self) -> &str {
+        self.obj.get("kind").and_then(Value::as_str).unwrap_or("")
+    }
+    pub fn name(&self) -> &str {
+        self.obj
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    }
+    pub fn namespace(&self) -> &str {
+        self.obj
+            .pointer("/metadata/namespace")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    }
+    pub fn api_version(&self) -> &str {
+        self.obj
+            .get("apiVersion")
+            .and_then(Value::as_str)
+            .unwrap_or("")
+    }
+    pub fn group(&self) -> &str {
+        self.api_version()
+            .rsplit_once('/')
+            .map(|(g, _)| g)
+            .unwrap_or("")
+    }
+    pub fn version(&self) -> &str {
+        let v = self.api_version();
+        v.rsplit_once('/').map(|(_, v)| v).unwrap_or(v)
+    }
+    /// True when `name` is the current or any earlier name.
+    pub fn answers_to(&self, name: &str) -> bool {
+        self.name() == name || self.prev.iter().any(|(_, n)| n == name)
+    }
+    /// Sets a metadata field, remembering the old identity.
+    pub fn rename(&mut self, namespace: Option<&str>, name: Option<&str>) {
+        let old = (self.namespace().to_string(), self.name().to_string());
+        if let Some(meta) = metadata(&mut self.obj) {
+            if let Some(ns) = namespace {
+                meta.insert("namespace".into(), Value::String(ns.into()));
+            }
+            if let Some(n) = name {
+                meta.insert("name".into(), Value::String(n.into()));
+            }
+        }
+        if (self.namespace(), self.name()) != (old.0.as_str(), old.1.as_str()) {
+            self.prev.push(old);
+        }
+    }
+}
+
+/// The object's metadata map, created when missing.
+pub(crate) fn metadata(obj: &mut Value) -> Option<&mut serde_json::Map<String, Value>> {
+    let map = obj.as_object_mut()?;
+    let meta = map
+        .entry("metadata")
+        .or_insert_with(|| Value::Object(Default::default()));
+    if !meta.is_object() {
+        *meta = Value::Object(Default::default());
+    }
+    meta.as_object_mut()
+}
+
+struct Ctx<'a> {
+    files: &'a RepoFiles,
+    limits: &'a Limits,
+}
+
+/// Builds the kustomization in folder `root` (repository-relative) into objects in kustomize's output order.
+pub fn build(files: &RepoFiles, root: &str, limits: &Limits) -> Result<Vec<Value>> {
+    let ctx = Ctx { files, limits };
+    let mut chain = Vec::new();
+    let mut resources = build_dir(&ctx, root, &mut chain)?;
+    refs::add_hashes(&mut resources);
+    refs::update_references(&mut resources);
+    let objects = order::legacy(resources.into_iter().map(|r| r.obj).collect());
+    if objects.len() > limits.max_objects {
+        return Err(KustomizeError::TooManyObjects {
+            limit: limits.max_objects,
+        });
+    }
+    Ok(objects)
+}
+
+/// Builds one kustomization (not a component) into a fresh list.
+fn build_dir(ctx: &Ctx, dir: &str, chain: &mut Vec<String>) -> Result<Vec<Res>> {
+    let mut acc = Vec::new();
+    apply(ctx, dir, chain, &mut acc, Kind::Kustomization)?;
+    Ok(acc)
+}
+
+/// Runs the kustomization in `dir` over `acc`: its resources are added, then its components, generators and
+/// transformers act on everything accumulated so far (for a component, that includes its parent's resources).
+fn apply(
+    ctx: &Ctx,
+    dir: &str,
+    chain: &mut Vec<String>,
+    acc: &mut Vec<Res>,
+    expect: Kind,
+) -> Result<()> {
+    if let Some(at) = chain.iter().position(|d| d == dir) {
+        let mut cycle: Vec<String> = chain[at..]
+            .iter()
+            .map(|d| if d.is_empty() { ".".into() } else { d.clone() })
+            .collect();
+        cycle.push(if dir.is_empty() {
+            ".".into()
+        } else {
+            dir.into()
+        });
+        // The kustomization that closes the cycle is the one to name.
+        let last = chain.last().map(String::as_str).unwrap_or(dir);
+        let file = load::find(ctx.files, last)
+            .map(|(f, _)| f)
+            .unwrap_or_else(|| last.to_string());
+        return Err(KustomizeError::Cycle {
+            file,
+            chain: cycle.join(" -> "),
+        });
+    }
+    let k = Kustomization::load(ctx.files, dir)?;
+    k.expect_kind(expect)?;
+    chain.push(dir.to_string());
+    let mut seen = Seen::of(acc)?;
+    for reference in k.resources() {
+        let path = k.resolve(reference)?;
+        match ctx.files.get(&path) {
+            Some(Entry::Dir) => {
+                if load::find(ctx.files, &path).is_none() {
+                    return Err(KustomizeError::Invalid {
+                        file: k.file.clone(),
+                        message: format!("resource {reference:?} is a folder without a kustomization.yaml; list its files instead, or add a kustomization there"),
+                    });
+                }
+                for r in build_dir(ctx, &path, chain)? {
+                    seen.add(acc, r, &k.file)?;
+                }
+            }
+            _ => {
+                let bytes = k.read(ctx.files, reference)?;
+                for r in load::objects(&path, &bytes)? {
+                    seen.add(acc, r, &k.file)?;
+                }
+            }
+        }
+        if acc.len() > ctx.limits.max_objects {
+            return Err(KustomizeError::TooManyObjects {
+                limit: ctx.limits.max_objects,
+            });
+        }
+    }
+    for reference in &k.spec.components {
+        let path = k.resolve(reference)?;
+        if !matches!(ctx.files.get(&path), Some(Entry::Dir))
+            || load::find(ctx.files, &path).is_none()
+        {
+            return Err(KustomizeError::Invalid {
+                file: k.file.clone(),
+                message: format!("component {reference:?} is not a folder holding a kustomization.yaml with kind: Component"),
+            });
+        }
+        apply(ctx, &path, chain, acc, Kind::Component)?;
+    }
+    generators::run(ctx.files, &k, acc)?;
+    transform::run(ctx.files, &k, acc)?;
+    chain.pop();
+    Ok(())
+}
+
+/// Identities already accumulated: kustomize refuses a second object with the same identity.
+struct Seen(std::collections::HashMap<String, String>);
+
+impl Seen {
+    fn of(acc: &[Res]) -> Result<Seen> {
+        let mut map = std::collections::HashMap::new();
+        for r in acc {
+            map.insert(id_of(r)?, r.origin.clone());
+        }
+        Ok(Seen(map))
+    }
+
+    fn add(&mut self, acc: &mut Vec<Res>, r: Res, file: &str) -> Result<()> {
+        let id = id_of(&r)?;
+        if let Some(first) = self.0.get(&id) {
+            return Err(KustomizeError::Duplicate {
+                file: file.to_string(),
+                id,
+                first: first.clone(),
+                second: r.origin,
+            });
+        }
+        self.0.insert(id, r.origin.clone());
+        acc.push(r);
+        Ok(())
+    }
+}
+
+fn id_of(r: &Res) -> Result<String> {
+    crate::build::identity(&r.obj).map_err(|m| KustomizeError::Invalid {
+        file: r.origin.clone(),
+        message: m,
+    })
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,357 @@
+//! `patches`, `patchesStrategicMerge` and `patchesJson6902`: loading each patch, finding its targets, applying it.
+//!
+//! As in kustomize: a strategic merge patch without a target must match an object (by its own kind, name and
+//! namespace) or the build fails; a patch with a `target` that matches nothing changes nothing.
+
+use serde_json::Value;
+
+use super::files::RepoFiles;
+use super::load::{Kustomization, Patch, Target};
+use super::{jsonpatch, smp, KustomizeError, Res, Result};
+
+/// What a patch entry holds once parsed.
+enum Body {
+    Strategic(Vec<Value>),
+    Json(Vec<Value>),
+}
+
+pub fn strategic_merge(files: &RepoFiles, k: &Kustomization, acc: &mut [Res]) -> Result<()> {
+    for (i, entry) in k.spec.patches_strategic_merge.iter().enumerate() {
+        let index = i + 1;
+        let field = format!("patchesStrategicMerge[{i}]");
+        let text = if entry.contains('\n') || entry.trim_start().starts_with('{') {
+            entry.clone()
+        } else {
+            read_text(files, k, entry, index)?
+        };
+        match parse(k, &text, index, &field)? {
+            Body::Strategic(docs) => {
+                for doc in docs {
+                    apply_by_own_id(k, &doc, acc, index)?;
+                }
+            }
+            Body::Json(_) => {
+                return Err(patch_error(
+                    k,
+                    index,
+                    format!("{field} is a JSON patch; list it under patches with a target"),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+pub fn patches(files: &RepoFiles, k: &Kustomization, acc: &mut [Res]) -> Result<()> {
+    for (i, p) in k.spec.patches.iter().enumerate() {
+        apply_entry(files, k, p, acc, i, "patches")?;
+    }
+    Ok(())
+}
+
+pub fn json6902(files: &RepoFiles, k: &Kustomization, acc: &mut [Res]) -> Result<()> {
+    for (i, p) in k.spec.patches_json6902.iter().enumerate() {
+        if p.target.is_none() {
+            return Err(patch_error(
+                k,
+                i + 1,
+                format!("patchesJson6902[{i}] has no target; say which object it changes"),
+            ));
+        }
+        apply_entry(files, k, p, acc, i, "patchesJson6902")?;
+    }
+    Ok(())
+}
+
+fn apply_entry(
+    files: &RepoFiles,
+    k: &Kustomization,
+    p: &Patch,
+    acc: &mut [Res],
+    i: usize,
+    list: &str,
+) -> Result<()> {
+    let index = i + 1;
+    let field = format!("{list}[{i}]");
+    let text = match (&p.path, &p.patch) {
+        (Some(path), None) => read_text(files, k, path, index)?,
+        (None, Some(inline)) => inline.clone(),
+        _ => {
+            return Err(patch_error(
+                k,
+                index,
+                format!("{field} needs exactly one of `path` and `patch`"),
+            ))
+        }
+    };
+    let body = parse(k, &text, index, &field)?;
+    let Some(target) = &p.target else {
+        return match body {
+            Body::Strategic(docs) => {
+                for doc in docs {
+                    apply_by_own_id(k, &doc, acc, index)?;
+                }
+                Ok(())
+            }
+            Body::Json(_) => Err(patch_error(
+                k,
+                index,
+                format!("{field} is a JSON patch without a target; add target (kind, name)"),
+            )),
+        };
+    };
+    let matcher = Matcher::new(target).map_err(|m| patch_error(k, index, m))?;
+    // With a target, the patch's own name and namespace are placeholders: they never rename what it patches.
+    let body = match body {
+        Body::Strategic(docs) => Body::Strategic(docs.into_iter().map(without_identity).collect()),
+        json => json,
+    };
+    for r in acc.iter_mut().filter(|r| matcher.matches(r)) {
+        match &body {
+            Body::Strategic(docs) => {
+                for doc in docs {
+                    let (group, kind) = (r.group().to_string(), r.kind().to_string());
+                    smp::merge(&mut r.obj, doc, &group, &kind);
+                }
+            }
+            Body::Json(ops) => jsonpatch::apply(&mut r.obj, ops).map_err(|m| {
+                patch_error(
+                    k,
+                    index,
+                    format!("{field} on {} {}: {m}", r.kind(), r.name()),
+                )
+            })?,
+        }
+    }
+    Ok(())
+}
+
+fn read_text(files: &RepoFiles, k: &Kustomization, path: &str, index: usize) -> Result<String> {
+    let bytes = k.read(files, path)?;
+    String::from_utf8(bytes).map_err(|_| patch_error(k, index, format!("{path:?} is not UTF-8")))
+}
+
+fn patch_error(k: &Kustomization, index: usize, message: String) -> KustomizeError {
+    KustomizeError::Patch {
+        file: k.file.clone(),
+        index,
+        message,
+    }
+}
+
+/// A list document is a JSON patch; mappings are strategic merge patches.
+fn parse(k: &Kustomization, text: &str, index: usize, field: &str) -> Result<Body> {
+    let docs = crate::build::parse_documents(&format!("{} {field}", k.file), text)
+        .map_err(|e| patch_error(k, index, format!("malformed patch: {e}")))?;
+    match docs.as_slice() {
+        [Value::Array(ops)] => {
+            if let Some(bad) = ops.iter().position(|o| !o.is_object()) {
+                return Err(patch_error(
+                    k,
+                    index,
+                    format!(
+                        "{field}: JSON patch operation {} is not a mapping with op and path",
+                        bad + 1
+                    ),
+                ));
+            }
+            Ok(Body::Json(ops.clone()))
+        }
+        [] => Err(patch_error(k, index, format!("{field} is empty"))),
+        docs => {
+            if docs.iter().any(|d| !d.is_object()) {
+                return Err(patch_error(
+                    k,
+                    index,
+                    format!("{field} is neither a mapping (strategic merge) nor a list of operations (JSON patch)"),
+                ));
+            }
+            Ok(Body::Strategic(docs.to_vec()))
+        }
+    }
+}
+
+/// A strategic merge patch names its object itself: kind, name and (optionally) namespace.
+fn apply_by_own_id(k: &Kustomization, doc: &Value, acc: &mut [Res], index: usize) -> Result<()> {
+    let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("");
+    let name = doc
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    if kind.is_empty() || name.is_empty() {
+        return Err(patch_error(
+            k,
+            index,
+            "a strategic merge patch without a target needs kind and metadata.name".into(),
+        ));
+    }
+    let namespace = doc.pointer("/metadata/namespace").and_then(Value::as_str);
+    let group = doc
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .and_then(|a| a.rsplit_once('/'))
+        .map(|(g, _)| g)
+        .unwrap_or("");
+    let mut found = false;
+    for r in acc.iter_mut() {
+        let same = r.kind() == kind
+            && r.group() == group
+            && r.answers_to(name)
+            && namespace
+                .is_none_or(|ns| r.namespace() == ns || r.prev.iter().any(|(n, _)| n == ns));
+        if same {
+            found = true;
+            // The patch's own name and namespace identify the target; they must not rename it.
+            smp::merge(&mut r.obj, &without_identity(doc.clone()), group, kind);
+        }
+    }
+    if !found {
+        return Err(patch_error(
+            k,
+            index,
+            format!(
+                "no object matches this strategic merge patch ({kind} {}{name}); check its kind, name and namespace, or give it a target",
+                namespace.map(|n| format!("{n}/")).unwrap_or_default()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn without_identity(mut patch: Value) -> Value {
+    if let Some(meta) = patch.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.remove("name");
+        meta.remove("namespace");
+    }
+    patch
+}
+
+/// A patch `target`: exact group, version and kind; anchored regular expressions for name and namespace; label
+/// and annotation selectors.
+struct Matcher<'a> {
+    target: &'a Target,
+    name: Option<regex::Regex>,
+    namespace: Option<regex::Regex>,
+    labels: Vec<Requirement>,
+    annotations: Vec<Requirement>,
+}
+
+enum Requirement {
+    Equals(String, String),
+    NotEquals(String, String),
+    Exists(String),
+    NotExists(String),
+    In(String, Vec<String>, bool),
+}
+
+impl<'a> Matcher<'a> {
+    fn new(target: &'a Target) -> std::result::Result<Matcher<'a>, String> {
+        let anchored = |p: &Option<String>| -> std::result::Result<Option<regex::Regex>, String> {
+            p.as_ref()
+                .map(|p| {
+                    regex::Regex::new(&format!("^(?:{p})$")).map_err(|e| {
+                        format!("target pattern {p:?} is not a valid regular expression: {e}")
+                    })
+                })
+                .transpose()
+        };
+        Ok(Matcher {
+            target,
+            name: anchored(&target.name)?,
+            namespace: anchored(&target.namespace)?,
+            labels: selector(target.label_selector.as_deref())?,
+            annotations: selector(target.annotation_selector.as_deref())?,
+        })
+    }
+
+    fn matches(&self, r: &Res) -> bool {
+        let t = self.target;
+        let eq = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
+        if !eq(&t.group, r.group()) || !eq(&t.version, r.version()) || !eq(&t.kind, r.kind()) {
+            return false;
+        }
+        if let Some(re) = &self.name {
+            if !re.is_match(r.name()) && !r.prev.iter().any(|(_, n)| re.is_match(n)) {
+                return false;
+            }
+        }
+        if let Some(re) = &self.namespace {
+            if !re.is_match(r.namespace()) {
+                return false;
+            }
+        }
+        let meta = |field: &str| {
+            r.obj
+                .pointer(&format!("/metadata/{field}"))
+                .and_then(Value::as_object)
+        };
+        satisfied(&self.labels, meta("labels")) && satisfied(&self.annotations, meta("annotations"))
+    }
+}
+
+fn satisfied(reqs: &[Requirement], map: Option<&serde_json::Map<String, Value>>) -> bool {
+    let get = |k: &str| map.and_then(|m| m.get(k)).and_then(Value::as_str);
+    reqs.iter().all(|r| match r {
+        Requirement::Equals(k, v) => get(k) == Some(v.as_str()),
+        Requirement::NotEquals(k, v) => get(k) != Some(v.as_str()),
+        Requirement::Exists(k) => get(k).is_some(),
+        Requirement::NotExists(k) => get(k).is_none(),
+        Requirement::In(k, vs, inside) => {
+            let hit = get(k).is_some_and(|v| vs.iter().any(|x| x == v));
+            hit == *inside
+        }
+    })
+}
+
+/// Kubernetes label selector syntax: `a=b`, `a==b`, `a!=b`, `a`, `!a`, `a in (x,y)`, `a notin (x)`.
+fn selector(text: Option<&str>) -> std::result::Result<Vec<Requirement>, String> {
+    let Some(text) = text else {
+        return Ok(Vec::new());
+    };
+    let mut parts = Vec::new();
+    let mut depth = 0;
+    let mut start = 0;
+    for (i, c) in text.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            ',' if depth == 0 => {
+                parts.push(&text[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&text[start..]);
+    let mut out = Vec::new();
+    for part in parts.into_iter().map(str::trim).filter(|p| !p.is_empty()) {
+        let set = |op: &str| -> Option<(String, Vec<String>)> {
+            let (k, rest) = part.split_once(op)?;
+            let list = rest.trim().strip_prefix('(')?.strip_suffix(')')?;
+            Some((
+                k.trim().into(),
+                list.split(',').map(|v| v.trim().to_string()).collect(),
+            ))
+        };
+        let req = if let Some((k, v)) = part.split_once("!=") {
+            Requirement::NotEquals(k.trim().into(), v.trim().into())
+        } else if let Some((k, v)) = part.split_once("==").or_else(|| part.split_once('=')) {
+            Requirement::Equals(k.trim().into(), v.trim().into())
+        } else if let Some((k, vs)) = set(" notin ") {
+            Requirement::In(k, vs, false)
+        } else if let Some((k, vs)) = set(" in ") {
+            Requirement::In(k, vs, true)
+        } else if let Some(k) = part.strip_prefix('!') {
+            Requirement::NotExists(k.trim().into())
+        } else if part
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+        {
+            Requirement::Exists(part.into())
+        } else {
+            return Err(format!("label selector {text:?} is not valid at {part:?}"));
+        };
+        out.push(req);
+    }
+    Ok(out)
+}

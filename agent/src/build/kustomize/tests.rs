@@ -1,0 +1,100 @@
+use serde_json::json;
+
+use super::files::join;
+use super::*;
+
+fn repo(files: &[(&str, &str)]) -> RepoFiles {
+    let mut r = RepoFiles::new(&Limits::default());
+    for (p, c) in files {
+        r.insert(p, Entry::File(c.as_bytes().to_vec()));
+    }
+    r
+}
+
+#[test]
+fn hash_matches_kustomize() {
+    // `kubectl kustomize` names this ConfigMap app-config-kh7f5d858d.
+    let cm = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "app-config"},
+        "data": {"A": "1", "B": "<x&y>"}});
+    assert_eq!(refs::content_hash(&cm), "kh7f5d858d");
+}
+
+#[test]
+fn references_resolve_lexically_and_never_leave_the_repository() {
+    assert_eq!(join("apps/prod", "../base").as_deref(), Some("apps/base"));
+    assert_eq!(join("apps", "../../etc"), None);
+    assert_eq!(join("", "/etc/passwd"), None);
+}
+
+#[test]
+fn cycle_is_named() {
+    let files = repo(&[
+        ("a/kustomization.yaml", "resources: [../b]\n"),
+        ("b/kustomization.yaml", "resources: [../a]\n"),
+    ]);
+    let err = build(&files, "a", &Limits::default()).unwrap_err();
+    assert!(err.to_string().contains("a -> b -> a"), "{err}");
+}
+
+#[test]
+fn unsupported_fields_are_refused_by_name() {
+    let files = repo(&[("k/kustomization.yaml", "helmCharts:\n- name: x\n")]);
+    let err = build(&files, "k", &Limits::default()).unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("k/kustomization.yaml") && text.contains("helmCharts"),
+        "{text}"
+    );
+}
+
+#[test]
+fn strategic_merge_follows_merge_keys_and_directives() {
+    let mut pod = json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"},
+        "spec": {"containers": [{"name": "a", "image": "x", "args": ["1", "2"],
+            "env": [{"name": "A", "value": "1"}, {"name": "C", "value": "3"}]},
+            {"name": "gone", "image": "y"}]}});
+    let patch = json!({"spec": {"containers": [
+        {"name": "a", "args": ["9"], "env": [{"name": "B", "value": "2"}]},
+        {"name": "gone", "$patch": "delete"}]}});
+    smp::merge(&mut pod, &patch, "", "Pod");
+    let c = &pod["spec"]["containers"];
+    assert_eq!(c.as_array().unwrap().len(), 1, "{pod}");
+    assert_eq!(c[0]["image"], "x", "fields the patch does not name stay");
+    assert_eq!(c[0]["args"], json!(["9"]), "atomic lists are replaced");
+    // kustomize puts the patch's elements first, then the others.
+    assert_eq!(
+        c[0]["env"],
+        json!([{"name": "B", "value": "2"}, {"name": "A", "value": "1"},
+        {"name": "C", "value": "3"}])
+    );
+}
+
+#[test]
+fn json_patch_operations_and_errors() {
+    let mut v = json!({"a": {"b": [1, 2]}});
+    let ops = json!([{"op": "add", "path": "/a/b/-", "value": 3},
+        {"op": "replace", "path": "/a/b/0", "value": 0},
+        {"op": "move", "from": "/a/b", "path": "/c"},
+        {"op": "test", "path": "/c", "value": [0, 2, 3]}]);
+    jsonpatch::apply(&mut v, ops.as_array().unwrap()).unwrap();
+    assert_eq!(v, json!({"a": {}, "c": [0, 2, 3]}));
+    let bad = json!([{"op": "remove", "path": "/nothere"}]);
+    let err = jsonpatch::apply(&mut v, bad.as_array().unwrap()).unwrap_err();
+    assert!(
+        err.contains("operation 1") && err.contains("/nothere"),
+        "{err}"
+    );
+}
+
+#[test]
+fn escaping_resource_names_the_kustomization() {
+    let files = repo(&[(
+        "apps/site/kustomization.yaml",
+        "resources:\n- ../../../etc\n",
+    )]);
+    let err = build(&files, "apps/site", &Limits::default()).unwrap_err();
+    assert!(
+        matches!(err, KustomizeError::Escapes { ref file, .. } if file == "apps/site/kustomization.yaml"),
+        "{err}"
+    );
+}

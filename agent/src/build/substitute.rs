@@ -1,0 +1,209 @@
+//! Variable substitution over built objects, like Flux's `postBuild.substitute`: `${var}`, `${var:=default}`, and
+//! `$${var}` for a literal `${var}`.
+//!
+//! Runs after the build, on string values only (never on keys), so a value can never turn into YAML structure. A
+//! value that is exactly one `${...}` and becomes a number or a boolean takes that type, so `replicas: ${n}` works
+//! as it does with Flux. An undefined variable with no default fails the revision; objects annotated
+//! `outpost.dev/substitute: disabled` are left as written. `${` not followed by a variable name and `}` (such as
+//! shell's `${1}` or `${x:-y}`) is left alone.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::config::{AgentConfig, SourceConfig};
+
+pub const DISABLE_ANNOTATION: &str = "outpost.dev/substitute";
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SubstituteError {
+    #[error("{object}: variable {var:?} is not defined and has no default; set it in [agent] vars or the source's vars, write ${{{var}:=default}}, escape it as $${{{var}}}, or annotate the object outpost.dev/substitute: disabled")]
+    Undefined { object: String, var: String },
+}
+
+/// The variables of one source: `[agent] vars`, then the source's own (which win), then the built-ins.
+pub fn vars_for(agent: &AgentConfig, source: &SourceConfig) -> BTreeMap<String, String> {
+    let mut vars = agent.vars.clone();
+    vars.extend(source.vars.clone());
+    vars.insert("OUTPOST_AGENT_ID".into(), agent.id.clone());
+    vars.insert("OUTPOST_SOURCE".into(), source.name.clone());
+    vars
+}
+
+/// Substitutes every string value of every object that does not opt out.
+pub fn apply(
+    objects: &mut [Value],
+    vars: &BTreeMap<String, String>,
+) -> Result<(), SubstituteError> {
+    for object in objects.iter_mut() {
+        let disabled = object
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get(DISABLE_ANNOTATION))
+            .and_then(Value::as_str)
+            == Some("disabled");
+        if disabled {
+            continue;
+        }
+        let id = super::identity(object).unwrap_or_else(|_| "an object".into());
+        walk(object, vars).map_err(|var| SubstituteError::Undefined {
+            object: id.clone(),
+            var,
+        })?;
+    }
+    Ok(())
+}
+
+fn walk(v: &mut Value, vars: &BTreeMap<String, String>) -> Result<(), String> {
+    match v {
+        Value::String(s) => {
+            if let Some(new) = substitute(s, vars)? {
+                *v = new;
+            }
+        }
+        Value::Array(items) => {
+            for i in items {
+                walk(i, vars)?;
+            }
+        }
+        Value::Object(map) => {
+            for (_, child) in map.iter_mut() {
+                walk(child, vars)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The new value of `s`, or `None` when it holds nothing to substitute. `Err` names an undefined variable.
+pub fn substitute(s: &str, vars: &BTreeMap<String, String>) -> Result<Option<Value>, String> {
+    if !s.contains("${") {
+        return Ok(None);
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    let mut whole = false;
+    while let Some(at) = rest.find('$') {
+        out.push_str(&rest[..at]);
+        let tail = &rest[at..];
+        if let Some(after) = tail.strip_prefix("$${") {
+            out.push_str("${");
+            rest = after;
+            continue;
+        }
+        match reference(tail) {
+            Some((len, name, default)) => {
+                let value = match (vars.get(name), default) {
+                    (Some(v), _) => v.as_str(),
+                    (None, Some(d)) => d,
+                    (None, None) => return Err(name.to_string()),
+                };
+                whole = at == 0 && len == s.len();
+                out.push_str(value);
+                rest = &tail[len..];
+            }
+            None => {
+                out.push('$');
+                rest = &tail[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    if whole {
+        if let Some(typed) = typed(&out) {
+            return Ok(Some(typed));
+        }
+    }
+    Ok(Some(Value::String(out)))
+}
+
+/// `${name}` or `${name:=default}` at the start of `s`: (length, name, default).
+fn reference(s: &str) -> Option<(usize, &str, Option<&str>)> {
+    let body = s.strip_prefix("${")?;
+    let end = body.find('}')?;
+    let inner = &body[..end];
+    let (name, default) = match inner.split_once(":=") {
+        Some((n, d)) => (n, Some(d)),
+        None => (inner, None),
+    };
+    let mut chars = name.chars();
+    let first = chars.next()?;
+    if !(first.is_ascii_alphabetic() || first == '_')
+        || !chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        return None;
+    }
+    Some((end + 3, name, default))
+}
+
+/// A whole-value substitution that reads as an integer, a float or a boolean takes that type.
+fn typed(text: &str) -> Option<Value> {
+    match text {
+        "true" => return Some(Value::Bool(true)),
+        "false" => return Some(Value::Bool(false)),
+        _ => {}
+    }
+    // Only the canonical spelling: "042" stays a string.
+    if let Ok(i) = text.parse::<i64>() {
+        return (i.to_string() == text).then(|| Value::from(i));
+    }
+    if text.contains('.') {
+        if let Ok(f) = text.parse::<f64>() {
+            return serde_json::Number::from_f64(f).map(Value::Number);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn vars() -> BTreeMap<String, String> {
+        [("site", "042"), ("region", "eu-west"), ("n", "3")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn forms() {
+        let v = vars();
+        let s = |t: &str| substitute(t, &v);
+        assert_eq!(s("store-${site}").unwrap(), Some(json!("store-042")));
+        assert_eq!(
+            s("${missing:=fallback}-x").unwrap(),
+            Some(json!("fallback-x"))
+        );
+        assert_eq!(s("${region:=ignored}").unwrap(), Some(json!("eu-west")));
+        assert_eq!(
+            s("$${site} and ${site}").unwrap(),
+            Some(json!("${site} and 042"))
+        );
+        assert_eq!(s("${n}").unwrap(), Some(json!(3)));
+        assert_eq!(s("${site}").unwrap(), Some(json!("042")));
+        assert_eq!(
+            s("echo ${1} ${x:-y}").unwrap(),
+            Some(json!("echo ${1} ${x:-y}"))
+        );
+        assert_eq!(s("plain").unwrap(), None);
+        assert_eq!(s("${nope}").unwrap_err(), "nope");
+    }
+
+    #[test]
+    fn undefined_names_object_and_variable_and_disabled_objects_are_left_alone() {
+        let mut objects = vec![
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a", "namespace": "x"},
+                "data": {"k": "${nope}"}}),
+        ];
+        let err = apply(&mut objects, &vars()).unwrap_err().to_string();
+        assert!(
+            err.contains("ConfigMap x/a") && err.contains("\"nope\""),
+            "{err}"
+        );
+        objects[0]["metadata"]["annotations"] = json!({DISABLE_ANNOTATION: "disabled"});
+        apply(&mut objects, &vars()).unwrap();
+        assert_eq!(objects[0]["data"]["k"], "${nope}");
+    }
+}
