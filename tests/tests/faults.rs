@@ -11,29 +11,56 @@ use outpost_tests::{Fault, FaultProxy, GitHttpServer, GitRepo, KubeDouble};
 
 const SECONDS: Duration = Duration::from_secs(1);
 
+/// A running agent whose one source `app` (1 s interval, 2 s timeout) reaches git http-backend through a fault
+/// proxy, with its first revision applied.
+struct GitBehindProxy {
+    repo: GitRepo,
+    first: String,
+    proxy: FaultProxy,
+    site: Site,
+    daemon: common::Daemon,
+    _server: GitHttpServer,
+}
+
+impl GitBehindProxy {
+    fn start() -> GitBehindProxy {
+        let repo = GitRepo::new();
+        repo.write("deploy/app.yaml", configmap("app", "1").as_bytes());
+        let first = repo.commit("app 1");
+        let server = GitHttpServer::start(repo.serve_dir());
+        let proxy = FaultProxy::start(([127, 0, 0, 1], server.port()).into());
+        let url = server.url_for(repo.name()).replace(
+            &format!(":{}/", server.port()),
+            &format!(":{}/", proxy.port()),
+        );
+        let mut site = Site::new();
+        site.source(
+            "app",
+            &url,
+            "branch = \"main\"",
+            "deploy",
+            "interval = \"1s\"\ntimeout = \"2s\"",
+        );
+        let daemon = site.spawn_daemon();
+        wait_until(30 * SECONDS, "the first revision applied", || {
+            site.applied_revision("app").as_deref() == Some(first.as_str())
+        });
+        GitBehindProxy {
+            repo,
+            first,
+            proxy,
+            site,
+            daemon,
+            _server: server,
+        }
+    }
+}
+
 #[test]
 fn every_git_link_fault_keeps_the_last_good_and_recovers() {
-    let repo = GitRepo::new();
-    repo.write("deploy/app.yaml", configmap("app", "1").as_bytes());
-    let mut last_good = repo.commit("app 1");
-    let server = GitHttpServer::start(repo.serve_dir());
-    let proxy = FaultProxy::start(([127, 0, 0, 1], server.port()).into());
-    let url = server.url_for(repo.name()).replace(
-        &format!(":{}/", server.port()),
-        &format!(":{}/", proxy.port()),
-    );
-    let mut site = Site::new();
-    site.source(
-        "app",
-        &url,
-        "branch = \"main\"",
-        "deploy",
-        "interval = \"1s\"\ntimeout = \"2s\"",
-    );
-    let daemon = site.spawn_daemon();
-    wait_until(30 * SECONDS, "the first revision applied", || {
-        site.applied_revision("app").as_deref() == Some(last_good.as_str())
-    });
+    let linked = GitBehindProxy::start();
+    let (repo, proxy, site) = (&linked.repo, &linked.proxy, &linked.site);
+    let mut last_good = linked.first.clone();
 
     let faults = [
         Fault::Drop,
@@ -78,32 +105,13 @@ fn every_git_link_fault_keeps_the_last_good_and_recovers() {
         assert_eq!(status["last_good"], commit.as_str());
         last_good = commit;
     }
-    assert!(daemon.terminate(), "a clean stop after all faults");
+    assert!(linked.daemon.terminate(), "a clean stop after all faults");
 }
 
 #[test]
 fn a_refusing_link_is_retried_with_backoff_not_every_interval() {
-    let repo = GitRepo::new();
-    repo.write("deploy/app.yaml", configmap("app", "1").as_bytes());
-    let first = repo.commit("app 1");
-    let server = GitHttpServer::start(repo.serve_dir());
-    let proxy = FaultProxy::start(([127, 0, 0, 1], server.port()).into());
-    let url = server.url_for(repo.name()).replace(
-        &format!(":{}/", server.port()),
-        &format!(":{}/", proxy.port()),
-    );
-    let mut site = Site::new();
-    site.source(
-        "app",
-        &url,
-        "branch = \"main\"",
-        "deploy",
-        "interval = \"1s\"\ntimeout = \"2s\"",
-    );
-    let daemon = site.spawn_daemon();
-    wait_until(30 * SECONDS, "the first revision applied", || {
-        site.applied_revision("app").as_deref() == Some(first.as_str())
-    });
+    let linked = GitBehindProxy::start();
+    let (proxy, site, first) = (&linked.proxy, &linked.site, &linked.first);
 
     // One poll a second while the link works: the baseline the backoff must stay below.
     let window = 12 * SECONDS;
@@ -124,7 +132,6 @@ fn a_refusing_link_is_retried_with_backoff_not_every_interval() {
         Some(first.as_str()),
         "the last good stays applied"
     );
-    drop(daemon);
 }
 
 #[test]
