@@ -3,7 +3,8 @@
 //!
 //! Runs after the build, on string values only (never on keys), so a value can never turn into YAML structure. A
 //! value that is exactly one `${...}` and becomes a number or a boolean takes that type, so `replicas: ${n}` works
-//! as it does with Flux. An undefined variable with no default fails the revision; objects annotated
+//! as it does with Flux; but not in fields the API defines as strings (labels, annotations, ConfigMap and Secret
+//! data, an env entry's value), where Flux's text substitution would hand the API server a number it refuses. An undefined variable with no default fails the revision; objects annotated
 //! `outpost.dev/substitute: disabled` are left as written. `${` not followed by a variable name and `}` (such as
 //! shell's `${1}` or `${x:-y}`) is left alone.
 
@@ -45,29 +46,60 @@ pub fn apply(
             continue;
         }
         let id = super::identity(object).unwrap_or_else(|_| "an object".into());
-        walk(object, vars).map_err(|var| SubstituteError::Undefined {
+        let undefined = |var| SubstituteError::Undefined {
             object: id.clone(),
             var,
-        })?;
+        };
+        // ConfigMap and Secret data are maps of strings; the rest of the object follows the general rule.
+        let string_data = matches!(
+            object.get("kind").and_then(Value::as_str),
+            Some("ConfigMap" | "Secret")
+        );
+        match object.as_object_mut() {
+            Some(map) if string_data => {
+                for (key, child) in map.iter_mut() {
+                    let strings = if matches!(key.as_str(), "data" | "stringData") {
+                        Strings::Always
+                    } else {
+                        Strings::Typed
+                    };
+                    walk(child, vars, strings).map_err(undefined)?;
+                }
+            }
+            _ => walk(object, vars, Strings::Typed).map_err(undefined)?,
+        }
     }
     Ok(())
 }
 
-fn walk(v: &mut Value, vars: &BTreeMap<String, String>) -> Result<(), String> {
+/// Where a whole-value substitution keeps its string type: fields the API defines as strings whatever they
+/// hold. Without this a label `site: "${site}"` with site = 42 would become a number and be rejected.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Strings {
+    /// Anywhere else: an integer or boolean result takes that type (`replicas: ${n}`).
+    Typed,
+    /// Labels, annotations, ConfigMap / Secret data, and an `env` entry's `value`.
+    Always,
+}
+
+fn walk(v: &mut Value, vars: &BTreeMap<String, String>, strings: Strings) -> Result<(), String> {
     match v {
         Value::String(s) => {
-            if let Some(new) = substitute(s, vars)? {
+            if let Some(new) = substitute_as(s, vars, strings)? {
                 *v = new;
             }
         }
         Value::Array(items) => {
             for i in items {
-                walk(i, vars)?;
+                walk(i, vars, strings)?;
             }
         }
         Value::Object(map) => {
-            for (_, child) in map.iter_mut() {
-                walk(child, vars)?;
+            let is_env_entry = map.contains_key("name") && map.contains_key("value");
+            for (key, child) in map.iter_mut() {
+                let always = matches!(key.as_str(), "labels" | "annotations" | "matchLabels")
+                    || (is_env_entry && key == "value");
+                walk(child, vars, if always { Strings::Always } else { strings })?;
             }
         }
         _ => {}
@@ -77,6 +109,14 @@ fn walk(v: &mut Value, vars: &BTreeMap<String, String>) -> Result<(), String> {
 
 /// The new value of `s`, or `None` when it holds nothing to substitute. `Err` names an undefined variable.
 pub fn substitute(s: &str, vars: &BTreeMap<String, String>) -> Result<Option<Value>, String> {
+    substitute_as(s, vars, Strings::Typed)
+}
+
+fn substitute_as(
+    s: &str,
+    vars: &BTreeMap<String, String>,
+    strings: Strings,
+) -> Result<Option<Value>, String> {
     if !s.contains("${") {
         return Ok(None);
     }
@@ -109,7 +149,7 @@ pub fn substitute(s: &str, vars: &BTreeMap<String, String>) -> Result<Option<Val
         }
     }
     out.push_str(rest);
-    if whole {
+    if whole && strings == Strings::Typed {
         if let Some(typed) = typed(&out) {
             return Ok(Some(typed));
         }
@@ -189,6 +229,34 @@ mod tests {
         );
         assert_eq!(s("plain").unwrap(), None);
         assert_eq!(s("${nope}").unwrap_err(), "nope");
+    }
+
+    #[test]
+    fn string_fields_stay_strings_and_the_rest_takes_the_type() {
+        let mut objects = vec![
+            json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": "d", "labels": {"site": "${n}"}, "annotations": {"on": "${yes}", "v": "${ver}"}},
+                "spec": {"replicas": "${n}", "selector": {"matchLabels": {"site": "${n}"}},
+                    "template": {"spec": {"containers": [{"name": "c", "env": [{"name": "PORT", "value": "${n}"}]}]}}}}),
+            json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"n": "${n}"}}),
+        ];
+        let mut v = vars();
+        v.insert("yes".into(), "true".into());
+        v.insert("ver".into(), "1.50".into());
+        apply(&mut objects, &v).unwrap();
+        let d = &objects[0];
+        assert_eq!(d["spec"]["replicas"], json!(3));
+        assert_eq!(d["metadata"]["labels"]["site"], json!("3"));
+        assert_eq!(d["metadata"]["annotations"]["on"], json!("true"));
+        assert_eq!(
+            d["metadata"]["annotations"]["v"],
+            json!("1.50"),
+            "the text as written"
+        );
+        assert_eq!(d["spec"]["selector"]["matchLabels"]["site"], json!("3"));
+        let env = &d["spec"]["template"]["spec"]["containers"][0]["env"][0];
+        assert_eq!(env["value"], json!("3"));
+        assert_eq!(objects[1]["data"]["n"], json!("3"));
     }
 
     #[test]
