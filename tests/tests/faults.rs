@@ -1,11 +1,13 @@
-//! Network faults between a running agent and its Git host, injected by a TCP proxy on loopback that refuses,
-//! hangs, delays and cuts connections on command. Each time the site keeps its last good revision, says what
-//! is wrong, retries with backoff, and converges once the link is back: nothing is lost.
+//! Network faults between a running agent and its Git host, its Kubernetes API server and its hub, injected by a
+//! TCP proxy on loopback that refuses, hangs, delays and cuts connections on command. Each time the site keeps its
+//! last good revision, says what is wrong, retries with backoff, and converges once the link is back: nothing is
+//! lost, and no heartbeat arrives twice.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
+use common::hub::{keygen, Hub};
 use common::{configmap, wait_until, Site};
 use outpost_tests::{Fault, FaultProxy, GitHttpServer, GitRepo, KubeDouble};
 
@@ -197,4 +199,69 @@ fn every_api_server_link_fault_keeps_the_last_good_and_recovers() {
         });
     }
     assert!(daemon.terminate(), "a clean stop after all faults");
+}
+
+#[test]
+fn heartbeats_through_every_hub_link_fault_arrive_in_order_none_lost_none_twice() {
+    let repo = GitRepo::new();
+    repo.write("deploy/app.yaml", configmap("app", "1").as_bytes());
+    let mut last = repo.commit("app 1");
+    let mut site = Site::new();
+    site.source("app", &repo.file_url(), "branch = \"main\"", "deploy", "");
+    let agent_key = keygen(&site);
+    // The proxy is the hub's address as far as the agent knows, so the hub must answer to that name too.
+    let hub_port = outpost_tests::support::free_port();
+    let proxy = FaultProxy::start(([127, 0, 0, 1], hub_port).into());
+    let names = format!("names = [\"127.0.0.1:{}\"]\n", proxy.port());
+    let mut hub = Hub::start_with(site.dir.path(), &agent_key, hub_port, &names);
+    site.tables = hub
+        .upstream_table()
+        .replace(&format!(":{hub_port}\""), &format!(":{}\"", proxy.port()));
+    let daemon = site.spawn_daemon();
+    let hub_has = |hub: &Hub, commit: &str| {
+        hub.agent()["sources"][0]["last_good_revision"].as_str() == Some(commit)
+    };
+    wait_until(30 * SECONDS, "the hub sees the first revision", || {
+        hub_has(&hub, &last)
+    });
+
+    let faults = [
+        Fault::Drop,
+        Fault::Blackhole,
+        Fault::CutAfter(200),
+        Fault::Delay(3 * SECONDS),
+    ];
+    for (n, fault) in faults.into_iter().enumerate() {
+        proxy.set(fault);
+        let version = (n + 2).to_string();
+        repo.write("deploy/app.yaml", configmap("app", &version).as_bytes());
+        last = repo.commit(&format!("app {version}"));
+        wait_until(30 * SECONDS, "the new revision applied", || {
+            site.applied_revision("app").as_deref() == Some(last.as_str())
+        });
+        // A few heartbeat intervals behind the fault.
+        std::thread::sleep(3 * SECONDS);
+        proxy.set(Fault::None);
+        wait_until(
+            60 * SECONDS,
+            &format!("the hub caught up after {fault:?}"),
+            || hub_has(&hub, &last),
+        );
+    }
+    wait_until(30 * SECONDS, "the outbox is empty", || {
+        site.status_json()["heartbeat_outbox"] == 0
+    });
+
+    // Every heartbeat the agent numbered since the first one the hub kept is there once, in order.
+    let seqs: Vec<u64> = hub
+        .history()
+        .iter()
+        .filter_map(|h| h["seq"].as_u64())
+        .collect();
+    assert!(seqs.len() >= 10, "{seqs:?}");
+    let expected: Vec<u64> = (seqs[0]..seqs[0] + seqs.len() as u64).collect();
+    assert_eq!(seqs, expected, "no heartbeat lost or recorded twice");
+    assert_eq!(hub.agent()["dropped"].as_u64().unwrap_or(0), 0);
+    assert!(daemon.terminate());
+    hub.stop();
 }

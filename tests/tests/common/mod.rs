@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+pub mod hub;
+
 /// The `outpost` binary cargo built beside this test (target/<profile>/outpost), or `OUTPOST_BIN`.
 pub fn outpost_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("OUTPOST_BIN") {
