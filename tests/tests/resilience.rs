@@ -316,44 +316,6 @@ fn status_works_while_run_holds_the_store() {
 }
 
 #[test]
-fn kill_9_during_sync_then_restart_converges() {
-    let repo = GitRepo::new();
-    // Enough files that a sync takes a moment, so kills land in every stage.
-    for i in 0..200 {
-        repo.write(
-            &format!("deploy/cm-{i:03}.yaml"),
-            configmap(&format!("cm-{i:03}"), "0").as_bytes(),
-        );
-    }
-    let mut head = repo.commit("v0");
-    let mut site = Site::new();
-    site.source("app", &repo.file_url(), "branch = \"main\"", "deploy", "");
-    for round in 1..=30u64 {
-        repo.write(
-            "deploy/cm-000.yaml",
-            configmap("cm-000", &round.to_string()).as_bytes(),
-        );
-        head = repo.commit(&format!("v{round}"));
-        let agent = site.spawn_daemon();
-        std::thread::sleep(Duration::from_millis(15 * round));
-        agent.kill9();
-        // Whatever was applied must be a whole revision: the header names a commit and all 200 objects are there.
-        let text = site.applied("app");
-        if !text.is_empty() {
-            assert_eq!(
-                text.matches("\nkind: ConfigMap").count(),
-                200,
-                "round {round}: a torn file"
-            );
-        }
-    }
-    // After the last kill: the store opens and the target converges to the head.
-    site.sync_ok();
-    assert_eq!(site.applied_revision("app").as_deref(), Some(head.as_str()));
-    assert_eq!(site.source_status("app")["last_good"], head.as_str());
-}
-
-#[test]
 fn removed_source_is_pruned_only_with_prune_on() {
     let repo = GitRepo::new();
     repo.write("deploy/app.yaml", configmap("app", "1").as_bytes());
