@@ -454,37 +454,13 @@ pub fn keygen(config: Config, from: Option<&Path>) -> Result<ExitCode, CommandEr
     std::fs::create_dir_all(dir).map_err(state_error)?;
     let path = key_path(&config);
     let imported = match from {
-        Some(file) => match std::fs::read(file) {
-            Ok(bytes) => Some(Pkcs8Document::from_pem_or_der(&bytes).map_err(|e| {
-                CommandError::KeyImport {
-                    file: file.to_path_buf(),
-                    message: e.to_string(),
-                }
-            })?),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                eprintln!(
-                    "{} does not exist; using the state directory's own key",
-                    file.display()
-                );
-                None
-            }
-            Err(e) => {
-                return Err(CommandError::KeyImport {
-                    file: file.to_path_buf(),
-                    message: e.to_string(),
-                })
-            }
-        },
+        Some(file) => key_from_file(file)?,
         None => None,
     };
     let action = match imported {
         Some(document) => {
-            let current = path
-                .exists()
-                .then(|| SigningKey::load(&path).map(|k| k.public_key()))
-                .transpose()
-                .ok()
-                .flatten();
+            // A missing or unreadable key is replaced like a different one.
+            let current = SigningKey::load(&path).ok().map(|k| k.public_key());
             if current == Some(document.signing_key()?.public_key()) {
                 "existing key, the same as the one given with --from"
             } else {
@@ -507,4 +483,25 @@ pub fn keygen(config: Config, from: Option<&Path>) -> Result<ExitCode, CommandEr
     println!("fingerprint {}", public.fingerprint());
     eprintln!("{action} {}", path.display());
     Ok(ExitCode::SUCCESS)
+}
+
+/// The key `keygen --from` names, checked; `None` when the file does not exist (an optional Secret left out).
+fn key_from_file(file: &Path) -> Result<Option<outpost_proto::keys::Pkcs8Document>, CommandError> {
+    let import_error = |message: String| CommandError::KeyImport {
+        file: file.to_path_buf(),
+        message,
+    };
+    match std::fs::read(file) {
+        Ok(bytes) => outpost_proto::keys::Pkcs8Document::from_pem_or_der(&bytes)
+            .map(Some)
+            .map_err(|e| import_error(e.to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!(
+                "{} does not exist; using the state directory's own key",
+                file.display()
+            );
+            Ok(None)
+        }
+        Err(e) => Err(import_error(e.to_string())),
+    }
 }

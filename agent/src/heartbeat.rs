@@ -195,12 +195,14 @@ fn client(upstream: &Upstream) -> Result<reqwest::Client, HeartbeatError> {
             })?;
         ca_certs = Some(certs);
     }
-    crate::trust::async_roots(builder, ca_certs.as_deref())
-        .build()
-        .map_err(|e| HeartbeatError::Send {
-            url: upstream.url.clone(),
-            message: crate::source::error_chain(&e),
-        })
+    let builder = match crate::trust::roots(ca_certs.as_deref()) {
+        Some(certs) => builder.tls_certs_only(certs.iter().cloned()),
+        None => builder,
+    };
+    builder.build().map_err(|e| HeartbeatError::Send {
+        url: upstream.url.clone(),
+        message: crate::source::error_chain(&e),
+    })
 }
 
 /// Sends queued heartbeats oldest first; stops at the first failure so order is kept.

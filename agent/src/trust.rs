@@ -36,32 +36,13 @@ fn bundled() -> Vec<reqwest::Certificate> {
         .collect()
 }
 
-/// Applies `ca_file` certificates when given (they replace every other root, like git's `http.sslCAInfo`), else
-/// the bundled roots on a host without a CA store.
-pub fn async_roots(
-    builder: reqwest::ClientBuilder,
-    ca_certs: Option<&[reqwest::Certificate]>,
-) -> reqwest::ClientBuilder {
+/// The roots a client must be limited to: the `ca_file` certificates when given (they replace every other root,
+/// like git's `http.sslCAInfo`), else the bundled ones on a host without a CA store; `None` leaves reqwest's
+/// default, the host's store. One rule for the async and the blocking client, whose builders are different types.
+pub fn roots(ca_certs: Option<&[reqwest::Certificate]>) -> Option<&[reqwest::Certificate]> {
     match ca_certs {
-        Some(certs) => builder.tls_certs_only(certs.iter().cloned()),
-        None => match bundled_if_host_has_none() {
-            Some(roots) => builder.tls_certs_only(roots.iter().cloned()),
-            None => builder,
-        },
-    }
-}
-
-/// [`async_roots`] for the blocking client gix's HTTP transport builds.
-pub fn blocking_roots(
-    builder: reqwest::blocking::ClientBuilder,
-    ca_certs: Option<&[reqwest::Certificate]>,
-) -> reqwest::blocking::ClientBuilder {
-    match ca_certs {
-        Some(certs) => builder.tls_certs_only(certs.iter().cloned()),
-        None => match bundled_if_host_has_none() {
-            Some(roots) => builder.tls_certs_only(roots.iter().cloned()),
-            None => builder,
-        },
+        Some(certs) => Some(certs),
+        None => bundled_if_host_has_none(),
     }
 }
 

@@ -290,7 +290,10 @@ impl GitRemote {
             // the whole poll from outside, and a stalled connection is cut by the connect timeout.
             let builder = builder.connect_timeout(timeout.min(std::time::Duration::from_secs(30)));
             // Like git's http.sslCAInfo, a ca_file replaces the default trust roots for this source.
-            Ok(crate::trust::blocking_roots(builder, ca_certs.as_deref()))
+            Ok(match crate::trust::roots(ca_certs.as_deref()) {
+                Some(certs) => builder.tls_certs_only(certs.iter().cloned()),
+                None => builder,
+            })
         };
         let backend = http::reqwest::Options {
             configure_client: Some(Box::new(configure_client)),

@@ -42,7 +42,10 @@ pub fn shared_client(
         .connect_timeout(Duration::from_secs(30))
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("git/2.0 (outpost/", env!("CARGO_PKG_VERSION"), ")"));
-    let builder = crate::trust::async_roots(builder, ca_certs);
+    let builder = match crate::trust::roots(ca_certs) {
+        Some(certs) => builder.tls_certs_only(certs.iter().cloned()),
+        None => builder,
+    };
     let client = builder.build().map_err(|e| super::error_chain(&e))?;
     clients.push((ca_file.map(Path::to_path_buf), client.clone()));
     Ok(client)
