@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{configmap, Site};
+use common::{configmap, https_token_site};
 use outpost_tests::{GitHttpServer, GitRepo};
 
 const GOOD: &str = "tok-GOOD-4f1c9a7e2b";
@@ -41,21 +41,7 @@ fn the_token_is_in_no_log_line_at_any_level_in_either_format_nor_in_the_store() 
     let mut checked = 0;
     for format in ["text", "json"] {
         for level in ["error", "warn", "info", "debug", "trace"] {
-            let mut site = Site::new();
-            let ca = server.write_ca(site.dir.path());
-            let token = site.dir.path().join("git-token");
-            std::fs::write(&token, format!("{GOOD}\n")).unwrap();
-            site.source(
-                "app",
-                &server.url_for(repo.name()),
-                "branch = \"main\"",
-                "deploy",
-                &format!(
-                    "ca_file = \"{}\"\n[source.auth]\ntoken_file = \"{}\"",
-                    ca.display(),
-                    token.display()
-                ),
-            );
+            let (site, token) = https_token_site(&server, &repo, GOOD);
             let flags = ["--log-format", format, "--log-level", level];
 
             // A full sync with the right token, then a failing fetch with a wrong one.

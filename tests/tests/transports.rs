@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{configmap, Site};
+use common::{configmap, https_token_site, Site};
 use outpost_tests::{GitDaemon, GitHttpServer, GitRepo, HttpProxy, SshServer};
 
 /// A repository with one manifest under `deploy/`.
@@ -103,21 +103,7 @@ fn https_with_ca_file_and_bearer_token() {
         .tls(true)
         .require_bearer("s3cret-token-value")
         .start();
-    let mut site = Site::new();
-    let ca = server.write_ca(site.dir.path());
-    let token = site.dir.path().join("token");
-    std::fs::write(&token, "s3cret-token-value\n").unwrap();
-    site.source(
-        "app",
-        &server.url_for(repo.name()),
-        "branch = \"main\"",
-        "deploy",
-        &format!(
-            "ca_file = \"{}\"\n[source.auth]\ntoken_file = \"{}\"",
-            ca.display(),
-            token.display()
-        ),
-    );
+    let (site, token) = https_token_site(&server, &repo, "s3cret-token-value");
     site.sync_ok();
     assert_applied(&site, "app", &repo.head(), "1");
 

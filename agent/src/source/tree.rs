@@ -2,6 +2,7 @@
 //! nothing on disk can be half-written and a symlink is data, never a path we follow.
 
 use super::SourceError;
+use crate::build::kustomize::{Entry, RepoFiles, KUSTOMIZATION_NAMES};
 use crate::config::Limits;
 
 /// One manifest file of a revision, with its path relative to the repository root.
@@ -28,7 +29,6 @@ pub struct KustomizationInput {
     pub root: String,
 }
 
-use crate::build::kustomize::{Entry, RepoFiles, KUSTOMIZATION_NAMES};
 /// A tree deeper than this is not a manifest folder; stop before it costs memory.
 const MAX_DEPTH: usize = 64;
 

@@ -313,3 +313,28 @@ pub const CONFIGMAP: &str =
 pub fn configmap(name: &str, version: &str) -> String {
     format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  version: \"{version}\"\n")
 }
+
+/// A site with one source `app` (branch main, folder `deploy`) from an HTTPS server, trusting the server's CA
+/// (`ca_file`) and sending `token` from a token file; returns the site and that file, which a test may rewrite.
+pub fn https_token_site(
+    server: &outpost_tests::GitHttpServer,
+    repo: &outpost_tests::GitRepo,
+    token: &str,
+) -> (Site, PathBuf) {
+    let mut site = Site::new();
+    let ca = server.write_ca(site.dir.path());
+    let token_file = site.dir.path().join("git-token");
+    std::fs::write(&token_file, format!("{token}\n")).unwrap();
+    site.source(
+        "app",
+        &server.url_for(repo.name()),
+        "branch = \"main\"",
+        "deploy",
+        &format!(
+            "ca_file = \"{}\"\n[source.auth]\ntoken_file = \"{}\"",
+            ca.display(),
+            token_file.display()
+        ),
+    );
+    (site, token_file)
+}
