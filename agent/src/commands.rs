@@ -77,12 +77,17 @@ fn open_store(config: &Config) -> Result<Arc<Store>, CommandError> {
 pub async fn run(config: Config) -> Result<ExitCode, CommandError> {
     let store = open_store(&config)?;
     let (stop, shutdown) = watch::channel(false);
-    tokio::spawn(async move {
-        wait_for_signal().await;
-        tracing::info!("stopping: finishing in-flight writes");
-        crate::notify::send("STOPPING=1");
-        let _ = stop.send(true);
-    });
+    let stop = Arc::new(stop);
+    {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("stopping: finishing in-flight writes");
+            crate::notify::send("STOPPING=1");
+            let _ = stop.send(true);
+        });
+    }
+    tokio::spawn(exit_when_store_fails(store.clone(), stop));
     // Each round runs the config file's sources plus the hub's accepted assignment; a newer assignment ends the
     // round (like a graceful stop, in-flight writes finish) and the next one starts with it.
     loop {
@@ -110,10 +115,44 @@ pub async fn run(config: Config) -> Result<ExitCode, CommandError> {
             break;
         }
     }
-    store.flush()?;
     let _ = std::fs::remove_file(config.agent.state_dir.join(PID_FILE));
+    if store.failed() {
+        return Ok(ExitCode::FAILURE);
+    }
+    // Every change was flushed when it was made; this last flush is belt and braces, and (like every flush) it
+    // is bounded, so a failing disk cannot hang a stop.
+    if let Err(e) = store.flush() {
+        tracing::error!(
+            "{e}; stopping without the final flush: every change was flushed when it was made"
+        );
+        return Ok(ExitCode::FAILURE);
+    }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// How long a stop after a store failure may take before the process exits regardless.
+const FAILED_STOP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// A store that failed to write (a full or failing disk under state_dir) never writes again in this process, so
+/// the daemon stops and exits with a failure: its supervisor starts it again, and the new process opens the
+/// store afresh (sled recovers it as after a crash) and converges once the disk has room. Until then each start
+/// fails with the same clear error. A write stuck inside sled could keep the orderly stop from finishing, so
+/// after a grace period the process exits regardless; what was flushed is on disk, which is all a crash leaves
+/// too.
+async fn exit_when_store_fails(store: Arc<Store>, stop: Arc<watch::Sender<bool>>) {
+    while !store.failed() {
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    }
+    tracing::error!(
+        "the store under {} can no longer be written (is the disk full or failing?); exiting so that the supervisor restarts the agent: free space there and it resumes from its last good state",
+        store.dir().display()
+    );
+    crate::notify::send("STOPPING=1");
+    let _ = stop.send(true);
+    tokio::time::sleep(FAILED_STOP_GRACE).await;
+    tracing::error!("the stop did not finish within {FAILED_STOP_GRACE:?}; exiting now");
+    std::process::exit(1);
 }
 
 /// The config file plus the stored assignment, if it still fits the file (the file may have changed since).

@@ -48,8 +48,13 @@ pub enum StoreError {
     Locked { dir: PathBuf, holder: String },
     #[error("cannot open the store {dir}: {message}; check that state_dir is writable and the disk is not full")]
     Open { dir: PathBuf, message: String },
-    #[error("store {dir}: {message} (is the disk full?)")]
+    #[error("store {dir}: {message}; check that the disk under state_dir has free space and is healthy (what was recorded before is kept)")]
     Io { dir: PathBuf, message: String },
+    #[error("store {dir}: writing to disk did not finish within {limit:?}; the disk under state_dir is full or failing: free space there (the agent resumes by itself; restart it if it does not)")]
+    FlushStuck {
+        dir: PathBuf,
+        limit: std::time::Duration,
+    },
     #[error("store {dir}: record {key} is unreadable ({message}); move the state directory away to start afresh")]
     Corrupt {
         dir: PathBuf,
@@ -105,7 +110,28 @@ pub struct Store {
     db: sled::Db,
     tree: sled::Tree,
     dir: PathBuf,
+    /// Set while a flush has not returned within [`FLUSH_LIMIT`]; see [`Store::flush`].
+    flush_stuck: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// Set by the first I/O error or stuck flush. sled 0.34 does not recover from a failed write (measured with a
+    /// full disk: every later flush blocks forever, and so does its flush on drop), so from then on this process
+    /// must not touch the database again: see [`Store::failed`] and the `Drop` impl.
+    failed: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
+
+impl Drop for Store {
+    /// After a failed write, sled's own flush on drop would block forever; keeping one reference to its handles
+    /// alive skips it. What was flushed before the failure is on disk, and sled's recovery at the next open
+    /// reads past a torn tail, exactly as after a crash.
+    fn drop(&mut self) {
+        if self.failed() {
+            std::mem::forget(self.db.clone());
+            std::mem::forget(self.tree.clone());
+        }
+    }
+}
+
+/// How long a flush may take before the store reports the disk as full or failing.
+const FLUSH_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Store {
     /// Opens (or creates) the store in `state_dir/store`. Only one process may hold it.
@@ -138,7 +164,13 @@ impl Store {
             dir: dir.clone(),
             message: e.to_string(),
         })?;
-        let store = Store { db, tree, dir };
+        let store = Store {
+            db,
+            tree,
+            dir,
+            flush_stuck: Default::default(),
+            failed: Default::default(),
+        };
         store.check_schema()?;
         Ok(store)
     }
@@ -356,11 +388,60 @@ impl Store {
         self.flush()
     }
 
+    /// Flushes to disk, bounded by [`FLUSH_LIMIT`]. sled can block in a flush forever after an I/O error (measured
+    /// with a full disk under state_dir), which would hang a sync, a poll or a stop; instead the flush runs on a
+    /// thread of its own and the caller gets a clear error when it does not return in time. While it stays
+    /// stuck, later flushes fail at once rather than pile up threads; once it returns, flushing resumes.
     pub fn flush(&self) -> Result<(), StoreError> {
-        self.db.flush().map(|_| ()).map_err(|e| self.io(e))
+        use std::sync::atomic::Ordering;
+        if self.flush_stuck.load(Ordering::SeqCst) {
+            return Err(self.stuck());
+        }
+        let (done, result) = std::sync::mpsc::channel();
+        let db = self.db.clone();
+        let stuck = self.flush_stuck.clone();
+        std::thread::Builder::new()
+            .name("store-flush".into())
+            .spawn(move || {
+                let flushed = db.flush();
+                stuck.store(false, Ordering::SeqCst);
+                let _ = done.send(flushed);
+            })
+            .map_err(|e| self.io(e))?;
+        let flushed = match result.recv_timeout(FLUSH_LIMIT) {
+            Ok(flushed) => flushed,
+            Err(_) => {
+                self.flush_stuck.store(true, Ordering::SeqCst);
+                // It may have returned between the timeout and the flag.
+                match result.try_recv() {
+                    Ok(flushed) => {
+                        self.flush_stuck.store(false, Ordering::SeqCst);
+                        flushed
+                    }
+                    Err(_) => return Err(self.stuck()),
+                }
+            }
+        };
+        flushed.map(|_| ()).map_err(|e| self.io(e))
+    }
+
+    /// True once a write or flush failed. The daemon then stops and exits with a failure, so that its supervisor
+    /// (systemd's `Restart=always`, the pod's restart policy) starts it again with a fresh store once the disk has
+    /// room: a failed sled never writes again in the same process.
+    pub fn failed(&self) -> bool {
+        self.failed.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn stuck(&self) -> StoreError {
+        self.failed.store(true, std::sync::atomic::Ordering::SeqCst);
+        StoreError::FlushStuck {
+            dir: self.dir.clone(),
+            limit: FLUSH_LIMIT,
+        }
     }
 
     fn io(&self, e: impl std::fmt::Display) -> StoreError {
+        self.failed.store(true, std::sync::atomic::Ordering::SeqCst);
         StoreError::Io {
             dir: self.dir.clone(),
             message: e.to_string(),
