@@ -144,4 +144,45 @@ fn main() {
         reply.len()
     );
     assert!(body + headers <= 2048, "over the 2 KiB target");
+
+    offline_outbox(&config, &store, &boot);
+}
+
+/// A long outage: the outbox is full (10,000 heartbeats, the default bound) and every new heartbeat evicts the
+/// oldest. Queuing must stay cheap however much is queued, or a site that was offline for days spends its CPU
+/// on its own backlog.
+fn offline_outbox(config: &Config, store: &Store, boot: &str) {
+    const PUSHES: u64 = 200;
+    let limits = OutboxLimits::default();
+    let started = Instant::now();
+    for _ in 0..limits.max_entries {
+        store
+            .outbox_push(now() as u64, limits, |seq, dropped| {
+                outpost_agent::heartbeat::build(config, store, seq, dropped, boot)
+            })
+            .expect("queued");
+    }
+    let filling = started.elapsed();
+    let cpu_before = cpu_time();
+    for _ in 0..PUSHES {
+        let entry = store
+            .outbox_push(now() as u64, limits, |seq, dropped| {
+                outpost_agent::heartbeat::build(config, store, seq, dropped, boot)
+            })
+            .expect("queued");
+        assert!(entry.reports_dropped > 0, "a full outbox evicts");
+    }
+    let cpu = cpu_time().saturating_sub(cpu_before);
+    assert_eq!(store.outbox_len(), limits.max_entries);
+    let decoding = Instant::now();
+    let all = store.outbox_entries(usize::MAX).expect("read");
+    let decoding = decoding.elapsed();
+    assert_eq!(all.len(), limits.max_entries);
+    println!(
+        "queuing a heartbeat with a full outbox ({} queued, the oldest evicted): {:.0} us CPU per heartbeat, over {PUSHES}; filling it took {:.1} s; decoding the whole queue (what every push did before) takes {:.0} ms",
+        limits.max_entries,
+        cpu.as_secs_f64() * 1e6 / PUSHES as f64,
+        filling.as_secs_f64(),
+        decoding.as_secs_f64() * 1e3
+    );
 }

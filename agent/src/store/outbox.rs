@@ -66,21 +66,21 @@ impl Store {
         let mut batch = sled::Batch::default();
 
         // Evict by age, then by count (leaving room for the new entry). An evicted entry's own report of
-        // earlier drops is not lost: it moves into the counter.
-        let mut queued = self.outbox_entries(usize::MAX)?;
-        let over = (queued.len() + 1).saturating_sub(limits.max_entries.max(1));
-        let mut evicted = 0;
-        for (i, e) in queued.iter().enumerate() {
+        // earlier drops is not lost: it moves into the counter. Only the entries that go are decoded, oldest
+        // first, up to the first one kept: a long outage must not make every heartbeat decode the whole queue.
+        let queued = self.tree.scan_prefix(PREFIX).keys().count();
+        let over = (queued + 1).saturating_sub(limits.max_entries.max(1));
+        for (i, item) in self.tree.scan_prefix(PREFIX).enumerate() {
+            let (_, v) = item.map_err(|e| self.io(e))?;
+            let e: OutboxEntry = self.decode("obx", &v)?;
             let too_old = now.saturating_sub(e.queued_at) > limits.max_age_secs;
             if i < over || too_old {
                 batch.remove(entry_key(e.seq));
                 dropped += 1 + e.reports_dropped;
-                evicted += 1;
             } else {
                 break;
             }
         }
-        queued.drain(..evicted);
 
         let entry = OutboxEntry {
             seq,
@@ -174,6 +174,34 @@ mod tests {
             next.reports_dropped, 2,
             "seq 4 dropped and the 1 it reported"
         );
+    }
+
+    #[test]
+    fn a_gap_in_the_queue_does_not_make_eviction_take_more() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let limits = OutboxLimits {
+            max_entries: 3,
+            max_age_secs: 1000,
+        };
+        for t in 0..3 {
+            store.outbox_push(t, limits, body).unwrap();
+        }
+        // Removed from the middle: the queue holds 1 and 3, so there is room for 4 without evicting.
+        store.outbox_delivered(2).unwrap();
+        assert_eq!(
+            store.outbox_push(3, limits, body).unwrap().reports_dropped,
+            0
+        );
+        let e = store.outbox_push(4, limits, body).unwrap();
+        assert_eq!(e.reports_dropped, 1, "only seq 1 goes");
+        let seqs: Vec<u64> = store
+            .outbox_entries(10)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(seqs, [3, 4, 5]);
     }
 
     #[test]
