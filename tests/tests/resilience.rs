@@ -431,3 +431,89 @@ fn password_in_url_never_reaches_output_or_state() {
     let status = serde_json::to_string(&site.status_json()).unwrap();
     assert!(!status.contains("pw-in-url-123"), "{status}");
 }
+
+/// `len` bytes that no compression shrinks (xorshift), so a pack holding them is at least that large.
+fn incompressible(len: usize, mut seed: u64) -> Vec<u8> {
+    (0..len)
+        .map(|_| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed as u8
+        })
+        .collect()
+}
+
+/// A source served by `git daemon` (fetched into the Git cache, where the size limits apply) gets a 3 MiB
+/// file outside its path; the sync fails naming `expected`, the good revision stays applied, and a commit that
+/// removes the file is applied again.
+fn assert_too_large(extra_agent: &str, expected: &str) {
+    let repo = GitRepo::new();
+    repo.write("deploy/app.yaml", configmap("app", "good").as_bytes());
+    let good = repo.commit("good");
+    let daemon = GitDaemon::start(repo.serve_dir());
+    let mut site = Site::new();
+    site.agent_extra = extra_agent.to_string();
+    site.source(
+        "app",
+        &daemon.url_for(repo.name()),
+        "branch = \"main\"",
+        "deploy",
+        "",
+    );
+    site.sync_ok();
+    assert_eq!(site.applied_revision("app").as_deref(), Some(good.as_str()));
+
+    repo.write("assets/dump.bin", &incompressible(3 * 1024 * 1024, 7));
+    repo.commit("someone committed a dump");
+    let out = site.sync_fails();
+    assert!(out.contains(expected), "expected {expected:?} in:\n{out}");
+    assert!(out.contains("[agent] "), "the fix is named: {out}");
+    assert_eq!(site.applied_revision("app").as_deref(), Some(good.as_str()));
+    let status = site.source_status("app");
+    assert_eq!(status["last_good"], good.as_str());
+    assert_eq!(status["state"], "Failed");
+    assert!(
+        status["last_error"].as_str().unwrap().contains(expected),
+        "{status}"
+    );
+    // The cache does not keep what was refused.
+    let cache = site.state_dir().join("git");
+    let held: u64 = walk_size(&cache);
+    assert!(
+        held < 1024 * 1024,
+        "{held} bytes left in {}",
+        cache.display()
+    );
+
+    repo.remove("assets/dump.bin");
+    repo.write("deploy/app.yaml", configmap("app", "fixed").as_bytes());
+    let fixed = repo.commit("dump removed");
+    site.sync_ok();
+    assert_eq!(
+        site.applied_revision("app").as_deref(),
+        Some(fixed.as_str())
+    );
+}
+
+fn walk_size(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => walk_size(&e.path()),
+            _ => e.metadata().map_or(0, |m| m.len()),
+        })
+        .sum()
+}
+
+#[test]
+fn a_transfer_over_max_pack_size_is_stopped() {
+    assert_too_large("max_pack_size = \"1MiB\"", "max_pack_size (1.0 MiB)");
+}
+
+#[test]
+fn a_repository_over_max_repo_size_is_refused() {
+    assert_too_large("max_repo_size = \"1MiB\"", "over max_repo_size (1.0 MiB)");
+}

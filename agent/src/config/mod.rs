@@ -76,6 +76,10 @@ pub struct AgentConfig {
 pub struct Limits {
     pub max_file_size: u64,
     pub max_objects: usize,
+    /// Bytes one fetch may bring into a source's Git cache; the transfer is stopped once it grows past this.
+    pub max_pack_size: u64,
+    /// Bytes a source's Git cache may hold after a fetch, even as a fresh shallow copy.
+    pub max_repo_size: u64,
 }
 
 impl Default for Limits {
@@ -83,6 +87,8 @@ impl Default for Limits {
         Limits {
             max_file_size: 8 * 1024 * 1024,
             max_objects: 10_000,
+            max_pack_size: 256 * 1024 * 1024,
+            max_repo_size: 1024 * 1024 * 1024,
         }
     }
 }
@@ -173,6 +179,8 @@ struct RawAgent {
     vars: BTreeMap<String, String>,
     max_file_size: Option<String>,
     max_objects: Option<usize>,
+    max_pack_size: Option<String>,
+    max_repo_size: Option<String>,
     keep_revisions: Option<usize>,
 }
 
@@ -356,9 +364,28 @@ fn validate_agent(raw: RawAgent, config_path: &Path) -> Result<AgentConfig, Stri
         .unwrap_or_else(|| PathBuf::from("/var/lib/outpost"));
     let state_dir = relative_to(config_path, &state_dir);
     let mut limits = Limits::default();
-    if let Some(size) = raw.max_file_size {
-        limits.max_file_size = parse_size(&size)
-            .ok_or_else(|| format!("[agent] max_file_size = {size:?}: write a size such as \"8MiB\", \"512KiB\" or \"1048576\""))?;
+    for (key, value, slot) in [
+        (
+            "max_file_size",
+            raw.max_file_size,
+            &mut limits.max_file_size,
+        ),
+        (
+            "max_pack_size",
+            raw.max_pack_size,
+            &mut limits.max_pack_size,
+        ),
+        (
+            "max_repo_size",
+            raw.max_repo_size,
+            &mut limits.max_repo_size,
+        ),
+    ] {
+        if let Some(size) = value {
+            *slot = parse_size(&size).filter(|n| *n > 0).ok_or_else(|| {
+                format!("[agent] {key} = {size:?}: write a size above zero such as \"8MiB\", \"512KiB\" or \"1048576\"")
+            })?;
+        }
     }
     if let Some(n) = raw.max_objects {
         if n == 0 {

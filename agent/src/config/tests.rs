@@ -30,6 +30,21 @@ fn minimal_config_gets_defaults() {
 }
 
 #[test]
+fn transfer_and_repository_size_limits() {
+    let with = |line: &str| parse(&MINIMAL.replace("[[source]]", &format!("{line}\n[[source]]")));
+    let c = with("max_pack_size = \"64MiB\"\nmax_repo_size = \"2GiB\"").unwrap();
+    assert_eq!(c.agent.limits.max_pack_size, 64 << 20);
+    assert_eq!(c.agent.limits.max_repo_size, 2 << 30);
+    let err = with("max_repo_size = \"0\"").unwrap_err();
+    assert!(
+        err.contains("max_repo_size") && err.contains("above zero"),
+        "{err}"
+    );
+    let err = with("max_pack_size = \"lots\"").unwrap_err();
+    assert!(err.contains("max_pack_size = \"lots\""), "{err}");
+}
+
+#[test]
 fn unknown_key_is_named() {
     let err =
         parse(&MINIMAL.replace("branch = \"main\"", "branch = \"main\"\nbrnach = 1")).unwrap_err();

@@ -15,8 +15,8 @@ use gix::remote::Direction;
 
 use super::local::LocalRepo;
 use super::refs::ListedRef;
-use super::{url, SourceError};
-use crate::config::SourceConfig;
+use super::{size, url, SourceError};
+use crate::config::{Limits, SourceConfig};
 use crate::redact;
 
 /// Where fetched commits are kept in the cache repository; one ref per source repository is enough.
@@ -91,21 +91,71 @@ impl GitRemote {
     }
 
     /// Shallow-fetches (depth 1) `ref_name` or, for a pinned commit, the commit itself; returns the commit id that
-    /// arrived, which may be newer than what the probe saw if someone pushed in between.
-    pub fn fetch(&self, ref_name: &str, interrupt: &AtomicBool) -> Result<String, SourceError> {
+    /// arrived, which may be newer than what the probe saw if someone pushed in between. The transfer is stopped
+    /// past `max_pack_size`, and a cache over `max_repo_size` afterwards is refused (see [`super::size`]).
+    pub fn fetch(
+        &self,
+        ref_name: &str,
+        interrupt: &AtomicBool,
+        limits: &Limits,
+    ) -> Result<String, SourceError> {
         if let Some(local) = &self.local {
             return local.resolve(ref_name);
         }
         self.prune_cache_if_bloated();
-        match self.fetch_once(ref_name, interrupt) {
-            Ok(id) => Ok(id),
+        let id = match self.fetch_limited(ref_name, interrupt, limits) {
+            Ok(id) => id,
             // A damaged cache must not block a site forever: start over once from an empty repository.
             Err(SourceError::Cache { .. }) => {
                 self.reset_cache()?;
-                self.fetch_once(ref_name, interrupt)
+                self.fetch_limited(ref_name, interrupt, limits)?
             }
-            Err(e) => Err(e),
+            Err(e) => return Err(e),
+        };
+        if size::dir_size(&self.cache_dir) <= limits.max_repo_size {
+            return Ok(id);
         }
+        // Old packs may be what fills it: a fresh shallow copy is the least the source can take.
+        self.reset_cache()?;
+        let id = self.fetch_limited(ref_name, interrupt, limits)?;
+        let held = size::dir_size(&self.cache_dir);
+        if held <= limits.max_repo_size {
+            return Ok(id);
+        }
+        let _ = self.reset_cache();
+        Err(SourceError::TooLarge {
+            url: redact::url(&self.source.url),
+            message: format!(
+                "even a fresh shallow copy of this revision takes {} on disk, over max_repo_size ({}); it was deleted and the last good revision stays applied. Raise [agent] max_repo_size if the repository really is that large, or keep large files out of it",
+                size::human(held),
+                size::human(limits.max_repo_size)
+            ),
+        })
+    }
+
+    /// One fetch, stopped once the cache has grown by more than `max_pack_size`.
+    fn fetch_limited(
+        &self,
+        ref_name: &str,
+        interrupt: &AtomicBool,
+        limits: &Limits,
+    ) -> Result<String, SourceError> {
+        let (fetched, exceeded) =
+            size::watch_growth(&self.cache_dir, limits.max_pack_size, interrupt, || {
+                self.fetch_once(ref_name, interrupt)
+            });
+        if !exceeded {
+            return fetched;
+        }
+        // Whatever part of the pack made it to disk is of no use.
+        let _ = self.reset_cache();
+        Err(SourceError::TooLarge {
+            url: redact::url(&self.source.url),
+            message: format!(
+                "the transfer grew past max_pack_size ({}) and was stopped; nothing from it is applied and the last good revision stays. Raise [agent] max_pack_size if the source really is that large, or keep large files out of the repository",
+                size::human(limits.max_pack_size)
+            ),
+        })
     }
 
     fn fetch_once(&self, ref_name: &str, interrupt: &AtomicBool) -> Result<String, SourceError> {

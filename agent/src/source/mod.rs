@@ -8,6 +8,7 @@ pub mod git;
 pub mod http_probe;
 pub mod local;
 pub mod refs;
+pub mod size;
 pub mod tree;
 pub mod url;
 
@@ -39,6 +40,8 @@ pub enum SourceError {
     Timeout { url: String, timeout: Duration },
     #[error("revision {revision}: {message}")]
     Tree { revision: String, message: String },
+    #[error("{url}: {message}")]
+    TooLarge { url: String, message: String },
     #[error("Git cache {dir}: {message}")]
     Cache { dir: PathBuf, message: String },
     #[error("internal error in a Git task: {0}")]
@@ -145,7 +148,8 @@ impl Source {
     pub async fn fetch(&self, probe: &Probe) -> Result<String, SourceError> {
         let remote = self.remote.clone();
         let ref_name = probe.ref_name.clone();
-        self.blocking(move |interrupt| remote.fetch(&ref_name, &interrupt))
+        let limits = self.limits;
+        self.blocking(move |interrupt| remote.fetch(&ref_name, &interrupt, &limits))
             .await
     }
 
@@ -206,7 +210,10 @@ impl SourceError {
     /// Errors that are about the content of a revision, not about reaching it: retrying will not help until
     /// someone pushes a fix.
     pub fn is_content_error(&self) -> bool {
-        matches!(self, SourceError::Tree { .. })
+        matches!(
+            self,
+            SourceError::Tree { .. } | SourceError::TooLarge { .. }
+        )
     }
 }
 
