@@ -23,6 +23,9 @@ use crate::store::{now, OutboxLimits, Store};
 const CONTENT_TYPE: &str = "application/json";
 /// Entries sent per drain before the loop looks at shutdown and new state again.
 const DRAIN_BATCH: usize = 64;
+/// The largest hub reply read: an acknowledgement with an assignment of a few hundred sources fits many times
+/// over, and a hub (or something posing as one) cannot make the agent buffer more.
+const MAX_REPLY: usize = 4 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HeartbeatError {
@@ -254,10 +257,9 @@ async fn drain(
             .iter()
             .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
             .collect();
-        let body = response
-            .bytes()
+        let body = crate::http_body::read_bounded(response, MAX_REPLY)
             .await
-            .map_err(|e| send_err(crate::source::error_chain(&e)))?;
+            .map_err(|e| send_err(format!("reading the reply: {e}")))?;
         match status {
             200 => {
                 let header_refs: Vec<(&str, &str)> = reply_headers

@@ -10,6 +10,7 @@ pub mod commands;
 pub mod config;
 pub mod fsutil;
 pub mod heartbeat;
+pub mod http_body;
 pub mod logging;
 pub mod mem;
 pub mod notify;

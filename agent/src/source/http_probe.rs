@@ -12,7 +12,7 @@ use std::time::Duration;
 use super::refs::ListedRef;
 
 /// The most we read of an ls-refs answer; even ten thousand tags fit well within this.
-const MAX_RESPONSE: u64 = 16 * 1024 * 1024;
+const MAX_RESPONSE: usize = 16 * 1024 * 1024;
 
 /// What the server said, when it was something we understood.
 pub enum Answer {
@@ -70,7 +70,7 @@ pub async fn ls_refs(
     if let Some((name, value)) = auth_header.and_then(|h| h.split_once(':')) {
         post = post.header(name.trim(), value.trim());
     }
-    let mut response = post.send().await.map_err(|e| super::error_chain(&e))?;
+    let response = post.send().await.map_err(|e| super::error_chain(&e))?;
     let status = response.status().as_u16();
     match status {
         200 => {}
@@ -86,19 +86,9 @@ pub async fn ls_refs(
     if !is_v2_result {
         return Ok(None);
     }
-    let mut body = Vec::new();
-    while let Some(chunk) = response
-        .chunk()
+    let body = crate::http_body::read_bounded(response, MAX_RESPONSE)
         .await
-        .map_err(|e| format!("reading the ref listing: {}", super::error_chain(&e)))?
-    {
-        body.extend_from_slice(&chunk);
-        if body.len() as u64 > MAX_RESPONSE {
-            return Err(format!(
-                "the ref listing is larger than {MAX_RESPONSE} bytes"
-            ));
-        }
-    }
+        .map_err(|e| format!("reading the ref listing: {e}"))?;
     Ok(parse_response(&body).map(Answer::Refs))
 }
 
