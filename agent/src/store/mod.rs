@@ -404,6 +404,9 @@ impl Store {
             .name("store-flush".into())
             .spawn(move || {
                 let flushed = db.flush();
+                // Released before the caller hears back, so a store dropped right after a flush really closes
+                // (sled's file lock goes with the last handle; a reopen must not find it still held).
+                drop(db);
                 stuck.store(false, Ordering::SeqCst);
                 let _ = done.send(flushed);
             })
