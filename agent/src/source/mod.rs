@@ -10,6 +10,7 @@ pub mod local;
 pub mod refs;
 pub mod tree;
 pub mod url;
+pub mod verify;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
