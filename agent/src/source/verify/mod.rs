@@ -205,7 +205,8 @@ impl Policy {
                 "signed by OpenPGP key {signer}, which is revoked (in {path}); re-sign with a current key"
             ),
             pgp::PgpFailure::Expired { signer, expired_at } => format!(
-                "signed by OpenPGP key {signer}, which expired (at Unix time {expired_at}) before the signature was made; re-sign with a current key"
+                "signed by OpenPGP key {signer}, which expired on {} before the signature was made; re-sign with a current key",
+                signers::utc(expired_at)
             ),
             pgp::PgpFailure::Mismatch { signer } => format!(
                 "signed by OpenPGP key {signer}: the signature does not match the signed content (changed after signing, or copied from another object)"

@@ -280,6 +280,27 @@ pub fn parse_time(text: &str) -> Result<i64, String> {
     Ok(days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second)
 }
 
+/// Unix seconds as `2020-01-02 01:00:00 UTC`, for messages about key lifetimes.
+pub fn utc(secs: i64) -> String {
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // The inverse of `days_from_civil`.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's well-known formula).
 fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
@@ -385,5 +406,16 @@ mod tests {
         assert_eq!(parse_time("202311142213").unwrap(), 1_699_999_980);
         assert!(parse_time("20231314").is_err());
         assert!(parse_time("2023-11-14").is_err());
+        assert_eq!(utc(1_700_000_000), "2023-11-14 22:13:20 UTC");
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        for t in ["20000229", "20240301120000Z", "19991231235959"] {
+            let secs = parse_time(t).unwrap();
+            let digits: String = utc(secs).chars().filter(char::is_ascii_digit).collect();
+            assert!(
+                digits.starts_with(t.trim_end_matches('Z')),
+                "{t} -> {}",
+                utc(secs)
+            );
+        }
     }
 }
