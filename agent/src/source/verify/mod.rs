@@ -118,7 +118,7 @@ impl Policy {
             };
             if parsed.object.as_deref() != Some(rev.commit) {
                 return Err(rejected(format!(
-                    "the tag object names commit {}, not the commit {} being applied; push the tag again",
+                    "the tag object names commit {}, not the commit {} that was fetched (the tag moved during the poll); the next poll checks it again",
                     parsed.object.as_deref().map_or("(none)", short),
                     short(rev.commit)
                 )));

@@ -423,4 +423,60 @@ mod tests {
         )
         .is_err());
     }
+
+    /// Signatures made by the real ssh-keygen with the sha256 message hash (git uses sha512), for RSA and ECDSA.
+    #[test]
+    fn ssh_keygen_sha256_signatures_verify() {
+        if std::process::Command::new("ssh-keygen")
+            .arg("-?")
+            .output()
+            .is_err()
+        {
+            eprintln!("SKIPPED: ssh-keygen is not installed (apt-get install openssh-client)");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let payload = dir.path().join("payload");
+        std::fs::write(&payload, b"tree 1\n\nsigned\n").unwrap();
+        for kind in ["rsa", "ecdsa"] {
+            let key = dir.path().join(kind);
+            let status = std::process::Command::new("ssh-keygen")
+                .args(["-q", "-t", kind, "-N", "", "-f"])
+                .arg(&key)
+                .status()
+                .unwrap();
+            assert!(status.success());
+            let sig_file = dir.path().join("payload.sig");
+            let _ = std::fs::remove_file(&sig_file);
+            let status = std::process::Command::new("ssh-keygen")
+                .args([
+                    "-q",
+                    "-Y",
+                    "sign",
+                    "-n",
+                    "git",
+                    "-O",
+                    "hashalg=sha256",
+                    "-f",
+                ])
+                .arg(&key)
+                .arg(&payload)
+                .status()
+                .unwrap();
+            assert!(status.success());
+            let public = std::fs::read_to_string(format!("{}.pub", key.display())).unwrap();
+            let b64 = public.split_whitespace().nth(1).unwrap();
+            let blob = base64::engine::general_purpose::STANDARD
+                .decode(b64)
+                .unwrap();
+            let key = PublicKey::from_blob(&blob).unwrap();
+            let sig = SshSig::from_armor(&std::fs::read_to_string(&sig_file).unwrap()).unwrap();
+            assert_eq!(sig.hash, "sha256");
+            sig.verify(&key, b"tree 1\n\nsigned\n").unwrap();
+            assert_eq!(
+                sig.verify(&key, b"tree 2\n\nsigned\n"),
+                Err(SshError::Mismatch)
+            );
+        }
+    }
 }
