@@ -7,7 +7,7 @@ mod common;
 mod signing;
 
 use common::{configmap, Site};
-use outpost_tests::{GitDaemon, GitRepo};
+use outpost_tests::{GitDaemon, GitHttpServer, GitRepo};
 use signing::{commit_signed, graft_signature, tag_signed, Gpg, SshKey};
 
 /// A site whose source `name` follows `reference` in `url`, folder `deploy`, with `[source.verify]` set to `verify`.
@@ -209,11 +209,20 @@ fn a_signed_tag_on_an_unsigned_head_in_each_mode() {
     assert_ne!(tag_object, commit);
     let daemon = GitDaemon::start(repo.serve_dir());
     let url = daemon.url_for(repo.name());
+    // Over HTTP the probe is our own ls-refs request, which must keep the tag object id too.
+    let http = GitHttpServer::start(repo.serve_dir());
     let mut site = Site::new();
     let signers = write(
         &site,
         "allowed_signers",
         &key.allowed_line("release@example.com"),
+    );
+    add_source(
+        &mut site,
+        "over-http",
+        &http.url_for(repo.name()),
+        "tag = \"v1.0.0\"",
+        &format!("mode = \"tag\"\nallowed_signers = \"{signers}\"\n"),
     );
     for (name, reference, mode) in [
         ("by-tag", "tag = \"v1.0.0\"", "tag"),
@@ -231,6 +240,7 @@ fn a_signed_tag_on_an_unsigned_head_in_each_mode() {
     }
     site.sync_fails();
     assert_applied(&site, "by-tag", &commit, "1");
+    assert_applied(&site, "over-http", &commit, "1");
     assert_applied(&site, "by-range", &commit, "1");
     for name in ["by-head", "by-both"] {
         let error = last_error(&site, name);
