@@ -428,6 +428,7 @@ pub async fn render(
             let probe = Probe {
                 ref_name: rev.clone(),
                 commit: rev.clone(),
+                tag_object: None,
             };
             let fetched = own_cache.fetch(&probe).await.map_err(err)?;
             (own_cache, fetched)

@@ -89,12 +89,16 @@ impl Reconciler {
         vars: std::collections::BTreeMap<String, String>,
     ) -> Result<Self, TargetError> {
         // A commit, a path and the variables fully determine a bundle; the URL or ref that led to the commit do
-        // not matter.
-        let build_key = format!(
+        // not matter. The verify mode is part of the key so that turning `[source.verify]` on (or making it
+        // stricter) checks the revision already running at once, instead of trusting it until the next push.
+        let mut build_key = format!(
             "path={};vars={}",
             config.path,
             &build::digest_of(&[serde_json::to_value(&vars).unwrap_or_default()])[7..23]
         );
+        if let Some(policy) = &config.verify {
+            build_key.push_str(&format!(";verify={}", policy.mode.as_str()));
+        }
         Ok(Reconciler {
             config: config.clone(),
             source: Source::new(config, git_cache_root, limits),
@@ -187,6 +191,17 @@ impl Reconciler {
             return self.unchanged(&record, &revision).await;
         }
 
+        // Every revision is verified right before it is built: a revision fetched (or cached) earlier gets no pass.
+        match self.source.verify(&probe, &revision).await {
+            Ok(Some(signer)) => {
+                tracing::info!(source = self.name(), revision = %revision, "signature verified: {signer}")
+            }
+            Ok(None) => {}
+            Err(error) => {
+                let e = self.source_error(error);
+                return Err(self.fail(&record, Some(&revision), e).await);
+            }
+        }
         let bundle = match self.build(&revision).await {
             Ok(b) => b,
             Err(e) => return Err(self.fail(&record, Some(&revision), e).await),
@@ -277,7 +292,7 @@ impl Reconciler {
         shutdown: &watch::Receiver<bool>,
     ) -> Result<String, ReconcileError> {
         if record.fetched.as_deref() == Some(probe.commit.as_str())
-            && self.source.has_commit(&probe.commit).await
+            && self.source.has_revision(probe).await
         {
             return Ok(probe.commit.clone());
         }

@@ -17,6 +17,7 @@ mod assigned;
 pub use assigned::AssignmentRefused;
 mod kubernetes;
 mod units;
+mod verify;
 
 pub use kubernetes::KubernetesConfig;
 
@@ -155,6 +156,8 @@ pub struct SourceConfig {
     pub auth: Auth,
     pub ca_file: Option<PathBuf>,
     pub vars: BTreeMap<String, String>,
+    /// `[source.verify]` with its key files read; shared because every clone of the config carries it.
+    pub verify: Option<std::sync::Arc<crate::source::verify::Policy>>,
 }
 
 // ---- the file as written -------------------------------------------------------------------------------------
@@ -209,7 +212,7 @@ struct RawSource {
     force: bool,
     auth: Option<RawAuth>,
     ca_file: Option<PathBuf>,
-    verify: Option<toml::Table>,
+    verify: Option<verify::RawVerify>,
     #[serde(default)]
     vars: BTreeMap<String, String>,
 }
@@ -497,12 +500,13 @@ fn validate_source(raw: RawSource, config_path: &Path) -> Result<SourceConfig, S
             }
         },
     };
-    if raw.verify.is_some() {
-        return Err(format!(
-            "{}: commit signature verification is not supported by this build yet; remove [source.verify] or use a build that has it (refusing to apply unverified commits silently)",
-            at("verify")
-        ));
-    }
+    let verify = match raw.verify {
+        None => None,
+        Some(v) => Some(std::sync::Arc::new(
+            verify::validate(v, &git_ref, config_path)
+                .map_err(|m| format!("source \"{name}\": [source.verify] {m}"))?,
+        )),
+    };
     let namespace = raw.namespace.unwrap_or_else(|| "default".into());
     let auth = match raw.auth {
         None => Auth::default(),
@@ -528,6 +532,7 @@ fn validate_source(raw: RawSource, config_path: &Path) -> Result<SourceConfig, S
         auth,
         ca_file: raw.ca_file.map(|p| relative_to(config_path, &p)),
         vars: raw.vars,
+        verify,
     })
 }
 

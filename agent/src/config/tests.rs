@@ -104,9 +104,78 @@ fn duplicate_names_and_bad_names() {
 }
 
 #[test]
-fn unsupported_sections_are_refused_not_ignored() {
-    let err = parse(&format!("{MINIMAL}\n[source.verify]\nmode = \"head\"\n")).unwrap_err();
-    assert!(err.contains("verify"), "{err}");
+fn verify_section_is_typed_and_its_files_read_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("agent.toml");
+    let key = "AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl";
+    std::fs::write(
+        dir.path().join("signers"),
+        format!("ops@x ssh-ed25519 {key}\n"),
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("broken"), "# ok\nops@x ssh-ed25519 !!!\n").unwrap();
+    let load = |extra: &str, reference: &str| {
+        let text = MINIMAL.replace("branch = \"main\"", reference) + "\n[source.verify]\n" + extra;
+        Config::parse(&config, &text).map_err(|e| e.to_string())
+    };
+    // Relative to the config file, like every other path.
+    let ok = load(
+        "mode = \"head\"\nallowed_signers = \"signers\"\n",
+        "branch = \"main\"",
+    )
+    .unwrap();
+    let policy = ok.sources[0].verify.as_ref().unwrap();
+    assert_eq!(policy.mode, crate::source::verify::Mode::Head);
+    assert_eq!(
+        policy.allowed_signers.as_ref().unwrap().path,
+        dir.path().join("signers")
+    );
+    assert!(load(
+        "mode = \"tag\"\nallowed_signers = \"signers\"\n",
+        "semver = \">=1\""
+    )
+    .is_ok());
+
+    let err = load(
+        "mode = \"tag\"\nallowed_signers = \"signers\"\n",
+        "branch = \"main\"",
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("branch main") && err.contains("mode = \"head\""),
+        "{err}"
+    );
+    let err = load("mode = \"head\"\n", "branch = \"main\"").unwrap_err();
+    assert!(
+        err.contains("allowed_signers") && err.contains("pgp_keys"),
+        "{err}"
+    );
+    let err = load("mode = \"all\"\npgp_keys = \"k\"\n", "branch = \"main\"").unwrap_err();
+    assert!(err.contains("tag_and_head"), "{err}");
+    let err = load(
+        "mode = \"head\"\nallowed_signer = \"signers\"\n",
+        "branch = \"main\"",
+    )
+    .unwrap_err();
+    assert!(err.contains("unknown field"), "{err}");
+    let err = load(
+        "mode = \"head\"\nallowed_signers = \"broken\"\n",
+        "branch = \"main\"",
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("broken line 2") && err.contains("base64"),
+        "{err}"
+    );
+    let err = load(
+        "mode = \"head\"\npgp_keys = \"missing.asc\"\n",
+        "branch = \"main\"",
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("missing.asc") && err.contains("cannot read"),
+        "{err}"
+    );
 }
 
 #[test]

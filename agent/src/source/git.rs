@@ -84,6 +84,8 @@ impl GitRemote {
                 listed.push(ListedRef {
                     name: name.to_string(),
                     commit: commit.to_string(),
+                    // A peeled ref is an annotated tag: its own id is the tag object.
+                    tag_object: peeled.and(target).map(|t| t.to_string()),
                 });
             }
         }
@@ -198,6 +200,14 @@ impl GitRemote {
         };
         let found = repo.find_commit(id).is_ok();
         found
+    }
+
+    /// True when the object (a commit or a tag) is already in the cache or the `file://` repository.
+    pub fn has_object(&self, id: &str) -> bool {
+        let Ok(id) = gix::ObjectId::from_hex(id.as_bytes()) else {
+            return false;
+        };
+        self.open_objects().is_ok_and(|repo| repo.has_object(id))
     }
 
     /// The repository a fetched commit is read from: the `file://` repository itself, or the cache.

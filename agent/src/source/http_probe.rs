@@ -139,14 +139,17 @@ pub fn parse_response(body: &[u8]) -> Option<Vec<ListedRef>> {
             return None;
         }
         let mut commit = oid.to_string();
+        let mut tag_object = None;
         for attr in fields {
             if let Some(peeled) = attr.strip_prefix("peeled:") {
                 commit = peeled.to_string();
+                tag_object = Some(oid.to_string());
             }
         }
         refs.push(ListedRef {
             name: name.to_string(),
             commit,
+            tag_object,
         });
     }
 }
@@ -179,10 +182,12 @@ mod tests {
             refs[0],
             ListedRef {
                 name: "refs/heads/main".into(),
-                commit: a
+                commit: a.clone(),
+                tag_object: None,
             }
         );
         assert_eq!(refs[1].commit, b);
+        assert_eq!(refs[1].tag_object.as_deref(), Some(a.as_str()));
         assert_eq!(parse_response(b"0000").unwrap(), vec![]);
     }
 

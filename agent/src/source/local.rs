@@ -66,8 +66,15 @@ impl LocalRepo {
             .into_iter()
             .filter_map(|mut r| {
                 let name = r.name().as_bstr().to_string();
+                let target = r.target().try_id().map(|id| id.to_string());
                 let commit = r.peel_to_commit().ok()?.id.to_string();
-                Some(ListedRef { name, commit })
+                // A ref that had to be peeled to reach its commit points at an annotated tag object.
+                let tag_object = target.filter(|t| *t != commit);
+                Some(ListedRef {
+                    name,
+                    commit,
+                    tag_object,
+                })
             })
             .collect())
     }

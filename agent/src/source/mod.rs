@@ -11,6 +11,7 @@ pub mod refs;
 pub mod size;
 pub mod tree;
 pub mod url;
+pub mod verify;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,6 +45,8 @@ pub enum SourceError {
     TooLarge { url: String, message: String },
     #[error("Git cache {dir}: {message}")]
     Cache { dir: PathBuf, message: String },
+    #[error(transparent)]
+    Verify(#[from] verify::VerifyError),
     #[error("internal error in a Git task: {0}")]
     Task(String),
 }
@@ -54,6 +57,8 @@ pub struct Probe {
     /// The full ref that was selected (`refs/heads/main`, `refs/tags/v1.2.0`), or the commit id when pinned.
     pub ref_name: String,
     pub commit: String,
+    /// The annotated tag object the ref points at, which `[source.verify]` tag modes check.
+    pub tag_object: Option<String>,
 }
 
 /// One configured Git source.
@@ -88,6 +93,7 @@ impl Source {
             return Ok(Probe {
                 ref_name: c.clone(),
                 commit: c.to_ascii_lowercase(),
+                tag_object: None,
             });
         };
         let listed = match self.probe_http(&ref_name).await? {
@@ -106,6 +112,7 @@ impl Source {
         Ok(Probe {
             ref_name: selected.name,
             commit: selected.commit,
+            tag_object: selected.tag_object,
         })
     }
 
@@ -162,6 +169,40 @@ impl Source {
             .unwrap_or(false)
     }
 
+    /// True when everything needed to verify and build the probed revision is in the local cache: the commit and,
+    /// for a tag, the tag object that carries its signature.
+    pub async fn has_revision(&self, probe: &Probe) -> bool {
+        let remote = self.remote.clone();
+        let mut ids = vec![probe.commit.clone()];
+        ids.extend(probe.tag_object.clone());
+        tokio::task::spawn_blocking(move || ids.iter().all(|id| remote.has_object(id)))
+            .await
+            .unwrap_or(false)
+    }
+
+    /// Checks `[source.verify]` for `commit`, which `probe` selected; a source without it passes. Runs before the
+    /// tree is read, every time a revision is about to be built, whether it was just fetched or already cached.
+    pub async fn verify(&self, probe: &Probe, commit: &str) -> Result<Option<String>, SourceError> {
+        let Some(policy) = self.config.verify.clone() else {
+            return Ok(None);
+        };
+        let remote = self.remote.clone();
+        let commit = commit.to_string();
+        let ref_name = probe.ref_name.clone();
+        let tag_object = probe.tag_object.clone();
+        tokio::task::spawn_blocking(move || {
+            let repo = remote.open_objects()?;
+            let revision = verify::Revision {
+                commit: &commit,
+                ref_name: &ref_name,
+                tag_object: tag_object.as_deref(),
+            };
+            Ok(Some(policy.check(&repo, &revision)?))
+        })
+        .await
+        .map_err(|e| SourceError::Task(e.to_string()))?
+    }
+
     /// Reads the manifests under the source's path at `commit` from the local cache.
     pub async fn read(&self, commit: &str) -> Result<Manifests, SourceError> {
         let remote = self.remote.clone();
@@ -212,7 +253,7 @@ impl SourceError {
     pub fn is_content_error(&self) -> bool {
         matches!(
             self,
-            SourceError::Tree { .. } | SourceError::TooLarge { .. }
+            SourceError::Tree { .. } | SourceError::TooLarge { .. } | SourceError::Verify(_)
         )
     }
 }

@@ -8,6 +8,8 @@ use crate::config::GitRef;
 pub struct ListedRef {
     pub name: String,
     pub commit: String,
+    /// The annotated tag object the ref points at (what a signed tag's signature is in); `None` otherwise.
+    pub tag_object: Option<String>,
 }
 
 /// The ref prefix to list: exactly the one ref where possible, so the server sends one line.
@@ -84,6 +86,7 @@ pub fn select(r: &GitRef, listed: &[ListedRef]) -> Result<ListedRef, String> {
         GitRef::Commit(c) => Ok(ListedRef {
             name: c.clone(),
             commit: c.clone(),
+            tag_object: None,
         }),
     }
 }
@@ -103,6 +106,7 @@ mod tests {
             .map(|(i, n)| ListedRef {
                 name: format!("refs/tags/{n}"),
                 commit: format!("{i:040}"),
+                tag_object: None,
             })
             .collect()
     }
@@ -139,6 +143,7 @@ mod tests {
         let listed = vec![ListedRef {
             name: "refs/heads/main".into(),
             commit: "a".repeat(40),
+            tag_object: None,
         }];
         assert_eq!(
             select(&GitRef::Branch("main".into()), &listed)
