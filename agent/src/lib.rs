@@ -9,6 +9,9 @@ pub mod build;
 pub mod commands;
 pub mod config;
 pub mod fsutil;
+/// Shared by the cargo-fuzz targets and the stable corpus replay test; not an API.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod heartbeat;
 pub mod http_body;
 pub mod logging;

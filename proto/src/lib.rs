@@ -13,6 +13,9 @@
 
 mod b64;
 pub mod digest;
+/// Shared by the cargo-fuzz targets and the stable corpus replay test; not an API.
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod keys;
 pub mod sfv;
 pub mod signature;

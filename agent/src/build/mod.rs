@@ -54,6 +54,8 @@ pub enum BuildError {
     Kustomize(#[from] kustomize::KustomizeError),
     #[error(transparent)]
     Substitute(#[from] substitute::SubstituteError),
+    #[error("{object}: after variable substitution {problem}; fix the variable or its value, or annotate the object outpost.dev/substitute: disabled")]
+    SubstitutedIdentity { object: String, problem: String },
     #[error(
         "no manifests found (no *.yaml, *.yml or *.json files under the source's path); check path"
     )]
@@ -92,8 +94,35 @@ pub fn build_revision(
         }
         None => build(&manifests.files, limits)?.objects,
     };
+    let before: Vec<String> = objects
+        .iter()
+        .enumerate()
+        .map(|(i, o)| identity(o).unwrap_or_else(|_| format!("object {}", i + 1)))
+        .collect();
     substitute::apply(&mut objects, vars)?;
+    check_substituted_identities(&objects, &before)?;
     Ok(Bundle::new(objects))
+}
+
+/// The identities were checked on the objects as written, but a `${var}` in `metadata.name` (or `namespace`,
+/// `kind`, `apiVersion`) can still turn one into a number, an empty string or another object's name. A target
+/// keys everything by identity, so such a bundle would apply one object over another or fail half-way at the API
+/// server; refuse it whole, naming the object as the operator wrote it.
+fn check_substituted_identities(objects: &[Value], before: &[String]) -> Result<(), BuildError> {
+    let mut seen: BTreeMap<String, &str> = BTreeMap::new();
+    for (object, written) in objects.iter().zip(before) {
+        let id = identity(object).map_err(|message| BuildError::SubstitutedIdentity {
+            object: written.clone(),
+            problem: message,
+        })?;
+        if let Some(first) = seen.insert(id.clone(), written) {
+            return Err(BuildError::SubstitutedIdentity {
+                object: written.clone(),
+                problem: format!("it is {id}, the same object as {first}"),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// Builds a bundle from a revision's manifest files (already in a stable order), without substitution.

@@ -223,3 +223,47 @@ fn deep_nesting_is_refused_not_a_stack_overflow() {
         "{err}"
     );
 }
+
+/// A hand-made input broke the yaml_bundle fuzz harness's check that every bundle object has an identity: a
+/// whole-value `${var}` holding a number made `metadata.name` the integer 3.
+#[test]
+fn substitution_that_breaks_an_identity_is_refused() {
+    let manifests = Manifests {
+        files: vec![file(
+            "cm.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ${replicas}\n",
+        )],
+        ..Manifests::default()
+    };
+    let vars = BTreeMap::from([("replicas".to_string(), "3".to_string())]);
+    let err = build_revision(&manifests, &vars, &limits()).unwrap_err();
+    assert!(
+        matches!(err, BuildError::SubstitutedIdentity { .. }),
+        "{err}"
+    );
+    let message = err.to_string();
+    assert!(message.starts_with("ConfigMap ${replicas}:"), "{message}");
+    assert!(message.contains("has no metadata.name"), "{message}");
+}
+
+/// A hand-made input broke the yaml_bundle fuzz harness's check that no identity is twice in a bundle: a
+/// variable made one object's name that of another, and both went into the bundle.
+#[test]
+fn substitution_that_makes_two_objects_one_is_refused() {
+    let manifests = Manifests {
+        files: vec![file(
+            "cm.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: ${region}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: eu-west\n",
+        )],
+        ..Manifests::default()
+    };
+    let vars = BTreeMap::from([("region".to_string(), "eu-west".to_string())]);
+    let err = build_revision(&manifests, &vars, &limits()).unwrap_err();
+    assert_eq!(
+        err,
+        BuildError::SubstitutedIdentity {
+            object: "ConfigMap eu-west".into(),
+            problem: "it is ConfigMap eu-west, the same object as ConfigMap ${region}".into(),
+        }
+    );
+}

@@ -2,8 +2,14 @@
 
 use serde_json::Value;
 
+/// How many values (every object, list, string, number... counted) the `copy` operations of one patch may add
+/// to one object. A copy into its own source doubles it, so forty lines of patch would otherwise ask for 2^40
+/// values and take the agent down; real patches copy a label or a container's env, far below this.
+pub const MAX_COPIED_VALUES: usize = 10_000;
+
 /// Applies the operations in order; the first failing one explains itself (index, op, path).
 pub fn apply(target: &mut Value, ops: &[Value]) -> Result<(), String> {
+    let mut copied = 0;
     for (i, op) in ops.iter().enumerate() {
         let at = |m: String| format!("operation {}: {m}", i + 1);
         let name = op
@@ -43,10 +49,18 @@ pub fn apply(target: &mut Value, ops: &[Value]) -> Result<(), String> {
                 add(target, path, v)
             }
             "copy" => {
-                let v = target
-                    .pointer(&check_path(from()?)?)
-                    .cloned()
-                    .ok_or_else(|| format!("from {} does not exist", from().unwrap_or("")))?;
+                let from = from()?;
+                let source = target
+                    .pointer(&check_path(from)?)
+                    .ok_or_else(|| format!("from {from} does not exist"))?;
+                copied += count_values(source, MAX_COPIED_VALUES + 1 - copied);
+                if copied > MAX_COPIED_VALUES {
+                    return Err(at(format!(
+                        "copy from {from} to {path}: the copies of this patch add up to more than \
+                         {MAX_COPIED_VALUES} values; copy smaller parts, or write the value out in the patch"
+                    )));
+                }
+                let v = source.clone();
                 add(target, path, v)
             }
             "test" => {
@@ -64,6 +78,24 @@ pub fn apply(target: &mut Value, ops: &[Value]) -> Result<(), String> {
         result.map_err(at)?;
     }
     Ok(())
+}
+
+/// The number of values in `v` (itself included), counting no further than `limit`.
+fn count_values(v: &Value, limit: usize) -> usize {
+    let mut count = 0;
+    let mut stack = vec![v];
+    while let Some(v) = stack.pop() {
+        count += 1;
+        if count >= limit {
+            return count;
+        }
+        match v {
+            Value::Array(items) => stack.extend(items),
+            Value::Object(map) => stack.extend(map.values()),
+            _ => {}
+        }
+    }
+    count
 }
 
 fn check_path(path: &str) -> Result<String, String> {
