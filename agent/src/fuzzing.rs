@@ -23,6 +23,9 @@ use crate::source::{KustomizationInput, ManifestFile, Manifests};
 const LIMITS: Limits = Limits {
     max_file_size: 64 * 1024,
     max_objects: 200,
+    // Transfers are not fuzzed; these only complete the struct.
+    max_pack_size: 1024 * 1024,
+    max_repo_size: 1024 * 1024,
 };
 
 /// `agent.toml` text -> [`Config`], as `outpost` reads its config file at start and on reload.
