@@ -264,52 +264,26 @@ pub fn parse_time(text: &str) -> Result<i64, String> {
     if !digits.chars().all(|c| c.is_ascii_digit()) || ![8, 12, 14].contains(&digits.len()) {
         return Err(bad());
     }
-    let num = |range: std::ops::Range<usize>| -> i64 {
-        digits.get(range).and_then(|s| s.parse().ok()).unwrap_or(0)
-    };
-    let (year, month, day) = (num(0..4), num(4..6), num(6..8));
-    let (hour, minute, second) = (num(8..10), num(10..12), num(12..14));
-    if !(1..=12).contains(&month)
-        || !(1..=31).contains(&day)
-        || hour > 23
-        || minute > 59
-        || second > 60
-    {
-        return Err(bad());
-    }
-    Ok(days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second)
+    let field = |range: std::ops::Range<usize>| digits.get(range).unwrap_or("00");
+    // The wire's RFC 3339 parser does the calendar (and refuses a 31st of April).
+    let rfc3339 = format!(
+        "{}-{}-{}T{}:{}:{}Z",
+        field(0..4),
+        field(4..6),
+        field(6..8),
+        field(8..10),
+        field(10..12),
+        field(12..14)
+    );
+    outpost_proto::wire::parse_timestamp(&rfc3339).ok_or_else(bad)
 }
 
 /// Unix seconds as `2020-01-02 01:00:00 UTC`, for messages about key lifetimes.
 pub fn utc(secs: i64) -> String {
-    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // The inverse of `days_from_civil`.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's well-known formula).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
+    match outpost_proto::wire::format_timestamp(secs) {
+        Some(t) => format!("{} {} UTC", &t[..10], &t[11..19]),
+        None => format!("{secs} seconds after 1970"),
+    }
 }
 
 #[cfg(test)]
@@ -405,6 +379,7 @@ mod tests {
         assert_eq!(parse_time("20231114221320Z").unwrap(), 1_700_000_000);
         assert_eq!(parse_time("202311142213").unwrap(), 1_699_999_980);
         assert!(parse_time("20231314").is_err());
+        assert!(parse_time("20230431").is_err(), "April has 30 days");
         assert!(parse_time("2023-11-14").is_err());
         assert_eq!(utc(1_700_000_000), "2023-11-14 22:13:20 UTC");
         assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
