@@ -50,7 +50,7 @@ pub enum StoreError {
     Open { dir: PathBuf, message: String },
     #[error("store {dir}: {message}; check that the disk under state_dir has free space and is healthy (what was recorded before is kept)")]
     Io { dir: PathBuf, message: String },
-    #[error("store {dir}: writing to disk did not finish within {limit:?}; the disk under state_dir is full or failing: free space there (the agent resumes by itself; restart it if it does not)")]
+    #[error("store {dir}: writing to disk did not finish within {limit:?}; the disk under state_dir is full or failing: free space there (a restarted agent resumes from its last good state)")]
     FlushStuck {
         dir: PathBuf,
         limit: std::time::Duration,
@@ -110,8 +110,6 @@ pub struct Store {
     db: sled::Db,
     tree: sled::Tree,
     dir: PathBuf,
-    /// Set while a flush has not returned within [`FLUSH_LIMIT`]; see [`Store::flush`].
-    flush_stuck: std::sync::Arc<std::sync::atomic::AtomicBool>,
     /// Set by the first I/O error or stuck flush. sled 0.34 does not recover from a failed write (measured with a
     /// full disk: every later flush blocks forever, and so does its flush on drop), so from then on this process
     /// must not touch the database again: see [`Store::failed`] and the `Drop` impl.
@@ -168,7 +166,6 @@ impl Store {
             db,
             tree,
             dir,
-            flush_stuck: Default::default(),
             failed: Default::default(),
         };
         store.check_schema()?;
@@ -390,16 +387,15 @@ impl Store {
 
     /// Flushes to disk, bounded by [`FLUSH_LIMIT`]. sled can block in a flush forever after an I/O error (measured
     /// with a full disk under state_dir), which would hang a sync, a poll or a stop; instead the flush runs on a
-    /// thread of its own and the caller gets a clear error when it does not return in time. While it stays
-    /// stuck, later flushes fail at once rather than pile up threads; once it returns, flushing resumes.
+    /// thread of its own and the caller gets a clear error when it does not return in time. Once the store has
+    /// failed, later flushes fail at once rather than pile up stuck threads.
     pub fn flush(&self) -> Result<(), StoreError> {
-        use std::sync::atomic::Ordering;
-        if self.flush_stuck.load(Ordering::SeqCst) {
-            return Err(self.stuck());
+        if self.failed() {
+            return Err(self
+                .io("an earlier write to the store failed, so this process writes no more to it"));
         }
         let (done, result) = std::sync::mpsc::channel();
         let db = self.db.clone();
-        let stuck = self.flush_stuck.clone();
         std::thread::Builder::new()
             .name("store-flush".into())
             .spawn(move || {
@@ -407,25 +403,13 @@ impl Store {
                 // Released before the caller hears back, so a store dropped right after a flush really closes
                 // (sled's file lock goes with the last handle; a reopen must not find it still held).
                 drop(db);
-                stuck.store(false, Ordering::SeqCst);
                 let _ = done.send(flushed);
             })
             .map_err(|e| self.io(e))?;
-        let flushed = match result.recv_timeout(FLUSH_LIMIT) {
-            Ok(flushed) => flushed,
-            Err(_) => {
-                self.flush_stuck.store(true, Ordering::SeqCst);
-                // It may have returned between the timeout and the flag.
-                match result.try_recv() {
-                    Ok(flushed) => {
-                        self.flush_stuck.store(false, Ordering::SeqCst);
-                        flushed
-                    }
-                    Err(_) => return Err(self.stuck()),
-                }
-            }
-        };
-        flushed.map(|_| ()).map_err(|e| self.io(e))
+        match result.recv_timeout(FLUSH_LIMIT) {
+            Ok(flushed) => flushed.map(|_| ()).map_err(|e| self.io(e)),
+            Err(_) => Err(self.stuck()),
+        }
     }
 
     /// True once a write or flush failed. The daemon then stops and exits with a failure, so that its supervisor
