@@ -3,8 +3,8 @@
 //! The agent deletes a heartbeat from its outbox when the hub's signed reply arrives, so an acknowledgement
 //! that preceded the write reaching the disk would let a hub crash lose heartbeats the agent no longer holds.
 //! An fsync per heartbeat would hold one core to a few hundred a second, so writes are flushed in groups:
-//! each handler records its heartbeat, then [`GroupCommit::wait`]s; one flusher task runs `Store::flush`
-//! (an fsync) for everything written before it started and releases every waiter at once. Heartbeats that
+//! each handler records its heartbeat, then [`GroupCommit::wait`]s; one flusher task runs
+//! `Store::sync_heartbeats` (an fdatasync) for everything written before it started and releases every waiter at once. Heartbeats that
 //! arrive during a flush wait for the next one, which covers all of them.
 //!
 //! What a crash can lose: only heartbeats not yet acknowledged. Their agents still hold them and send them
@@ -65,8 +65,9 @@ impl GroupCommit {
             while let Ok(more) = queue.try_recv() {
                 group.push(more);
             }
-            let store = store.clone();
-            let flushed = match tokio::task::spawn_blocking(move || store.flush()).await {
+            let syncing = store.clone();
+            let flushed = match tokio::task::spawn_blocking(move || syncing.sync_heartbeats()).await
+            {
                 Ok(result) => result.map_err(|e| e.to_string()),
                 Err(e) => Err(format!("the flush task failed: {e}")),
             };
@@ -75,6 +76,13 @@ impl GroupCommit {
             }
             for waiter in group {
                 let _ = waiter.send(flushed.clone());
+            }
+            // Between groups, after their answers: heartbeats arriving meanwhile wait for the next sync.
+            let compacting = store.clone();
+            match tokio::task::spawn_blocking(move || compacting.compact_heartbeats()).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => tracing::error!("compacting the heartbeat log failed: {e}"),
+                Err(e) => tracing::error!("the compaction task failed: {e}"),
             }
         }
     }

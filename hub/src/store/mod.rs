@@ -1,23 +1,22 @@
-//! The hub's sled store: what each agent last reported, a bounded history, enrollments and used tokens.
+//! The hub's store: what each agent last reported and a bounded history, enrollments and used tokens.
 //!
-//! Key layout (values are JSON, so an operator can inspect them with any sled tool):
-//! - tree `agents`:   `<agent id>` -> [`AgentRecord`] (the last accepted heartbeat, its seq, when it came);
-//! - tree `history`:  `<agent id> 0x00 <seq, u64 big-endian>` -> [`HistoryEntry`]; ids never hold 0x00, so
-//!   one agent's prefix never matches another's, and big-endian seqs sort in order;
+//! Heartbeats go to an append-only log ([`log`], files under `state_dir/heartbeats/`), everything else to
+//! sled (`state_dir/hub.sled`), whose trees are small and change rarely:
 //! - tree `enrolled`: `<agent id>` -> [`Enrollment`] (agents that enrolled with a bootstrap token);
 //! - tree `tokens`:   `<sha-256 of a bootstrap token, hex>` -> `<agent id>` (each token enrolls one agent;
 //!   only the hash is kept, so the store does not hold a usable secret).
 //!
+//! Hubs before the log kept heartbeats in the sled trees `agents` and `history`; opening such a store moves
+//! them into the log once ([`migrate`]).
+//!
 //! Invariants:
-//! - an agent's `last_seq` only grows: the check and the write happen in one sled transaction, so two
-//!   heartbeats racing for the same agent cannot both pass;
+//! - an agent's last seq only grows: the check and the append happen under the log's lock;
 //! - a refused heartbeat writes nothing;
-//! - the history is trimmed every few heartbeats (see [`trim_interval`]); readers see the newest `keep`;
-//! - nothing here flushes per write: the server acknowledges a heartbeat only after a group flush that covers
-//!   it ([`crate::durable`]), and enrollments flush before they answer. sled's own background flush (every
-//!   500 ms) only moves the rest (history trims) to disk sooner;
-//! - sled's page cache is bounded ([`CACHE_BYTES`]): records are read rarely (a listing, a duplicate), so
-//!   the cache buys little, and sled's 1 GiB default let the hub's RSS grow with the fleet's history.
+//! - the server acknowledges a heartbeat only after a group sync that covers it ([`crate::durable`]), and
+//!   enrollments and forgets are flushed before they answer;
+//! - sled's page cache is bounded ([`CACHE_BYTES`]): its records are read rarely, so a large cache buys little.
+//!
+//! sled's lock on `hub.sled` is also what keeps a second process out of the heartbeat log.
 
 use std::path::{Path, PathBuf};
 
@@ -26,8 +25,14 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 
+pub mod log;
+mod migrate;
+mod segment;
+
+use log::{HeartbeatLog, Stored};
+
 /// sled's page cache, in bytes (see the module invariants).
-pub const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+pub const CACHE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// Why the store could not be opened, read or written.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +57,14 @@ pub enum StoreError {
     Sled(#[from] sled::Error),
     #[error("record {key:?} in the hub's store is unreadable ({message}); the store is damaged or from an incompatible version")]
     Corrupt { key: String, message: String },
+    #[error("cannot read or write the heartbeat log {path}: {source}; check the disk under state_dir (space, permissions)")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the heartbeat log takes no more writes after a failure ({0}); fix the disk under state_dir, then restart outpost-hub (what was acknowledged before is kept)")]
+    LogFailed(String),
 }
 
 /// The latest accepted heartbeat of one agent.
@@ -65,13 +78,6 @@ pub struct AgentRecord {
     /// Heartbeats accepted from this agent in total.
     pub accepted: u64,
     pub heartbeat: Heartbeat,
-}
-
-/// The counters of an [`AgentRecord`], read without parsing its heartbeat.
-#[derive(Debug, Deserialize)]
-struct RecordHead {
-    last_seq: u64,
-    accepted: u64,
 }
 
 /// One heartbeat kept in an agent's history.
@@ -139,8 +145,7 @@ pub enum Enrolled {
 /// The open store. Cloning shares it.
 #[derive(Clone)]
 pub struct Store {
-    agents: sled::Tree,
-    history: sled::Tree,
+    log: std::sync::Arc<HeartbeatLog>,
     enrolled: sled::Tree,
     tokens: sled::Tree,
     db: sled::Db,
@@ -171,18 +176,18 @@ impl Store {
                     StoreError::Open { path, source }
                 }
             })?;
-        Ok(Store {
-            agents: db.open_tree("agents")?,
-            history: db.open_tree("history")?,
+        let store = Store {
+            log: std::sync::Arc::new(HeartbeatLog::open(&state_dir.join("heartbeats"))?),
             enrolled: db.open_tree("enrolled")?,
             tokens: db.open_tree("tokens")?,
             db,
-        })
+        };
+        migrate::heartbeats_from_sled(&store)?;
+        Ok(store)
     }
 
-    /// Records `heartbeat` as received at `received_ms` unless its seq is not newer, then trims the agent's
-    /// history to its newest `keep` entries. `body` is the heartbeat's JSON as received and validated: it is
-    /// stored as it came rather than serialised again, which was a large part of recording's cost.
+    /// Records `heartbeat` as received at `received_ms` unless its seq is not newer, and keeps the agent's
+    /// newest `keep`. `body` is the heartbeat's JSON as received and validated: it is stored as it came.
     pub fn record_heartbeat(
         &self,
         heartbeat: &Heartbeat,
@@ -191,99 +196,41 @@ impl Store {
         keep: usize,
     ) -> Result<Recorded, StoreError> {
         let id = heartbeat.agent_id.as_str();
-        let seq = heartbeat.seq;
-        let outcome = (&self.agents, &self.history)
-            .transaction(|(agents, history)| -> TxResult<Recorded> {
-                let previous = agents.get(id)?;
-                // Only the counters are read on the common path; the stored heartbeat is skipped unparsed.
-                let head: Option<RecordHead> = match &previous {
-                    Some(bytes) => Some(decode(id, bytes).map_err(abort)?),
-                    None => None,
-                };
-                if let (Some(head), Some(bytes)) = (&head, &previous) {
-                    if seq == head.last_seq {
-                        let stored: AgentRecord = decode(id, bytes).map_err(abort)?;
-                        return Ok(same_or_changed(stored.heartbeat == *heartbeat));
-                    }
-                    if seq < head.last_seq {
-                        let key = history_key(id, seq);
-                        return Ok(match history.get(&key)? {
-                            Some(bytes) => {
-                                let entry: HistoryEntry = decode(id, &bytes).map_err(abort)?;
-                                same_or_changed(entry.heartbeat == *heartbeat)
-                            }
-                            None => Recorded::NotNewer {
-                                last_seq: head.last_seq,
-                            },
-                        });
-                    }
-                }
-                let accepted = head.map_or(0, |h| h.accepted).saturating_add(1);
-                let record = encode_record(id, seq, received_ms, accepted, body).map_err(abort)?;
-                agents.insert(id.as_bytes(), record)?;
-                history.insert(history_key(id, seq), encode_entry(received_ms, body))?;
-                Ok(Recorded::Accepted { accepted })
+        self.log
+            .record(id, heartbeat.seq, received_ms, body, keep, |stored| {
+                Ok(decode::<Heartbeat>(id, stored)? == *heartbeat)
             })
-            .map_err(unwrap_tx)?;
-        if let Recorded::Accepted { accepted } = outcome {
-            if accepted % trim_interval(keep) == 0 {
-                self.trim_history(id, keep)?;
-            }
-        }
-        Ok(outcome)
-    }
-
-    /// Drops all but the newest `keep` history entries of one agent. Outside the transaction because sled
-    /// transactions cannot scan; a crash in between leaves a few entries too many, which the next trim removes.
-    fn trim_history(&self, id: &str, keep: usize) -> Result<(), StoreError> {
-        let excess: Vec<sled::IVec> = self
-            .history
-            .scan_prefix(history_prefix(id))
-            .keys()
-            .rev()
-            .skip(keep)
-            .collect::<Result<_, _>>()?;
-        for key in excess {
-            self.history.remove(key)?;
-        }
-        Ok(())
     }
 
     /// The last accepted heartbeat of `agent_id`, if any.
     pub fn agent(&self, agent_id: &str) -> Result<Option<AgentRecord>, StoreError> {
-        match self.agents.get(agent_id)? {
-            Some(bytes) => Ok(Some(decode(agent_id, &bytes)?)),
-            None => Ok(None),
-        }
+        self.log
+            .latest(agent_id)?
+            .map(|stored| agent_record(agent_id.to_owned(), stored))
+            .transpose()
     }
 
     /// Every agent that ever sent an accepted heartbeat, by id.
     pub fn agents(&self) -> Result<Vec<AgentRecord>, StoreError> {
-        self.agents
-            .iter()
-            .values()
-            .map(|value| {
-                let bytes = value?;
-                decode("agents/*", &bytes)
-            })
+        self.log
+            .all_latest()?
+            .into_iter()
+            .map(|(id, stored)| agent_record(id, stored))
             .collect()
     }
 
     /// `agent_id`'s newest `keep` heartbeats, oldest first.
     pub fn history(&self, agent_id: &str, keep: usize) -> Result<Vec<HistoryEntry>, StoreError> {
-        let mut newest = self
-            .history
-            .scan_prefix(history_prefix(agent_id))
-            .values()
-            .rev()
-            .take(keep)
-            .map(|value| {
-                let bytes = value?;
-                decode(agent_id, &bytes)
+        self.log
+            .history(agent_id, keep)?
+            .into_iter()
+            .map(|stored| {
+                Ok(HistoryEntry {
+                    received_ms: stored.received_ms,
+                    heartbeat: decode(agent_id, &stored.body)?,
+                })
             })
-            .collect::<Result<Vec<HistoryEntry>, StoreError>>()?;
-        newest.reverse();
-        Ok(newest)
+            .collect()
     }
 
     /// Records an enrollment, refusing a token that already enrolled an agent and an id already enrolled.
@@ -333,85 +280,44 @@ impl Store {
     /// Removes everything recorded of `agent_id`: its last heartbeat, its history and its enrollment. The
     /// hashes of tokens it used stay, so a used bootstrap token cannot enroll anyone again. Flushed.
     pub fn forget(&self, agent_id: &str) -> Result<Forgotten, StoreError> {
-        let history: Vec<sled::IVec> = self
-            .history
-            .scan_prefix(history_prefix(agent_id))
-            .keys()
-            .collect::<Result<_, _>>()?;
+        let history = self.log.forget(agent_id)?;
         let forgotten = Forgotten {
-            heartbeat: self.agents.remove(agent_id)?.is_some(),
-            history: history.len(),
+            heartbeat: history.is_some(),
+            history: history.unwrap_or(0),
             enrollment: self.enrolled.remove(agent_id)?.is_some(),
         };
-        for key in history {
-            self.history.remove(key)?;
-        }
-        self.flush()?;
+        self.db.flush()?;
         Ok(forgotten)
+    }
+
+    /// Makes every heartbeat recorded before this call durable; the group commit calls it.
+    pub fn sync_heartbeats(&self) -> Result<(), StoreError> {
+        self.log.sync()
+    }
+
+    /// Reclaims the heartbeat log's dead space when it is due; see [`HeartbeatLog::compact`].
+    pub fn compact_heartbeats(&self) -> Result<bool, StoreError> {
+        self.log.compact()
     }
 
     /// Writes everything buffered to disk; the server calls it on shutdown.
     pub fn flush(&self) -> Result<(), StoreError> {
+        self.log.sync()?;
         self.db.flush()?;
         Ok(())
     }
 }
 
-/// Trimming scans the agent's whole history, so it runs every few heartbeats rather than at each one (it
-/// was most of the cost of recording). In between, up to `trim_interval - 1` extra entries wait on disk;
-/// [`Store::history`] never returns them.
-fn trim_interval(keep: usize) -> u64 {
-    u64::try_from(keep / 8).unwrap_or(64).clamp(1, 64)
-}
-
-fn same_or_changed(same: bool) -> Recorded {
-    if same {
-        Recorded::Duplicate
-    } else {
-        Recorded::Changed
-    }
-}
-
-fn history_prefix(id: &str) -> Vec<u8> {
-    let mut key = Vec::with_capacity(id.len() + 1);
-    key.extend_from_slice(id.as_bytes());
-    key.push(0);
-    key
-}
-
-fn history_key(id: &str, seq: u64) -> Vec<u8> {
-    let mut key = history_prefix(id);
-    key.extend_from_slice(&seq.to_be_bytes());
-    key
-}
-
-/// An [`AgentRecord`] as JSON, around the heartbeat's body as received (see [`Store::record_heartbeat`]).
-fn encode_record(
-    id: &str,
-    seq: u64,
-    received_ms: u64,
-    accepted: u64,
-    body: &[u8],
-) -> Result<Vec<u8>, StoreError> {
-    let id = serde_json::to_string(id).map_err(|e| StoreError::Corrupt {
-        key: "(new record)".into(),
-        message: e.to_string(),
-    })?;
-    let mut record = format!(
-        "{{\"agent_id\":{id},\"last_seq\":{seq},\"last_seen_ms\":{received_ms},\"accepted\":{accepted},\"heartbeat\":"
-    )
-    .into_bytes();
-    record.extend_from_slice(body);
-    record.push(b'}');
-    Ok(record)
-}
-
-/// A [`HistoryEntry`] as JSON, around the heartbeat's body as received.
-fn encode_entry(received_ms: u64, body: &[u8]) -> Vec<u8> {
-    let mut entry = format!("{{\"received_ms\":{received_ms},\"heartbeat\":").into_bytes();
-    entry.extend_from_slice(body);
-    entry.push(b'}');
-    entry
+/// An [`AgentRecord`] from the log's newest heartbeat of an agent.
+fn agent_record(agent_id: String, stored: Stored) -> Result<AgentRecord, StoreError> {
+    let heartbeat = decode(&agent_id, &stored.body)?;
+    Ok(AgentRecord {
+        agent_id,
+        last_seq: stored.seq,
+        last_seen_ms: stored.received_ms,
+        accepted: stored.accepted,
+        heartbeat,
+    })
 }
 
 fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, StoreError> {
@@ -440,7 +346,7 @@ fn unwrap_tx(error: TransactionError<StoreError>) -> StoreError {
 }
 
 /// The store holds who may talk to the hub; keep other users out of it.
-fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
+pub(crate) fn create_private_dir(dir: &Path) -> Result<(), StoreError> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
         .recursive(true)
