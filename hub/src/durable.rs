@@ -65,24 +65,24 @@ impl GroupCommit {
             while let Ok(more) = queue.try_recv() {
                 group.push(more);
             }
-            let syncing = store.clone();
-            let flushed = match tokio::task::spawn_blocking(move || syncing.sync_heartbeats()).await
-            {
-                Ok(result) => result.map_err(|e| e.to_string()),
-                Err(e) => Err(format!("the flush task failed: {e}")),
-            };
-            if let Err(e) = &flushed {
-                tracing::error!("{}", CommitError::Flush(e.clone()));
-            }
-            for waiter in group {
-                let _ = waiter.send(flushed.clone());
-            }
-            // Between groups, after their answers: heartbeats arriving meanwhile wait for the next sync.
-            let compacting = store.clone();
-            match tokio::task::spawn_blocking(move || compacting.compact_heartbeats()).await {
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => tracing::error!("compacting the heartbeat log failed: {e}"),
-                Err(e) => tracing::error!("the compaction task failed: {e}"),
+            // One hand-off to the blocking pool per group: sync, answer the group from there, then compact
+            // (heartbeats arriving meanwhile wait for the next sync). If the task dies, the dropped waiters
+            // answer "shutting down" and their agents send again.
+            let store = store.clone();
+            let task = tokio::task::spawn_blocking(move || {
+                let flushed = store.sync_heartbeats().map_err(|e| e.to_string());
+                if let Err(e) = &flushed {
+                    tracing::error!("{}", CommitError::Flush(e.clone()));
+                }
+                for waiter in group {
+                    let _ = waiter.send(flushed.clone());
+                }
+                if let Err(e) = store.compact_heartbeats() {
+                    tracing::error!("compacting the heartbeat log failed: {e}");
+                }
+            });
+            if let Err(e) = task.await {
+                tracing::error!("the flush task failed: {e}");
             }
         }
     }

@@ -13,9 +13,9 @@
 //! is refused with 413 as soon as its `Content-Length` says so, or while it streams in, never after
 //! buffering all of it; at most [`MAX_CONNECTIONS`] connections are served at once.
 //!
-//! Handlers are synchronous (signature checks, sled reads and writes). The heartbeat handler runs on the
-//! runtime thread that read the request: its sled writes only fill memory buffers (the fsync is the group
-//! commit's, on the blocking pool, see [`crate::durable`]), and handing each heartbeat to the blocking pool
+//! Handlers are synchronous (signature checks, store reads and writes). The heartbeat handler runs on the
+//! runtime thread that read the request: its record is one append to the heartbeat log's page cache (the
+//! fdatasync is the group commit's, on the blocking pool, see [`crate::durable`]), and handing each heartbeat to the blocking pool
 //! cost a sixth of the hub's CPU in thread wake-ups (measured with `benches/verify.rs`). The others (store
 //! scans for listings and pages, enrollment's token file and flush) run on tokio's blocking pool so a slow
 //! disk never stalls the connections being read. A heartbeat's reply is held until its record is on disk.
