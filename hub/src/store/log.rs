@@ -156,14 +156,14 @@ impl HeartbeatLog {
             }
             None => 1,
         };
-        let record = segment::encode(&Payload::Heartbeat {
+        let heartbeat = Payload::Heartbeat {
             id,
             seq,
             received_ms,
             accepted,
             body,
-        });
-        let place = inner.append(&self.dir, self.segment_bytes, &record)?;
+        };
+        let place = self.append(&mut inner, &heartbeat)?;
         let Inner {
             agents, segments, ..
         } = &mut *inner;
@@ -195,14 +195,14 @@ impl HeartbeatLog {
                 return Ok(());
             }
         }
-        let record = segment::encode(&Payload::Heartbeat {
+        let heartbeat = Payload::Heartbeat {
             id,
             seq,
             received_ms,
             accepted,
             body,
-        });
-        let place = inner.append(&self.dir, self.segment_bytes, &record)?;
+        };
+        let place = self.append(&mut inner, &heartbeat)?;
         let agent = inner.agents.entry(id.into()).or_default();
         agent.accepted = agent.accepted.max(accepted);
         let at = agent.entries.partition_point(|e| e.seq < seq);
@@ -280,8 +280,7 @@ impl HeartbeatLog {
         if !inner.agents.contains_key(id) {
             return Ok(None);
         }
-        let record = segment::encode(&Payload::Forget { id });
-        let place = inner.append(&self.dir, self.segment_bytes, &record)?;
+        let place = self.append(&mut inner, &Payload::Forget { id })?;
         let Inner {
             agents, segments, ..
         } = &mut *inner;
@@ -295,6 +294,10 @@ impl HeartbeatLog {
         drop(inner);
         self.sync()?;
         Ok(Some(agent.entries.len()))
+    }
+
+    fn append(&self, inner: &mut Inner, payload: &Payload<'_>) -> Result<Place, StoreError> {
+        inner.append(&self.dir, self.segment_bytes, &segment::encode(payload))
     }
 
     /// Makes everything appended before this call durable. Appends may go on meanwhile.
