@@ -159,6 +159,9 @@ pub async fn run(
             if let Err(e) = queued {
                 tracing::warn!("cannot queue a heartbeat: {e}");
             }
+            // `outpost status` shows the queue as it grows, not as it was at the last send (which waits
+            // out a growing backoff while the hub is down).
+            board.set_outbox(store.outbox_len() as u64);
             queue_at = now_instant + crate::schedule::jittered(upstream.heartbeat_interval, 0.1);
         }
         if backoff_until.is_some_and(|b| now_instant < b) {
