@@ -156,23 +156,15 @@ impl HeartbeatLog {
             }
             None => 1,
         };
-        let heartbeat = Payload::Heartbeat {
-            id,
-            seq,
-            received_ms,
-            accepted,
-            body,
-        };
-        let place = self.append(&mut inner, &heartbeat)?;
+        self.add(&mut inner, id, seq, received_ms, accepted, body)?;
         let Inner {
             agents, segments, ..
         } = &mut *inner;
-        let agent = agents.entry(id.into()).or_default();
-        agent.accepted = accepted;
-        agent.entries.push_back(Entry { seq, place });
-        while agent.entries.len() > keep.max(1) {
-            if let Some(old) = agent.entries.pop_front() {
-                forget_place(segments, old.place);
+        if let Some(agent) = agents.get_mut(id) {
+            while agent.entries.len() > keep.max(1) {
+                if let Some(old) = agent.entries.pop_front() {
+                    forget_place(segments, old.place);
+                }
             }
         }
         Ok(Recorded::Accepted { accepted })
@@ -195,6 +187,19 @@ impl HeartbeatLog {
                 return Ok(());
             }
         }
+        self.add(&mut inner, id, seq, received_ms, accepted, body)
+    }
+
+    /// Appends a heartbeat and indexes it in seq order (at the end, unless imported out of order).
+    fn add(
+        &self,
+        inner: &mut Inner,
+        id: &str,
+        seq: u64,
+        received_ms: u64,
+        accepted: u64,
+        body: &[u8],
+    ) -> Result<(), StoreError> {
         let heartbeat = Payload::Heartbeat {
             id,
             seq,
@@ -202,7 +207,7 @@ impl HeartbeatLog {
             accepted,
             body,
         };
-        let place = self.append(&mut inner, &heartbeat)?;
+        let place = self.append(inner, &heartbeat)?;
         let agent = inner.agents.entry(id.into()).or_default();
         agent.accepted = agent.accepted.max(accepted);
         let at = agent.entries.partition_point(|e| e.seq < seq);
