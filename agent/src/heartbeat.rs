@@ -159,27 +159,29 @@ pub async fn run(
             if let Err(e) = queued {
                 tracing::warn!("cannot queue a heartbeat: {e}");
             }
-            // `outpost status` shows the queue as it grows, not as it was at the last send (which waits
-            // out a growing backoff while the hub is down).
-            board.set_outbox(store.outbox_len() as u64);
             queue_at = now_instant + crate::schedule::jittered(upstream.heartbeat_interval, 0.1);
         }
-        if backoff_until.is_some_and(|b| now_instant < b) {
-            continue;
-        }
-        let drained = drain(&client, &upstream, &store, &key, &mut assignments).await;
+        let drained = if backoff_until.is_some_and(|b| now_instant < b) {
+            None
+        } else {
+            Some(drain(&client, &upstream, &store, &key, &mut assignments).await)
+        };
+        // Counted on every wake, not only after a send: while the hub is down, sends wait out a growing
+        // backoff, and `outpost status` must show the queue as it grows.
         let queued = store.outbox_len();
         board.set_outbox(queued as u64);
-        backoff_until = match drained {
-            Ok(()) => {
+        match drained {
+            Some(Ok(())) => {
                 retry.reset();
-                None
+                backoff_until = None;
             }
-            Err(e) => {
+            Some(Err(e)) => {
                 tracing::warn!(queued, "{e}");
-                Some(now_instant + retry.next_backoff().unwrap_or(upstream.heartbeat_interval))
+                backoff_until =
+                    Some(now_instant + retry.next_backoff().unwrap_or(upstream.heartbeat_interval));
             }
-        };
+            None => {}
+        }
     }
 }
 

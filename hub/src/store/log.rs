@@ -326,10 +326,7 @@ impl HeartbeatLog {
     /// disk holds at most about twice the kept history. Returns whether it compacted.
     pub fn compact(&self) -> Result<bool, StoreError> {
         let mut inner = self.lock();
-        let (size, live) = inner
-            .segments
-            .values()
-            .fold((0, 0), |(s, l), seg| (s + seg.size, l + seg.live));
+        let (size, live) = inner.sizes();
         if inner.segments.len() < 2 || size - live <= live + self.segment_bytes {
             return Ok(false);
         }
@@ -379,17 +376,21 @@ impl HeartbeatLog {
         Ok(true)
     }
 
-    /// Bytes on disk and bytes still pointed to by the index, for tests and metrics.
-    pub fn sizes(&self) -> (u64, u64) {
-        let inner = self.lock();
-        inner
-            .segments
-            .values()
-            .fold((0, 0), |(s, l), seg| (s + seg.size, l + seg.live))
+    /// Bytes on disk and bytes still pointed to by the index.
+    #[cfg(test)]
+    fn sizes(&self) -> (u64, u64) {
+        self.lock().sizes()
     }
 }
 
 impl Inner {
+    /// Bytes on disk and bytes still pointed to by the index, over all segments.
+    fn sizes(&self) -> (u64, u64) {
+        self.segments
+            .values()
+            .fold((0, 0), |(s, l), seg| (s + seg.size, l + seg.live))
+    }
+
     fn head(&self) -> (u32, &Segment) {
         let (number, segment) = self
             .segments
