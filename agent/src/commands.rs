@@ -456,7 +456,7 @@ pub async fn render(
                 error,
             }
         })?;
-    let text = directory::render(&name, &commit, &bundle).map_err(CommandError::Usage)?;
+    let text = directory::render(&name, &commit, &bundle);
     print!("{text}");
     Ok(ExitCode::SUCCESS)
 }
