@@ -191,25 +191,9 @@ fn to_json_file(value: &Value) -> Vec<u8> {
     serde_json::to_vec_pretty(value).unwrap()
 }
 
-/// Reads every document of a file with PyYAML's `safe_load_all` and gives them back as JSON values; a value
-/// that is not JSON (a date, bytes) comes back as `{"not json": "<repr>"}` so the comparison shows it.
 fn pyyaml_documents(file: &Path) -> Vec<Value> {
-    let script = "import json, sys, yaml\n\
-        docs = [d for d in yaml.safe_load_all(open(sys.argv[1], encoding='utf-8')) if d is not None]\n\
-        print(json.dumps(docs, default=lambda o: {'not json': repr(o)}))\n";
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(file)
-        .output()
-        .expect("python3 runs (install python3 and python3-yaml)");
-    assert!(
-        out.status.success(),
-        "PyYAML could not read {}: {}\n(install python3-yaml if the module is missing)",
-        file.display(),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    let text = std::fs::read_to_string(file).unwrap();
+    outpost_tests::pyyaml::load_all(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()))
 }
 
 /// `written` without what the directory target adds (our labels and annotations), to compare with the source.
