@@ -392,3 +392,39 @@ fn kubectl_create_dry_run_against_the_double_reads_back_the_same_values() {
         "a dry run stores nothing"
     );
 }
+
+/// The `yaml_emit` fuzz corpus (seeds per scalar family and what the fuzzer kept) read back by PyYAML too: the
+/// stable replay in `fuzz_corpus.rs` reads it with serde_yaml_ng, a YAML 1.2 reader.
+#[test]
+fn the_yaml_emit_fuzz_corpus_reads_back_exactly_with_pyyaml() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus/yaml_emit");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 10, "the corpus lost its seeds");
+    let values: Vec<Value> = files
+        .iter()
+        .map(|f| outpost_agent::fuzzing::yaml_emit_value(&std::fs::read(f).unwrap()))
+        .collect();
+    let text: String = values
+        .iter()
+        .map(|v| {
+            format!(
+                "---\n{}",
+                outpost_agent::target::directory::emit::document(v)
+            )
+        })
+        .collect();
+    let read = outpost_tests::pyyaml::load_all(&text).unwrap();
+    assert_eq!(read.len(), values.len());
+    for ((file, value), back) in files.iter().zip(&values).zip(&read) {
+        if let Some(d) = first_difference(value, back, "") {
+            panic!(
+                "{}: PyYAML read back a different value at {d}",
+                file.display()
+            );
+        }
+    }
+}
