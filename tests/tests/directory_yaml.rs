@@ -428,3 +428,87 @@ fn the_yaml_emit_fuzz_corpus_reads_back_exactly_with_pyyaml() {
         }
     }
 }
+
+/// `layout = "kustomization"`: `outpost sync` writes one folder per source that kustomize (what MicroShift runs
+/// on `manifests.d/*`) builds into exactly the source's objects, and removing the source takes the folder away.
+#[test]
+fn kustomization_layout_is_what_kustomize_builds_and_goes_with_the_source() {
+    // kustomize (kubectl 1.32) cannot build any object holding a DEL character, however it is written: its YAML
+    // library prints DEL raw and then refuses to read it back ("control characters are not allowed"). It also
+    // prints NEL raw, which YAML 1.1 readers take for a line break, so its output cannot show whether it read a
+    // NEL right. Both stay in the other tests.
+    let strings: Vec<String> = tricky_strings()
+        .into_iter()
+        .filter(|s| !s.contains(['\u{7f}', '\u{85}']))
+        .collect();
+    let (repo, api, _) = repository(&strings);
+    let mut site = Site::new();
+    site.source(
+        "api",
+        &repo.file_url(),
+        "branch = \"main\"",
+        "api",
+        "layout = \"kustomization\"",
+    );
+    site.sync_ok();
+    let folder = site.target_dir().join("api");
+    assert!(
+        !site.applied_file("api").exists(),
+        "no <source>.yaml beside the folder"
+    );
+    let file = folder.join("api.yaml");
+    let read = pyyaml_documents(&file);
+    assert_eq!(read.len(), api.len());
+    for object in &api {
+        let kind = object["kind"].as_str().unwrap();
+        let back = find(&read, kind, object["metadata"]["name"].as_str().unwrap());
+        assert_same(object, &without_ownership(back, object), "PyYAML");
+    }
+    let render = site.run(&["render", "--source", "api"]);
+    assert_eq!(
+        render.stdout,
+        std::fs::read(&file).unwrap(),
+        "render prints the manifest file"
+    );
+    if Command::new("kubectl")
+        .args(["version", "--client"])
+        .output()
+        .is_ok()
+    {
+        let out = Command::new("kubectl")
+            .arg("kustomize")
+            .arg(&folder)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // kustomize prints YAML 1.2 (a plain `<<`, which a YAML 1.1 reader takes for a merge key), so its output
+        // is read as YAML 1.2; what is checked is that it read our file right.
+        let text = String::from_utf8(out.stdout).unwrap();
+        let built: Vec<Value> = serde_yaml_ng::Deserializer::from_str(&text)
+            .map(|d| serde::Deserialize::deserialize(d).unwrap())
+            .collect();
+        assert_eq!(built.len(), read.len());
+        for object in &read {
+            let kind = object["kind"].as_str().unwrap();
+            let name = object["metadata"]["name"].as_str().unwrap();
+            if let Some(d) = first_difference(object, find(&built, kind, name), "") {
+                panic!("kustomize built {kind}/{name} differently from the file: {d}");
+            }
+        }
+    } else {
+        println!("skipped the kubectl kustomize check: kubectl is not installed");
+    }
+
+    // The source leaves the config (prune is on by default): what we wrote goes, and only that.
+    std::fs::write(folder.join("operator-notes.txt"), "kept").unwrap();
+    site.sources.clear();
+    site.source("other", &repo.file_url(), "branch = \"main\"", "custom", "");
+    site.sync_ok();
+    assert!(!file.exists() && !folder.join("kustomization.yaml").exists());
+    assert!(folder.join("operator-notes.txt").exists());
+    assert!(site.applied_file("other").exists());
+}
