@@ -40,8 +40,8 @@ struct Verified {
     prints: Vec<Fingerprint>,
 }
 
-/// A file that could not be written or removed, and why.
-type FileError = (PathBuf, std::io::Error);
+/// A file that could not be written, read or removed (the verb), and why.
+type FileError = (PathBuf, &'static str, std::io::Error);
 
 /// Identity and last change of a file; any edit, replacement or deletion changes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,10 +94,7 @@ impl DirectoryTarget {
 
     /// The file holding the source's objects (what `outpost render` prints).
     pub fn file_for(&self, source: &str) -> PathBuf {
-        match self.layout {
-            DirectoryLayout::File => self.dir.join(format!("{source}.yaml")),
-            DirectoryLayout::Kustomization => self.dir.join(source).join(format!("{source}.yaml")),
-        }
+        self.files_for(source).swap_remove(0)
     }
 
     fn files_for(&self, source: &str) -> Vec<PathBuf> {
@@ -159,7 +156,7 @@ impl DirectoryTarget {
                         }
                         fsutil::write_atomic(path, text.as_bytes())
                     };
-                    write().map_err(|e| (path.clone(), e))?;
+                    write().map_err(|e| (path.clone(), "write", e))?;
                     changed = true;
                 }
                 // After a change of layout, the other layout's copy would deploy the same objects twice.
@@ -169,9 +166,9 @@ impl DirectoryTarget {
         )
         .await
         .map_err(|e| self.error(e.to_string()))?;
-        let (changed, prints) = result.map_err(|(path, e)| {
+        let (changed, prints) = result.map_err(|(path, verb, e)| {
             let file = path.strip_prefix(&dir).unwrap_or(&path).display().to_string();
-            self.error(format!("cannot write {file}: {e}; check that the folder exists, is writable by the agent, and the disk has space"))
+            self.error(format!("cannot {verb} {file}: {e}; check that the folder exists, is writable by the agent, and the disk has space"))
         })?;
         let mut verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
         match prints {
@@ -219,13 +216,15 @@ impl DirectoryTarget {
         let result = tokio::task::spawn_blocking(move || remove_owned(&paths, &owned))
             .await
             .map_err(|e| self.error(e.to_string()))?;
-        result.map_err(|(path, e)| {
+        result.map_err(|(path, verb, e)| {
             let file = path
                 .strip_prefix(&self.dir)
                 .unwrap_or(&path)
                 .display()
                 .to_string();
-            self.error(format!("cannot remove {file}: {e}"))
+            self.error(format!(
+                "cannot {verb} {file}: {e}; check that the agent may read and write in the folder"
+            ))
         })
     }
 
@@ -247,7 +246,7 @@ fn remove_owned(paths: &[PathBuf], owned: &str) -> Result<bool, FileError> {
     for path in paths {
         match std::fs::read(path) {
             Ok(text) if text.starts_with(owned.as_bytes()) => {
-                fsutil::remove_durably(path).map_err(|e| (path.clone(), e))?;
+                fsutil::remove_durably(path).map_err(|e| (path.clone(), "remove", e))?;
                 removed = true;
                 if path.file_name().is_some_and(|n| n == "kustomization.yaml") {
                     if let Some(folder) = path.parent() {
@@ -260,7 +259,7 @@ fn remove_owned(paths: &[PathBuf], owned: &str) -> Result<bool, FileError> {
                 tracing::warn!(file = %path.display(), "not removing a file that outpost did not write");
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err((path.clone(), e)),
+            Err(e) => return Err((path.clone(), "read", e)),
         }
     }
     Ok(removed)
