@@ -271,7 +271,31 @@ fn find<'a>(objects: &'a [Value], kind: &str, name: &str) -> &'a Value {
 
 /// A repository with both sources' folders: `api` (built-in kinds) and `custom` (a custom resource), plus one
 /// YAML file written by hand the way the user wrote it.
-fn repository(strings: &[String]) -> (GitRepo, Vec<Value>, Vec<Value>) {
+/// The source objects of each folder (= source name), in the order the tests read them.
+struct Sources {
+    api: Vec<Value>,
+    custom: Vec<Value>,
+    keys: Vec<Value>,
+}
+
+impl Sources {
+    fn all(&self) -> [(&'static str, &Vec<Value>); 3] {
+        [
+            ("api", &self.api),
+            ("custom", &self.custom),
+            ("keys", &self.keys),
+        ]
+    }
+}
+
+/// A ConfigMap whose data keys are the corpus: a real server refuses most of them, but kubectl's client-side
+/// dry run reads them with the Go YAML reader without asking the server.
+fn keys_object(strings: &[String]) -> Value {
+    let data: Map<String, Value> = strings.iter().map(|s| (s.clone(), json!(s))).collect();
+    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "keys"}, "data": data})
+}
+
+fn repository(strings: &[String]) -> (GitRepo, Sources) {
     let repo = GitRepo::new();
     let api = api_objects(strings);
     for (i, object) in api.iter().enumerate() {
@@ -287,13 +311,15 @@ fn repository(strings: &[String]) -> (GitRepo, Vec<Value>, Vec<Value>) {
     }));
     let custom = vec![custom_object(strings)];
     repo.write("custom/widget.json", &to_json_file(&custom[0]));
+    let keys = vec![keys_object(strings)];
+    repo.write("keys/keys.json", &to_json_file(&keys[0]));
     repo.commit("tricky scalars");
-    (repo, api, custom)
+    (repo, Sources { api, custom, keys })
 }
 
 fn site_for(repo: &GitRepo) -> Site {
     let mut site = Site::new();
-    for name in ["api", "custom"] {
+    for name in ["api", "custom", "keys"] {
         site.source(name, &repo.file_url(), "branch = \"main\"", name, "");
     }
     site
@@ -302,10 +328,10 @@ fn site_for(repo: &GitRepo) -> Site {
 #[test]
 fn pyyaml_reads_back_exactly_what_the_repository_says() {
     let strings = tricky_strings();
-    let (repo, api, custom) = repository(&strings);
+    let (repo, sources) = repository(&strings);
     let site = site_for(&repo);
     site.sync_ok();
-    for (source, objects) in [("api", &api), ("custom", &custom)] {
+    for (source, objects) in sources.all() {
         let read = pyyaml_documents(&site.applied_file(source));
         assert_eq!(
             read.len(),
@@ -328,10 +354,10 @@ fn pyyaml_reads_back_exactly_what_the_repository_says() {
 #[test]
 fn render_prints_the_bytes_the_directory_target_writes() {
     let strings = tricky_strings();
-    let (repo, _, _) = repository(&strings);
+    let (repo, _) = repository(&strings);
     let site = site_for(&repo);
     site.sync_ok();
-    for source in ["api", "custom"] {
+    for source in ["api", "custom", "keys"] {
         let out = site.run(&["render", "--source", source]);
         assert!(out.status.success());
         assert_eq!(
@@ -353,7 +379,7 @@ fn kubectl_create_dry_run_against_the_double_reads_back_the_same_values() {
         return;
     }
     let strings = tricky_strings();
-    let (repo, api, _) = repository(&strings);
+    let (repo, Sources { api, keys, .. }) = repository(&strings);
     let site = site_for(&repo);
     site.sync_ok();
     let double = KubeDouble::start();
@@ -391,6 +417,32 @@ fn kubectl_create_dry_run_against_the_double_reads_back_the_same_values() {
             .is_none(),
         "a dry run stores nothing"
     );
+
+    // Map keys through the same Go reader: a client-side dry run prints what kubectl decoded.
+    let out = Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .args([
+            "create",
+            "--dry-run=client",
+            "--validate=false",
+            "-o",
+            "json",
+            "-f",
+        ])
+        .arg(site.applied_file("keys"))
+        .env("HOME", site.dir.path())
+        .output()
+        .expect("run kubectl");
+    assert!(
+        out.status.success(),
+        "kubectl create failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let decoded: Value = serde_json::from_slice(&out.stdout).expect("kubectl prints JSON");
+    if let Some(d) = first_difference(&keys[0]["data"], &decoded["data"], ".data") {
+        panic!("kubectl read back different keys or values at {d}");
+    }
 }
 
 /// The `yaml_emit` fuzz corpus (seeds per scalar family and what the fuzzer kept) read back by PyYAML too: the
@@ -441,7 +493,7 @@ fn kustomization_layout_is_what_kustomize_builds_and_goes_with_the_source() {
         .into_iter()
         .filter(|s| !s.contains(['\u{7f}', '\u{85}']))
         .collect();
-    let (repo, api, _) = repository(&strings);
+    let (repo, Sources { api, .. }) = repository(&strings);
     let mut site = Site::new();
     site.source(
         "api",
