@@ -185,6 +185,7 @@ async fn targets(
 ) -> Result<(TargetContext, Option<tokio::task::JoinHandle<()>>), CommandError> {
     let k = &config.kubernetes;
     let mut ctx = TargetContext {
+        agent_id: config.agent.id.clone(),
         store: store.clone(),
         cluster: None,
         leader: None,
@@ -217,7 +218,7 @@ async fn targets(
     };
     let settings = kube::lease::LeaseSettings {
         namespace: k.lease_namespace.clone().unwrap_or_else(own_namespace),
-        name: k.lease_name.clone(),
+        name: k.lease_name(&config.agent.id),
         identity: format!("{}-{}", config.agent.id, boot_suffix()),
         duration: k.lease_duration,
         renew_deadline: k.renew_deadline,

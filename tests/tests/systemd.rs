@@ -17,7 +17,11 @@ fn unit_under_test(dir: &std::path::Path, name: &str, binary: &str) -> std::path
     )
     .unwrap();
     let built = outpost_bin().with_file_name(binary);
-    assert!(built.exists(), "{} not built", built.display());
+    assert!(
+        built.exists(),
+        "{} not built: run the suite with `cargo test --workspace`",
+        built.display()
+    );
     let unit = unit.replace(
         &format!("/usr/bin/{binary} "),
         &format!("{} ", built.display()),
