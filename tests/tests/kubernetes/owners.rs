@@ -110,6 +110,7 @@ fn the_same_object_in_two_agents_bundles_is_refused_naming_both_owners() {
         "names this agent: {out}"
     );
     assert!(out.contains("outpost.dev/adopt"), "names the fix: {out}");
+    assert!(c.cm("mine").is_none(), "refused before any write");
     assert_eq!(fingerprint(c.cm("shared")), Some(before.clone()));
     assert_eq!(c.cm_value("shared").as_deref(), Some("1"));
 

@@ -25,12 +25,14 @@ struct Prepared {
     res: Option<Resource>,
     body: Value,
     policy: Policy,
-    /// The live object may be another owner's: read it before writing (see `owner`).
+    /// Its kind could not be listed: read the live object and check its owner just before writing.
     check_owner: bool,
     /// Our stored inventory lists it (a legacy object is adopted only then).
     listed: bool,
     /// The bundle asks to take it over from another owner.
     adopt: bool,
+    /// Whose object it was, when the bundle took it over (for a note).
+    adopted_from: Option<String>,
 }
 
 /// What applying one object did.
@@ -58,7 +60,7 @@ impl KubeTarget {
             None => Inventory::default(),
         };
         let (mut stage1, mut stage2) = self.prepare(source, revision, bundle, only).await?;
-        self.mark_unowned(&previous, stage1.iter_mut().chain(stage2.iter_mut()))
+        self.check_owners(&previous, stage1.iter_mut().chain(stage2.iter_mut()))
             .await?;
         let desired: Vec<ObjectRef> = stage1.iter().chain(&stage2).map(|p| p.r.clone()).collect();
 
@@ -200,6 +202,7 @@ impl KubeTarget {
                 check_owner: false,
                 listed: false,
                 adopt: owner::wants_adoption(object),
+                adopted_from: None,
             };
             if plan::is_stage_one(&p.r) {
                 stage1.push(p);
@@ -215,40 +218,57 @@ impl KubeTarget {
         Ok((stage1, stage2))
     }
 
-    /// Marks the objects that need an ownership check before they are written: those that exist and do not carry
-    /// our owner label. One metadata list per kind and namespace by our label finds what is already ours, so an
-    /// apply reads single objects only for what is new to us.
-    async fn mark_unowned<'a>(
+    /// Refuses, before any write, objects that another Outpost owner holds (see `owner`). One metadata-only list
+    /// per kind and namespace of everything Outpost manages there tells who holds each existing object; objects
+    /// not in it are new or unmanaged. Without the right to list a kind, each of its objects is read on its own
+    /// just before it is written, so that the error (a 403) names the object.
+    async fn check_owners<'a>(
         &self,
         previous: &Inventory,
         prepared: impl Iterator<Item = &'a mut Prepared>,
     ) -> Result<(), KubeError> {
+        let owner = &self.settings.owner;
         let listed: BTreeSet<Key> = previous.entries.iter().map(|e| e.r.key()).collect();
-        let mut ours: HashMap<(String, Option<String>), BTreeSet<Key>> = HashMap::new();
+        let managed = format!("{}=outpost", crate::target::MANAGED_BY_LABEL);
+        let mut scopes: HashMap<
+            (String, Option<String>),
+            Option<HashMap<(String, String), Value>>,
+        > = HashMap::new();
+        let mut refused = Vec::new();
         for p in prepared {
             // A kind the cluster does not serve yet (its CRD is in this bundle) has no objects to collide with.
             let Some(res) = &p.res else {
                 continue;
             };
             let scope = (res.collection(None), p.r.namespace.clone());
-            if !ours.contains_key(&scope) {
-                // Without the right to list the kind, every object of it is read on its own, so that the error
-                // (a 403 on the read) names the object.
-                let found = match self.list_owned(res, p.r.namespace.as_deref()).await {
-                    Ok(found) => found,
-                    Err(KubeError::List { .. }) => Vec::new(),
+            if !scopes.contains_key(&scope) {
+                let live = match self
+                    .list_labelled(&managed, res, p.r.namespace.as_deref())
+                    .await
+                {
+                    Ok(found) => Some(found.into_iter().map(|(meta, key)| (key, meta)).collect()),
+                    Err(KubeError::List { .. }) => None,
                     Err(e) => return Err(e),
                 };
-                let found = found
-                    .into_iter()
-                    .map(|(_, (ns, name))| (p.r.group.clone(), p.r.kind.clone(), ns, name))
-                    .collect();
-                ours.insert(scope.clone(), found);
+                scopes.insert(scope.clone(), live);
             }
-            p.check_owner = !ours[&scope].contains(&p.r.key());
             p.listed = listed.contains(&p.r.key());
+            let Some(live) = &scopes[&scope] else {
+                p.check_owner = true;
+                continue;
+            };
+            let key = (p.r.namespace.clone().unwrap_or_default(), p.r.name.clone());
+            let holder = owner::holder(live.get(&key), owner);
+            match owner::may_apply(&holder, owner, p.listed, p.adopt) {
+                Ok(()) => p.adopted_from = owner::adopted_from(&holder),
+                Err(why) => refused.push(format!("{}: {why}", p.r)),
+            }
         }
-        Ok(())
+        if refused.is_empty() {
+            Ok(())
+        } else {
+            Err(KubeError::Objects(refused))
+        }
     }
 
     async fn apply_stages(
@@ -346,6 +366,7 @@ impl KubeTarget {
             return Err(KubeError::object(&p.r, "kind not resolved"));
         };
         let mut notes = Vec::new();
+        let mut adopted_from = p.adopted_from.clone();
         if p.check_owner || p.policy == Policy::IfNotPresent {
             let existing = self
                 .cluster
@@ -353,22 +374,23 @@ impl KubeTarget {
                 .await
                 .map_err(|e| fail(&p.r, "read", e))?;
             if let Some(existing) = existing {
-                let holder = owner::holder(existing.get("metadata"), &self.settings.owner);
-                owner::may_apply(&holder, &self.settings.owner, p.listed, p.adopt)
-                    .map_err(|m| KubeError::object(&p.r, m))?;
-                if let owner::Holder::Other { agent, source } = &holder {
-                    notes.push(format!(
-                        "{}: adopted from agent {}, source {} ({}: \"true\")",
-                        p.r,
-                        agent.as_deref().unwrap_or("unknown"),
-                        source.as_deref().unwrap_or("unknown"),
-                        owner::ADOPT_ANNOTATION
-                    ));
+                if p.check_owner {
+                    let holder = owner::holder(existing.get("metadata"), &self.settings.owner);
+                    owner::may_apply(&holder, &self.settings.owner, p.listed, p.adopt)
+                        .map_err(|m| KubeError::object(&p.r, m))?;
+                    adopted_from = owner::adopted_from(&holder);
                 }
                 if p.policy == Policy::IfNotPresent {
                     return Ok(self.done(p, res, existing, false, true, notes));
                 }
             }
+        }
+        if let Some(from) = adopted_from {
+            notes.push(format!(
+                "{}: adopted from {from} ({}: \"true\")",
+                p.r,
+                owner::ADOPT_ANNOTATION
+            ));
         }
         let answer = match self.cluster.apply(res, &p.r, &p.body, force).await {
             Ok(a) => a,

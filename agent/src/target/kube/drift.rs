@@ -218,7 +218,18 @@ impl KubeTarget {
         res: &Resource,
         namespace: Option<&str>,
     ) -> Result<Vec<(Value, (String, String))>, KubeError> {
-        let selector = query_escape(&self.settings.owner.selector());
+        self.list_labelled(&self.settings.owner.selector(), res, namespace)
+            .await
+    }
+
+    /// The metadata of every object of one kind matching a label selector, keyed by (namespace, name).
+    pub(super) async fn list_labelled(
+        &self,
+        selector: &str,
+        res: &Resource,
+        namespace: Option<&str>,
+    ) -> Result<Vec<(Value, (String, String))>, KubeError> {
+        let selector = query_escape(selector);
         let mut out = Vec::new();
         let mut next: Option<String> = None;
         loop {

@@ -135,6 +135,18 @@ pub fn may_apply(holder: &Holder, owner: &Owner, listed: bool, adopt: bool) -> R
     }
 }
 
+/// Who held an object this owner may apply over, when that is a take-over worth a note: another owner (adopted
+/// explicitly) or a legacy object.
+pub fn adopted_from(holder: &Holder) -> Option<String> {
+    let name = |v: &Option<String>| v.as_deref().unwrap_or("unknown").to_string();
+    match holder {
+        Holder::Other { agent, source } => {
+            Some(format!("agent {}, source {}", name(agent), name(source)))
+        }
+        Holder::Nobody | Holder::Us | Holder::Legacy { .. } => None,
+    }
+}
+
 /// Whether this owner may delete the live object (prune, rollback, source removal). Only objects we hold, or
 /// legacy objects of our source name that our stored inventory lists (prune only walks the inventory).
 pub fn may_delete(holder: &Holder, owner: &Owner) -> bool {
