@@ -41,18 +41,28 @@ async fn a_flood_of_refusals_is_summarised_and_counted_exactly() -> TestResult {
     let (log, clean) = hub.terminate()?;
     assert!(clean, "{log}");
     let refusal_lines = log.lines().filter(|l| l.contains("refused")).count();
+    // The flood usually fits in one 10 s window (one full line, one summary); it may straddle two.
     assert!(
-        refusal_lines <= 3,
+        refusal_lines <= 4,
         "{refusal_lines} lines about refusals:\n{log}"
     );
-    assert_eq!(log.matches("refused: 401 unsigned").count(), 1, "{log}");
-    assert!(
-        log.contains(&format!(
-            "refused {} more requests as unsigned in the last",
-            FLOOD - 1
-        )) && log.contains(&format!("{} from 127.0.0.1", FLOOD - 1)),
-        "{log}"
+    let full = log.matches("refused: 401 unsigned").count() as u64;
+    let summarised: u64 = log
+        .lines()
+        .filter_map(|l| {
+            let rest = l.split("refused ").nth(1)?;
+            let (count, rest) = rest.split_once(' ')?;
+            rest.starts_with("more requests as unsigned")
+                .then(|| count.parse::<u64>().ok())?
+        })
+        .sum();
+    assert!((1..=2).contains(&full), "{log}");
+    assert_eq!(
+        full + summarised,
+        FLOOD,
+        "every refusal is in the log, once:\n{log}"
     );
+    assert!(log.contains(" from 127.0.0.1"), "{log}");
     Ok(())
 }
 
