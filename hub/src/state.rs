@@ -15,7 +15,7 @@ use crate::authority::Authorities;
 use crate::config::Config;
 use crate::durable::GroupCommit;
 use crate::limit::{Limiter, ReadGate};
-use crate::metrics::HeartbeatCounters;
+use crate::metrics::{HeartbeatCounters, RefusedCounters};
 use crate::refusals::RefusalLog;
 use crate::registry::Registry;
 use crate::status::AgentView;
@@ -65,6 +65,8 @@ pub struct HubState {
     pub reads: ReadGate,
     /// What of the refused requests goes to the log.
     pub refusals: RefusalLog,
+    /// Every refused request, for `GET /metrics`.
+    pub refused: RefusedCounters,
 }
 
 impl HubState {
@@ -111,6 +113,7 @@ impl HubState {
             ),
             reads: ReadGate::default(),
             refusals: RefusalLog::new(Instant::now()),
+            refused: RefusedCounters::default(),
         };
         Ok((state, warnings))
     }

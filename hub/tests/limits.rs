@@ -94,6 +94,7 @@ async fn enrollment_is_rate_limited_per_source_and_in_total() -> TestResult {
     let fresh = Agent::new("store-043")?;
     let client = reqwest::Client::builder().local_address(from(20)).build()?;
     let mut status = 0;
+    let mut waited = 0u64;
     for _ in 0..40 {
         let answer = client
             .post(format!("{}/v1/enroll", hub.base))
@@ -105,9 +106,27 @@ async fn enrollment_is_rate_limited_per_source_and_in_total() -> TestResult {
         if status != 429 {
             break;
         }
+        waited += 1;
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
     assert_eq!(status, 201);
+
+    // The log only samples refusals; the metrics count each one.
+    let metrics = String::from_utf8(hub.get("/metrics").await?.body)?;
+    let counted = |reason: &str| -> Option<u64> {
+        let series = format!(
+            "outpost_hub_requests_refused_total{{endpoint=\"enroll\",reason=\"{reason}\"}} "
+        );
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(series.as_str())?.parse().ok())
+    };
+    assert_eq!(
+        counted("rate_limited"),
+        Some(1 + limited_total + waited),
+        "{metrics}"
+    );
+    assert_eq!(counted("bad_token"), Some(5 + passed), "{metrics}");
     hub.stop().await;
     Ok(())
 }

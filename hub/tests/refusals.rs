@@ -37,6 +37,12 @@ async fn a_flood_of_refusals_is_summarised_and_counted_exactly() -> TestResult {
         )),
         "{metrics}"
     );
+    assert!(
+        metrics.contains(&format!(
+            "outpost_hub_requests_refused_total{{endpoint=\"heartbeats\",reason=\"unsigned\"}} {FLOOD}\n"
+        )),
+        "{metrics}"
+    );
 
     let (log, clean) = hub.terminate()?;
     assert!(clean, "{log}");

@@ -76,6 +76,7 @@ fn refused(
     path: &str,
     rejection: &Rejection,
 ) -> Response<ReplyBody> {
+    state.refused.count(endpoint(path), rejection.reason);
     // The message may quote what the client sent: escaped, so it stays one line and cannot drive a terminal.
     let text = rejection.to_string();
     let text = printable(&text);
@@ -96,6 +97,19 @@ fn refused(
         headers.insert(RETRY_AFTER, HeaderValue::from(secs));
     }
     response
+}
+
+/// The endpoint label of a request path, from a closed set so a client cannot grow the metrics.
+fn endpoint(path: &str) -> &'static str {
+    match path {
+        "/v1/heartbeats" => "heartbeats",
+        "/v1/enroll" => "enroll",
+        "/v1/agents" => "agents",
+        p if p.starts_with("/v1/agents/") => "agent",
+        "/" => "fleet",
+        "/metrics" => "metrics",
+        _ => "other",
+    }
 }
 
 fn whole(reply: Reply) -> Response<ReplyBody> {
