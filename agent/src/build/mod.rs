@@ -78,10 +78,10 @@ impl Bundle {
 }
 
 /// Builds a revision: its kustomization if the source's path holds one, else its plain manifest files; then
-/// substitutes variables.
+/// substitutes variables when the source opted in (`vars` is `Some`).
 pub fn build_revision(
     manifests: &Manifests,
-    vars: &BTreeMap<String, String>,
+    vars: Option<&BTreeMap<String, String>>,
     limits: &Limits,
 ) -> Result<Bundle, BuildError> {
     let mut objects = match &manifests.kustomization {
@@ -93,6 +93,9 @@ pub fn build_revision(
             objects
         }
         None => build(&manifests.files, limits)?.objects,
+    };
+    let Some(vars) = vars else {
+        return Ok(Bundle::new(objects));
     };
     let before: Vec<String> = objects
         .iter()

@@ -267,3 +267,18 @@ fn substitution_that_makes_two_objects_one_is_refused() {
         }
     );
 }
+
+/// A source that did not opt in to substitution keeps `${…}` as written (a shell script, a CRD description).
+#[test]
+fn without_opt_in_nothing_is_substituted() {
+    let manifests = Manifests {
+        files: vec![file(
+            "cm.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: script\ndata:\n  run.sh: echo ${FRONTEND}\n  doc: e.g. ${var:=default}\n",
+        )],
+        ..Manifests::default()
+    };
+    let bundle = build_revision(&manifests, None, &limits()).unwrap();
+    assert_eq!(bundle.objects[0]["data"]["run.sh"], "echo ${FRONTEND}");
+    assert_eq!(bundle.objects[0]["data"]["doc"], "e.g. ${var:=default}");
+}
