@@ -60,6 +60,10 @@ pub enum BuildError {
         "no manifests found (no *.yaml, *.yml or *.json files under the source's path); check path"
     )]
     Empty,
+    #[error("the {files} manifest file(s) under the source's path hold no objects (only comments or empty documents); an empty bundle would prune everything this source applied, so it is refused: add objects, or remove the source to delete them")]
+    NoObjects { files: usize },
+    #[error("{file} builds to no objects (its resources, generators and components produce nothing); an empty bundle would prune everything this source applied, so it is refused: add resources, or remove the source to delete them")]
+    EmptyKustomization { file: String },
 }
 
 /// What a target applies: objects in apply order, and a digest over their content.
@@ -88,7 +92,9 @@ pub fn build_revision(
         Some(k) => {
             let objects = kustomize::build(&k.files, &k.root, limits)?;
             if objects.is_empty() {
-                return Err(BuildError::Empty);
+                let file = kustomize::find_kustomization(&k.files, &k.root)
+                    .unwrap_or_else(|| format!("{}/kustomization.yaml", k.root));
+                return Err(BuildError::EmptyKustomization { file });
             }
             objects
         }
@@ -163,7 +169,11 @@ pub fn build(files: &[ManifestFile], limits: &Limits) -> Result<Bundle, BuildErr
         }
     }
     if objects.is_empty() {
-        return Err(BuildError::Empty);
+        return Err(if files.is_empty() {
+            BuildError::Empty
+        } else {
+            BuildError::NoObjects { files: files.len() }
+        });
     }
     Ok(Bundle::new(objects))
 }

@@ -33,6 +33,49 @@ const SUPPORTED: &[&str] = &[
     "patches",
     "patchesStrategicMerge",
     "patchesJson6902",
+    "sortOptions",
+    "buildMetadata",
+];
+
+/// Field names of the nested kustomization structs: kustomize reads every field name without regard to case
+/// (`patchesJSON6902`, `configmapgenerator`), so these are matched the same way.
+const NESTED: &[&str] = &[
+    "pairs",
+    "includeSelectors",
+    "includeTemplates",
+    "fields",
+    "name",
+    "newName",
+    "newTag",
+    "digest",
+    "tagSuffix",
+    "count",
+    "namespace",
+    "behavior",
+    "type",
+    "files",
+    "literals",
+    "envs",
+    "env",
+    "options",
+    "labels",
+    "annotations",
+    "disableNameSuffixHash",
+    "immutable",
+    "path",
+    "patch",
+    "target",
+    "group",
+    "version",
+    "kind",
+    "labelSelector",
+    "annotationSelector",
+    "allowNameChange",
+    "allowKindChange",
+    "order",
+    "legacySortOptions",
+    "orderFirst",
+    "orderLast",
 ];
 
 /// Fields kustomize knows that are refused, with the reason given to the operator.
@@ -63,11 +106,6 @@ const REFUSED: &[(&str, &str)] = &[
         "configurations",
         "custom transformer configurations are not implemented yet",
     ),
-    (
-        "sortOptions",
-        "not implemented yet; output is in kustomize's default (legacy) order",
-    ),
-    ("buildMetadata", "not implemented yet"),
     ("nameReference", "not implemented yet"),
 ];
 
@@ -98,6 +136,22 @@ pub struct Spec {
     pub patches: Vec<Patch>,
     pub patches_strategic_merge: Vec<String>,
     pub patches_json6902: Vec<Patch>,
+    pub sort_options: Option<SortOptions>,
+    pub build_metadata: Vec<String>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct SortOptions {
+    pub order: Option<String>,
+    pub legacy_sort_options: Option<LegacySortOptions>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct LegacySortOptions {
+    pub order_first: Vec<String>,
+    pub order_last: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -171,6 +225,66 @@ pub struct Target {
     pub annotation_selector: Option<String>,
 }
 
+/// The kustomization with every field name spelled as kustomize documents it (kustomize ignores case).
+fn canonical_keys(raw: serde_json::Map<String, Value>) -> serde_json::Map<String, Value> {
+    let top = SUPPORTED
+        .iter()
+        .copied()
+        .chain(REFUSED.iter().map(|(f, _)| *f))
+        .chain(LATER.iter().copied());
+    let names: Vec<&str> = top.collect();
+    rename_keys(raw, &names, 0)
+}
+
+fn rename_keys(
+    raw: serde_json::Map<String, Value>,
+    names: &[&str],
+    depth: usize,
+) -> serde_json::Map<String, Value> {
+    raw.into_iter()
+        .map(|(key, value)| {
+            let key = names
+                .iter()
+                .find(|n| n.eq_ignore_ascii_case(&key))
+                .map(|n| n.to_string())
+                .unwrap_or(key);
+            // Below the top level only struct-valued fields are renamed; maps of labels, annotations and
+            // literals hold the user's own keys.
+            let nested = depth == 0
+                && !matches!(
+                    key.as_str(),
+                    "commonLabels" | "commonAnnotations" | "metadata"
+                );
+            let value =
+                if nested || matches!(key.as_str(), "target" | "options" | "legacySortOptions") {
+                    rename_value(value, depth)
+                } else {
+                    value
+                };
+            (key, value)
+        })
+        .collect()
+}
+
+fn rename_value(value: Value, depth: usize) -> Value {
+    match value {
+        Value::Object(map) if depth < 3 => Value::Object(rename_keys(map, NESTED, depth + 1)),
+        Value::Array(items) if depth < 3 => Value::Array(
+            items
+                .into_iter()
+                .map(|item| match item {
+                    Value::Object(map) => Value::Object(rename_keys(map, NESTED, depth + 1)),
+                    other => other,
+                })
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+/// Top-level fields matched case-insensitively but handled elsewhere (none yet).
+const LATER: &[&str] = &[];
+
 /// A loaded kustomization: where it is, and what it says.
 #[derive(Debug)]
 pub struct Kustomization {
@@ -217,6 +331,7 @@ impl Kustomization {
             None => serde_json::Map::new(),
             Some(_) => return Err(invalid("is not a mapping of kustomization fields".into())),
         };
+        let raw = canonical_keys(raw);
         for key in raw.keys() {
             if let Some((field, why)) = REFUSED.iter().find(|(f, _)| f == key) {
                 return Err(KustomizeError::Unsupported {

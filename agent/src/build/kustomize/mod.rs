@@ -161,14 +161,23 @@ struct Ctx<'a> {
     limits: &'a Limits,
 }
 
+/// The repository path of the kustomization file in folder `dir`, if there is one.
+pub fn find_kustomization(files: &RepoFiles, dir: &str) -> Option<String> {
+    load::find(files, dir).map(|(f, _)| f)
+}
+
 /// Builds the kustomization in folder `root` (repository-relative) into objects in kustomize's output order.
 pub fn build(files: &RepoFiles, root: &str, limits: &Limits) -> Result<Vec<Value>> {
     let ctx = Ctx { files, limits };
     let mut chain = Vec::new();
-    let mut resources = build_dir(&ctx, root, &mut chain)?;
+    // A Component folder built directly is built like a kustomization, as kustomize does.
+    let mut resources = Vec::new();
+    let kind = Kustomization::load(files, root)?.kind;
+    apply(&ctx, root, &mut chain, &mut resources, kind)?;
     refs::add_hashes(&mut resources);
     refs::update_references(&mut resources);
-    let objects = order::legacy(resources.into_iter().map(|r| r.obj).collect());
+    let top = Kustomization::load(files, root)?;
+    let objects = order::sort(&top, resources.into_iter().map(|r| r.obj).collect())?;
     if objects.len() > limits.max_objects {
         return Err(KustomizeError::TooManyObjects {
             limit: limits.max_objects,
