@@ -35,6 +35,10 @@ const SUPPORTED: &[&str] = &[
     "patchesJson6902",
     "sortOptions",
     "buildMetadata",
+    "transformers",
+    "generators",
+    "configurations",
+    "replacements",
 ];
 
 /// Field names of the nested kustomization structs: kustomize reads every field name without regard to case
@@ -92,20 +96,13 @@ const REFUSED: &[(&str, &str)] = &[
         "helmChartInflationGenerator",
         "Helm charts are not inflated; render the chart into manifests",
     ),
-    ("replacements", "not implemented yet"),
     (
         "vars",
         "deprecated in kustomize and not implemented; use Outpost substitution (${var})",
     ),
-    ("transformers", "plugins are never run"),
-    ("generators", "plugins are never run"),
     ("validators", "plugins are never run"),
     ("crds", "not implemented yet"),
     ("openapi", "not implemented yet"),
-    (
-        "configurations",
-        "custom transformer configurations are not implemented yet",
-    ),
     ("nameReference", "not implemented yet"),
 ];
 
@@ -138,6 +135,10 @@ pub struct Spec {
     pub patches_json6902: Vec<Patch>,
     pub sort_options: Option<SortOptions>,
     pub build_metadata: Vec<String>,
+    pub transformers: Vec<String>,
+    pub generators: Vec<String>,
+    pub configurations: Vec<String>,
+    pub replacements: Vec<Value>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -154,16 +155,16 @@ pub struct LegacySortOptions {
     pub order_last: Vec<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct LabelSet {
     pub pairs: BTreeMap<String, String>,
     pub include_selectors: bool,
     pub include_templates: bool,
-    pub fields: Option<Value>,
+    pub fields: Vec<super::fieldspec::FieldSpec>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct Image {
     pub name: String,
@@ -173,14 +174,14 @@ pub struct Image {
     pub tag_suffix: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Replica {
     pub name: String,
     pub count: i64,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct Generator {
     pub name: String,
@@ -204,13 +205,20 @@ pub struct GeneratorOptions {
     pub immutable: Option<bool>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct Patch {
     pub path: Option<String>,
     pub patch: Option<String>,
     pub target: Option<Target>,
-    pub options: Option<Value>,
+    pub options: Option<PatchOptions>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct PatchOptions {
+    pub allow_name_change: bool,
+    pub allow_kind_change: bool,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -371,24 +379,6 @@ impl Kustomization {
             kind,
             spec,
         };
-        for l in &k.spec.labels {
-            if l.fields.is_some() {
-                return Err(k.unsupported(
-                    "labels[].fields",
-                    "custom label field specs are not implemented yet",
-                ));
-            }
-        }
-        for p in k.spec.patches.iter().chain(&k.spec.patches_json6902) {
-            if p.options.as_ref().is_some_and(|o| !o.is_null()) {
-                return Err(k.unsupported("patches[].options", "not implemented yet"));
-            }
-        }
-        for i in &k.spec.images {
-            if i.tag_suffix.is_some() {
-                return Err(k.unsupported("images[].tagSuffix", "not implemented yet"));
-            }
-        }
         Ok(k)
     }
 
@@ -496,12 +486,9 @@ pub fn objects(path: &str, bytes: &[u8]) -> Result<Vec<Res>> {
         for obj in crate::build::flatten(doc, path, document)
             .map_err(|e| KustomizeError::Manifest(e.to_string()))?
         {
-            out.push(Res {
-                obj,
-                prev: Vec::new(),
-                hash: false,
-                origin: format!("{path}, document {document}"),
-            });
+            let mut r = Res::new(obj, format!("{path}, document {document}"));
+            r.from = Some(super::Origin::File(path.to_string()));
+            out.push(r);
         }
     }
     Ok(out)

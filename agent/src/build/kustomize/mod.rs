@@ -7,13 +7,21 @@
 //! their content hash, and references to renamed ConfigMaps and Secrets are updated. Every field kustomize knows
 //! and Outpost does not implement is refused with the field and the file named: never silently ignored.
 
+mod builtin;
+mod config;
+mod fieldspec;
 mod files;
 mod generators;
+mod images;
 mod jsonpatch;
+mod labels;
 mod load;
+mod metadata;
+mod names;
 mod order;
 mod patches;
 mod refs;
+mod replacements;
 mod smp;
 mod transform;
 
@@ -22,6 +30,7 @@ use serde_json::Value;
 pub use files::{Entry, RepoFiles};
 
 use crate::config::Limits;
+use config::TransformerConfig;
 use load::{Kind, Kustomization};
 
 /// The file names kustomize recognises as a kustomization, in the order it looks for them.
@@ -89,9 +98,35 @@ pub(crate) struct Res {
     pub hash: bool,
     /// Where the object came from, for error messages.
     pub origin: String,
+    /// Where it came from, for buildMetadata's originAnnotations.
+    pub from: Option<Origin>,
+    /// (kustomization file, transformer) of every transformer that changed names or namespaces over it, for
+    /// buildMetadata's transformerAnnotations.
+    pub transformations: Vec<(String, Value)>,
+    /// `prev.len()` when the current kustomization level began (see `refs::mark`).
+    pub mark: usize,
+}
+
+/// A resource file, or the generator (its kustomization file and configuration) that made the object.
+#[derive(Debug, Clone)]
+pub(crate) enum Origin {
+    File(String),
+    Generator { file: String, by: Value },
 }
 
 impl Res {
+    pub fn new(obj: Value, origin: String) -> Res {
+        Res {
+            obj,
+            prev: Vec::new(),
+            hash: false,
+            origin,
+            from: None,
+            transformations: Vec::new(),
+            mark: 0,
+        }
+    }
+
     pub fn kind(&self) -> &str {
         self.obj.get("kind").and_then(Value::as_str).unwrap_or("")
     }
@@ -172,11 +207,22 @@ pub fn build(files: &RepoFiles, root: &str, limits: &Limits) -> Result<Vec<Value
     let mut chain = Vec::new();
     // A Component folder built directly is built like a kustomization, as kustomize does.
     let mut resources = Vec::new();
-    let kind = Kustomization::load(files, root)?.kind;
-    apply(&ctx, root, &mut chain, &mut resources, kind)?;
-    refs::add_hashes(&mut resources);
-    refs::update_references(&mut resources);
     let top = Kustomization::load(files, root)?;
+    let mut config = TransformerConfig::defaults().clone();
+    apply(
+        &ctx,
+        root,
+        &mut chain,
+        &mut resources,
+        top.kind,
+        &mut config,
+    )?;
+    refs::mark(&mut resources);
+    refs::add_hashes(&mut resources);
+    refs::fix_references(&mut resources, &config);
+    for r in resources.iter_mut() {
+        labels::stringify_metadata(&mut r.obj);
+    }
     let objects = order::sort(&top, resources.into_iter().map(|r| r.obj).collect())?;
     if objects.len() > limits.max_objects {
         return Err(KustomizeError::TooManyObjects {
@@ -186,10 +232,35 @@ pub fn build(files: &RepoFiles, root: &str, limits: &Limits) -> Result<Vec<Value
     Ok(objects)
 }
 
-/// Builds one kustomization (not a component) into a fresh list.
-fn build_dir(ctx: &Ctx, dir: &str, chain: &mut Vec<String>) -> Result<Vec<Res>> {
+/// Builds a folder of transformer or generator configs (a `transformers:` entry naming a kustomization): its
+/// objects as listed, without hashes or sorting.
+fn build_configs(files: &RepoFiles, root: &str, limits: &Limits) -> Result<Vec<Value>> {
+    let ctx = Ctx { files, limits };
     let mut acc = Vec::new();
-    apply(ctx, dir, chain, &mut acc, Kind::Kustomization)?;
+    let mut config = TransformerConfig::defaults().clone();
+    apply(
+        &ctx,
+        root,
+        &mut Vec::new(),
+        &mut acc,
+        Kind::Kustomization,
+        &mut config,
+    )?;
+    Ok(acc.into_iter().map(|r| r.obj).collect())
+}
+
+/// Builds one kustomization (not a component) into a fresh list; its transformer configuration (with
+/// `configurations`) joins the caller's.
+fn build_dir(
+    ctx: &Ctx,
+    dir: &str,
+    chain: &mut Vec<String>,
+    config: &mut TransformerConfig,
+) -> Result<Vec<Res>> {
+    let mut acc = Vec::new();
+    let mut own = TransformerConfig::defaults().clone();
+    apply(ctx, dir, chain, &mut acc, Kind::Kustomization, &mut own)?;
+    config.merge(&own);
     Ok(acc)
 }
 
@@ -201,6 +272,7 @@ fn apply(
     chain: &mut Vec<String>,
     acc: &mut Vec<Res>,
     expect: Kind,
+    config: &mut TransformerConfig,
 ) -> Result<()> {
     if let Some(at) = chain.iter().position(|d| d == dir) {
         let mut cycle: Vec<String> = chain[at..]
@@ -225,6 +297,22 @@ fn apply(
     let k = Kustomization::load(ctx.files, dir)?;
     k.expect_kind(expect)?;
     chain.push(dir.to_string());
+    for reference in &k.spec.configurations {
+        let bytes = k.read(ctx.files, reference)?;
+        let path = k.resolve(reference)?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| k.invalid(format!("configurations: {reference:?} is not UTF-8")))?;
+        for doc in crate::build::parse_documents(&path, &text)
+            .map_err(|e| KustomizeError::Manifest(e.to_string()))?
+        {
+            let extra: TransformerConfig =
+                serde_json::from_value(doc).map_err(|e| KustomizeError::Invalid {
+                    file: path.clone(),
+                    message: format!("not a transformer configuration: {e}"),
+                })?;
+            config.merge(&extra);
+        }
+    }
     let mut seen = Seen::of(acc)?;
     for reference in k.resources() {
         let path = k.resolve(reference)?;
@@ -236,7 +324,7 @@ fn apply(
                         message: format!("resource {reference:?} is a folder without a kustomization.yaml; list its files instead, or add a kustomization there"),
                     });
                 }
-                for r in build_dir(ctx, &path, chain)? {
+                for r in build_dir(ctx, &path, chain, config)? {
                     seen.add(acc, r, &k.file)?;
                 }
             }
@@ -263,10 +351,14 @@ fn apply(
                 message: format!("component {reference:?} is not a folder holding a kustomization.yaml with kind: Component"),
             });
         }
-        apply(ctx, &path, chain, acc, Kind::Component)?;
+        apply(ctx, &path, chain, acc, Kind::Component, config)?;
     }
     generators::run(ctx.files, &k, acc)?;
-    transform::run(ctx.files, &k, acc)?;
+    builtin::generate(ctx.files, &k, acc)?;
+    refs::mark(acc);
+    transform::run(ctx.files, &k, config, acc)?;
+    refs::fix_references(acc, config);
+    metadata::annotate(&k, acc)?;
     chain.pop();
     Ok(())
 }

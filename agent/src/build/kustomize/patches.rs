@@ -6,7 +6,7 @@
 use serde_json::Value;
 
 use super::files::RepoFiles;
-use super::load::{Kustomization, Patch, Target};
+use super::load::{Kustomization, Patch, PatchOptions, Target};
 use super::{jsonpatch, smp, KustomizeError, Res, Result};
 
 /// What a patch entry holds once parsed.
@@ -15,8 +15,13 @@ enum Body {
     Json(Vec<Value>),
 }
 
-pub fn strategic_merge(files: &RepoFiles, k: &Kustomization, acc: &mut [Res]) -> Result<()> {
-    for (i, entry) in k.spec.patches_strategic_merge.iter().enumerate() {
+pub fn strategic_merge(
+    files: &RepoFiles,
+    k: &Kustomization,
+    entries: &[String],
+    acc: &mut Vec<Res>,
+) -> Result<()> {
+    for (i, entry) in entries.iter().enumerate() {
         let index = i + 1;
         let field = format!("patchesStrategicMerge[{i}]");
         let text = if entry.contains('\n') || entry.trim_start().starts_with('{') {
@@ -27,6 +32,10 @@ pub fn strategic_merge(files: &RepoFiles, k: &Kustomization, acc: &mut [Res]) ->
         match parse(k, &text, index, &field)? {
             Body::Strategic(docs) => {
                 for doc in docs {
+                    if is_delete(&doc) {
+                        acc.retain(|r| !same_object(&doc, r));
+                        continue;
+                    }
                     apply_by_own_id(k, &doc, acc, index)?;
                 }
             }
@@ -42,15 +51,26 @@ pub fn strategic_merge(files: &RepoFiles, k: &Kustomization, acc: &mut [Res]) ->
     Ok(())
 }
 
-pub fn patches(files: &RepoFiles, k: &Kustomization, acc: &mut [Res]) -> Result<()> {
-    for (i, p) in k.spec.patches.iter().enumerate() {
-        apply_entry(files, k, p, acc, i, "patches")?;
+pub fn patches(
+    files: &RepoFiles,
+    k: &Kustomization,
+    list: &[Patch],
+    field: &str,
+    acc: &mut Vec<Res>,
+) -> Result<()> {
+    for (i, p) in list.iter().enumerate() {
+        apply_entry(files, k, p, acc, i, field)?;
     }
     Ok(())
 }
 
-pub fn json6902(files: &RepoFiles, k: &Kustomization, acc: &mut [Res]) -> Result<()> {
-    for (i, p) in k.spec.patches_json6902.iter().enumerate() {
+pub fn json6902(
+    files: &RepoFiles,
+    k: &Kustomization,
+    list: &[Patch],
+    acc: &mut Vec<Res>,
+) -> Result<()> {
+    for (i, p) in list.iter().enumerate() {
         if p.target.is_none() {
             return Err(patch_error(
                 k,
@@ -67,7 +87,7 @@ fn apply_entry(
     files: &RepoFiles,
     k: &Kustomization,
     p: &Patch,
-    acc: &mut [Res],
+    acc: &mut Vec<Res>,
     i: usize,
     list: &str,
 ) -> Result<()> {
@@ -85,6 +105,26 @@ fn apply_entry(
         }
     };
     let body = parse(k, &text, index, &field)?;
+    if let Body::Strategic(docs) = &body {
+        if docs.iter().any(is_delete) {
+            // `$patch: delete` on a whole object removes the objects it names (or its target).
+            let doc = &docs[0];
+            let before = acc.len();
+            acc.retain(|r| match &p.target {
+                Some(t) => !Matcher::new(t).is_ok_and(|m| m.matches(r)),
+                None => !same_object(doc, r),
+            });
+            if acc.len() == before && p.target.is_none() {
+                return Err(patch_error(
+                    k,
+                    index,
+                    format!("{field}: no object matches this `$patch: delete`"),
+                ));
+            }
+            return Ok(());
+        }
+    }
+    let options = p.options.clone().unwrap_or_default();
     let Some(target) = &p.target else {
         return match body {
             Body::Strategic(docs) => {
@@ -107,11 +147,17 @@ fn apply_entry(
         json => json,
     };
     for r in acc.iter_mut().filter(|r| matcher.matches(r)) {
+        let (old_kind, old_name) = (r.kind().to_string(), r.name().to_string());
         match &body {
             Body::Strategic(docs) => {
                 for doc in docs {
                     let (group, kind) = (r.group().to_string(), r.kind().to_string());
-                    smp::merge(&mut r.obj, doc, &group, &kind);
+                    let doc = if options.allow_name_change || options.allow_kind_change {
+                        doc.clone()
+                    } else {
+                        without_identity(doc.clone())
+                    };
+                    smp::merge(&mut r.obj, &doc, &group, &kind);
                 }
             }
             Body::Json(ops) => jsonpatch::apply(&mut r.obj, ops).map_err(|m| {
@@ -122,8 +168,42 @@ fn apply_entry(
                 )
             })?,
         }
+        keep_identity(r, &old_kind, &old_name, &options);
     }
     Ok(())
+}
+
+/// A targeted patch keeps the target's kind and name unless its options allow a change; an allowed rename is
+/// remembered, so references follow it.
+fn keep_identity(r: &mut Res, old_kind: &str, old_name: &str, options: &PatchOptions) {
+    if r.kind() != old_kind && !options.allow_kind_change {
+        if let Some(m) = r.obj.as_object_mut() {
+            m.insert("kind".into(), Value::String(old_kind.into()));
+        }
+    }
+    if r.name() != old_name {
+        let new = r.name().to_string();
+        if let Some(meta) = super::metadata(&mut r.obj) {
+            meta.insert("name".into(), Value::String(old_name.into()));
+        }
+        if options.allow_name_change {
+            r.rename(None, Some(&new));
+        }
+    }
+}
+
+fn is_delete(doc: &Value) -> bool {
+    doc.get("$patch").and_then(Value::as_str) == Some("delete")
+}
+
+fn same_object(doc: &Value, r: &Res) -> bool {
+    let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("");
+    let name = doc
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let namespace = doc.pointer("/metadata/namespace").and_then(Value::as_str);
+    r.kind() == kind && r.answers_to(name) && namespace.is_none_or(|ns| r.namespace() == ns)
 }
 
 fn read_text(files: &RepoFiles, k: &Kustomization, path: &str, index: usize) -> Result<String> {
