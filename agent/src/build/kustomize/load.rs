@@ -39,6 +39,7 @@ const SUPPORTED: &[&str] = &[
     "generators",
     "configurations",
     "replacements",
+    "vars",
 ];
 
 /// Field names of the nested kustomization structs: kustomize reads every field name without regard to case
@@ -96,10 +97,6 @@ const REFUSED: &[(&str, &str)] = &[
         "helmChartInflationGenerator",
         "Helm charts are not inflated; render the chart into manifests",
     ),
-    (
-        "vars",
-        "deprecated in kustomize and not implemented; use Outpost substitution (${var})",
-    ),
     ("validators", "plugins are never run"),
     ("crds", "not implemented yet"),
     ("openapi", "not implemented yet"),
@@ -139,6 +136,7 @@ pub struct Spec {
     pub generators: Vec<String>,
     pub configurations: Vec<String>,
     pub replacements: Vec<Value>,
+    pub vars: Vec<Value>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

@@ -24,6 +24,7 @@ mod refs;
 mod replacements;
 mod smp;
 mod transform;
+mod vars;
 
 use serde_json::Value;
 
@@ -105,6 +106,8 @@ pub(crate) struct Res {
     pub transformations: Vec<(String, Value)>,
     /// `prev.len()` when the current kustomization level began (see `refs::mark`).
     pub mark: usize,
+    /// Unique within a build: what a var's objref is tied to.
+    pub uid: u64,
 }
 
 /// A resource file, or the generator (its kustomization file and configuration) that made the object.
@@ -124,6 +127,10 @@ impl Res {
             from: None,
             transformations: Vec::new(),
             mark: 0,
+            uid: {
+                static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            },
         }
     }
 
@@ -194,6 +201,8 @@ pub(crate) fn metadata(obj: &mut Value) -> Option<&mut serde_json::Map<String, V
 struct Ctx<'a> {
     files: &'a RepoFiles,
     limits: &'a Limits,
+    /// `vars` of every kustomization built so far; resolved once at the end.
+    vars: std::cell::RefCell<vars::Declared>,
 }
 
 /// The repository path of the kustomization file in folder `dir`, if there is one.
@@ -203,7 +212,11 @@ pub fn find_kustomization(files: &RepoFiles, dir: &str) -> Option<String> {
 
 /// Builds the kustomization in folder `root` (repository-relative) into objects in kustomize's output order.
 pub fn build(files: &RepoFiles, root: &str, limits: &Limits) -> Result<Vec<Value>> {
-    let ctx = Ctx { files, limits };
+    let ctx = Ctx {
+        files,
+        limits,
+        vars: Default::default(),
+    };
     let mut chain = Vec::new();
     // A Component folder built directly is built like a kustomization, as kustomize does.
     let mut resources = Vec::new();
@@ -220,6 +233,10 @@ pub fn build(files: &RepoFiles, root: &str, limits: &Limits) -> Result<Vec<Value
     refs::mark(&mut resources);
     refs::add_hashes(&mut resources);
     refs::fix_references(&mut resources, &config);
+    let declared = ctx.vars.into_inner();
+    if !declared.is_empty() {
+        declared.resolve(&mut resources, &config)?;
+    }
     for r in resources.iter_mut() {
         labels::stringify_metadata(&mut r.obj);
     }
@@ -235,7 +252,11 @@ pub fn build(files: &RepoFiles, root: &str, limits: &Limits) -> Result<Vec<Value
 /// Builds a folder of transformer or generator configs (a `transformers:` entry naming a kustomization): its
 /// objects as listed, without hashes or sorting.
 fn build_configs(files: &RepoFiles, root: &str, limits: &Limits) -> Result<Vec<Value>> {
-    let ctx = Ctx { files, limits };
+    let ctx = Ctx {
+        files,
+        limits,
+        vars: Default::default(),
+    };
     let mut acc = Vec::new();
     let mut config = TransformerConfig::defaults().clone();
     apply(
@@ -296,6 +317,7 @@ fn apply(
     }
     let k = Kustomization::load(ctx.files, dir)?;
     k.expect_kind(expect)?;
+    ctx.vars.borrow_mut().add(&k.file, &k.spec.vars)?;
     chain.push(dir.to_string());
     for reference in &k.spec.configurations {
         let bytes = k.read(ctx.files, reference)?;
@@ -359,6 +381,7 @@ fn apply(
     transform::run(ctx.files, &k, config, acc)?;
     refs::fix_references(acc, config);
     metadata::annotate(&k, acc)?;
+    ctx.vars.borrow_mut().bind(&k.file, acc)?;
     chain.pop();
     Ok(())
 }
