@@ -9,7 +9,8 @@ use super::fieldspec::{self, FieldSpec};
 use super::Res;
 
 /// Objects without a namespace, as kustomize's built-in schema knows them: Kubernetes' own cluster-scoped kinds
-/// (a custom kind of the same name in another group counts as namespaced).
+/// (a custom kind of the same name in another group counts as namespaced). kustomize v5.5's schema predates
+/// the admission policy kinds, so it gives them a namespace; so does Outpost, to build the same objects.
 pub fn cluster_scoped(r: &Res) -> bool {
     let group = r.group();
     let builtin_group = group.is_empty() || group.ends_with("k8s.io") || group == "policy";
@@ -29,10 +30,6 @@ fn cluster_scoped_kind(kind: &str) -> bool {
             | "PriorityClass"
             | "MutatingWebhookConfiguration"
             | "ValidatingWebhookConfiguration"
-            | "ValidatingAdmissionPolicy"
-            | "ValidatingAdmissionPolicyBinding"
-            | "MutatingAdmissionPolicy"
-            | "MutatingAdmissionPolicyBinding"
             | "APIService"
             | "CSIDriver"
             | "CSINode"

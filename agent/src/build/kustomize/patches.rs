@@ -168,7 +168,16 @@ fn apply_entry(
                 )
             })?,
         }
-        keep_identity(r, &old_kind, &old_name, &options);
+        // A JSON patch says exactly what it changes: a new name or kind is kept. A strategic merge patch's
+        // name is a placeholder unless its options allow a change.
+        let allowed = match body {
+            Body::Json(_) => PatchOptions {
+                allow_name_change: true,
+                allow_kind_change: true,
+            },
+            Body::Strategic(_) => options.clone(),
+        };
+        keep_identity(r, &old_kind, &old_name, &allowed);
     }
     Ok(())
 }
@@ -272,28 +281,43 @@ fn apply_by_own_id(k: &Kustomization, doc: &Value, acc: &mut [Res], index: usize
         .and_then(|a| a.rsplit_once('/'))
         .map(|(g, _)| g)
         .unwrap_or("");
-    let mut found = false;
-    for r in acc.iter_mut() {
-        let same = r.kind() == kind
+    let in_ns = |r: &Res| {
+        r.kind() == kind
             && r.group() == group
-            && r.answers_to(name)
-            && namespace
-                .is_none_or(|ns| r.namespace() == ns || r.prev.iter().any(|(n, _)| n == ns));
-        if same {
-            found = true;
-            // The patch's own name and namespace identify the target; they must not rename it.
-            smp::merge(&mut r.obj, &without_identity(doc.clone()), group, kind);
+            && namespace.is_none_or(|ns| r.namespace() == ns || r.prev.iter().any(|(n, _)| n == ns))
+    };
+    // The object called so now or before; two candidates are ambiguous, as in kustomize.
+    let hits: Vec<usize> = (0..acc.len())
+        .filter(|&i| in_ns(&acc[i]) && acc[i].answers_to(name))
+        .collect();
+    let target = format!(
+        "{kind} {}{name}",
+        namespace.map(|n| format!("{n}/")).unwrap_or_default()
+    );
+    match hits.as_slice() {
+        [] => {
+            return Err(patch_error(
+                k,
+                index,
+                format!(
+                    "no object matches this strategic merge patch ({target}); check its kind, name and namespace, or give it a target"
+                ),
+            ))
         }
-    }
-    if !found {
-        return Err(patch_error(
-            k,
-            index,
-            format!(
-                "no object matches this strategic merge patch ({kind} {}{name}); check its kind, name and namespace, or give it a target",
-                namespace.map(|n| format!("{n}/")).unwrap_or_default()
-            ),
-        ));
+        [i] => {
+            // The patch's own name and namespace identify the target; they must not rename it.
+            smp::merge(&mut acc[*i].obj, &without_identity(doc.clone()), group, kind);
+        }
+        many => {
+            return Err(patch_error(
+                k,
+                index,
+                format!(
+                    "{} objects match this strategic merge patch ({target}); give it a target that picks one",
+                    many.len()
+                ),
+            ))
+        }
     }
     Ok(())
 }
