@@ -108,6 +108,8 @@ pub(crate) struct Res {
     pub mark: usize,
     /// Unique within a build: what a var's objref is tied to.
     pub uid: u64,
+    /// Earlier kinds (a patch allowed to change the kind): a later patch may still name the original.
+    pub prev_kinds: Vec<String>,
 }
 
 /// A resource file, or the generator (its kustomization file and configuration) that made the object.
@@ -127,6 +129,7 @@ impl Res {
             from: None,
             transformations: Vec::new(),
             mark: 0,
+            prev_kinds: Vec::new(),
             uid: {
                 static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
                 NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)

@@ -141,22 +141,25 @@ fn apply_entry(
         };
     };
     let matcher = Matcher::new(target).map_err(|m| patch_error(k, index, m))?;
-    // With a target, the patch's own name and namespace are placeholders: they never rename what it patches.
-    let body = match body {
-        Body::Strategic(docs) => Body::Strategic(docs.into_iter().map(without_identity).collect()),
-        json => json,
-    };
+    // With a target, the patch's own name and namespace are placeholders: they never rename what it patches,
+    // unless its options allow a new name (or kind).
     for r in acc.iter_mut().filter(|r| matcher.matches(r)) {
         let (old_kind, old_name) = (r.kind().to_string(), r.name().to_string());
         match &body {
             Body::Strategic(docs) => {
                 for doc in docs {
                     let (group, kind) = (r.group().to_string(), r.kind().to_string());
-                    let doc = if options.allow_name_change || options.allow_kind_change {
+                    let mut doc = if options.allow_name_change {
                         doc.clone()
                     } else {
                         without_identity(doc.clone())
                     };
+                    if !options.allow_kind_change {
+                        if let Some(m) = doc.as_object_mut() {
+                            m.remove("kind");
+                            m.remove("apiVersion");
+                        }
+                    }
                     smp::merge(&mut r.obj, &doc, &group, &kind);
                 }
             }
@@ -185,8 +188,10 @@ fn apply_entry(
 /// A targeted patch keeps the target's kind and name unless its options allow a change; an allowed rename is
 /// remembered, so references follow it.
 fn keep_identity(r: &mut Res, old_kind: &str, old_name: &str, options: &PatchOptions) {
-    if r.kind() != old_kind && !options.allow_kind_change {
-        if let Some(m) = r.obj.as_object_mut() {
+    if r.kind() != old_kind {
+        if options.allow_kind_change {
+            r.prev_kinds.push(old_kind.to_string());
+        } else if let Some(m) = r.obj.as_object_mut() {
             m.insert("kind".into(), Value::String(old_kind.into()));
         }
     }
@@ -281,15 +286,23 @@ fn apply_by_own_id(k: &Kustomization, doc: &Value, acc: &mut [Res], index: usize
         .and_then(|a| a.rsplit_once('/'))
         .map(|(g, _)| g)
         .unwrap_or("");
+    // After a kind change only the current and the original kind-and-name pairs identify the object.
+    let same_id = |r: &Res| {
+        if r.prev_kinds.is_empty() {
+            r.kind() == kind && r.answers_to(name)
+        } else {
+            (r.kind() == kind && r.name() == name)
+                || (r.prev_kinds.first().map(String::as_str) == Some(kind)
+                    && r.prev.first().map(|(_, n)| n.as_str()) == Some(name))
+        }
+    };
     let in_ns = |r: &Res| {
-        r.kind() == kind
+        same_id(r)
             && r.group() == group
             && namespace.is_none_or(|ns| r.namespace() == ns || r.prev.iter().any(|(n, _)| n == ns))
     };
     // The object called so now or before; two candidates are ambiguous, as in kustomize.
-    let hits: Vec<usize> = (0..acc.len())
-        .filter(|&i| in_ns(&acc[i]) && acc[i].answers_to(name))
-        .collect();
+    let hits: Vec<usize> = (0..acc.len()).filter(|&i| in_ns(&acc[i])).collect();
     let target = format!(
         "{kind} {}{name}",
         namespace.map(|n| format!("{n}/")).unwrap_or_default()
@@ -305,8 +318,15 @@ fn apply_by_own_id(k: &Kustomization, doc: &Value, acc: &mut [Res], index: usize
             ))
         }
         [i] => {
-            // The patch's own name and namespace identify the target; they must not rename it.
-            smp::merge(&mut acc[*i].obj, &without_identity(doc.clone()), group, kind);
+            // The patch's own name, namespace and kind identify the target; they must not change it.
+            let mut patch = without_identity(doc.clone());
+            if let Some(m) = patch.as_object_mut() {
+                m.remove("kind");
+                m.remove("apiVersion");
+            }
+            let r = &mut acc[*i];
+            let (group, kind) = (r.group().to_string(), r.kind().to_string());
+            smp::merge(&mut r.obj, &patch, &group, &kind);
         }
         many => {
             return Err(patch_error(

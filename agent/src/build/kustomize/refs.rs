@@ -227,8 +227,20 @@ pub fn fix_references(acc: &mut [Res], config: &TransformerConfig) {
                 })
                 .collect();
             for spec in specs {
-                super::fieldspec::visit(&mut x.obj, &spec, &mut |v| {
-                    update(v, &referrals, &entry.kind, &x_ns, x_cluster)
+                // A reference held next to a `kind` (roleRef, scaleTargetRef) is only to that kind.
+                let steps = spec.steps();
+                let (last, parent) = steps.split_last().expect("paths have a step");
+                let parent: Vec<&str> = parent.iter().map(String::as_str).collect();
+                super::fieldspec::walk(&mut x.obj, &parent, false, &mut |p| {
+                    let Some(map) = p.as_object_mut() else { return };
+                    let kind = map.get("kind").and_then(Value::as_str);
+                    if !parent.is_empty() && kind.is_some_and(|k| k != entry.kind) {
+                        return;
+                    }
+                    let last = last.trim_end_matches("[]");
+                    if let Some(v) = map.get_mut(last) {
+                        update(v, &referrals, &entry.kind, &x_ns, x_cluster)
+                    }
                 });
             }
         }
