@@ -222,8 +222,10 @@ pub(crate) fn flatten(doc: Value, file: &str, document: usize) -> Result<Vec<Val
             "is not a mapping; each document must be one Kubernetes object".into(),
         ));
     }
-    let is_list =
-        doc.get("kind").and_then(Value::as_str) == Some("List") && doc.get("items").is_some();
+    // `kind: List`, and the typed lists kubectl writes (`PodList`, `ConfigMapList`) when they hold `items`.
+    let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("");
+    let is_list = (kind == "List" && doc.get("items").is_some())
+        || (kind.ends_with("List") && doc.get("items").is_some_and(Value::is_array));
     if !is_list {
         return Ok(vec![doc]);
     }

@@ -16,6 +16,8 @@ pub struct TransformerConfig {
     pub name_suffix: Vec<FieldSpec>,
     pub common_labels: Vec<FieldSpec>,
     pub template_labels: Vec<FieldSpec>,
+    /// Extra fields for every `labels:` entry (kustomize's `labels` configuration).
+    pub labels: Vec<FieldSpec>,
     pub common_annotations: Vec<FieldSpec>,
     pub namespace: Vec<FieldSpec>,
     pub var_reference: Vec<FieldSpec>,
@@ -63,6 +65,7 @@ impl TransformerConfig {
         add(&mut self.name_suffix, &other.name_suffix);
         add(&mut self.common_labels, &other.common_labels);
         add(&mut self.template_labels, &other.template_labels);
+        add(&mut self.labels, &other.labels);
         add(&mut self.common_annotations, &other.common_annotations);
         add(&mut self.namespace, &other.namespace);
         add(&mut self.var_reference, &other.var_reference);

@@ -417,7 +417,17 @@ impl Seen {
     }
 }
 
+/// The object's identity; kustomize passes an object without `apiVersion` through (as a core object), so only
+/// a kind and a name are required here.
 fn id_of(r: &Res) -> Result<String> {
+    if r.api_version().is_empty() && !r.kind().is_empty() && !r.name().is_empty() {
+        let ns = r.namespace();
+        return Ok(if ns.is_empty() {
+            format!("{} {}", r.kind(), r.name())
+        } else {
+            format!("{} {ns}/{}", r.kind(), r.name())
+        });
+    }
     crate::build::identity(&r.obj).map_err(|m| KustomizeError::Invalid {
         file: r.origin.clone(),
         message: m,

@@ -94,6 +94,7 @@ fn from_fields(k: &Kustomization, config: &TransformerConfig) -> Vec<Step> {
         } else {
             vec![FieldSpec::new(None, "metadata/labels", true)]
         };
+        specs.extend(config.labels.iter().cloned());
         specs.extend(set.fields.iter().cloned());
         steps.push(Step::Labels(set.pairs.clone(), specs));
     }
