@@ -24,6 +24,9 @@ pub struct TransformerConfig {
     pub name_reference: Vec<NameReference>,
     pub images: Vec<FieldSpec>,
     pub replicas: Vec<FieldSpec>,
+    /// A kustomization's `openapi` schema (merge keys of custom kinds); an overlay's own wins over its bases'.
+    #[serde(skip)]
+    pub openapi: Option<std::sync::Arc<super::smp::Schema>>,
 }
 
 /// Fields (`field_specs`) that hold the name of an object of `kind` (and `group`).
@@ -71,6 +74,9 @@ impl TransformerConfig {
         add(&mut self.var_reference, &other.var_reference);
         add(&mut self.images, &other.images);
         add(&mut self.replicas, &other.replicas);
+        if self.openapi.is_none() {
+            self.openapi = other.openapi.clone();
+        }
         for r in &other.name_reference {
             match self
                 .name_reference

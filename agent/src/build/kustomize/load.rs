@@ -40,6 +40,7 @@ const SUPPORTED: &[&str] = &[
     "configurations",
     "replacements",
     "vars",
+    "openapi",
 ];
 
 /// Field names of the nested kustomization structs: kustomize reads every field name without regard to case
@@ -99,7 +100,6 @@ const REFUSED: &[(&str, &str)] = &[
     ),
     ("validators", "plugins are never run"),
     ("crds", "not implemented yet"),
-    ("openapi", "not implemented yet"),
     ("nameReference", "not implemented yet"),
 ];
 
@@ -137,6 +137,14 @@ pub struct Spec {
     pub configurations: Vec<String>,
     pub replacements: Vec<Value>,
     pub vars: Vec<Value>,
+    pub openapi: Option<OpenApi>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OpenApi {
+    pub path: Option<String>,
+    pub version: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

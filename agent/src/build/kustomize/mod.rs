@@ -378,6 +378,10 @@ fn apply(
         }
         apply(ctx, &path, chain, acc, Kind::Component, config)?;
     }
+    if let Some(openapi) = &k.spec.openapi {
+        // `openapi.version` picks a built-in schema: the kustomization gives up its bases' custom one.
+        config.openapi = load_openapi(ctx.files, &k, openapi)?.map(std::sync::Arc::new);
+    }
     generators::run(ctx.files, &k, acc)?;
     builtin::generate(ctx.files, &k, acc)?;
     refs::mark(acc);
@@ -387,6 +391,40 @@ fn apply(
     ctx.vars.borrow_mut().bind(&k.file, acc)?;
     chain.pop();
     Ok(())
+}
+
+/// A kustomization's `openapi` schema file (JSON or YAML); remote schemas are never fetched.
+fn load_openapi(
+    files: &RepoFiles,
+    k: &Kustomization,
+    o: &load::OpenApi,
+) -> Result<Option<smp::Schema>> {
+    let Some(path) = &o.path else {
+        // kustomize v5.5 carries one built-in schema, v1.21.2 (Outpost uses the API server's v1.32 merge keys,
+        // which agree on the kinds both know).
+        return match o.version.as_deref() {
+            None | Some("v1.21.2") => Ok(None),
+            Some(other) => Err(k.invalid(format!(
+                "openapi.version {other:?}: the specified OpenAPI version is not built in (kustomize has v1.21.2); remove it, or give a schema file as openapi.path"
+            ))),
+        };
+    };
+    let file = k.resolve(path)?;
+    let bytes = k.read(files, path)?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| k.invalid(format!("openapi.path {path:?} is not UTF-8")))?;
+    let doc = crate::build::parse_documents(&file, &text)
+        .map_err(|e| KustomizeError::Manifest(e.to_string()))?
+        .into_iter()
+        .next()
+        .unwrap_or(Value::Null);
+    if doc.get("definitions").is_none_or(|d| !d.is_object()) {
+        return Err(KustomizeError::Invalid {
+            file,
+            message: "not an OpenAPI v2 schema: it has no `definitions` map".into(),
+        });
+    }
+    Ok(Some(smp::Schema::from_openapi(&doc)))
 }
 
 /// Identities already accumulated: kustomize refuses a second object with the same identity.

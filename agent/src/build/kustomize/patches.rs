@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::files::RepoFiles;
 use super::load::{Kustomization, Patch, PatchOptions, Target};
+use super::smp::Schema;
 use super::{jsonpatch, smp, KustomizeError, Res, Result};
 
 /// What a patch entry holds once parsed.
@@ -20,6 +21,7 @@ pub fn strategic_merge(
     k: &Kustomization,
     entries: &[String],
     acc: &mut Vec<Res>,
+    schema: Option<&Schema>,
 ) -> Result<()> {
     for (i, entry) in entries.iter().enumerate() {
         let index = i + 1;
@@ -36,7 +38,7 @@ pub fn strategic_merge(
                         acc.retain(|r| !same_object(&doc, r));
                         continue;
                     }
-                    apply_by_own_id(k, &doc, acc, index)?;
+                    apply_by_own_id(k, &doc, acc, index, schema)?;
                 }
             }
             Body::Json(_) => {
@@ -57,9 +59,10 @@ pub fn patches(
     list: &[Patch],
     field: &str,
     acc: &mut Vec<Res>,
+    schema: Option<&Schema>,
 ) -> Result<()> {
     for (i, p) in list.iter().enumerate() {
-        apply_entry(files, k, p, acc, i, field)?;
+        apply_entry(files, k, p, acc, i, field, schema)?;
     }
     Ok(())
 }
@@ -78,7 +81,7 @@ pub fn json6902(
                 format!("patchesJson6902[{i}] has no target; say which object it changes"),
             ));
         }
-        apply_entry(files, k, p, acc, i, "patchesJson6902")?;
+        apply_entry(files, k, p, acc, i, "patchesJson6902", None)?;
     }
     Ok(())
 }
@@ -90,6 +93,7 @@ fn apply_entry(
     acc: &mut Vec<Res>,
     i: usize,
     list: &str,
+    schema: Option<&Schema>,
 ) -> Result<()> {
     let index = i + 1;
     let field = format!("{list}[{i}]");
@@ -129,7 +133,7 @@ fn apply_entry(
         return match body {
             Body::Strategic(docs) => {
                 for doc in docs {
-                    apply_by_own_id(k, &doc, acc, index)?;
+                    apply_by_own_id(k, &doc, acc, index, schema)?;
                 }
                 Ok(())
             }
@@ -160,7 +164,7 @@ fn apply_entry(
                             m.remove("apiVersion");
                         }
                     }
-                    smp::merge(&mut r.obj, &doc, &group, &kind);
+                    smp::merge_with(&mut r.obj, &doc, &group, &kind, schema);
                 }
             }
             Body::Json(ops) => jsonpatch::apply(&mut r.obj, ops).map_err(|m| {
@@ -266,7 +270,13 @@ fn parse(k: &Kustomization, text: &str, index: usize, field: &str) -> Result<Bod
 }
 
 /// A strategic merge patch names its object itself: kind, name and (optionally) namespace.
-fn apply_by_own_id(k: &Kustomization, doc: &Value, acc: &mut [Res], index: usize) -> Result<()> {
+fn apply_by_own_id(
+    k: &Kustomization,
+    doc: &Value,
+    acc: &mut [Res],
+    index: usize,
+    schema: Option<&Schema>,
+) -> Result<()> {
     let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("");
     let name = doc
         .pointer("/metadata/name")
@@ -326,7 +336,7 @@ fn apply_by_own_id(k: &Kustomization, doc: &Value, acc: &mut [Res], index: usize
             }
             let r = &mut acc[*i];
             let (group, kind) = (r.group().to_string(), r.kind().to_string());
-            smp::merge(&mut r.obj, &patch, &group, &kind);
+            smp::merge_with(&mut r.obj, &patch, &group, &kind, schema);
         }
         many => {
             return Err(patch_error(

@@ -56,7 +56,7 @@ fn strategic_merge_follows_merge_keys_and_directives() {
     let patch = json!({"spec": {"containers": [
         {"name": "a", "args": ["9"], "env": [{"name": "B", "value": "2"}]},
         {"name": "gone", "$patch": "delete"}]}});
-    smp::merge(&mut pod, &patch, "", "Pod");
+    smp::merge_with(&mut pod, &patch, "", "Pod", None);
     let c = &pod["spec"]["containers"];
     assert_eq!(c.as_array().unwrap().len(), 1, "{pod}");
     assert_eq!(c[0]["image"], "x", "fields the patch does not name stay");

@@ -127,8 +127,12 @@ pub fn run_step(
     acc: &mut Vec<Res>,
 ) -> Result<()> {
     match step {
-        Step::StrategicMerge(entries) => patches::strategic_merge(files, k, &entries, acc)?,
-        Step::Patches(list) => patches::patches(files, k, &list, "patches", acc)?,
+        Step::StrategicMerge(entries) => {
+            patches::strategic_merge(files, k, &entries, acc, config.openapi.as_deref())?
+        }
+        Step::Patches(list) => {
+            patches::patches(files, k, &list, "patches", acc, config.openapi.as_deref())?
+        }
         Step::Namespace(options) => names::namespace(acc, &options, config),
         Step::Prefix(prefix, specs, by) => {
             names::prefix_suffix(acc, &prefix, "", &specs, &k.file, by)
