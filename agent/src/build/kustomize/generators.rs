@@ -115,9 +115,14 @@ pub fn generate(
         by: by.clone(),
     });
     let id = crate::build::identity(&r.obj).unwrap_or_default();
+    // No namespace means `default`: a second generator for the same name there collides too.
+    let ns = |r: &Res| match r.namespace() {
+        "" => "default".to_string(),
+        n => n.to_string(),
+    };
     if acc
         .iter()
-        .any(|o| crate::build::identity(&o.obj).as_deref() == Ok(id.as_str()))
+        .any(|o| o.kind() == r.kind() && o.name() == r.name() && ns(o) == ns(&r))
     {
         return Err(bad(format!(
             "{id} already exists; use behavior: merge or replace to change a generated object from a base"

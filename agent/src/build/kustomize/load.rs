@@ -439,6 +439,16 @@ impl Kustomization {
     /// The content of a file this kustomization refers to.
     pub fn read(&self, files: &RepoFiles, reference: &str) -> Result<Vec<u8>> {
         let path = self.resolve(reference)?;
+        // kustomize's default load restriction: a kustomization reads files in or below its own folder only
+        // (other kustomizations, as folders, may be anywhere in the repository).
+        let inside =
+            self.dir.is_empty() || path == self.dir || path.starts_with(&format!("{}/", self.dir));
+        if !inside {
+            return Err(KustomizeError::Invalid {
+                file: self.file.clone(),
+                message: format!("{reference:?} is outside this kustomization's folder; kustomize only reads files in or below it (list the folder holding it as a resource, or move the file)"),
+            });
+        }
         read_entry(files, reference, &path, &self.file)
     }
 }
@@ -489,6 +499,10 @@ pub fn objects(path: &str, bytes: &[u8]) -> Result<Vec<Res>> {
     let mut out = Vec::new();
     for (index, doc) in docs.into_iter().enumerate() {
         let document = index + 1;
+        blank_subject_namespace(&doc).map_err(|message| KustomizeError::Invalid {
+            file: format!("{path}, document {document}"),
+            message,
+        })?;
         for obj in crate::build::flatten(doc, path, document)
             .map_err(|e| KustomizeError::Manifest(e.to_string()))?
         {
@@ -498,4 +512,28 @@ pub fn objects(path: &str, bytes: &[u8]) -> Result<Vec<Res>> {
         }
     }
     Ok(out)
+}
+
+/// kustomize refuses an RBAC subject with `namespace:` written but left blank.
+fn blank_subject_namespace(doc: &Value) -> std::result::Result<(), String> {
+    let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("");
+    if kind != "RoleBinding" && kind != "ClusterRoleBinding" {
+        return Ok(());
+    }
+    for (i, s) in doc
+        .get("subjects")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        if s.get("namespace")
+            .is_some_and(|n| n.is_null() || n.as_str() == Some(""))
+        {
+            return Err(format!(
+                "{kind} subjects[{i}].namespace is blank; name the namespace or remove the key"
+            ));
+        }
+    }
+    Ok(())
 }
