@@ -39,6 +39,10 @@ pub fn generate(files: &RepoFiles, k: &Kustomization, acc: &mut Vec<Res>) -> Res
             let secret = match kind.as_str() {
                 "ConfigMapGenerator" => false,
                 "SecretGenerator" => true,
+                "IAMPolicyGenerator" => {
+                    acc.push(iam_policy(k, &doc, &field)?);
+                    continue;
+                }
                 other => return Err(not_builtin(k, &field, other, "generator")),
             };
             let mut g: Generator = typed(k, &field, strip(&doc))?;
@@ -54,6 +58,39 @@ pub fn generate(files: &RepoFiles, k: &Kustomization, acc: &mut Vec<Res>) -> Res
         }
     }
     Ok(())
+}
+
+/// IAMPolicyGenerator (`cloud: gke`): a ServiceAccount bound to a Google service account by Workload Identity.
+fn iam_policy(k: &Kustomization, doc: &Value, field: &str) -> Result<Res> {
+    let cloud = text(doc, "/cloud");
+    if cloud != "gke" {
+        return Err(k.invalid(format!(
+            "{field}: IAMPolicyGenerator cloud {cloud:?} is not supported; kustomize knows only gke"
+        )));
+    }
+    let name = text(doc, "/kubernetesService/name");
+    let gsa = text(doc, "/serviceAccount/name");
+    let project = text(doc, "/serviceAccount/projectId");
+    if name.is_empty() || gsa.is_empty() || project.is_empty() {
+        return Err(k.invalid(format!(
+            "{field}: IAMPolicyGenerator needs kubernetesService.name, serviceAccount.name and serviceAccount.projectId"
+        )));
+    }
+    let mut meta = json!({
+        "name": name,
+        "annotations": {"iam.gke.io/gcp-service-account": format!("{gsa}@{project}.iam.gserviceaccount.com")},
+    });
+    let namespace = text(doc, "/kubernetesService/namespace");
+    if !namespace.is_empty() {
+        meta["namespace"] = Value::String(namespace);
+    }
+    let obj = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta});
+    let mut r = Res::new(obj, format!("{}, {field}", k.file));
+    r.from = Some(super::Origin::Generator {
+        file: k.file.clone(),
+        by: configured_by(doc),
+    });
+    Ok(r)
 }
 
 /// The config documents of one entry: inline YAML, a file, or a kustomization folder's output.
