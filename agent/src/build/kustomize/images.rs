@@ -75,9 +75,9 @@ pub fn retag(current: &str, image: &Image) -> Option<String> {
         return None;
     }
     let new_name = image.new_name.as_deref().unwrap_or(name);
+    // Measured with kubectl 1.32: `newTag` wins over `tagSuffix`; a suffix alone extends the current tag.
     let new_tag = match (&image.new_tag, &image.tag_suffix) {
-        (Some(t), Some(s)) => Some(format!("{t}{s}")),
-        (Some(t), None) => Some(t.clone()),
+        (Some(t), _) => Some(t.clone()),
         (None, Some(s)) => Some(format!("{}{s}", tag.unwrap_or("latest"))),
         (None, None) => None,
     };
