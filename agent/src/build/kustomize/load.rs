@@ -99,8 +99,14 @@ const REFUSED: &[(&str, &str)] = &[
         "Helm charts are not inflated; render the chart into manifests",
     ),
     ("validators", "plugins are never run"),
-    ("crds", "not implemented yet"),
-    ("nameReference", "not implemented yet"),
+    (
+        "crds",
+        "CRD schema annotations are not read; list the fields that refer to other objects in a `configurations` file (nameReference, commonLabels) instead",
+    ),
+    (
+        "nameReference",
+        "it belongs in a `configurations` file, not in the kustomization itself",
+    ),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
