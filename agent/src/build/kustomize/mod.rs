@@ -235,7 +235,7 @@ pub fn build(files: &RepoFiles, root: &str, limits: &Limits) -> Result<Vec<Value
     )?;
     refs::mark(&mut resources);
     refs::add_hashes(&mut resources);
-    refs::fix_references(&mut resources, &config);
+    refs::fix_references(&mut resources, &config)?;
     let declared = ctx.vars.into_inner();
     if !declared.is_empty() {
         declared.resolve(&mut resources, &config)?;
@@ -386,7 +386,7 @@ fn apply(
     builtin::generate(ctx.files, &k, acc)?;
     refs::mark(acc);
     transform::run(ctx.files, &k, config, acc)?;
-    refs::fix_references(acc, config);
+    refs::fix_references(acc, config)?;
     metadata::annotate(&k, acc)?;
     ctx.vars.borrow_mut().bind(&k.file, acc)?;
     chain.pop();

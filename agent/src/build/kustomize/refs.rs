@@ -4,7 +4,7 @@
 use serde_json::Value;
 
 use super::config::TransformerConfig;
-use super::Res;
+use super::{KustomizeError, Res, Result};
 
 /// Appends `-<hash>` to generated objects, with kustomize's hash: sha-256 over Go's JSON encoding of the kind,
 /// an empty name and the data, first ten hex digits with `0 1 3 a e` replaced by `g h k m t` (so a suffix never
@@ -140,19 +140,39 @@ struct Renamed {
 }
 
 impl Renamed {
-    /// The referral a name refers to: one that had it when this level began, else one that ever had it.
+    /// The referral a name refers to: one that had it when this level began, else one that ever had it. Two
+    /// that would give different new names make the reference ambiguous, which kustomize refuses.
     fn find<'a>(
         all: &[&'a Renamed],
         name: &str,
         ok: impl Fn(&Renamed) -> bool,
-    ) -> Option<&'a Renamed> {
-        all.iter()
-            .find(|c| c.old_name == name && ok(c))
-            .or_else(|| {
-                all.iter()
-                    .find(|c| c.history.iter().any(|n| n == name) && ok(c))
-            })
+    ) -> std::result::Result<Option<&'a Renamed>, String> {
+        let pick = |hits: Vec<&'a Renamed>| -> std::result::Result<Option<&'a Renamed>, String> {
+            let mut names: Vec<&str> = hits.iter().map(|c| c.new_name.as_str()).collect();
+            names.sort();
+            names.dedup();
+            if names.len() > 1 {
+                return Err(format!(
+                    "the reference {name:?} could mean several objects ({}); give them distinct names or namespaces",
+                    names.join(", ")
+                ));
+            }
+            Ok(hits.first().copied())
+        };
+        let exact: Vec<&Renamed> = all
+            .iter()
             .copied()
+            .filter(|c| c.old_name == name && ok(c))
+            .collect();
+        if !exact.is_empty() {
+            return pick(exact);
+        }
+        pick(
+            all.iter()
+                .copied()
+                .filter(|c| c.history.iter().any(|n| n == name) && ok(c))
+                .collect(),
+        )
     }
 }
 
@@ -185,7 +205,7 @@ fn same_ns(a: &str, b: &str) -> bool {
 
 /// Updates every field the name reference configuration lists that still holds the old name of an object
 /// renamed since [`mark`].
-pub fn fix_references(acc: &mut [Res], config: &TransformerConfig) {
+pub fn fix_references(acc: &mut [Res], config: &TransformerConfig) -> Result<()> {
     let renamed: Vec<Renamed> = acc
         .iter()
         .filter(|r| r.prev.len() > r.mark)
@@ -204,8 +224,26 @@ pub fn fix_references(acc: &mut [Res], config: &TransformerConfig) {
         })
         .collect();
     if renamed.is_empty() {
-        return;
+        return Ok(());
     }
+    // Objects that kept their name are candidates too: a reference that fits one of them and a renamed object
+    // alike is ambiguous, as kustomize says.
+    let mut renamed = renamed;
+    renamed.extend(
+        acc.iter()
+            .filter(|r| r.prev.len() <= r.mark)
+            .map(|r| Renamed {
+                kind: r.kind().to_string(),
+                group: r.group().to_string(),
+                cluster: super::names::cluster_scoped(r),
+                old_ns: r.namespace().to_string(),
+                old_name: r.name().to_string(),
+                new_ns: r.namespace().to_string(),
+                new_name: r.name().to_string(),
+                history: Vec::new(),
+            }),
+    );
+    let mut problem: Option<(String, String)> = None;
     for entry in &config.name_reference {
         let referrals: Vec<&Renamed> = renamed
             .iter()
@@ -239,29 +277,44 @@ pub fn fix_references(acc: &mut [Res], config: &TransformerConfig) {
                     }
                     let last = last.trim_end_matches("[]");
                     if let Some(v) = map.get_mut(last) {
-                        update(v, &referrals, &entry.kind, &x_ns, x_cluster)
+                        if let Err(m) = update(v, &referrals, &entry.kind, &x_ns, x_cluster) {
+                            problem.get_or_insert((m, spec.path.clone()));
+                        }
                     }
                 });
+                if let Some((message, path)) = problem.take() {
+                    return Err(KustomizeError::Invalid {
+                        file: x.origin.clone(),
+                        message: format!("{} {} field {path}: {message}", x.kind(), x.name()),
+                    });
+                }
             }
         }
     }
+    Ok(())
 }
 
 /// One referring field: a name, a list of names (`resourceNames`), or a `{kind, name, namespace}` map (RBAC
 /// subjects, webhook services).
-fn update(v: &mut Value, referrals: &[&Renamed], kind: &str, x_ns: &str, x_cluster: bool) {
+fn update(
+    v: &mut Value,
+    referrals: &[&Renamed],
+    kind: &str,
+    x_ns: &str,
+    x_cluster: bool,
+) -> std::result::Result<(), String> {
     match v {
         Value::String(s) => {
             let hit = Renamed::find(referrals, s, |c| {
                 c.cluster || x_cluster || same_ns(&c.old_ns, x_ns)
-            });
+            })?;
             if let Some(c) = hit {
                 *s = c.new_name.clone();
             }
         }
         Value::Array(items) => {
             for item in items {
-                update(item, referrals, kind, x_ns, x_cluster);
+                update(item, referrals, kind, x_ns, x_cluster)?;
             }
         }
         Value::Object(map) => {
@@ -270,17 +323,17 @@ fn update(v: &mut Value, referrals: &[&Renamed], kind: &str, x_ns: &str, x_clust
                 .and_then(Value::as_str)
                 .is_some_and(|k| k != kind)
             {
-                return;
+                return Ok(());
             }
             let Some(name) = map.get("name").and_then(Value::as_str) else {
-                return;
+                return Ok(());
             };
             let ns = map
                 .get("namespace")
                 .and_then(Value::as_str)
                 .unwrap_or(x_ns)
                 .to_string();
-            let hit = Renamed::find(referrals, name, |c| c.cluster || same_ns(&c.old_ns, &ns));
+            let hit = Renamed::find(referrals, name, |c| c.cluster || same_ns(&c.old_ns, &ns))?;
             if let Some(c) = hit {
                 map.insert("name".into(), Value::String(c.new_name.clone()));
                 if !c.cluster && !c.new_ns.is_empty() {
@@ -290,4 +343,5 @@ fn update(v: &mut Value, referrals: &[&Renamed], kind: &str, x_ns: &str, x_clust
         }
         _ => {}
     }
+    Ok(())
 }
