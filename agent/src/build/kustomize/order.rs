@@ -87,7 +87,11 @@ fn by_rank<S: AsRef<str>>(mut objects: Vec<Value>, first: &[S], last: &[S]) -> V
                 "{}_{version}_{kind}",
                 if group.is_empty() { "~G" } else { group }
             ),
-            text(o, "/metadata/namespace").to_string(),
+            // Measured with kubectl: objects without a namespace come after those with one.
+            match text(o, "/metadata/namespace") {
+                "" => "~X".to_string(),
+                ns => ns.to_string(),
+            },
             text(o, "/metadata/name").to_string(),
         )
     });
