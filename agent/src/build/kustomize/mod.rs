@@ -442,6 +442,14 @@ impl Seen {
     fn add(&mut self, acc: &mut Vec<Res>, r: Res, file: &str) -> Result<()> {
         let id = id_of(&r)?;
         if let Some(first) = self.0.get(&id) {
+            if *first == r.origin {
+                return Err(KustomizeError::Invalid {
+                    file: file.to_string(),
+                    message: format!(
+                        "{id} ({first}) arrives twice, through two of the resources listed here that both include it; include it once (kustomize refuses this too)"
+                    ),
+                });
+            }
             return Err(KustomizeError::Duplicate {
                 file: file.to_string(),
                 id,

@@ -52,12 +52,20 @@ impl Declared {
                     message: format!("vars: {e}"),
                 })?;
             if let Some((_, first, _)) = self.0.iter().find(|(d, _, _)| d.name == var.name) {
-                return Err(KustomizeError::Invalid {
-                    file: file.into(),
-                    message: format!(
+                let message = if first == file {
+                    format!(
+                        "var {:?} is declared twice because this kustomization is built twice in one build (two overlays include it); include it once, or move the var up to the kustomization that combines them",
+                        var.name
+                    )
+                } else {
+                    format!(
                         "var {:?} is already declared (in {first}); give one of them another name",
                         var.name
-                    ),
+                    )
+                };
+                return Err(KustomizeError::Invalid {
+                    file: file.into(),
+                    message,
                 });
             }
             self.0.push((var, file.to_string(), None));
