@@ -15,11 +15,7 @@ use super::transform::Step;
 use super::{generators, KustomizeError, Res, Result};
 
 /// The steps of a kustomization's `transformers` entries, in order.
-pub fn transformers(
-    files: &RepoFiles,
-    k: &Kustomization,
-    _config: &TransformerConfig,
-) -> Result<Vec<Step>> {
+pub fn transformers(files: &RepoFiles, k: &Kustomization) -> Result<Vec<Step>> {
     let mut steps = Vec::new();
     for (i, entry) in k.spec.transformers.iter().enumerate() {
         let field = format!("transformers[{i}]");

@@ -8,8 +8,8 @@ use serde_json::{Map, Value};
 use super::fieldspec::{self, FieldSpec};
 use super::Res;
 
-/// Adds `pairs` at every spec; `what` ("labels" or "annotations") is only for the default metadata spec.
-pub fn add(acc: &mut [Res], pairs: &BTreeMap<String, String>, specs: &[FieldSpec], _what: &str) {
+/// Adds `pairs` to the maps at every spec (labels or annotations alike).
+pub fn add(acc: &mut [Res], pairs: &BTreeMap<String, String>, specs: &[FieldSpec]) {
     if pairs.is_empty() {
         return;
     }

@@ -43,7 +43,7 @@ pub fn run(
     acc: &mut Vec<Res>,
 ) -> Result<()> {
     let mut steps = from_fields(k, config);
-    steps.extend(builtin::transformers(files, k, config)?);
+    steps.extend(builtin::transformers(files, k)?);
     for step in steps {
         run_step(files, k, config, step, acc)?;
     }
@@ -140,8 +140,8 @@ pub fn run_step(
         Step::Suffix(suffix, specs, by) => {
             names::prefix_suffix(acc, "", &suffix, &specs, &k.file, by)
         }
-        Step::Labels(pairs, specs) => labels::add(acc, &pairs, &specs, "labels"),
-        Step::Annotations(pairs, specs) => labels::add(acc, &pairs, &specs, "annotations"),
+        Step::Labels(pairs, specs) => labels::add(acc, &pairs, &specs),
+        Step::Annotations(pairs, specs) => labels::add(acc, &pairs, &specs),
         Step::Json6902(list) => patches::json6902(files, k, &list, acc)?,
         Step::Replicas(list, specs) => {
             for r in &list {
