@@ -449,13 +449,11 @@ pub async fn render(
         eprintln!("warning: {w}");
     }
     let vars = crate::build::substitute::vars_for(&config.agent, source_config);
-    let bundle =
-        crate::build::build_revision(&manifests, &vars, &config.agent.limits).map_err(|error| {
-            ReconcileError::Build {
-                source_name: name.clone(),
-                revision: commit.clone(),
-                error,
-            }
+    let bundle = crate::build::build_revision(&manifests, vars.as_ref(), &config.agent.limits)
+        .map_err(|error| ReconcileError::Build {
+            source_name: name.clone(),
+            revision: commit.clone(),
+            error,
         })?;
     let text = directory::render(&name, &commit, &bundle).map_err(CommandError::Usage)?;
     print!("{text}");

@@ -315,3 +315,27 @@ fn durations_and_sizes() {
     assert_eq!(parse_size("100"), Some(100));
     assert_eq!(parse_size("1 TB"), None);
 }
+
+/// `${var}` substitution is Flux-like opt-in: a source without vars of its own and without `substitute = true`
+/// gets none, so shell scripts and CRD descriptions holding `${X}` are applied as written.
+#[test]
+fn substitution_is_opt_in_per_source() {
+    let with = |line: &str| parse(&format!("{MINIMAL}{line}\n"));
+    let plain = with("").unwrap();
+    assert!(!plain.sources[0].substitute);
+    assert_eq!(
+        crate::build::substitute::vars_for(&plain.agent, &plain.sources[0]),
+        None
+    );
+    let by_vars = with("vars = { site = \"042\" }").unwrap();
+    assert!(by_vars.sources[0].substitute);
+    let vars = crate::build::substitute::vars_for(&by_vars.agent, &by_vars.sources[0]).unwrap();
+    assert_eq!(vars["site"], "042");
+    assert_eq!(vars["OUTPOST_SOURCE"], "platform");
+    assert!(with("substitute = true").unwrap().sources[0].substitute);
+    let err = with("substitute = false\nvars = { site = \"042\" }").unwrap_err();
+    assert!(
+        err.contains("substitute = false") && err.contains("vars"),
+        "{err}"
+    );
+}
