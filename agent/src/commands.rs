@@ -185,6 +185,7 @@ async fn targets(
 ) -> Result<(TargetContext, Option<tokio::task::JoinHandle<()>>), CommandError> {
     let k = &config.kubernetes;
     let mut ctx = TargetContext {
+        agent_id: config.agent.id.clone(),
         store: store.clone(),
         cluster: None,
         leader: None,
@@ -217,7 +218,7 @@ async fn targets(
     };
     let settings = kube::lease::LeaseSettings {
         namespace: k.lease_namespace.clone().unwrap_or_else(own_namespace),
-        name: k.lease_name.clone(),
+        name: k.lease_name(&config.agent.id),
         identity: format!("{}-{}", config.agent.id, boot_suffix()),
         duration: k.lease_duration,
         renew_deadline: k.renew_deadline,
@@ -448,13 +449,11 @@ pub async fn render(
         eprintln!("warning: {w}");
     }
     let vars = crate::build::substitute::vars_for(&config.agent, source_config);
-    let bundle =
-        crate::build::build_revision(&manifests, &vars, &config.agent.limits).map_err(|error| {
-            ReconcileError::Build {
-                source_name: name.clone(),
-                revision: commit.clone(),
-                error,
-            }
+    let bundle = crate::build::build_revision(&manifests, vars.as_ref(), &config.agent.limits)
+        .map_err(|error| ReconcileError::Build {
+            source_name: name.clone(),
+            revision: commit.clone(),
+            error,
         })?;
     let text = directory::render(&name, &commit, &bundle);
     print!("{text}");

@@ -84,7 +84,7 @@ pub fn yaml_bundle(data: &[u8]) -> bool {
         files,
         ..Manifests::default()
     };
-    check_bundle(build::build_revision(&manifests, vars(), &LIMITS))
+    check_bundle(build::build_revision(&manifests, Some(vars()), &LIMITS))
 }
 
 /// A small repository -> [`Bundle`] through the kustomize build, as the reconcile path builds a source whose
@@ -144,7 +144,7 @@ pub fn kustomization(data: &[u8]) -> bool {
         kustomization: Some(KustomizationInput { files, root }),
         ..Manifests::default()
     };
-    check_bundle(build::build_revision(&manifests, vars(), &LIMITS))
+    check_bundle(build::build_revision(&manifests, Some(vars()), &LIMITS))
 }
 
 /// `outpost.assignment/v1` body -> [`wire::Assignment`] -> sources merged into a config, as the agent does

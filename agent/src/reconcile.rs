@@ -74,7 +74,7 @@ pub struct Reconciler {
     limits: Limits,
     keep: usize,
     /// Substitution variables (see `build::substitute::vars_for`).
-    vars: std::collections::BTreeMap<String, String>,
+    vars: Option<std::collections::BTreeMap<String, String>>,
     /// See `SourceRecord::build_key`.
     build_key: String,
 }
@@ -86,7 +86,7 @@ impl Reconciler {
         git_cache_root: &std::path::Path,
         limits: Limits,
         keep: usize,
-        vars: std::collections::BTreeMap<String, String>,
+        vars: Option<std::collections::BTreeMap<String, String>>,
     ) -> Result<Self, TargetError> {
         // A commit, a path and the variables fully determine a bundle; the URL or ref that led to the commit do
         // not matter. The verify mode is part of the key so that turning `[source.verify]` on (or making it
@@ -273,10 +273,11 @@ impl Reconciler {
         }
         let limits = self.limits;
         let vars = self.vars.clone();
-        let built =
-            tokio::task::spawn_blocking(move || build::build_revision(&manifests, &vars, &limits))
-                .await
-                .map_err(|e| self.source_error(SourceError::Task(e.to_string())))?;
+        let built = tokio::task::spawn_blocking(move || {
+            build::build_revision(&manifests, vars.as_ref(), &limits)
+        })
+        .await
+        .map_err(|e| self.source_error(SourceError::Task(e.to_string())))?;
         built.map_err(|error| ReconcileError::Build {
             source_name: self.name().into(),
             revision: revision.into(),

@@ -240,7 +240,7 @@ pub async fn prune_removed_sources(
         let target = record
             .target
             .as_deref()
-            .and_then(|t| Target::for_removed(t, targets));
+            .and_then(|t| Target::for_removed(&name, t, targets));
         match target {
             Some(target) if record.prune => match target.remove(&name).await {
                 Ok(true) => {

@@ -9,7 +9,13 @@
 //!   whose reply was lost can retry;
 //! - an id or key the hub already knows (config or earlier enrollment) is refused (409), so enrollment can
 //!   never replace an agent's key; re-keying is an operator's config edit;
-//! - the token is compared by its sha-256, so the comparison's timing says nothing about the token.
+//! - a token must carry at least [`MIN_TOKEN_BITS`] bits of entropy, estimated from its length and alphabet
+//!   (`openssl rand -hex 16`, 32 hex digits, is exactly enough); a shorter or repetitive one is refused at
+//!   every request with a 503 that tells the operator how to make a good one;
+//! - the presented token is compared with `ring::hmac::verify` under a key drawn for the comparison, which
+//!   ring does in constant time, so the timing says nothing about the token; the store keeps only its sha-256;
+//! - tries are rate limited per source address and in total ([`PER_SOURCE`], [`TOTAL`], see
+//!   [`crate::limit`]) before anything else is done; past the limit the answer is 429 with `Retry-After`.
 //!
 //! The registry's write lock is held from the checks to the store write, which makes enrollments one at a
 //! time; they are rare, and it keeps "id and key unused" true at the moment of writing.
@@ -18,10 +24,14 @@ use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
 use outpost_proto::keys::PublicKey;
 use serde::{Deserialize, Serialize};
 
 use crate::config::is_agent_id;
+use crate::limit::{retry_after_secs, Rate};
 use crate::registry::{KnownAgent, Origin};
 use crate::reply::{Rejection, Reply};
 use crate::state::HubState;
@@ -29,9 +39,22 @@ use crate::store::{Enrolled, Enrollment};
 
 /// The largest enrollment body accepted: three short strings.
 pub const MAX_ENROLL_BODY: usize = 16 * 1024;
-/// Shorter tokens could be guessed by anyone who can reach the hub.
-const MIN_TOKEN_CHARS: usize = 16;
+/// Below this, a token could be guessed by anyone who can reach the hub; at the [`TOTAL`] rate, guessing
+/// 128 bits takes longer than the universe is old.
+pub const MIN_TOKEN_BITS: u32 = 128;
+/// A token with fewer different characters than this is not random, whatever its length.
+const MIN_DISTINCT_CHARS: usize = 8;
 const MAX_TOKEN_FILE: u64 = 4096;
+/// Enrollment tries one source address may make: a few at once (an agent retrying), then one every 10 s.
+pub const PER_SOURCE: Rate = Rate {
+    burst: 5,
+    every: Duration::from_secs(10),
+};
+/// Enrollment tries from all sources together: enough for a fleet enrolling at install time.
+pub const TOTAL: Rate = Rate {
+    burst: 20,
+    every: Duration::from_secs(1),
+};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -85,7 +108,7 @@ pub fn handle(hub: &HubState, body: &[u8], now_ms: u64) -> Result<Reply, Rejecti
     })?;
 
     let expected = read_token(token_file)?;
-    if sha256_hex(expected.as_bytes()) != sha256_hex(request.token.trim().as_bytes()) {
+    if !same_token(&expected, request.token.trim()) {
         return Err(Rejection::new(
             403,
             "bad_token",
@@ -173,6 +196,70 @@ pub fn handle(hub: &HubState, body: &[u8], now_ms: u64) -> Result<Reply, Rejecti
     )
 }
 
+/// Takes one enrollment try for `source` at `now`, or refuses it with 429 and when to come back. Called
+/// before the body is read, so a flood costs the hub as little as possible.
+pub fn admit(hub: &HubState, source: IpAddr, now: Instant) -> Result<(), Rejection> {
+    hub.enroll_limit.try_take(source, now).map_err(|wait| {
+        let secs = retry_after_secs(wait);
+        Rejection::new(
+            429,
+            "rate_limited",
+            format!("too many enrollment tries from {source} or from everyone; retry in {secs}s (Retry-After)"),
+        )
+        .retry_after(secs)
+    })
+}
+
+/// Whether `presented` is the `expected` token. `ring::hmac::verify` compares in constant time; the key is
+/// fresh for each comparison, so the tags mean nothing outside it.
+fn same_token(expected: &str, presented: &str) -> bool {
+    let rng = ring::rand::SystemRandom::new();
+    let Ok(key) = ring::hmac::Key::generate(ring::hmac::HMAC_SHA256, &rng) else {
+        // No randomness: refuse rather than compare some other way.
+        return false;
+    };
+    let tag = ring::hmac::sign(&key, expected.as_bytes());
+    ring::hmac::verify(&key, presented.as_bytes(), tag.as_ref()).is_ok()
+}
+
+/// The entropy a token can carry, in bits: its length times the bits per character of the smallest usual
+/// alphabet holding it (hex 4, base64 6, other printable ASCII 6.5, anything else 6.5 per character too).
+/// An upper bound, so a token must also use at least [`MIN_DISTINCT_CHARS`] different characters.
+pub fn token_bits(token: &str) -> u32 {
+    let chars = token.chars().count() as f64;
+    let per_char = if token.chars().all(|c| c.is_ascii_hexdigit()) {
+        4.0
+    } else if token
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '/' | '-' | '_' | '='))
+    {
+        6.0
+    } else {
+        6.5
+    };
+    (chars * per_char) as u32
+}
+
+/// Why `token` is too weak to guard enrollment, if it is.
+fn weakness(token: &str) -> Option<String> {
+    let bits = token_bits(token);
+    let distinct = token
+        .chars()
+        .collect::<std::collections::HashSet<_>>()
+        .len();
+    if bits < MIN_TOKEN_BITS {
+        Some(format!(
+            "the token carries at most {bits} bits; at least {MIN_TOKEN_BITS} are needed"
+        ))
+    } else if distinct < MIN_DISTINCT_CHARS {
+        Some(format!(
+            "the token repeats {distinct} characters, so it is not random"
+        ))
+    } else {
+        None
+    }
+}
+
 /// Reads the current token, refusing a file others can read. Problems are the operator's to fix, so the
 /// client gets a 503 and the log gets the detail.
 fn read_token(path: &Path) -> Result<String, Rejection> {
@@ -204,9 +291,10 @@ fn read_token(path: &Path) -> Result<String, Rejection> {
         .read_to_string(&mut text)
         .map_err(|e| unusable(format!("cannot read it as text ({e})")))?;
     let token = text.trim();
-    if token.chars().count() < MIN_TOKEN_CHARS {
+    if let Some(why) = weakness(token) {
         return Err(unusable(format!(
-            "the token is shorter than {MIN_TOKEN_CHARS} characters; write a random one, e.g. `openssl rand -hex 16`"
+            "{why}; write a random one, e.g. `openssl rand -hex 16 > {}` (32 hex digits, 128 bits)",
+            path.display()
         )));
     }
     Ok(token.to_owned())
@@ -227,7 +315,7 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let path = dir.path().join("token");
         assert_eq!(read_token(&path).map_err(|r| r.status), Err(503));
-        std::fs::write(&path, "0123456789abcdef0123\n")?;
+        std::fs::write(&path, format!("{GOOD}\n"))?;
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))?;
         let loose = read_token(&path).map_err(|r| r.message);
         assert!(
@@ -237,11 +325,44 @@ mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
         assert_eq!(
             read_token(&path).map_err(|r| r.message),
-            Ok("0123456789abcdef0123".to_owned())
+            Ok(GOOD.to_owned())
         );
-        std::fs::write(&path, "short\n")?;
-        assert!(read_token(&path).is_err());
+        // 20 hex digits (80 bits) was accepted before; 31 is one digit short of 128 bits.
+        for weak in [
+            "0123456789abcdef0123",
+            &GOOD[..31],
+            "00000000000000000000000000000000aaaa",
+        ] {
+            std::fs::write(&path, format!("{weak}\n"))?;
+            let refused = read_token(&path).map_err(|r| (r.status, r.message));
+            assert!(
+                matches!(&refused, Err((503, m)) if m.contains("openssl rand -hex 16")),
+                "{weak}: {refused:?}"
+            );
+        }
         Ok(())
+    }
+
+    const GOOD: &str = "3f9c0a7be21d4c58961fe0b3a4d7c2e8";
+
+    #[test]
+    fn token_entropy_is_estimated_from_length_and_alphabet() {
+        assert_eq!(token_bits(GOOD), 128);
+        assert_eq!(token_bits("0123456789abcdef0123"), 80);
+        // `openssl rand -base64 16` (its `==` padding counted too: the estimate is an upper bound).
+        assert_eq!(token_bits("q2Zk0V8pX4mJb7Tn1cLw9A=="), 144);
+        // Outside the base64 alphabet: 6.5 bits a character, so 19 are not enough.
+        assert_eq!(token_bits("pass word with 19 c"), 123);
+        assert_eq!(weakness(GOOD), None);
+        assert!(weakness("abababababababababababababababababab").is_some());
+    }
+
+    #[test]
+    fn tokens_compare_by_content_only() {
+        assert!(same_token(GOOD, GOOD));
+        assert!(!same_token(GOOD, &GOOD[..31]));
+        assert!(!same_token(GOOD, &format!("{GOOD}0")));
+        assert!(!same_token(GOOD, ""));
     }
 
     #[test]

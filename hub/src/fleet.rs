@@ -8,6 +8,7 @@
 
 use std::fmt::Write as _;
 
+use outpost_proto::text::printable_lines;
 use outpost_proto::wire::{format_timestamp, SourceStatus};
 
 use crate::reply::{Rejection, Reply};
@@ -143,8 +144,11 @@ fn source_cells(page: &mut String, source: &SourceStatus, online: bool) {
     );
 }
 
-/// Text made safe for HTML element content and quoted attribute values.
+/// Text made safe for HTML element content and quoted attribute values. Control characters are shown as
+/// escapes first ([`printable_lines`]): a browser ignores most of them, but the same page read with `curl` in a
+/// terminal would obey them. Line feeds stay, for multi-line errors in `pre-wrap` cells.
 pub fn escape(text: &str) -> String {
+    let text = printable_lines(text);
     let mut escaped = String::with_capacity(text.len());
     for c in text.chars() {
         match c {
@@ -273,6 +277,22 @@ mod tests {
             page.contains(
                 "refused 4 (name_clash): source &quot;&lt;script&gt;x&lt;/script&gt;&quot; clashes"
             ),
+            "{page}"
+        );
+    }
+
+    #[test]
+    fn control_characters_are_shown_not_sent() {
+        let mut source = SourceStatus::new("apps\u{1b}[2J", SourceState::Failed);
+        source.last_error = Some("\u{1b}]0;owned\u{7}first\r\nsecond\u{9b}31m".into());
+        let page = render(&[seen("store-042", true, vec![source])], NOW_MS);
+        assert!(
+            !page.chars().any(|c| c != '\n' && c.is_control()),
+            "{page:?}"
+        );
+        assert!(page.contains("apps\\u{1b}[2J"), "{page}");
+        assert!(
+            page.contains("\\u{1b}]0;owned\\u{7}first\\r\nsecond\\u{9b}31m"),
             "{page}"
         );
     }

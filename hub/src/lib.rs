@@ -7,8 +7,11 @@
 //! - [`state`]: the shared [`state::HubState`] opened from it (hub key, [`store`], [`registry`], and the
 //!   [`authority`] names heartbeats must be signed for);
 //! - [`server`]: sockets, TLS ([`tls`]), HTTP limits and routing;
-//! - handlers, plain synchronous functions over bytes: [`heartbeat`], [`enroll`], [`status`], and for
-//!   people and monitoring, [`fleet`] (the HTML page) and [`metrics`] (Prometheus);
+//! - [`limit`]: how often a source may enroll and how many disk reads run at once; [`refusals`]: refused
+//!   requests summarised in the log instead of one line each;
+//! - handlers, plain synchronous functions over bytes: [`heartbeat`], [`enroll`], [`status`], [`history`]
+//!   (an agent's heartbeats a page at a time), and for people and monitoring, [`fleet`] (the HTML page) and
+//!   [`metrics`] (Prometheus);
 //! - [`reply`]: the answers they return, accepted or refused; [`durable`]: a heartbeat's reply waits until its
 //!   record is on disk (group commit).
 //!
@@ -21,7 +24,10 @@ pub mod durable;
 pub mod enroll;
 pub mod fleet;
 pub mod heartbeat;
+pub mod history;
+pub mod limit;
 pub mod metrics;
+pub mod refusals;
 pub mod registry;
 pub mod reply;
 pub mod server;

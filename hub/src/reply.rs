@@ -50,6 +50,8 @@ pub struct Rejection {
     pub reason: &'static str,
     /// What went wrong and what to do, for the agent's operator.
     pub message: String,
+    /// For a refusal that passes by itself (rate limited, busy): whole seconds for `Retry-After`.
+    pub retry_after: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -64,6 +66,15 @@ impl Rejection {
             status,
             reason,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// The same refusal, telling the client to try again in `secs` seconds.
+    pub fn retry_after(self, secs: u64) -> Rejection {
+        Rejection {
+            retry_after: Some(secs),
+            ..self
         }
     }
 

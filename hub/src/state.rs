@@ -7,14 +7,16 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use outpost_proto::keys::{KeyError, Pkcs8Document, PublicKey, SigningKey};
 
 use crate::authority::Authorities;
 use crate::config::Config;
 use crate::durable::GroupCommit;
-use crate::metrics::HeartbeatCounters;
+use crate::limit::{Limiter, ReadGate};
+use crate::metrics::{HeartbeatCounters, RefusedCounters};
+use crate::refusals::RefusalLog;
 use crate::registry::Registry;
 use crate::status::AgentView;
 use crate::store::{Store, StoreError};
@@ -57,6 +59,14 @@ pub struct HubState {
     pub authorities: Authorities,
     /// Heartbeats are acknowledged only after their records are flushed, in groups.
     pub commits: GroupCommit,
+    /// Enrollment tries per source address and in total.
+    pub enroll_limit: Limiter,
+    /// Reads that load heartbeats from disk, a few at a time.
+    pub reads: ReadGate,
+    /// What of the refused requests goes to the log.
+    pub refusals: RefusalLog,
+    /// Every refused request, for `GET /metrics`.
+    pub refused: RefusedCounters,
 }
 
 impl HubState {
@@ -96,6 +106,14 @@ impl HubState {
             heartbeats: HeartbeatCounters::default(),
             authorities,
             commits: GroupCommit::default(),
+            enroll_limit: Limiter::new(
+                crate::enroll::PER_SOURCE,
+                crate::enroll::TOTAL,
+                Instant::now(),
+            ),
+            reads: ReadGate::default(),
+            refusals: RefusalLog::new(Instant::now()),
+            refused: RefusedCounters::default(),
         };
         Ok((state, warnings))
     }

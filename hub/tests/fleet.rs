@@ -16,7 +16,9 @@ use rcgen::{
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-const TOKEN: &str = "c0ffee00c0ffee00c0ffee00c0ffee00";
+const TOKEN: &str = "c0ffee17d4e9a8b3f2605c1e7a9d4b82";
+/// A second token, written over the first.
+const NEW_TOKEN: &str = "5e8a1f03b7c94d26e0f1a3b5c7d9e2f4";
 
 fn write_token(dir: &Path, token: &str) -> Result<String, TestError> {
     let path = dir.join("bootstrap-token");
@@ -88,25 +90,17 @@ async fn a_bootstrap_token_enrolls_exactly_one_agent() -> TestResult {
     assert_eq!(hub.agent_view("store-042").await?["origin"], "enrolled");
 
     // A new token in the file works once more, but cannot take over an enrolled id.
-    write_token(hub.dir.path(), "feedface00feedface00feedface00")?;
+    write_token(hub.dir.path(), NEW_TOKEN)?;
     let thief = Agent::new("store-042")?;
     let taken = hub
-        .post(
-            "/v1/enroll",
-            enrollment(&thief, "feedface00feedface00feedface00")?,
-            &[],
-        )
+        .post("/v1/enroll", enrollment(&thief, NEW_TOKEN)?, &[])
         .await?;
     assert_eq!(
         (taken.status, taken.reason()?.as_str()),
         (409, "already_enrolled")
     );
     let ok = hub
-        .post(
-            "/v1/enroll",
-            enrollment(&second, "feedface00feedface00feedface00")?,
-            &[],
-        )
+        .post("/v1/enroll", enrollment(&second, NEW_TOKEN)?, &[])
         .await?;
     assert_eq!(ok.status, 201);
     hub.stop().await;

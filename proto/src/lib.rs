@@ -8,6 +8,7 @@
 //! - [`signature`]: RFC 9421 HTTP Message Signatures over requests and responses;
 //! - [`signed`]: Outpost's signing policy on whole messages (digest + signature, the covered components, the
 //!   key id), the functions the agent and hub call;
+//! - [`text`]: outside text (agents' errors, file names) made safe for terminals and log lines;
 //! - [`units`]: the duration syntax shared by the agent's and the hub's config files;
 //! - [`wire`]: the `outpost.heartbeat/v1` and `outpost.assignment/v1` bodies, their checks and JSON Schemas.
 
@@ -20,6 +21,7 @@ pub mod keys;
 pub mod sfv;
 pub mod signature;
 pub mod signed;
+pub mod text;
 pub mod units;
 pub mod wire;
 

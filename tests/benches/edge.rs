@@ -22,6 +22,7 @@ const POLLS: u32 = 2000;
 /// The directory target needs no cluster.
 fn targets(store: &Arc<Store>) -> outpost_agent::target::TargetContext {
     outpost_agent::target::TargetContext {
+        agent_id: "bench".into(),
         store: store.clone(),
         cluster: None,
         leader: None,

@@ -236,6 +236,7 @@ fn daemon_cycles(config: &Path, double: Option<&KubeDouble>) -> (Duration, Durat
         .await
         .unwrap();
         let targets = outpost_agent::target::TargetContext {
+            agent_id: config.agent.id.clone(),
             store: store.clone(),
             cluster: Some(std::sync::Arc::new(cluster)),
             leader: None,

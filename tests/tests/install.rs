@@ -3,8 +3,8 @@
 //! the README's install section promises.
 //!
 //! The static binary is built here, for `x86_64-unknown-linux-musl` with the cheap `static-test` profile, into
-//! the suite's own target directory. Where that target is not installed (`rustup target add x86_64-unknown-linux-musl`), the
-//! tests that need it say so and stop; `.ci/run` installs it.
+//! the suite's own target directory. A missing musl target, cargo-deb, lintian or buildah fails the test that needs
+//! it, naming the install step: `scripts/test` (the README's test command) installs them all.
 
 mod common;
 
@@ -50,7 +50,7 @@ fn musl_installed() -> bool {
 }
 
 /// The static `outpost`, built once per run (`OUTPOST_STATIC_BIN` names a prebuilt one, e.g. the release
-/// build); `None` after printing why when the musl target is missing.
+/// build). Panics with the install step when the musl target is missing.
 fn static_binary() -> Option<PathBuf> {
     static BUILT: OnceLock<Option<PathBuf>> = OnceLock::new();
     BUILT
@@ -58,13 +58,11 @@ fn static_binary() -> Option<PathBuf> {
             if let Some(bin) = std::env::var_os("OUTPOST_STATIC_BIN") {
                 return Some(PathBuf::from(bin));
             }
-            if !musl_installed() {
-                eprintln!(
-                    "SKIPPED: the {MUSL} target is not installed; run `rustup target add {MUSL}` (and install \
-                     Debian's musl-tools) to test the static binary"
-                );
-                return None;
-            }
+            assert!(
+                musl_installed(),
+                "the {MUSL} target is not installed: run `rustup target add {MUSL}` and install Debian's \
+                 musl-tools (scripts/test does both)"
+            );
             let target = target_dir();
             let out = cargo()
                 .args(["build", "--profile", "static-test", "--target", MUSL])

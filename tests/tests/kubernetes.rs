@@ -8,11 +8,14 @@
 #[path = "kubernetes/cluster.rs"]
 mod cluster;
 mod common;
+#[path = "kubernetes/owners.rs"]
+mod owners;
 
 use std::time::Duration;
 
 use cluster::{deployment, repo_with, Cluster};
 use common::{configmap, wait_until};
+use outpost_agent::target::kube::owner::Owner;
 use serde_json::json;
 
 #[test]
@@ -33,6 +36,15 @@ fn create_update_prune_and_a_no_op_cycle() {
         "outpost"
     );
     assert_eq!(a["metadata"]["labels"]["outpost.dev/source"], "apps");
+    let owner = Owner::new(&c.ns, "apps");
+    assert_eq!(
+        a["metadata"]["labels"]["outpost.dev/owner"],
+        owner.id.as_str()
+    );
+    assert_eq!(
+        a["metadata"]["annotations"]["outpost.dev/agent"],
+        c.ns.as_str()
+    );
     assert_eq!(
         a["metadata"]["annotations"]["outpost.dev/revision"],
         repo.head().as_str()
@@ -63,10 +75,10 @@ fn create_update_prune_and_a_no_op_cycle() {
             "one list per kind (Namespace, ConfigMap): {requests:?}"
         );
         assert!(
-            requests.iter().all(
-                |r| r.path.contains("labelSelector=outpost.dev%2Fsource%3Dapps")
-                    && r.accept.contains("PartialObjectMetadataList")
-            ),
+            requests.iter().all(|r| r
+                .path
+                .contains(&format!("labelSelector=outpost.dev%2Fowner%3D{}", owner.id))
+                && r.accept.contains("PartialObjectMetadataList")),
             "{requests:?}"
         );
     }
@@ -382,16 +394,15 @@ fn a_revision_that_never_becomes_healthy_is_rolled_back() {
 }
 
 #[test]
-fn two_agents_share_one_lease_and_only_the_holder_applies() {
+fn two_replicas_share_one_lease_and_only_the_holder_applies() {
     let c = Cluster::start("lease");
     let repo = repo_with(&c, &[("a.yaml", configmap("a", "1"))]);
-    let mut one = c.site(&repo, "");
-    one.agent_id = "agent-one".into();
-    let mut two = c.site(&repo, "");
-    two.agent_id = "agent-two".into();
+    // Two replicas of one agent: the same id (so the same owner), each with its own state directory.
+    let one = c.site(&repo, "");
+    let two = c.site(&repo, "");
     let d1 = one.spawn_daemon();
     let d2 = two.spawn_daemon();
-    wait_until(Duration::from_secs(30), "one agent applies", || {
+    wait_until(Duration::from_secs(30), "one replica applies", || {
         c.cm_value("a").as_deref() == Some("1")
     });
     let lease_path = format!(
@@ -403,20 +414,21 @@ fn two_agents_share_one_lease_and_only_the_holder_applies() {
             .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_string))
             .unwrap_or_default()
     };
-    let (leader, follower, leader_daemon, follower_daemon) = if holder().starts_with("agent-one-") {
+    let suspended = |site: &common::Site| {
+        site.try_source_status("apps")
+            .is_some_and(|s| s["state"] == "Suspended")
+    };
+    wait_until(
+        Duration::from_secs(10),
+        "one replica reports standby",
+        || suspended(&one) || suspended(&two),
+    );
+    let first_holder = holder();
+    let (leader, follower, leader_daemon, follower_daemon) = if suspended(&two) {
         (&one, &two, d1, d2)
     } else {
         (&two, &one, d2, d1)
     };
-    wait_until(
-        Duration::from_secs(10),
-        "the follower reports standby",
-        || {
-            follower
-                .try_source_status("apps")
-                .is_some_and(|s| s["state"] == "Suspended")
-        },
-    );
     assert!(
         follower.source_status("apps")["applied"].is_null(),
         "the follower never applied"
@@ -430,7 +442,11 @@ fn two_agents_share_one_lease_and_only_the_holder_applies() {
     wait_until(Duration::from_secs(30), "the follower takes over", || {
         c.cm_value("a").as_deref() == Some("2")
     });
-    assert!(holder().starts_with(&format!("{}-", follower.agent_id)));
+    let new_holder = holder();
+    assert!(
+        new_holder.starts_with(&format!("{}-", c.ns)) && new_holder != first_holder,
+        "{first_holder} -> {new_holder}"
+    );
     wait_until(Duration::from_secs(10), "the new leader is Ready", || {
         follower
             .try_source_status("apps")

@@ -173,3 +173,45 @@ fn a_kustomize_build_reads_a_bounded_repository() {
         "{out}"
     );
 }
+
+/// A source without vars (and without `substitute = true`) is applied as built: a shell script's `${FRONTEND}`
+/// and `${site}` stay as written, even with agent-level vars set (substitution is opt-in, as with Flux).
+#[test]
+fn a_source_without_vars_is_not_substituted() {
+    let repo = fleet_repo();
+    repo.write(
+        "apps/base/script.yaml",
+        b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: script\ndata:\n  run.sh: exec app --frontend ${FRONTEND}\n",
+    );
+    repo.write(
+        "apps/base/kustomization.yaml",
+        b"resources:\n- deploy.yaml\n- script.yaml\nconfigMapGenerator:\n- name: web-env\n  literals:\n  - SITE=${site}\n",
+    );
+    repo.commit("script");
+    let mut site = Site::new();
+    site.agent_extra = "vars = { site = \"042\" }".into();
+    site.source(
+        "fleet",
+        &repo.file_url(),
+        "branch = \"main\"",
+        "clusters/site",
+        "",
+    );
+    site.sync_ok();
+    let objects = site.applied_objects("fleet");
+    let data = |name: &str| {
+        objects
+            .iter()
+            .find(|o| {
+                o["kind"] == "ConfigMap"
+                    && o["metadata"]["name"].as_str().unwrap().starts_with(name)
+            })
+            .map(|o| o["data"].clone())
+            .unwrap_or_else(|| panic!("{name} applied"))
+    };
+    assert_eq!(
+        data("site-script")["run.sh"],
+        "exec app --frontend ${FRONTEND}"
+    );
+    assert_eq!(data("site-web-env")["SITE"], "${site}");
+}

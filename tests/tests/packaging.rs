@@ -513,7 +513,11 @@ fn the_configmap_holds_a_config_the_agent_accepts() {
         .all(|s| s.target == TargetSpec::Kubernetes));
     assert_eq!(config.kubernetes.kubeconfig, None, "in-cluster config");
     assert!(config.kubernetes.leader_election);
-    assert_eq!(config.kubernetes.lease_name, "outpost-leader");
+    assert_eq!(
+        config.kubernetes.lease_name(&config.agent.id),
+        "outpost-leader",
+        "the Lease the RBAC names"
+    );
     assert_eq!(
         config.kubernetes.lease_namespace, None,
         "the lease belongs in the pod's namespace, where the RBAC grants it"

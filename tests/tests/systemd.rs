@@ -17,7 +17,11 @@ fn unit_under_test(dir: &std::path::Path, name: &str, binary: &str) -> std::path
     )
     .unwrap();
     let built = outpost_bin().with_file_name(binary);
-    assert!(built.exists(), "{} not built", built.display());
+    assert!(
+        built.exists(),
+        "{} not built: run the suite with `cargo test --workspace`",
+        built.display()
+    );
     let unit = unit.replace(
         &format!("/usr/bin/{binary} "),
         &format!("{} ", built.display()),
@@ -35,6 +39,30 @@ fn agent_unit_verifies_and_is_locked_down() {
 #[test]
 fn hub_unit_verifies_and_is_locked_down() {
     check_unit("outpost-hub.service", "outpost-hub");
+}
+
+/// The hub derives its connection cap from the open-files limit: the unit must give it enough for the full
+/// cap, or idle connections exhaust the descriptors it needs for its own files.
+#[test]
+fn hub_unit_gives_the_hub_descriptors_for_its_connection_cap() {
+    let unit = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../systemd/outpost-hub.service"),
+    )
+    .unwrap();
+    let limit: u64 = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("LimitNOFILE="))
+        .unwrap_or_else(|| {
+            panic!("the hub's unit sets no LimitNOFILE= (the soft limit is then 1024)")
+        })
+        .trim()
+        .parse()
+        .expect("LimitNOFILE= is one number");
+    assert_eq!(
+        outpost_hub::server::fds::connection_cap(limit),
+        outpost_hub::server::MAX_CONNECTIONS,
+        "LimitNOFILE={limit} is too low for the hub's connection cap"
+    );
 }
 
 fn check_unit(name: &str, binary: &str) {

@@ -60,6 +60,10 @@ pub enum BuildError {
         "no manifests found (no *.yaml, *.yml or *.json files under the source's path); check path"
     )]
     Empty,
+    #[error("the {files} manifest file(s) under the source's path hold no objects (only comments or empty documents); an empty bundle would prune everything this source applied, so it is refused: add objects, or remove the source to delete them")]
+    NoObjects { files: usize },
+    #[error("{file} builds to no objects (its resources, generators and components produce nothing); an empty bundle would prune everything this source applied, so it is refused: add resources, or remove the source to delete them")]
+    EmptyKustomization { file: String },
 }
 
 /// What a target applies: objects in apply order, and a digest over their content.
@@ -78,21 +82,26 @@ impl Bundle {
 }
 
 /// Builds a revision: its kustomization if the source's path holds one, else its plain manifest files; then
-/// substitutes variables.
+/// substitutes variables when the source opted in (`vars` is `Some`).
 pub fn build_revision(
     manifests: &Manifests,
-    vars: &BTreeMap<String, String>,
+    vars: Option<&BTreeMap<String, String>>,
     limits: &Limits,
 ) -> Result<Bundle, BuildError> {
     let mut objects = match &manifests.kustomization {
         Some(k) => {
             let objects = kustomize::build(&k.files, &k.root, limits)?;
             if objects.is_empty() {
-                return Err(BuildError::Empty);
+                let file = kustomize::find_kustomization(&k.files, &k.root)
+                    .unwrap_or_else(|| format!("{}/kustomization.yaml", k.root));
+                return Err(BuildError::EmptyKustomization { file });
             }
             objects
         }
         None => build(&manifests.files, limits)?.objects,
+    };
+    let Some(vars) = vars else {
+        return Ok(Bundle::new(objects));
     };
     let before: Vec<String> = objects
         .iter()
@@ -160,7 +169,11 @@ pub fn build(files: &[ManifestFile], limits: &Limits) -> Result<Bundle, BuildErr
         }
     }
     if objects.is_empty() {
-        return Err(BuildError::Empty);
+        return Err(if files.is_empty() {
+            BuildError::Empty
+        } else {
+            BuildError::NoObjects { files: files.len() }
+        });
     }
     Ok(Bundle::new(objects))
 }
@@ -209,8 +222,10 @@ pub(crate) fn flatten(doc: Value, file: &str, document: usize) -> Result<Vec<Val
             "is not a mapping; each document must be one Kubernetes object".into(),
         ));
     }
-    let is_list =
-        doc.get("kind").and_then(Value::as_str) == Some("List") && doc.get("items").is_some();
+    // `kind: List`, and the typed lists kubectl writes (`PodList`, `ConfigMapList`) when they hold `items`.
+    let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("");
+    let is_list = (kind == "List" && doc.get("items").is_some())
+        || (kind.ends_with("List") && doc.get("items").is_some_and(Value::is_array));
     if !is_list {
         return Ok(vec![doc]);
     }

@@ -22,13 +22,17 @@ pub enum SubstituteError {
     Undefined { object: String, var: String },
 }
 
-/// The variables of one source: `[agent] vars`, then the source's own (which win), then the built-ins.
-pub fn vars_for(agent: &AgentConfig, source: &SourceConfig) -> BTreeMap<String, String> {
+/// The variables of one source: `[agent] vars`, then the source's own (which win), then the built-ins; `None`
+/// when the source does not opt in to substitution (see `SourceConfig::substitute`).
+pub fn vars_for(agent: &AgentConfig, source: &SourceConfig) -> Option<BTreeMap<String, String>> {
+    if !source.substitute {
+        return None;
+    }
     let mut vars = agent.vars.clone();
     vars.extend(source.vars.clone());
     vars.insert("OUTPOST_AGENT_ID".into(), agent.id.clone());
     vars.insert("OUTPOST_SOURCE".into(), source.name.clone());
-    vars
+    Some(vars)
 }
 
 /// Substitutes every string value of every object that does not opt out.

@@ -156,10 +156,11 @@ fn object_limit_is_enforced() {
 
 #[test]
 fn nothing_to_apply_is_an_error() {
-    assert_eq!(
-        build(&[file("a.yaml", "# nothing\n")], &limits()).unwrap_err(),
-        BuildError::Empty
-    );
+    assert_eq!(build(&[], &limits()).unwrap_err(), BuildError::Empty);
+    // Files that exist but hold nothing are named as such, not as "no files".
+    let err = build(&[file("a.yaml", "# nothing\n")], &limits()).unwrap_err();
+    assert_eq!(err, BuildError::NoObjects { files: 1 });
+    assert!(err.to_string().contains("hold no objects"), "{err}");
 }
 
 #[test]
@@ -236,7 +237,7 @@ fn substitution_that_breaks_an_identity_is_refused() {
         ..Manifests::default()
     };
     let vars = BTreeMap::from([("replicas".to_string(), "3".to_string())]);
-    let err = build_revision(&manifests, &vars, &limits()).unwrap_err();
+    let err = build_revision(&manifests, Some(&vars), &limits()).unwrap_err();
     assert!(
         matches!(err, BuildError::SubstitutedIdentity { .. }),
         "{err}"
@@ -258,7 +259,7 @@ fn substitution_that_makes_two_objects_one_is_refused() {
         ..Manifests::default()
     };
     let vars = BTreeMap::from([("region".to_string(), "eu-west".to_string())]);
-    let err = build_revision(&manifests, &vars, &limits()).unwrap_err();
+    let err = build_revision(&manifests, Some(&vars), &limits()).unwrap_err();
     assert_eq!(
         err,
         BuildError::SubstitutedIdentity {
@@ -266,4 +267,19 @@ fn substitution_that_makes_two_objects_one_is_refused() {
             problem: "it is ConfigMap eu-west, the same object as ConfigMap ${region}".into(),
         }
     );
+}
+
+/// A source that did not opt in to substitution keeps `${…}` as written (a shell script, a CRD description).
+#[test]
+fn without_opt_in_nothing_is_substituted() {
+    let manifests = Manifests {
+        files: vec![file(
+            "cm.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: script\ndata:\n  run.sh: echo ${FRONTEND}\n  doc: e.g. ${var:=default}\n",
+        )],
+        ..Manifests::default()
+    };
+    let bundle = build_revision(&manifests, None, &limits()).unwrap();
+    assert_eq!(bundle.objects[0]["data"]["run.sh"], "echo ${FRONTEND}");
+    assert_eq!(bundle.objects[0]["data"]["doc"], "e.g. ${var:=default}");
 }

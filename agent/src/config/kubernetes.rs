@@ -22,9 +22,43 @@ pub struct KubernetesConfig {
     pub leader_election: bool,
     /// Default: the pod's namespace in a cluster, else `default`.
     pub lease_namespace: Option<String>,
-    pub lease_name: String,
+    /// `None`: derived from the agent id (`lease_name`), so distinct agents never contend for one lease and
+    /// replicas of one agent (same id) do.
+    pub lease_name: Option<String>,
     pub lease_duration: Duration,
     pub renew_deadline: Duration,
+}
+
+impl KubernetesConfig {
+    /// The leader lease of agent `agent_id`: `lease_name` when set, else `outpost-leader-<id>`. An id that is not
+    /// a DNS label as it stands (upper case, `_`, `.`, too long) is lowered and cut, with a hash of the whole id
+    /// appended so that two ids never map to one lease.
+    pub fn lease_name(&self, agent_id: &str) -> String {
+        if let Some(name) = &self.lease_name {
+            return name.clone();
+        }
+        const PREFIX: &str = "outpost-leader-";
+        let plain = agent_id
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+        if plain && PREFIX.len() + agent_id.len() <= 63 && !agent_id.ends_with('-') {
+            return format!("{PREFIX}{agent_id}");
+        }
+        let readable: String = agent_id
+            .chars()
+            .map(|c| match c.to_ascii_lowercase() {
+                c @ ('a'..='z' | '0'..='9') => c,
+                _ => '-',
+            })
+            .take(30)
+            .collect();
+        let digest = ring::digest::digest(&ring::digest::SHA256, agent_id.as_bytes());
+        let hash: String = digest.as_ref()[..4]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        format!("{PREFIX}{}-{hash}", readable.trim_matches('-'))
+    }
 }
 
 impl Default for KubernetesConfig {
@@ -37,7 +71,7 @@ impl Default for KubernetesConfig {
             request_timeout: Duration::from_secs(30),
             leader_election: true,
             lease_namespace: None,
-            lease_name: "outpost-leader".into(),
+            lease_name: None,
             lease_duration: Duration::from_secs(15),
             renew_deadline: Duration::from_secs(10),
         }
@@ -97,11 +131,12 @@ pub(super) fn validate(raw: RawKubernetes, config_path: &Path) -> Result<Kuberne
             && s.bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
     };
-    let lease_name = raw.lease_name.unwrap_or(d.lease_name);
-    if !name_ok(&lease_name) {
-        return Err(format!(
-            "[kubernetes] lease_name = {lease_name:?}: use a DNS label such as \"outpost-leader\""
-        ));
+    if let Some(lease_name) = &raw.lease_name {
+        if !name_ok(lease_name) {
+            return Err(format!(
+                "[kubernetes] lease_name = {lease_name:?}: use a DNS label such as \"outpost-leader\""
+            ));
+        }
     }
     if let Some(ns) = &raw.lease_namespace {
         if !name_ok(ns) {
@@ -118,7 +153,7 @@ pub(super) fn validate(raw: RawKubernetes, config_path: &Path) -> Result<Kuberne
         request_timeout,
         leader_election: raw.leader_election.unwrap_or(d.leader_election),
         lease_namespace: raw.lease_namespace,
-        lease_name,
+        lease_name: raw.lease_name,
         lease_duration,
         renew_deadline,
     })

@@ -169,6 +169,9 @@ pub struct SourceConfig {
     pub auth: Auth,
     pub ca_file: Option<PathBuf>,
     pub vars: BTreeMap<String, String>,
+    /// `${var}` substitution runs only on sources that opt in (`substitute = true`, or any `vars` of their own),
+    /// as Flux runs it only with `postBuild`: manifests full of shell `${X}` and kustomize `$(X)` stay untouched.
+    pub substitute: bool,
     /// `[source.verify]` with its key files read; shared because every clone of the config carries it.
     pub verify: Option<std::sync::Arc<crate::source::verify::Policy>>,
 }
@@ -229,6 +232,7 @@ struct RawSource {
     verify: Option<verify::RawVerify>,
     #[serde(default)]
     vars: BTreeMap<String, String>,
+    substitute: Option<bool>,
 }
 
 fn yes() -> bool {
@@ -546,6 +550,13 @@ fn validate_source(raw: RawSource, config_path: &Path) -> Result<SourceConfig, S
     for key in raw.vars.keys() {
         check_var_name(key).map_err(|m| format!("{}: {m}", at("vars")))?;
     }
+    if raw.substitute == Some(false) && !raw.vars.is_empty() {
+        return Err(format!(
+            "{}: substitute = false but the source sets vars, which only serve substitution; remove one of them",
+            at("vars")
+        ));
+    }
+    let substitute = raw.substitute.unwrap_or(!raw.vars.is_empty());
     Ok(SourceConfig {
         name,
         url: raw.url,
@@ -563,6 +574,7 @@ fn validate_source(raw: RawSource, config_path: &Path) -> Result<SourceConfig, S
         auth,
         ca_file: raw.ca_file.map(|p| relative_to(config_path, &p)),
         vars: raw.vars,
+        substitute,
         verify,
     })
 }

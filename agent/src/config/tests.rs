@@ -213,6 +213,39 @@ fn kubernetes_section_has_defaults_and_checks_its_values() {
 }
 
 #[test]
+fn each_agent_gets_its_own_lease_unless_one_is_named() {
+    let k = parse(MINIMAL).unwrap().kubernetes;
+    assert_eq!(k.lease_name("store-042"), "outpost-leader-store-042");
+    assert_eq!(
+        k.lease_name("store-042"),
+        k.lease_name("store-042"),
+        "replicas of one agent share it"
+    );
+    // Ids that are not DNS labels as they stand: still valid names, and still distinct.
+    let odd = ["Store_042", "store.042", "store-042-", &"x".repeat(120)];
+    let mut names: Vec<String> = odd.iter().map(|id| k.lease_name(id)).collect();
+    names.push(k.lease_name("store-042"));
+    for name in &names {
+        assert!(
+            name.len() <= 63
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !name.ends_with('-'),
+            "{name}"
+        );
+    }
+    let distinct: std::collections::BTreeSet<_> = names.iter().collect();
+    assert_eq!(distinct.len(), names.len(), "{names:?}");
+    let named = parse(&format!(
+        "{MINIMAL}\n[kubernetes]\nlease_name = \"outpost-leader\"\n"
+    ))
+    .unwrap()
+    .kubernetes;
+    assert_eq!(named.lease_name("store-042"), "outpost-leader");
+}
+
+#[test]
 fn upstream_needs_a_url_and_the_hub_key() {
     let key = "ed25519:JrQLj5P/89iXES9+vFgrIy29clF9CC/oPPsw3c5D0bs=";
     let ok = parse(&format!(
@@ -312,6 +345,30 @@ fn directory_layout_is_checked_against_the_target() {
     .unwrap_err();
     assert!(
         err.contains("layout") && err.contains("only a directory target"),
+        "{err}"
+    );
+}
+
+/// `${var}` substitution is Flux-like opt-in: a source without vars of its own and without `substitute = true`
+/// gets none, so shell scripts and CRD descriptions holding `${X}` are applied as written.
+#[test]
+fn substitution_is_opt_in_per_source() {
+    let with = |line: &str| parse(&format!("{MINIMAL}{line}\n"));
+    let plain = with("").unwrap();
+    assert!(!plain.sources[0].substitute);
+    assert_eq!(
+        crate::build::substitute::vars_for(&plain.agent, &plain.sources[0]),
+        None
+    );
+    let by_vars = with("vars = { site = \"042\" }").unwrap();
+    assert!(by_vars.sources[0].substitute);
+    let vars = crate::build::substitute::vars_for(&by_vars.agent, &by_vars.sources[0]).unwrap();
+    assert_eq!(vars["site"], "042");
+    assert_eq!(vars["OUTPOST_SOURCE"], "platform");
+    assert!(with("substitute = true").unwrap().sources[0].substitute);
+    let err = with("substitute = false\nvars = { site = \"042\" }").unwrap_err();
+    assert!(
+        err.contains("substitute = false") && err.contains("vars"),
         "{err}"
     );
 }

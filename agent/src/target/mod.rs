@@ -60,6 +60,8 @@ pub struct Applied {
 /// replica holds the leader lease.
 #[derive(Clone)]
 pub struct TargetContext {
+    /// `[agent] id`: with the source name it makes the owner of every object we apply (`kube::owner`).
+    pub agent_id: String,
     pub store: Arc<Store>,
     pub cluster: Option<Arc<kube::Cluster>>,
     pub leader: Option<watch::Receiver<kube::lease::Leadership>>,
@@ -80,6 +82,7 @@ impl Target {
             TargetSpec::Kubernetes => {
                 let cluster = ctx.cluster.clone().ok_or(TargetError::NoCluster)?;
                 let settings = kube::Settings {
+                    owner: kube::owner::Owner::new(&ctx.agent_id, &config.name),
                     namespace: config.namespace.clone(),
                     prune: config.prune,
                     wait: config.wait,
@@ -167,7 +170,7 @@ impl Target {
 
     /// The target a source that is no longer in the config was applied to (`SourceRecord::target`), so that its
     /// objects can be removed. `None` when that target cannot be reached from this configuration.
-    pub fn for_removed(target: &str, ctx: &TargetContext) -> Option<Target> {
+    pub fn for_removed(source: &str, target: &str, ctx: &TargetContext) -> Option<Target> {
         if let Some(dir) = target.strip_prefix("directory:") {
             // Removal takes away what either layout wrote, so the layout the source had need not be known.
             return Some(Target::Directory(directory::DirectoryTarget::new(
@@ -177,6 +180,7 @@ impl Target {
         }
         let cluster = ctx.cluster.clone().filter(|_| target == "kubernetes")?;
         let settings = kube::Settings {
+            owner: kube::owner::Owner::new(&ctx.agent_id, source),
             namespace: "default".into(),
             prune: true,
             wait: false,

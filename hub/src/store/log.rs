@@ -21,7 +21,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -213,70 +213,6 @@ impl HeartbeatLog {
         let at = agent.entries.partition_point(|e| e.seq < seq);
         agent.entries.insert(at, Entry { seq, place });
         Ok(())
-    }
-
-    /// The newest heartbeat of `id`, with the agent's accepted count.
-    pub fn latest(&self, id: &str) -> Result<Option<Stored>, StoreError> {
-        let found = {
-            let inner = self.lock();
-            match inner.agents.get(id) {
-                Some(agent) => match agent.entries.back() {
-                    Some(entry) => Some((agent.accepted, inner.locate(entry.place)?)),
-                    None => None,
-                },
-                None => None,
-            }
-        };
-        found
-            .map(|(accepted, place)| place.read(&self.dir).map(|s| Stored { accepted, ..s }))
-            .transpose()
-    }
-
-    /// The newest heartbeat of every agent, by agent id.
-    pub fn all_latest(&self) -> Result<Vec<(String, Stored)>, StoreError> {
-        let mut found = {
-            let inner = self.lock();
-            let mut found = Vec::with_capacity(inner.agents.len());
-            for (id, agent) in &inner.agents {
-                if let Some(entry) = agent.entries.back() {
-                    found.push((id.to_string(), agent.accepted, inner.locate(entry.place)?));
-                }
-            }
-            found
-        };
-        found.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-        found
-            .into_iter()
-            .map(|(id, accepted, place)| {
-                Ok((
-                    id,
-                    Stored {
-                        accepted,
-                        ..place.read(&self.dir)?
-                    },
-                ))
-            })
-            .collect()
-    }
-
-    /// The newest `keep` heartbeats of `id`, oldest first.
-    pub fn history(&self, id: &str, keep: usize) -> Result<Vec<Stored>, StoreError> {
-        let places = {
-            let inner = self.lock();
-            match inner.agents.get(id) {
-                Some(agent) => {
-                    let skip = agent.entries.len().saturating_sub(keep);
-                    agent
-                        .entries
-                        .iter()
-                        .skip(skip)
-                        .map(|e| inner.locate(e.place))
-                        .collect::<Result<Vec<_>, _>>()?
-                }
-                None => Vec::new(),
-            }
-        };
-        places.iter().map(|p| p.read(&self.dir)).collect()
     }
 
     /// Voids everything kept of `id` with a forget record, synced. Returns how many heartbeats were kept.
@@ -479,45 +415,6 @@ impl Inner {
     }
 }
 
-/// A record's place with its segment's file, readable without the lock.
-struct Located {
-    file: Arc<File>,
-    place: Place,
-}
-
-impl Located {
-    /// Reads and checks the record.
-    fn read(&self, dir: &Path) -> Result<Stored, StoreError> {
-        let place = self.place;
-        let mut record = vec![0; place.len as usize];
-        self.file
-            .read_exact_at(&mut record, place.offset)
-            .map_err(|e| io_error(&segment::path(dir, place.segment), e))?;
-        match segment::check(&record).and_then(segment::decode) {
-            Some(Payload::Heartbeat {
-                seq,
-                received_ms,
-                accepted,
-                body,
-                ..
-            }) => Ok(Stored {
-                seq,
-                received_ms,
-                accepted,
-                body: body.to_vec(),
-            }),
-            _ => Err(StoreError::Corrupt {
-                key: format!(
-                    "{} at byte {}",
-                    segment::path(dir, place.segment).display(),
-                    place.offset
-                ),
-                message: "the record there no longer matches its checksum".into(),
-            }),
-        }
-    }
-}
-
 fn forget_place(segments: &mut BTreeMap<u32, Segment>, place: Place) {
     if let Some(segment) = segments.get_mut(&place.segment) {
         segment.live = segment.live.saturating_sub(u64::from(place.len));
@@ -547,8 +444,13 @@ fn io_error(path: &Path, source: std::io::Error) -> StoreError {
     }
 }
 
+#[path = "log_read.rs"]
+mod read;
 #[path = "replay.rs"]
 mod replay;
+
+use read::Located;
+pub use read::{HistoryPage, Kept};
 
 #[cfg(test)]
 #[path = "log_tests.rs"]

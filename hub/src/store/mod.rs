@@ -29,7 +29,8 @@ pub mod log;
 mod migrate;
 mod segment;
 
-use log::{HeartbeatLog, Stored};
+use log::HeartbeatLog;
+pub use log::{HistoryPage, Kept, Stored};
 
 /// sled's page cache, in bytes (see the module invariants).
 pub const CACHE_BYTES: u64 = 16 * 1024 * 1024;
@@ -231,6 +232,17 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// One page of `agent_id`'s kept heartbeats, not read yet: up to `limit` of the newest with seq below
+    /// `before`, oldest first. A caller reads each [`Kept`] in turn, so a page costs one record of memory.
+    pub fn history_page(
+        &self,
+        agent_id: &str,
+        before: Option<u64>,
+        limit: usize,
+    ) -> Result<HistoryPage, StoreError> {
+        self.log.page(agent_id, before, limit)
     }
 
     /// Records an enrollment, refusing a token that already enrolled an agent and an id already enrolled.

@@ -4,6 +4,8 @@
 #![allow(dead_code)] // each test file uses a different part of the fixtures
 
 use std::path::PathBuf;
+
+pub mod child;
 use std::sync::Arc;
 
 use outpost_hub::config::Config;

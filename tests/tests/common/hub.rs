@@ -86,13 +86,24 @@ impl Hub {
             .unwrap_or(Value::Null)
     }
 
-    /// The heartbeats the hub kept of our agent, oldest first, from `GET /v1/agents/test-site`.
+    /// Every heartbeat the hub kept of our agent, oldest first, from `GET /v1/agents/test-site` page by page
+    /// (each page is the next older one, named by the previous page's `next_before`).
     pub fn history(&self) -> Vec<Value> {
-        let detail = self.get_json("/v1/agents/test-site");
-        detail["history"]
-            .as_array()
-            .map(|h| h.iter().map(|e| e["heartbeat"].clone()).collect())
-            .unwrap_or_default()
+        let mut pages = Vec::new();
+        let mut path = "/v1/agents/test-site?limit=100".to_owned();
+        loop {
+            let detail = self.get_json(&path);
+            let page: Vec<Value> = detail["history"]
+                .as_array()
+                .map(|h| h.iter().map(|e| e["heartbeat"].clone()).collect())
+                .unwrap_or_default();
+            pages.push(page);
+            match detail["next_before"].as_u64() {
+                Some(before) => path = format!("/v1/agents/test-site?limit=100&before={before}"),
+                None => break,
+            }
+        }
+        pages.into_iter().rev().flatten().collect()
     }
 
     pub fn get_json(&self, path: &str) -> Value {

@@ -2,7 +2,7 @@
 //! and a directory target. Shared by the end-to-end suites.
 #![allow(dead_code)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -10,23 +10,14 @@ use serde_json::Value;
 
 pub mod hub;
 
-/// The `outpost` binary cargo built beside this test (target/<profile>/outpost), or `OUTPOST_BIN`.
+/// The agent binary under test, or `OUTPOST_BIN`: this package's `outpost-e2e`, the agent's own `main.rs` built
+/// with this package, so that cargo rebuilds it for any test run of this package (`cargo test -p outpost-tests
+/// --test NAME` included).
 pub fn outpost_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("OUTPOST_BIN") {
         return PathBuf::from(p);
     }
-    let exe = std::env::current_exe().expect("test binary path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>");
-    let bin = profile_dir.join("outpost");
-    assert!(
-        bin.exists(),
-        "{} is missing: run the suite with `cargo test --workspace` (it builds the binary) or set OUTPOST_BIN",
-        bin.display()
-    );
-    bin
+    PathBuf::from(env!("CARGO_BIN_EXE_outpost-e2e"))
 }
 
 /// One edge site: its own config, state directory and target folder.

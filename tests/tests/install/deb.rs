@@ -1,11 +1,11 @@
 //! The Debian package: built by cargo-deb from the static binary, its contents read back with `dpkg-deb`,
-//! lintian run over it when lintian is installed, and then installed, upgraded, removed and purged inside a
+//! checked by lintian, and then installed, upgraded, removed and purged inside a
 //! throwaway root (`dpkg --root`), never on the machine running the tests.
 
 use super::*;
 
-/// Builds `outpost_<version>_amd64.deb` once per run from the static dev binary; `None` after saying why when
-/// cargo-deb or the musl target is missing.
+/// Builds `outpost_<version>_amd64.deb` once per run from the static dev binary; `None` when a prebuilt static
+/// binary was named (`OUTPOST_STATIC_BIN`). Panics with the install step when cargo-deb is missing.
 fn package() -> Option<PathBuf> {
     static BUILT: OnceLock<Option<PathBuf>> = OnceLock::new();
     BUILT
@@ -16,10 +16,10 @@ fn package() -> Option<PathBuf> {
                 .args(["deb", "--version"])
                 .output()
                 .is_ok_and(|o| o.status.success());
-            if !has_cargo_deb {
-                eprintln!("SKIPPED: cargo-deb is not installed; run `cargo install cargo-deb` to test the package");
-                return None;
-            }
+            assert!(
+                has_cargo_deb,
+                "cargo-deb is not installed: run `cargo install --locked cargo-deb` (scripts/test does)"
+            );
             let dir = target_dir().join("deb-test");
             std::fs::create_dir_all(&dir).unwrap();
             let deb = dir.join("outpost.deb");
@@ -111,21 +111,18 @@ fn the_package_holds_the_binary_the_unit_and_the_config() {
     let parsed = outpost_agent::config::Config::load(&config);
     assert!(parsed.is_ok(), "{:?}", parsed.err());
 
-    if Command::new("lintian").arg("--version").output().is_ok() {
-        let out = Command::new("lintian")
-            .args(["--fail-on", "error", "--no-tag-display-limit"])
-            .arg(&deb)
-            .output()
-            .expect("run lintian");
-        eprintln!("lintian:\n{}", text(&out));
-        assert!(
-            out.status.success(),
-            "lintian found errors:\n{}",
-            text(&out)
-        );
-    } else {
-        eprintln!("lintian is not installed; its check was skipped");
-    }
+    let lintian = require_tool("lintian", "apt-get install lintian (scripts/test does)");
+    let out = Command::new(lintian)
+        .args(["--fail-on", "error", "--no-tag-display-limit"])
+        .arg(&deb)
+        .output()
+        .expect("run lintian");
+    eprintln!("lintian:\n{}", text(&out));
+    assert!(
+        out.status.success(),
+        "lintian found errors:\n{}",
+        text(&out)
+    );
 }
 
 /// A root holding only what dpkg needs to keep its database and what useradd edits.

@@ -26,12 +26,7 @@ fn the_image_builds_and_syncs_as_its_user_with_nothing_else_inside() {
     let Some(binary) = static_binary() else {
         return;
     };
-    let Some(tool) = outpost_tests::support::find_tool("buildah") else {
-        eprintln!(
-            "SKIPPED: buildah is not installed (apt-get install buildah); the image was not built"
-        );
-        return;
-    };
+    let tool = require_tool("buildah", "apt-get install buildah (scripts/test does)");
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("SKIPPED: building the image with buildah's chroot isolation needs root");
         return;

@@ -19,6 +19,10 @@ pub struct Cluster {
     pub ns: String,
     /// A CRD group of this test's own.
     pub group: String,
+    /// Leases in `default` that this test's agents made under their derived names, deleted at the end.
+    pub leases: std::sync::Mutex<Vec<String>>,
+    /// More namespaces of this test's (a second agent's), deleted at the end.
+    pub namespaces: std::sync::Mutex<Vec<String>>,
 }
 
 impl Cluster {
@@ -45,6 +49,8 @@ impl Cluster {
             _dir: dir,
             ns: format!("e2e-{test}-{suffix}"),
             group: format!("e2e{suffix}.outpost.dev"),
+            leases: Default::default(),
+            namespaces: Default::default(),
         }
     }
 
@@ -126,12 +132,32 @@ impl Cluster {
         )
     }
 
-    /// A site with one source `apps` from `repo`, applied to this cluster.
+    /// A site with one source `apps` from `repo`, applied to this cluster. Its agent id is this test's own: tests
+    /// running beside it on one real cluster are other agents, whose objects it must never touch.
     pub fn site(&self, repo: &GitRepo, extra: &str) -> Site {
+        self.agent_site(&self.ns, repo, extra)
+    }
+
+    /// Like `site`, for agent `id` (another agent on the same cluster, or a replica when `id` repeats).
+    pub fn agent_site(&self, id: &str, repo: &GitRepo, extra: &str) -> Site {
         let mut site = Site::new();
+        site.agent_id = id.to_string();
         self.set_source(&mut site, repo, extra);
         site.tables = self.table();
         site
+    }
+
+    /// The `[kubernetes]` table with leader election on and no lease named: each agent takes the lease its id
+    /// gives it (`outpost-leader-<id>`), which is deleted when the test ends.
+    pub fn table_with_default_lease(&self, agent_id: &str) -> String {
+        self.leases
+            .lock()
+            .unwrap()
+            .push(format!("outpost-leader-{agent_id}"));
+        format!(
+            "[kubernetes]\nkubeconfig = \"{}\"\nlease_namespace = \"default\"\nlease_duration = \"4s\"\nrenew_deadline = \"3s\"\n",
+            self.kubeconfig.display()
+        )
     }
 
     /// Makes `apps` the site's only source, with `extra` settings (the same agent, changed configuration).
@@ -148,10 +174,23 @@ impl Cluster {
     }
 
     pub fn namespace_yaml(&self) -> String {
-        format!(
-            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {}\n",
-            self.ns
-        )
+        namespace_yaml(&self.ns)
+    }
+
+    /// Another namespace of this test's, `<ns>-<suffix>`, deleted when the test ends.
+    pub fn other_namespace(&self, suffix: &str) -> String {
+        let ns = format!("{}-{suffix}", self.ns);
+        self.namespaces.lock().unwrap().push(ns.clone());
+        ns
+    }
+
+    /// A ConfigMap of this cluster by namespace and name.
+    pub fn cm_in(&self, ns: &str, name: &str) -> Option<Value> {
+        self.get(&format!("/api/v1/namespaces/{ns}/configmaps/{name}"))
+    }
+
+    pub fn namespace(&self, name: &str) -> Option<Value> {
+        self.get(&format!("/api/v1/namespaces/{name}"))
     }
 }
 
@@ -159,30 +198,41 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         if self.double.is_none() {
             let _ = self.kubectl(&["delete", "namespace", &self.ns, "--wait=false"]);
+            for ns in self.namespaces.lock().unwrap().iter() {
+                let _ = self.kubectl(&["delete", "namespace", ns, "--wait=false"]);
+            }
             let _ = self.kubectl(&[
                 "delete",
                 "crd",
                 &format!("widgets.{}", self.group),
                 "--ignore-not-found",
             ]);
-            let _ = self.kubectl(&[
-                "delete",
-                "lease",
-                "-n",
-                "default",
-                &self.ns,
-                "--ignore-not-found",
-            ]);
+            let mut leases = self.leases.lock().unwrap().clone();
+            leases.push(self.ns.clone());
+            for lease in leases {
+                let _ = self.kubectl(&[
+                    "delete",
+                    "lease",
+                    "-n",
+                    "default",
+                    &lease,
+                    "--ignore-not-found",
+                ]);
+            }
         }
     }
 }
 
-fn rand_u32() -> u32 {
+pub fn rand_u32() -> u32 {
     let mut b = [0u8; 4];
     std::fs::File::open("/dev/urandom")
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
         .unwrap();
     u32::from_le_bytes(b)
+}
+
+pub fn namespace_yaml(name: &str) -> String {
+    format!("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: {name}\n")
 }
 
 /// A repository holding the test namespace and the given files.

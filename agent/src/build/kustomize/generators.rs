@@ -16,21 +16,25 @@ use super::{KustomizeError, Res, Result};
 pub fn run(files: &RepoFiles, k: &Kustomization, acc: &mut Vec<Res>) -> Result<()> {
     for (index, g) in k.spec.config_map_generator.iter().enumerate() {
         let field = format!("configMapGenerator[{index}]");
-        generate(files, k, g, &field, false, acc)?;
+        let by = json!({"apiVersion": "builtin", "kind": "ConfigMapGenerator"});
+        generate(files, k, g, &field, false, &by, acc)?;
     }
     for (index, g) in k.spec.secret_generator.iter().enumerate() {
         let field = format!("secretGenerator[{index}]");
-        generate(files, k, g, &field, true, acc)?;
+        let by = json!({"apiVersion": "builtin", "kind": "SecretGenerator"});
+        generate(files, k, g, &field, true, &by, acc)?;
     }
     Ok(())
 }
 
-fn generate(
+/// One ConfigMap or Secret; `by` is the generator as buildMetadata's origin annotation names it.
+pub fn generate(
     files: &RepoFiles,
     k: &Kustomization,
     g: &Generator,
     field: &str,
     secret: bool,
+    by: &Value,
     acc: &mut Vec<Res>,
 ) -> Result<()> {
     let bad = |message: String| k.invalid(format!("{field} ({}): {message}", g.name));
@@ -73,6 +77,10 @@ fn generate(
         if let Some(disable) = options.disable_name_suffix_hash {
             existing.hash = !disable;
         }
+        existing.from = Some(super::Origin::Generator {
+            file: k.file.clone(),
+            by: by.clone(),
+        });
         return Ok(());
     }
     let mut meta = Map::new();
@@ -100,16 +108,21 @@ fn generate(
     if options.immutable == Some(true) {
         obj.insert("immutable".into(), Value::Bool(true));
     }
-    let r = Res {
-        obj: Value::Object(obj),
-        prev: Vec::new(),
-        hash: options.disable_name_suffix_hash != Some(true),
-        origin: format!("{}, {field}", k.file),
-    };
+    let mut r = Res::new(Value::Object(obj), format!("{}, {field}", k.file));
+    r.hash = options.disable_name_suffix_hash != Some(true);
+    r.from = Some(super::Origin::Generator {
+        file: k.file.clone(),
+        by: by.clone(),
+    });
     let id = crate::build::identity(&r.obj).unwrap_or_default();
+    // No namespace means `default`: a second generator for the same name there collides too.
+    let ns = |r: &Res| match r.namespace() {
+        "" => "default".to_string(),
+        n => n.to_string(),
+    };
     if acc
         .iter()
-        .any(|o| crate::build::identity(&o.obj).as_deref() == Ok(id.as_str()))
+        .any(|o| o.kind() == r.kind() && o.name() == r.name() && ns(o) == ns(&r))
     {
         return Err(bad(format!(
             "{id} already exists; use behavior: merge or replace to change a generated object from a base"
@@ -131,17 +144,13 @@ fn entries(
         let bytes = k.read(files, env)?;
         let text =
             String::from_utf8(bytes).map_err(|_| bad(format!("env file {env:?} is not UTF-8")))?;
-        for (n, line) in text.lines().enumerate() {
+        for line in text.lines() {
             let line = line.trim_start_matches('\u{feff}').trim_start();
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let (key, value) = line.split_once('=').ok_or_else(|| {
-                bad(format!(
-                    "env file {env:?} line {}: {line:?} has no `=`; Outpost does not read values from its own environment",
-                    n + 1
-                ))
-            })?;
+            // A line without `=` is a key with an empty value (kubectl does not read its environment).
+            let (key, value) = line.split_once('=').unwrap_or((line, ""));
             out.push((key.trim().to_string(), value.as_bytes().to_vec()));
         }
     }

@@ -33,6 +33,55 @@ const SUPPORTED: &[&str] = &[
     "patches",
     "patchesStrategicMerge",
     "patchesJson6902",
+    "sortOptions",
+    "buildMetadata",
+    "transformers",
+    "generators",
+    "configurations",
+    "replacements",
+    "vars",
+    "openapi",
+];
+
+/// Field names of the nested kustomization structs: kustomize reads every field name without regard to case
+/// (`patchesJSON6902`, `configmapgenerator`), so these are matched the same way.
+const NESTED: &[&str] = &[
+    "pairs",
+    "includeSelectors",
+    "includeTemplates",
+    "fields",
+    "name",
+    "newName",
+    "newTag",
+    "digest",
+    "tagSuffix",
+    "count",
+    "namespace",
+    "behavior",
+    "type",
+    "files",
+    "literals",
+    "envs",
+    "env",
+    "options",
+    "labels",
+    "annotations",
+    "disableNameSuffixHash",
+    "immutable",
+    "path",
+    "patch",
+    "target",
+    "group",
+    "version",
+    "kind",
+    "labelSelector",
+    "annotationSelector",
+    "allowNameChange",
+    "allowKindChange",
+    "order",
+    "legacySortOptions",
+    "orderFirst",
+    "orderLast",
 ];
 
 /// Fields kustomize knows that are refused, with the reason given to the operator.
@@ -49,26 +98,15 @@ const REFUSED: &[(&str, &str)] = &[
         "helmChartInflationGenerator",
         "Helm charts are not inflated; render the chart into manifests",
     ),
-    ("replacements", "not implemented yet"),
-    (
-        "vars",
-        "deprecated in kustomize and not implemented; use Outpost substitution (${var})",
-    ),
-    ("transformers", "plugins are never run"),
-    ("generators", "plugins are never run"),
     ("validators", "plugins are never run"),
-    ("crds", "not implemented yet"),
-    ("openapi", "not implemented yet"),
     (
-        "configurations",
-        "custom transformer configurations are not implemented yet",
+        "crds",
+        "CRD schema annotations are not read; list the fields that refer to other objects in a `configurations` file (nameReference, commonLabels) instead",
     ),
     (
-        "sortOptions",
-        "not implemented yet; output is in kustomize's default (legacy) order",
+        "nameReference",
+        "it belongs in a `configurations` file, not in the kustomization itself",
     ),
-    ("buildMetadata", "not implemented yet"),
-    ("nameReference", "not implemented yet"),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -98,18 +136,47 @@ pub struct Spec {
     pub patches: Vec<Patch>,
     pub patches_strategic_merge: Vec<String>,
     pub patches_json6902: Vec<Patch>,
+    pub sort_options: Option<SortOptions>,
+    pub build_metadata: Vec<String>,
+    pub transformers: Vec<String>,
+    pub generators: Vec<String>,
+    pub configurations: Vec<String>,
+    pub replacements: Vec<Value>,
+    pub vars: Vec<Value>,
+    pub openapi: Option<OpenApi>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OpenApi {
+    pub path: Option<String>,
+    pub version: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct SortOptions {
+    pub order: Option<String>,
+    pub legacy_sort_options: Option<LegacySortOptions>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct LegacySortOptions {
+    pub order_first: Vec<String>,
+    pub order_last: Vec<String>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct LabelSet {
     pub pairs: BTreeMap<String, String>,
     pub include_selectors: bool,
     pub include_templates: bool,
-    pub fields: Option<Value>,
+    pub fields: Vec<super::fieldspec::FieldSpec>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct Image {
     pub name: String,
@@ -119,14 +186,14 @@ pub struct Image {
     pub tag_suffix: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Replica {
     pub name: String,
     pub count: i64,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct Generator {
     pub name: String,
@@ -150,13 +217,20 @@ pub struct GeneratorOptions {
     pub immutable: Option<bool>,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 #[serde(rename_all = "camelCase", default, deny_unknown_fields)]
 pub struct Patch {
     pub path: Option<String>,
     pub patch: Option<String>,
     pub target: Option<Target>,
-    pub options: Option<Value>,
+    pub options: Option<PatchOptions>,
+}
+
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(rename_all = "camelCase", default, deny_unknown_fields)]
+pub struct PatchOptions {
+    pub allow_name_change: bool,
+    pub allow_kind_change: bool,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -170,6 +244,66 @@ pub struct Target {
     pub label_selector: Option<String>,
     pub annotation_selector: Option<String>,
 }
+
+/// The kustomization with every field name spelled as kustomize documents it (kustomize ignores case).
+fn canonical_keys(raw: serde_json::Map<String, Value>) -> serde_json::Map<String, Value> {
+    let top = SUPPORTED
+        .iter()
+        .copied()
+        .chain(REFUSED.iter().map(|(f, _)| *f))
+        .chain(LATER.iter().copied());
+    let names: Vec<&str> = top.collect();
+    rename_keys(raw, &names, 0)
+}
+
+fn rename_keys(
+    raw: serde_json::Map<String, Value>,
+    names: &[&str],
+    depth: usize,
+) -> serde_json::Map<String, Value> {
+    raw.into_iter()
+        .map(|(key, value)| {
+            let key = names
+                .iter()
+                .find(|n| n.eq_ignore_ascii_case(&key))
+                .map(|n| n.to_string())
+                .unwrap_or(key);
+            // Below the top level only struct-valued fields are renamed; maps of labels, annotations and
+            // literals hold the user's own keys.
+            let nested = depth == 0
+                && !matches!(
+                    key.as_str(),
+                    "commonLabels" | "commonAnnotations" | "metadata"
+                );
+            let value =
+                if nested || matches!(key.as_str(), "target" | "options" | "legacySortOptions") {
+                    rename_value(value, depth)
+                } else {
+                    value
+                };
+            (key, value)
+        })
+        .collect()
+}
+
+fn rename_value(value: Value, depth: usize) -> Value {
+    match value {
+        Value::Object(map) if depth < 3 => Value::Object(rename_keys(map, NESTED, depth + 1)),
+        Value::Array(items) if depth < 3 => Value::Array(
+            items
+                .into_iter()
+                .map(|item| match item {
+                    Value::Object(map) => Value::Object(rename_keys(map, NESTED, depth + 1)),
+                    other => other,
+                })
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+/// Top-level fields matched case-insensitively but handled elsewhere (none yet).
+const LATER: &[&str] = &[];
 
 /// A loaded kustomization: where it is, and what it says.
 #[derive(Debug)]
@@ -217,6 +351,7 @@ impl Kustomization {
             None => serde_json::Map::new(),
             Some(_) => return Err(invalid("is not a mapping of kustomization fields".into())),
         };
+        let raw = canonical_keys(raw);
         for key in raw.keys() {
             if let Some((field, why)) = REFUSED.iter().find(|(f, _)| f == key) {
                 return Err(KustomizeError::Unsupported {
@@ -256,24 +391,6 @@ impl Kustomization {
             kind,
             spec,
         };
-        for l in &k.spec.labels {
-            if l.fields.is_some() {
-                return Err(k.unsupported(
-                    "labels[].fields",
-                    "custom label field specs are not implemented yet",
-                ));
-            }
-        }
-        for p in k.spec.patches.iter().chain(&k.spec.patches_json6902) {
-            if p.options.as_ref().is_some_and(|o| !o.is_null()) {
-                return Err(k.unsupported("patches[].options", "not implemented yet"));
-            }
-        }
-        for i in &k.spec.images {
-            if i.tag_suffix.is_some() {
-                return Err(k.unsupported("images[].tagSuffix", "not implemented yet"));
-            }
-        }
         Ok(k)
     }
 
@@ -328,6 +445,16 @@ impl Kustomization {
     /// The content of a file this kustomization refers to.
     pub fn read(&self, files: &RepoFiles, reference: &str) -> Result<Vec<u8>> {
         let path = self.resolve(reference)?;
+        // kustomize's default load restriction: a kustomization reads files in or below its own folder only
+        // (other kustomizations, as folders, may be anywhere in the repository).
+        let inside =
+            self.dir.is_empty() || path == self.dir || path.starts_with(&format!("{}/", self.dir));
+        if !inside {
+            return Err(KustomizeError::Invalid {
+                file: self.file.clone(),
+                message: format!("{reference:?} is outside this kustomization's folder; kustomize only reads files in or below it (list the folder holding it as a resource, or move the file)"),
+            });
+        }
         read_entry(files, reference, &path, &self.file)
     }
 }
@@ -378,16 +505,41 @@ pub fn objects(path: &str, bytes: &[u8]) -> Result<Vec<Res>> {
     let mut out = Vec::new();
     for (index, doc) in docs.into_iter().enumerate() {
         let document = index + 1;
+        blank_subject_namespace(&doc).map_err(|message| KustomizeError::Invalid {
+            file: format!("{path}, document {document}"),
+            message,
+        })?;
         for obj in crate::build::flatten(doc, path, document)
             .map_err(|e| KustomizeError::Manifest(e.to_string()))?
         {
-            out.push(Res {
-                obj,
-                prev: Vec::new(),
-                hash: false,
-                origin: format!("{path}, document {document}"),
-            });
+            let mut r = Res::new(obj, format!("{path}, document {document}"));
+            r.from = Some(super::Origin::File(path.to_string()));
+            out.push(r);
         }
     }
     Ok(out)
+}
+
+/// kustomize refuses an RBAC subject with `namespace:` written but left blank.
+fn blank_subject_namespace(doc: &Value) -> std::result::Result<(), String> {
+    let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("");
+    if kind != "RoleBinding" && kind != "ClusterRoleBinding" {
+        return Ok(());
+    }
+    for (i, s) in doc
+        .get("subjects")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .enumerate()
+    {
+        if s.get("namespace")
+            .is_some_and(|n| n.is_null() || n.as_str() == Some(""))
+        {
+            return Err(format!(
+                "{kind} subjects[{i}].namespace is blank; name the namespace or remove the key"
+            ));
+        }
+    }
+    Ok(())
 }

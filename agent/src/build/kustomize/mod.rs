@@ -7,21 +7,31 @@
 //! their content hash, and references to renamed ConfigMaps and Secrets are updated. Every field kustomize knows
 //! and Outpost does not implement is refused with the field and the file named: never silently ignored.
 
+mod builtin;
+mod config;
+mod fieldspec;
 mod files;
 mod generators;
+mod images;
 mod jsonpatch;
+mod labels;
 mod load;
+mod metadata;
+mod names;
 mod order;
 mod patches;
 mod refs;
+mod replacements;
 mod smp;
 mod transform;
+mod vars;
 
 use serde_json::Value;
 
 pub use files::{Entry, RepoFiles};
 
 use crate::config::Limits;
+use config::TransformerConfig;
 use load::{Kind, Kustomization};
 
 /// The file names kustomize recognises as a kustomization, in the order it looks for them.
@@ -89,9 +99,44 @@ pub(crate) struct Res {
     pub hash: bool,
     /// Where the object came from, for error messages.
     pub origin: String,
+    /// Where it came from, for buildMetadata's originAnnotations.
+    pub from: Option<Origin>,
+    /// (kustomization file, transformer) of every transformer that changed names or namespaces over it, for
+    /// buildMetadata's transformerAnnotations.
+    pub transformations: Vec<(String, Value)>,
+    /// `prev.len()` when the current kustomization level began (see `refs::mark`).
+    pub mark: usize,
+    /// Unique within a build: what a var's objref is tied to.
+    pub uid: u64,
+    /// Earlier kinds (a patch allowed to change the kind): a later patch may still name the original.
+    pub prev_kinds: Vec<String>,
+}
+
+/// A resource file, or the generator (its kustomization file and configuration) that made the object.
+#[derive(Debug, Clone)]
+pub(crate) enum Origin {
+    File(String),
+    Generator { file: String, by: Value },
 }
 
 impl Res {
+    pub fn new(obj: Value, origin: String) -> Res {
+        Res {
+            obj,
+            prev: Vec::new(),
+            hash: false,
+            origin,
+            from: None,
+            transformations: Vec::new(),
+            mark: 0,
+            prev_kinds: Vec::new(),
+            uid: {
+                static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            },
+        }
+    }
+
     pub fn kind(&self) -> &str {
         self.obj.get("kind").and_then(Value::as_str).unwrap_or("")
     }
@@ -159,16 +204,46 @@ pub(crate) fn metadata(obj: &mut Value) -> Option<&mut serde_json::Map<String, V
 struct Ctx<'a> {
     files: &'a RepoFiles,
     limits: &'a Limits,
+    /// `vars` of every kustomization built so far; resolved once at the end.
+    vars: std::cell::RefCell<vars::Declared>,
+}
+
+/// The repository path of the kustomization file in folder `dir`, if there is one.
+pub fn find_kustomization(files: &RepoFiles, dir: &str) -> Option<String> {
+    load::find(files, dir).map(|(f, _)| f)
 }
 
 /// Builds the kustomization in folder `root` (repository-relative) into objects in kustomize's output order.
 pub fn build(files: &RepoFiles, root: &str, limits: &Limits) -> Result<Vec<Value>> {
-    let ctx = Ctx { files, limits };
+    let ctx = Ctx {
+        files,
+        limits,
+        vars: Default::default(),
+    };
     let mut chain = Vec::new();
-    let mut resources = build_dir(&ctx, root, &mut chain)?;
+    // A Component folder built directly is built like a kustomization, as kustomize does.
+    let mut resources = Vec::new();
+    let top = Kustomization::load(files, root)?;
+    let mut config = TransformerConfig::defaults().clone();
+    apply(
+        &ctx,
+        root,
+        &mut chain,
+        &mut resources,
+        top.kind,
+        &mut config,
+    )?;
+    refs::mark(&mut resources);
     refs::add_hashes(&mut resources);
-    refs::update_references(&mut resources);
-    let objects = order::legacy(resources.into_iter().map(|r| r.obj).collect());
+    refs::fix_references(&mut resources, &config)?;
+    let declared = ctx.vars.into_inner();
+    if !declared.is_empty() {
+        declared.resolve(&mut resources, &config)?;
+    }
+    for r in resources.iter_mut() {
+        labels::stringify_metadata(&mut r.obj);
+    }
+    let objects = order::sort(&top, resources.into_iter().map(|r| r.obj).collect())?;
     if objects.len() > limits.max_objects {
         return Err(KustomizeError::TooManyObjects {
             limit: limits.max_objects,
@@ -177,10 +252,39 @@ pub fn build(files: &RepoFiles, root: &str, limits: &Limits) -> Result<Vec<Value
     Ok(objects)
 }
 
-/// Builds one kustomization (not a component) into a fresh list.
-fn build_dir(ctx: &Ctx, dir: &str, chain: &mut Vec<String>) -> Result<Vec<Res>> {
+/// Builds a folder of transformer or generator configs (a `transformers:` entry naming a kustomization): its
+/// objects as listed, without hashes or sorting.
+fn build_configs(files: &RepoFiles, root: &str, limits: &Limits) -> Result<Vec<Value>> {
+    let ctx = Ctx {
+        files,
+        limits,
+        vars: Default::default(),
+    };
     let mut acc = Vec::new();
-    apply(ctx, dir, chain, &mut acc, Kind::Kustomization)?;
+    let mut config = TransformerConfig::defaults().clone();
+    apply(
+        &ctx,
+        root,
+        &mut Vec::new(),
+        &mut acc,
+        Kind::Kustomization,
+        &mut config,
+    )?;
+    Ok(acc.into_iter().map(|r| r.obj).collect())
+}
+
+/// Builds one kustomization (not a component) into a fresh list; its transformer configuration (with
+/// `configurations`) joins the caller's.
+fn build_dir(
+    ctx: &Ctx,
+    dir: &str,
+    chain: &mut Vec<String>,
+    config: &mut TransformerConfig,
+) -> Result<Vec<Res>> {
+    let mut acc = Vec::new();
+    let mut own = TransformerConfig::defaults().clone();
+    apply(ctx, dir, chain, &mut acc, Kind::Kustomization, &mut own)?;
+    config.merge(&own);
     Ok(acc)
 }
 
@@ -192,6 +296,7 @@ fn apply(
     chain: &mut Vec<String>,
     acc: &mut Vec<Res>,
     expect: Kind,
+    config: &mut TransformerConfig,
 ) -> Result<()> {
     if let Some(at) = chain.iter().position(|d| d == dir) {
         let mut cycle: Vec<String> = chain[at..]
@@ -215,7 +320,24 @@ fn apply(
     }
     let k = Kustomization::load(ctx.files, dir)?;
     k.expect_kind(expect)?;
+    ctx.vars.borrow_mut().add(&k.file, &k.spec.vars)?;
     chain.push(dir.to_string());
+    for reference in &k.spec.configurations {
+        let bytes = k.read(ctx.files, reference)?;
+        let path = k.resolve(reference)?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| k.invalid(format!("configurations: {reference:?} is not UTF-8")))?;
+        for doc in crate::build::parse_documents(&path, &text)
+            .map_err(|e| KustomizeError::Manifest(e.to_string()))?
+        {
+            let extra: TransformerConfig =
+                serde_json::from_value(doc).map_err(|e| KustomizeError::Invalid {
+                    file: path.clone(),
+                    message: format!("not a transformer configuration: {e}"),
+                })?;
+            config.merge(&extra);
+        }
+    }
     let mut seen = Seen::of(acc)?;
     for reference in k.resources() {
         let path = k.resolve(reference)?;
@@ -227,7 +349,7 @@ fn apply(
                         message: format!("resource {reference:?} is a folder without a kustomization.yaml; list its files instead, or add a kustomization there"),
                     });
                 }
-                for r in build_dir(ctx, &path, chain)? {
+                for r in build_dir(ctx, &path, chain, config)? {
                     seen.add(acc, r, &k.file)?;
                 }
             }
@@ -254,12 +376,55 @@ fn apply(
                 message: format!("component {reference:?} is not a folder holding a kustomization.yaml with kind: Component"),
             });
         }
-        apply(ctx, &path, chain, acc, Kind::Component)?;
+        apply(ctx, &path, chain, acc, Kind::Component, config)?;
+    }
+    if let Some(openapi) = &k.spec.openapi {
+        // `openapi.version` picks a built-in schema: the kustomization gives up its bases' custom one.
+        config.openapi = load_openapi(ctx.files, &k, openapi)?.map(std::sync::Arc::new);
     }
     generators::run(ctx.files, &k, acc)?;
-    transform::run(ctx.files, &k, acc)?;
+    builtin::generate(ctx.files, &k, acc)?;
+    refs::mark(acc);
+    transform::run(ctx.files, &k, config, acc)?;
+    refs::fix_references(acc, config)?;
+    metadata::annotate(&k, acc)?;
+    ctx.vars.borrow_mut().bind(&k.file, acc)?;
     chain.pop();
     Ok(())
+}
+
+/// A kustomization's `openapi` schema file (JSON or YAML); remote schemas are never fetched.
+fn load_openapi(
+    files: &RepoFiles,
+    k: &Kustomization,
+    o: &load::OpenApi,
+) -> Result<Option<smp::Schema>> {
+    let Some(path) = &o.path else {
+        // kustomize v5.5 carries one built-in schema, v1.21.2 (Outpost uses the API server's v1.32 merge keys,
+        // which agree on the kinds both know).
+        return match o.version.as_deref() {
+            None | Some("v1.21.2") => Ok(None),
+            Some(other) => Err(k.invalid(format!(
+                "openapi.version {other:?}: the specified OpenAPI version is not built in (kustomize has v1.21.2); remove it, or give a schema file as openapi.path"
+            ))),
+        };
+    };
+    let file = k.resolve(path)?;
+    let bytes = k.read(files, path)?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| k.invalid(format!("openapi.path {path:?} is not UTF-8")))?;
+    let doc = crate::build::parse_documents(&file, &text)
+        .map_err(|e| KustomizeError::Manifest(e.to_string()))?
+        .into_iter()
+        .next()
+        .unwrap_or(Value::Null);
+    if doc.get("definitions").is_none_or(|d| !d.is_object()) {
+        return Err(KustomizeError::Invalid {
+            file,
+            message: "not an OpenAPI v2 schema: it has no `definitions` map".into(),
+        });
+    }
+    Ok(Some(smp::Schema::from_openapi(&doc)))
 }
 
 /// Identities already accumulated: kustomize refuses a second object with the same identity.
@@ -277,6 +442,14 @@ impl Seen {
     fn add(&mut self, acc: &mut Vec<Res>, r: Res, file: &str) -> Result<()> {
         let id = id_of(&r)?;
         if let Some(first) = self.0.get(&id) {
+            if *first == r.origin {
+                return Err(KustomizeError::Invalid {
+                    file: file.to_string(),
+                    message: format!(
+                        "{id} ({first}) arrives twice, through two of the resources listed here that both include it; include it once (kustomize refuses this too)"
+                    ),
+                });
+            }
             return Err(KustomizeError::Duplicate {
                 file: file.to_string(),
                 id,
@@ -290,7 +463,17 @@ impl Seen {
     }
 }
 
+/// The object's identity; kustomize passes an object without `apiVersion` through (as a core object), so only
+/// a kind and a name are required here.
 fn id_of(r: &Res) -> Result<String> {
+    if r.api_version().is_empty() && !r.kind().is_empty() && !r.name().is_empty() {
+        let ns = r.namespace();
+        return Ok(if ns.is_empty() {
+            format!("{} {}", r.kind(), r.name())
+        } else {
+            format!("{} {ns}/{}", r.kind(), r.name())
+        });
+    }
     crate::build::identity(&r.obj).map_err(|m| KustomizeError::Invalid {
         file: r.origin.clone(),
         message: m,

@@ -6,7 +6,8 @@
 use serde_json::Value;
 
 use super::files::RepoFiles;
-use super::load::{Kustomization, Patch, Target};
+use super::load::{Kustomization, Patch, PatchOptions, Target};
+use super::smp::Schema;
 use super::{jsonpatch, smp, KustomizeError, Res, Result};
 
 /// What a patch entry holds once parsed.
@@ -15,8 +16,14 @@ enum Body {
     Json(Vec<Value>),
 }
 
-pub fn strategic_merge(files: &RepoFiles, k: &Kustomization, acc: &mut [Res]) -> Result<()> {
-    for (i, entry) in k.spec.patches_strategic_merge.iter().enumerate() {
+pub fn strategic_merge(
+    files: &RepoFiles,
+    k: &Kustomization,
+    entries: &[String],
+    acc: &mut Vec<Res>,
+    schema: Option<&Schema>,
+) -> Result<()> {
+    for (i, entry) in entries.iter().enumerate() {
         let index = i + 1;
         let field = format!("patchesStrategicMerge[{i}]");
         let text = if entry.contains('\n') || entry.trim_start().starts_with('{') {
@@ -27,7 +34,11 @@ pub fn strategic_merge(files: &RepoFiles, k: &Kustomization, acc: &mut [Res]) ->
         match parse(k, &text, index, &field)? {
             Body::Strategic(docs) => {
                 for doc in docs {
-                    apply_by_own_id(k, &doc, acc, index)?;
+                    if is_delete(&doc) {
+                        acc.retain(|r| !same_object(&doc, r));
+                        continue;
+                    }
+                    apply_by_own_id(k, &doc, acc, index, schema)?;
                 }
             }
             Body::Json(_) => {
@@ -42,15 +53,27 @@ pub fn strategic_merge(files: &RepoFiles, k: &Kustomization, acc: &mut [Res]) ->
     Ok(())
 }
 
-pub fn patches(files: &RepoFiles, k: &Kustomization, acc: &mut [Res]) -> Result<()> {
-    for (i, p) in k.spec.patches.iter().enumerate() {
-        apply_entry(files, k, p, acc, i, "patches")?;
+pub fn patches(
+    files: &RepoFiles,
+    k: &Kustomization,
+    list: &[Patch],
+    field: &str,
+    acc: &mut Vec<Res>,
+    schema: Option<&Schema>,
+) -> Result<()> {
+    for (i, p) in list.iter().enumerate() {
+        apply_entry(files, k, p, acc, i, field, schema)?;
     }
     Ok(())
 }
 
-pub fn json6902(files: &RepoFiles, k: &Kustomization, acc: &mut [Res]) -> Result<()> {
-    for (i, p) in k.spec.patches_json6902.iter().enumerate() {
+pub fn json6902(
+    files: &RepoFiles,
+    k: &Kustomization,
+    list: &[Patch],
+    acc: &mut Vec<Res>,
+) -> Result<()> {
+    for (i, p) in list.iter().enumerate() {
         if p.target.is_none() {
             return Err(patch_error(
                 k,
@@ -58,7 +81,7 @@ pub fn json6902(files: &RepoFiles, k: &Kustomization, acc: &mut [Res]) -> Result
                 format!("patchesJson6902[{i}] has no target; say which object it changes"),
             ));
         }
-        apply_entry(files, k, p, acc, i, "patchesJson6902")?;
+        apply_entry(files, k, p, acc, i, "patchesJson6902", None)?;
     }
     Ok(())
 }
@@ -67,9 +90,10 @@ fn apply_entry(
     files: &RepoFiles,
     k: &Kustomization,
     p: &Patch,
-    acc: &mut [Res],
+    acc: &mut Vec<Res>,
     i: usize,
     list: &str,
+    schema: Option<&Schema>,
 ) -> Result<()> {
     let index = i + 1;
     let field = format!("{list}[{i}]");
@@ -85,11 +109,31 @@ fn apply_entry(
         }
     };
     let body = parse(k, &text, index, &field)?;
+    if let Body::Strategic(docs) = &body {
+        if docs.iter().any(is_delete) {
+            // `$patch: delete` on a whole object removes the objects it names (or its target).
+            let doc = &docs[0];
+            let before = acc.len();
+            acc.retain(|r| match &p.target {
+                Some(t) => !Matcher::new(t).is_ok_and(|m| m.matches(r)),
+                None => !same_object(doc, r),
+            });
+            if acc.len() == before && p.target.is_none() {
+                return Err(patch_error(
+                    k,
+                    index,
+                    format!("{field}: no object matches this `$patch: delete`"),
+                ));
+            }
+            return Ok(());
+        }
+    }
+    let options = p.options.clone().unwrap_or_default();
     let Some(target) = &p.target else {
         return match body {
             Body::Strategic(docs) => {
                 for doc in docs {
-                    apply_by_own_id(k, &doc, acc, index)?;
+                    apply_by_own_id(k, &doc, acc, index, schema)?;
                 }
                 Ok(())
             }
@@ -101,17 +145,26 @@ fn apply_entry(
         };
     };
     let matcher = Matcher::new(target).map_err(|m| patch_error(k, index, m))?;
-    // With a target, the patch's own name and namespace are placeholders: they never rename what it patches.
-    let body = match body {
-        Body::Strategic(docs) => Body::Strategic(docs.into_iter().map(without_identity).collect()),
-        json => json,
-    };
+    // With a target, the patch's own name and namespace are placeholders: they never rename what it patches,
+    // unless its options allow a new name (or kind).
     for r in acc.iter_mut().filter(|r| matcher.matches(r)) {
+        let (old_kind, old_name) = (r.kind().to_string(), r.name().to_string());
         match &body {
             Body::Strategic(docs) => {
                 for doc in docs {
                     let (group, kind) = (r.group().to_string(), r.kind().to_string());
-                    smp::merge(&mut r.obj, doc, &group, &kind);
+                    let mut doc = if options.allow_name_change {
+                        doc.clone()
+                    } else {
+                        without_identity(doc.clone())
+                    };
+                    if !options.allow_kind_change {
+                        if let Some(m) = doc.as_object_mut() {
+                            m.remove("kind");
+                            m.remove("apiVersion");
+                        }
+                    }
+                    smp::merge_with(&mut r.obj, &doc, &group, &kind, schema);
                 }
             }
             Body::Json(ops) => jsonpatch::apply(&mut r.obj, ops).map_err(|m| {
@@ -122,8 +175,53 @@ fn apply_entry(
                 )
             })?,
         }
+        // A JSON patch says exactly what it changes: a new name or kind is kept. A strategic merge patch's
+        // name is a placeholder unless its options allow a change.
+        let allowed = match body {
+            Body::Json(_) => PatchOptions {
+                allow_name_change: true,
+                allow_kind_change: true,
+            },
+            Body::Strategic(_) => options.clone(),
+        };
+        keep_identity(r, &old_kind, &old_name, &allowed);
     }
     Ok(())
+}
+
+/// A targeted patch keeps the target's kind and name unless its options allow a change; an allowed rename is
+/// remembered, so references follow it.
+fn keep_identity(r: &mut Res, old_kind: &str, old_name: &str, options: &PatchOptions) {
+    if r.kind() != old_kind {
+        if options.allow_kind_change {
+            r.prev_kinds.push(old_kind.to_string());
+        } else if let Some(m) = r.obj.as_object_mut() {
+            m.insert("kind".into(), Value::String(old_kind.into()));
+        }
+    }
+    if r.name() != old_name {
+        let new = r.name().to_string();
+        if let Some(meta) = super::metadata(&mut r.obj) {
+            meta.insert("name".into(), Value::String(old_name.into()));
+        }
+        if options.allow_name_change {
+            r.rename(None, Some(&new));
+        }
+    }
+}
+
+fn is_delete(doc: &Value) -> bool {
+    doc.get("$patch").and_then(Value::as_str) == Some("delete")
+}
+
+fn same_object(doc: &Value, r: &Res) -> bool {
+    let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("");
+    let name = doc
+        .pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    let namespace = doc.pointer("/metadata/namespace").and_then(Value::as_str);
+    r.kind() == kind && r.answers_to(name) && namespace.is_none_or(|ns| r.namespace() == ns)
 }
 
 fn read_text(files: &RepoFiles, k: &Kustomization, path: &str, index: usize) -> Result<String> {
@@ -172,7 +270,13 @@ fn parse(k: &Kustomization, text: &str, index: usize, field: &str) -> Result<Bod
 }
 
 /// A strategic merge patch names its object itself: kind, name and (optionally) namespace.
-fn apply_by_own_id(k: &Kustomization, doc: &Value, acc: &mut [Res], index: usize) -> Result<()> {
+fn apply_by_own_id(
+    k: &Kustomization,
+    doc: &Value,
+    acc: &mut [Res],
+    index: usize,
+    schema: Option<&Schema>,
+) -> Result<()> {
     let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("");
     let name = doc
         .pointer("/metadata/name")
@@ -192,28 +296,58 @@ fn apply_by_own_id(k: &Kustomization, doc: &Value, acc: &mut [Res], index: usize
         .and_then(|a| a.rsplit_once('/'))
         .map(|(g, _)| g)
         .unwrap_or("");
-    let mut found = false;
-    for r in acc.iter_mut() {
-        let same = r.kind() == kind
-            && r.group() == group
-            && r.answers_to(name)
-            && namespace
-                .is_none_or(|ns| r.namespace() == ns || r.prev.iter().any(|(n, _)| n == ns));
-        if same {
-            found = true;
-            // The patch's own name and namespace identify the target; they must not rename it.
-            smp::merge(&mut r.obj, &without_identity(doc.clone()), group, kind);
+    // After a kind change only the current and the original kind-and-name pairs identify the object.
+    let same_id = |r: &Res| {
+        if r.prev_kinds.is_empty() {
+            r.kind() == kind && r.answers_to(name)
+        } else {
+            (r.kind() == kind && r.name() == name)
+                || (r.prev_kinds.first().map(String::as_str) == Some(kind)
+                    && r.prev.first().map(|(_, n)| n.as_str()) == Some(name))
         }
-    }
-    if !found {
-        return Err(patch_error(
-            k,
-            index,
-            format!(
-                "no object matches this strategic merge patch ({kind} {}{name}); check its kind, name and namespace, or give it a target",
-                namespace.map(|n| format!("{n}/")).unwrap_or_default()
-            ),
-        ));
+    };
+    let in_ns = |r: &Res| {
+        same_id(r)
+            && r.group() == group
+            && namespace.is_none_or(|ns| r.namespace() == ns || r.prev.iter().any(|(n, _)| n == ns))
+    };
+    // The object called so now or before; two candidates are ambiguous, as in kustomize.
+    let hits: Vec<usize> = (0..acc.len()).filter(|&i| in_ns(&acc[i])).collect();
+    let target = format!(
+        "{kind} {}{name}",
+        namespace.map(|n| format!("{n}/")).unwrap_or_default()
+    );
+    match hits.as_slice() {
+        [] => {
+            return Err(patch_error(
+                k,
+                index,
+                format!(
+                    "no object matches this strategic merge patch ({target}); check its kind, name and namespace, or give it a target"
+                ),
+            ))
+        }
+        [i] => {
+            // The patch's own name, namespace and kind identify the target; they must not change it.
+            let mut patch = without_identity(doc.clone());
+            if let Some(m) = patch.as_object_mut() {
+                m.remove("kind");
+                m.remove("apiVersion");
+            }
+            let r = &mut acc[*i];
+            let (group, kind) = (r.group().to_string(), r.kind().to_string());
+            smp::merge_with(&mut r.obj, &patch, &group, &kind, schema);
+        }
+        many => {
+            return Err(patch_error(
+                k,
+                index,
+                format!(
+                    "{} objects match this strategic merge patch ({target}); give it a target that picks one",
+                    many.len()
+                ),
+            ))
+        }
     }
     Ok(())
 }

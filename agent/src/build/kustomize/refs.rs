@@ -3,7 +3,8 @@
 
 use serde_json::Value;
 
-use super::Res;
+use super::config::TransformerConfig;
+use super::{KustomizeError, Res, Result};
 
 /// Appends `-<hash>` to generated objects, with kustomize's hash: sha-256 over Go's JSON encoding of the kind,
 /// an empty name and the data, first ten hex digits with `0 1 3 a e` replaced by `g h k m t` (so a suffix never
@@ -125,144 +126,222 @@ fn go_json(v: &Value, out: &mut String) {
     }
 }
 
-/// What can be referred to: kind, namespace, every name it had, and its name now.
-struct Referral {
+/// An object renamed during one kustomization level: what it was called when the level began, and now.
+struct Renamed {
     kind: String,
-    namespace: String,
-    names: Vec<String>,
-    current: String,
+    group: String,
+    cluster: bool,
+    old_ns: String,
+    old_name: String,
+    new_ns: String,
+    new_name: String,
+    /// Every earlier name: a reference written against the original name in an overlay still finds it.
+    history: Vec<String>,
 }
 
-/// Rewrites references (by old name) to ConfigMaps, Secrets, ServiceAccounts, PersistentVolumeClaims, Services,
-/// Roles and workloads so they name the objects as they are now called.
-pub fn update_references(acc: &mut [Res]) {
-    let referrals: Vec<Referral> = acc
+impl Renamed {
+    /// The referral a name refers to: one that had it when this level began, else one that ever had it. Two
+    /// that would give different new names make the reference ambiguous, which kustomize refuses.
+    fn find<'a>(
+        all: &[&'a Renamed],
+        name: &str,
+        ok: impl Fn(&Renamed) -> bool,
+    ) -> std::result::Result<Option<&'a Renamed>, String> {
+        let pick = |hits: Vec<&'a Renamed>| -> std::result::Result<Option<&'a Renamed>, String> {
+            let mut names: Vec<&str> = hits.iter().map(|c| c.new_name.as_str()).collect();
+            names.sort();
+            names.dedup();
+            if names.len() > 1 {
+                return Err(format!(
+                    "the reference {name:?} could mean several objects ({}); give them distinct names or namespaces",
+                    names.join(", ")
+                ));
+            }
+            Ok(hits.first().copied())
+        };
+        let exact: Vec<&Renamed> = all
+            .iter()
+            .copied()
+            .filter(|c| c.old_name == name && ok(c))
+            .collect();
+        if !exact.is_empty() {
+            return pick(exact);
+        }
+        pick(
+            all.iter()
+                .copied()
+                .filter(|c| c.history.iter().any(|n| n == name) && ok(c))
+                .collect(),
+        )
+    }
+}
+
+/// Marks the identities every object has now; [`fix_references`] later updates references to the objects
+/// renamed since. Doing this per kustomization (not once at the end) keeps two bases that both call something
+/// `app-config` apart, as in kustomize.
+pub fn mark(acc: &mut [Res]) {
+    for r in acc.iter_mut() {
+        r.mark = r.prev.len();
+    }
+}
+
+fn old_identity(r: &Res) -> (String, String) {
+    r.prev
+        .get(r.mark)
+        .cloned()
+        .unwrap_or_else(|| (r.namespace().to_string(), r.name().to_string()))
+}
+
+fn same_ns(a: &str, b: &str) -> bool {
+    let norm = |s: &str| {
+        if s.is_empty() {
+            "default".to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    norm(a) == norm(b)
+}
+
+/// Updates every field the name reference configuration lists that still holds the old name of an object
+/// renamed since [`mark`].
+pub fn fix_references(acc: &mut [Res], config: &TransformerConfig) -> Result<()> {
+    let renamed: Vec<Renamed> = acc
         .iter()
-        .filter(|r| !r.prev.is_empty())
-        .map(|r| Referral {
-            kind: r.kind().to_string(),
-            namespace: r.namespace().to_string(),
-            names: r.prev.iter().map(|(_, n)| n.clone()).collect(),
-            current: r.name().to_string(),
+        .filter(|r| r.prev.len() > r.mark)
+        .map(|r| {
+            let (old_ns, old_name) = old_identity(r);
+            Renamed {
+                kind: r.kind().to_string(),
+                group: r.group().to_string(),
+                cluster: super::names::cluster_scoped(r),
+                old_ns,
+                old_name,
+                new_ns: r.namespace().to_string(),
+                new_name: r.name().to_string(),
+                history: r.prev.iter().map(|(_, n)| n.clone()).collect(),
+            }
         })
         .collect();
-    if referrals.is_empty() {
-        return;
+    if renamed.is_empty() {
+        return Ok(());
     }
-    for r in acc.iter_mut() {
-        let namespace = r.namespace().to_string();
-        let kind = r.kind().to_string();
-        let fix = |slot: Option<&mut Value>, target: &str| {
-            let Some(slot) = slot else { return };
-            let Some(old) = slot.as_str() else { return };
-            let found = referrals.iter().find(|c| {
-                c.kind == target
-                    && (c.namespace == namespace || c.namespace.is_empty() || namespace.is_empty())
-                    && c.names.iter().any(|n| n == old)
-            });
-            if let Some(c) = found {
-                *slot = Value::String(c.current.clone());
-            }
-        };
-        let pod = match kind.as_str() {
-            "Pod" => Some("/spec"),
-            "Deployment"
-            | "ReplicaSet"
-            | "DaemonSet"
-            | "StatefulSet"
-            | "Job"
-            | "ReplicationController" => Some("/spec/template/spec"),
-            "CronJob" => Some("/spec/jobTemplate/spec/template/spec"),
-            _ => None,
-        };
-        if let Some(spec) = pod.and_then(|p| r.obj.pointer_mut(p)) {
-            fix(spec.get_mut("serviceAccountName"), "ServiceAccount");
-            fix(spec.get_mut("serviceAccount"), "ServiceAccount");
-            for s in items(spec, "imagePullSecrets") {
-                fix(s.get_mut("name"), "Secret");
-            }
-            for v in items(spec, "volumes") {
-                fix(v.pointer_mut("/configMap/name"), "ConfigMap");
-                fix(v.pointer_mut("/secret/secretName"), "Secret");
-                fix(
-                    v.pointer_mut("/persistentVolumeClaim/claimName"),
-                    "PersistentVolumeClaim",
-                );
-                if let Some(sources) = v.pointer_mut("/projected") {
-                    for s in items(sources, "sources") {
-                        fix(s.pointer_mut("/configMap/name"), "ConfigMap");
-                        fix(s.pointer_mut("/secret/name"), "Secret");
-                    }
-                }
-            }
-            for list in ["containers", "initContainers", "ephemeralContainers"] {
-                for c in items(spec, list) {
-                    for e in items(c, "env") {
-                        fix(
-                            e.pointer_mut("/valueFrom/configMapKeyRef/name"),
-                            "ConfigMap",
-                        );
-                        fix(e.pointer_mut("/valueFrom/secretKeyRef/name"), "Secret");
-                    }
-                    for e in items(c, "envFrom") {
-                        fix(e.pointer_mut("/configMapRef/name"), "ConfigMap");
-                        fix(e.pointer_mut("/secretRef/name"), "Secret");
-                    }
-                }
-            }
+    // Objects that kept their name are candidates too: a reference that fits one of them and a renamed object
+    // alike is ambiguous, as kustomize says.
+    let mut renamed = renamed;
+    renamed.extend(
+        acc.iter()
+            .filter(|r| r.prev.len() <= r.mark)
+            .map(|r| Renamed {
+                kind: r.kind().to_string(),
+                group: r.group().to_string(),
+                cluster: super::names::cluster_scoped(r),
+                old_ns: r.namespace().to_string(),
+                old_name: r.name().to_string(),
+                new_ns: r.namespace().to_string(),
+                new_name: r.name().to_string(),
+                history: Vec::new(),
+            }),
+    );
+    let mut problem: Option<(String, String)> = None;
+    for entry in &config.name_reference {
+        let referrals: Vec<&Renamed> = renamed
+            .iter()
+            .filter(|c| c.kind == entry.kind && (entry.group.is_none() || entry.group() == c.group))
+            .collect();
+        if referrals.is_empty() {
+            continue;
         }
-        match kind.as_str() {
-            "StatefulSet" => fix(r.obj.pointer_mut("/spec/serviceName"), "Service"),
-            "Ingress" => {
-                fix(
-                    r.obj.pointer_mut("/spec/defaultBackend/service/name"),
-                    "Service",
-                );
-                if let Some(spec) = r.obj.get_mut("spec") {
-                    for t in items(spec, "tls") {
-                        fix(t.get_mut("secretName"), "Secret");
+        for x in acc.iter_mut() {
+            let (x_ns, _) = old_identity(x);
+            let x_cluster = super::names::cluster_scoped(x);
+            let specs: Vec<super::fieldspec::FieldSpec> = entry
+                .field_specs
+                .iter()
+                .filter(|s| s.selects(x))
+                .map(|s| super::fieldspec::FieldSpec {
+                    create: false,
+                    ..s.clone()
+                })
+                .collect();
+            for spec in specs {
+                // A reference held next to a `kind` (roleRef, scaleTargetRef) is only to that kind.
+                let steps = spec.steps();
+                let (last, parent) = steps.split_last().expect("paths have a step");
+                let parent: Vec<&str> = parent.iter().map(String::as_str).collect();
+                super::fieldspec::walk(&mut x.obj, &parent, false, &mut |p| {
+                    let Some(map) = p.as_object_mut() else { return };
+                    let kind = map.get("kind").and_then(Value::as_str);
+                    if !parent.is_empty() && kind.is_some_and(|k| k != entry.kind) {
+                        return;
                     }
-                    for rule in items(spec, "rules") {
-                        if let Some(http) = rule.get_mut("http") {
-                            for p in items(http, "paths") {
-                                fix(p.pointer_mut("/backend/service/name"), "Service");
-                            }
+                    let last = last.trim_end_matches("[]");
+                    if let Some(v) = map.get_mut(last) {
+                        if let Err(m) = update(v, &referrals, &entry.kind, &x_ns, x_cluster) {
+                            problem.get_or_insert((m, spec.path.clone()));
                         }
                     }
+                });
+                if let Some((message, path)) = problem.take() {
+                    return Err(KustomizeError::Invalid {
+                        file: x.origin.clone(),
+                        message: format!("{} {} field {path}: {message}", x.kind(), x.name()),
+                    });
                 }
             }
-            "RoleBinding" | "ClusterRoleBinding" => {
-                let role_kind = r
-                    .obj
-                    .pointer("/roleRef/kind")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string();
-                fix(r.obj.pointer_mut("/roleRef/name"), &role_kind);
-                for s in items(&mut r.obj, "subjects") {
-                    if s.get("kind").and_then(Value::as_str) == Some("ServiceAccount") {
-                        fix(s.get_mut("name"), "ServiceAccount");
-                    }
-                }
-            }
-            "HorizontalPodAutoscaler" => {
-                let target = r
-                    .obj
-                    .pointer("/spec/scaleTargetRef/kind")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_string();
-                fix(r.obj.pointer_mut("/spec/scaleTargetRef/name"), &target);
-            }
-            _ => {}
         }
     }
+    Ok(())
 }
 
-/// The elements of a list field, or nothing.
-fn items<'a>(v: &'a mut Value, field: &str) -> impl Iterator<Item = &'a mut Value> {
-    v.get_mut(field)
-        .and_then(Value::as_array_mut)
-        .into_iter()
-        .flatten()
+/// One referring field: a name, a list of names (`resourceNames`), or a `{kind, name, namespace}` map (RBAC
+/// subjects, webhook services).
+fn update(
+    v: &mut Value,
+    referrals: &[&Renamed],
+    kind: &str,
+    x_ns: &str,
+    x_cluster: bool,
+) -> std::result::Result<(), String> {
+    match v {
+        Value::String(s) => {
+            let hit = Renamed::find(referrals, s, |c| {
+                c.cluster || x_cluster || same_ns(&c.old_ns, x_ns)
+            })?;
+            if let Some(c) = hit {
+                *s = c.new_name.clone();
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                update(item, referrals, kind, x_ns, x_cluster)?;
+            }
+        }
+        Value::Object(map) => {
+            if map
+                .get("kind")
+                .and_then(Value::as_str)
+                .is_some_and(|k| k != kind)
+            {
+                return Ok(());
+            }
+            let Some(name) = map.get("name").and_then(Value::as_str) else {
+                return Ok(());
+            };
+            let ns = map
+                .get("namespace")
+                .and_then(Value::as_str)
+                .unwrap_or(x_ns)
+                .to_string();
+            let hit = Renamed::find(referrals, name, |c| c.cluster || same_ns(&c.old_ns, &ns))?;
+            if let Some(c) = hit {
+                map.insert("name".into(), Value::String(c.new_name.clone()));
+                if !c.cluster && !c.new_ns.is_empty() {
+                    map.insert("namespace".into(), Value::String(c.new_ns.clone()));
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }

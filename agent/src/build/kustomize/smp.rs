@@ -12,16 +12,17 @@ use serde_json::{Map, Value};
 
 const SCHEMA: &str = include_str!("k8s-merge-keys-v1.32.json");
 
-struct Schema {
+/// Definitions reduced to what patches need: per definition its `fields` (`ref`, `array`, `patch-merge-key`,
+/// `patch-strategy`, `list-map-keys`) and the `gvk`s it describes.
+#[derive(Debug)]
+pub struct Schema {
     defs: Map<String, Value>,
     /// (group, kind) -> definition name.
     kinds: HashMap<(String, String), String>,
 }
 
-fn schema() -> &'static Schema {
-    static CELL: OnceLock<Schema> = OnceLock::new();
-    CELL.get_or_init(|| {
-        let root: Value = serde_json::from_str(SCHEMA).unwrap_or(Value::Null);
+impl Schema {
+    fn from_reduced(root: &Value) -> Schema {
         let defs = root
             .get("definitions")
             .and_then(Value::as_object)
@@ -43,47 +44,143 @@ fn schema() -> &'static Schema {
             }
         }
         Schema { defs, kinds }
+    }
+
+    /// A kustomization's `openapi` schema (OpenAPI v2 `definitions`, with `x-kubernetes-patch-merge-key`,
+    /// `x-kubernetes-patch-strategy` and `x-kubernetes-group-version-kind`), reduced the same way.
+    pub fn from_openapi(doc: &Value) -> Schema {
+        let mut defs = Map::new();
+        for (name, def) in doc
+            .get("definitions")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            reduce(name, def, &mut defs);
+        }
+        let mut root = Map::new();
+        root.insert("definitions".into(), Value::Object(defs));
+        Schema::from_reduced(&Value::Object(root))
+    }
+}
+
+/// Reduces one OpenAPI definition into `defs` under `name`; inline object properties become definitions of
+/// their own (`name.field`).
+fn reduce(name: &str, def: &Value, defs: &mut Map<String, Value>) {
+    let reference = |v: &Value| {
+        v.get("$ref")
+            .and_then(Value::as_str)
+            .map(|r| r.trim_start_matches("#/definitions/").to_string())
+    };
+    let mut fields = Map::new();
+    for (field, prop) in def
+        .get("properties")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+    {
+        let mut f = Map::new();
+        let items = prop.get("items");
+        if prop.get("type").and_then(Value::as_str) == Some("array") {
+            f.insert("array".into(), Value::Bool(true));
+        }
+        let inline = [Some(prop), items]
+            .into_iter()
+            .flatten()
+            .find(|v| v.get("properties").is_some());
+        let r = reference(prop)
+            .or_else(|| items.and_then(reference))
+            .or_else(|| {
+                inline.map(|v| {
+                    let child = format!("{name}.{field}");
+                    reduce(&child, v, defs);
+                    child
+                })
+            });
+        if let Some(r) = r {
+            f.insert("ref".into(), Value::String(r));
+        }
+        for (from, to) in [
+            ("x-kubernetes-patch-merge-key", "patch-merge-key"),
+            ("x-kubernetes-patch-strategy", "patch-strategy"),
+            ("x-kubernetes-list-map-keys", "list-map-keys"),
+        ] {
+            if let Some(v) = prop.get(from) {
+                f.insert(to.into(), v.clone());
+            }
+        }
+        fields.insert(field.clone(), Value::Object(f));
+    }
+    let mut reduced = Map::new();
+    reduced.insert("fields".into(), Value::Object(fields));
+    if let Some(gvk) = def.get("x-kubernetes-group-version-kind") {
+        reduced.insert("gvk".into(), gvk.clone());
+    }
+    defs.insert(name.to_string(), Value::Object(reduced));
+}
+
+fn schema() -> &'static Schema {
+    static CELL: OnceLock<Schema> = OnceLock::new();
+    CELL.get_or_init(|| {
+        let root: Value = serde_json::from_str(SCHEMA).unwrap_or(Value::Null);
+        Schema::from_reduced(&root)
     })
 }
 
-/// A node of the schema: the definition describing a map, if known.
+/// A node of the schema: the definition describing a map, if known, looked up in the kustomization's own
+/// schema first, then in the API server's.
 #[derive(Clone, Copy)]
-struct Def(Option<&'static Value>);
+struct Def<'a>(Option<&'a Value>, Option<&'a Schema>);
 
-impl Def {
-    fn field(self, name: &str) -> Option<&'static Value> {
+impl<'a> Def<'a> {
+    fn field(self, name: &str) -> Option<&'a Value> {
         self.0?.get("fields")?.get(name)
     }
-    fn child(self, name: &str) -> Def {
+    fn child(self, name: &str) -> Def<'a> {
         let r = self
             .field(name)
             .and_then(|f| f.get("ref"))
             .and_then(Value::as_str);
-        Def(r.and_then(|r| schema().defs.get(r)))
+        Def(r.and_then(|r| lookup(self.1, r)), self.1)
     }
     fn known(self) -> bool {
         self.0.is_some()
     }
 }
 
-/// Merges `patch` into `target`, which is an object of kind `kind` in API group `group`.
-pub fn merge(target: &mut Value, patch: &Value, group: &str, kind: &str) {
-    let s = schema();
-    let def = s
-        .kinds
-        .get(&(group.to_string(), kind.to_string()))
-        .and_then(|n| s.defs.get(n));
-    merge_value(target, patch, Def(def));
+fn lookup<'a>(custom: Option<&'a Schema>, name: &str) -> Option<&'a Value> {
+    custom
+        .and_then(|c| c.defs.get(name))
+        .or_else(|| schema().defs.get(name))
 }
 
-fn merge_value(target: &mut Value, patch: &Value, def: Def) {
+/// Merges `patch` into `target`, which is an object of kind `kind` in API group `group`; a kustomization's own
+/// schema (`custom`) wins over the API server's.
+pub fn merge_with(
+    target: &mut Value,
+    patch: &Value,
+    group: &str,
+    kind: &str,
+    custom: Option<&Schema>,
+) {
+    let key = (group.to_string(), kind.to_string());
+    let def = custom
+        .and_then(|c| c.kinds.get(&key).and_then(|n| c.defs.get(n)))
+        .or_else(|| {
+            let s = schema();
+            s.kinds.get(&key).and_then(|n| lookup(custom, n))
+        });
+    merge_value(target, patch, Def(def, custom));
+}
+
+fn merge_value(target: &mut Value, patch: &Value, def: Def<'_>) {
     match (target.as_object_mut(), patch.as_object()) {
         (Some(t), Some(p)) => merge_map(t, p, def),
         _ => *target = strip(patch),
     }
 }
 
-fn merge_map(target: &mut Map<String, Value>, patch: &Map<String, Value>, def: Def) {
+fn merge_map(target: &mut Map<String, Value>, patch: &Map<String, Value>, def: Def<'_>) {
     if patch.get("$patch").and_then(Value::as_str) == Some("replace") {
         *target = strip(&Value::Object(patch.clone()))
             .as_object()
@@ -125,7 +222,7 @@ fn merge_map(target: &mut Map<String, Value>, patch: &Map<String, Value>, def: D
     }
 }
 
-fn merge_list(target: &mut Vec<Value>, patch: &[Value], parent: Def, field: &str) {
+fn merge_list(target: &mut Vec<Value>, patch: &[Value], parent: Def<'_>, field: &str) {
     let directive = |v: &Value| v.get("$patch").and_then(Value::as_str).map(str::to_string);
     if patch
         .iter()
@@ -206,7 +303,7 @@ fn merge_multi_key(
     patch: &[Value],
     key: &str,
     keys: &[String],
-    child: Def,
+    child: Def<'_>,
 ) {
     let mut new = Vec::new();
     for p in patch {

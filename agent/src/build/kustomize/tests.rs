@@ -56,7 +56,7 @@ fn strategic_merge_follows_merge_keys_and_directives() {
     let patch = json!({"spec": {"containers": [
         {"name": "a", "args": ["9"], "env": [{"name": "B", "value": "2"}]},
         {"name": "gone", "$patch": "delete"}]}});
-    smp::merge(&mut pod, &patch, "", "Pod");
+    smp::merge_with(&mut pod, &patch, "", "Pod", None);
     let c = &pod["spec"]["containers"];
     assert_eq!(c.as_array().unwrap().len(), 1, "{pod}");
     assert_eq!(c[0]["image"], "x", "fields the patch does not name stay");
@@ -135,4 +135,57 @@ fn json_patch_copies_cannot_double_an_object_without_bound() {
     let ops = json!([{"op": "copy", "from": "/a", "path": "/c"}]);
     jsonpatch::apply(&mut v, ops.as_array().unwrap()).unwrap();
     assert_eq!(v, json!({"a": {"b": [1, 2]}, "c": {"b": [1, 2]}}));
+}
+
+/// Helm, plugins and remote files stay refused, each naming the field and the file.
+#[test]
+fn helm_plugins_and_remote_files_are_refused_by_field_and_file() {
+    let cases = [
+        (
+            "transformers:\n- |-\n  apiVersion: example.com/v1\n  kind: MyPlugin\n  metadata:\n    name: p\n",
+            "transformers[0] (example.com/v1 MyPlugin)",
+        ),
+        (
+            "generators:\n- |-\n  apiVersion: builtin\n  kind: HelmChartInflationGenerator\n  metadata:\n    name: h\n",
+            "HelmChartInflationGenerator",
+        ),
+        ("openapi:\n  path: https://example.com/schema.json\n", "remote"),
+        ("components:\n- https://github.com/x/y//c\n", "remote"),
+        ("validators:\n- v.yaml\n", "validators"),
+    ];
+    for (kustomization, field) in cases {
+        let files = repo(&[("k/kustomization.yaml", kustomization)]);
+        let err = build(&files, "k", &Limits::default()).unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.contains("k/kustomization.yaml") && text.contains(field),
+            "{kustomization}: {text}"
+        );
+        assert!(matches!(err, KustomizeError::Unsupported { .. }), "{text}");
+    }
+}
+
+/// Builtin transformer configs run as the kustomization fields would; an unknown builtin kind is named.
+#[test]
+fn builtin_transformer_configs_run_and_unknown_ones_are_named() {
+    let files = repo(&[
+        (
+            "k/kustomization.yaml",
+            "resources: [cm.yaml]\ntransformers:\n- |-\n  apiVersion: builtin\n  kind: AnnotationsTransformer\n  metadata:\n    name: a\n  annotations:\n    team: web\n  fieldSpecs:\n  - path: metadata/annotations\n    create: true\n",
+        ),
+        ("k/cm.yaml", "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n"),
+    ]);
+    let out = build(&files, "k", &Limits::default()).unwrap();
+    assert_eq!(out[0]["metadata"]["annotations"]["team"], "web");
+    let files = repo(&[(
+        "k/kustomization.yaml",
+        "transformers:\n- |-\n  apiVersion: builtin\n  kind: SortOrderTransformer\n  metadata:\n    name: s\n",
+    )]);
+    let err = build(&files, "k", &Limits::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("unable to load builtin SortOrderTransformer"),
+        "{err}"
+    );
 }

@@ -1,373 +1,159 @@
-//! The built-in transformers, run in kustomize's fixed order over everything a kustomization accumulated:
-//! patchesStrategicMerge, patches, namespace, namePrefix, nameSuffix, labels, annotations, patchesJson6902,
-//! replicas, images.
+//! The transformer pipeline of one kustomization, in kustomize's order: the transformers its fields configure
+//! (patchesStrategicMerge, patches, namespace, namePrefix, nameSuffix, labels, annotations, patchesJson6902,
+//! replicas, images, replacements), then its `transformers` entries in the order listed.
 //!
-//! Which fields each one touches follows kustomize's default field specs (e.g. commonLabels reach a
-//! Deployment's selector and pod template, but only the metadata of a ConfigMap).
+//! Each step is one transformer with its own configuration, whether it came from a field or from a builtin
+//! transformer config; which fields a step touches follows the transformer configuration (kustomize's default
+//! field specs plus `configurations`).
 
 use std::collections::BTreeMap;
 
-use serde_json::{Map, Value};
+use serde_json::{json, Value};
 
+use super::config::TransformerConfig;
+use super::fieldspec::FieldSpec;
 use super::files::RepoFiles;
-use super::load::Kustomization;
-use super::{patches, Res, Result};
+use super::load::{Image, Kustomization, Patch, Replica};
+use super::{builtin, images, labels, names, patches, replacements, Res, Result};
 
-pub fn run(files: &RepoFiles, k: &Kustomization, acc: &mut [Res]) -> Result<()> {
-    patches::strategic_merge(files, k, acc)?;
-    patches::patches(files, k, acc)?;
-    if let Some(ns) = k.spec.namespace.as_deref().filter(|n| !n.is_empty()) {
-        namespace(acc, ns);
-    }
-    prefix_suffix(
-        acc,
-        k.spec.name_prefix.as_deref().unwrap_or(""),
-        k.spec.name_suffix.as_deref().unwrap_or(""),
-    );
-    if !k.spec.common_labels.is_empty() {
-        labels(acc, &k.spec.common_labels, Reach::Selectors);
-    }
-    for set in &k.spec.labels {
-        let reach = if set.include_selectors {
-            Reach::Selectors
-        } else if set.include_templates {
-            Reach::Templates
-        } else {
-            Reach::Metadata
-        };
-        labels(acc, &set.pairs, reach);
-    }
-    if !k.spec.common_annotations.is_empty() {
-        annotations(acc, &k.spec.common_annotations);
-    }
-    patches::json6902(files, k, acc)?;
-    for r in &k.spec.replicas {
-        replicas(acc, &r.name, r.count);
-    }
-    for image in &k.spec.images {
-        for r in acc.iter_mut() {
-            images(&mut r.obj, image);
-        }
+/// One transformer and its configuration.
+pub enum Step {
+    StrategicMerge(Vec<String>),
+    Patches(Vec<Patch>),
+    Namespace(names::NamespaceOptions),
+    Prefix(String, Vec<FieldSpec>, Value),
+    Suffix(String, Vec<FieldSpec>, Value),
+    Labels(BTreeMap<String, String>, Vec<FieldSpec>),
+    Annotations(BTreeMap<String, String>, Vec<FieldSpec>),
+    Json6902(Vec<Patch>),
+    Replicas(Vec<Replica>, Vec<FieldSpec>),
+    Images(Vec<Image>, Vec<FieldSpec>),
+    Replacements(Vec<Value>),
+}
+
+/// What a field's transformer is recorded as (buildMetadata transformerAnnotations).
+pub fn builtin_by(kind: &str) -> Value {
+    json!({"apiVersion": "builtin", "kind": kind})
+}
+
+pub fn run(
+    files: &RepoFiles,
+    k: &Kustomization,
+    config: &TransformerConfig,
+    acc: &mut Vec<Res>,
+) -> Result<()> {
+    let mut steps = from_fields(k, config);
+    steps.extend(builtin::transformers(files, k)?);
+    for step in steps {
+        run_step(files, k, config, step, acc)?;
     }
     Ok(())
 }
 
-/// Kinds without a namespace, as kustomize's built-in schema knows them (custom kinds count as namespaced).
-pub fn cluster_scoped(kind: &str) -> bool {
-    matches!(
-        kind,
-        "Namespace"
-            | "Node"
-            | "PersistentVolume"
-            | "ClusterRole"
-            | "ClusterRoleBinding"
-            | "CustomResourceDefinition"
-            | "StorageClass"
-            | "PriorityClass"
-            | "MutatingWebhookConfiguration"
-            | "ValidatingWebhookConfiguration"
-            | "ValidatingAdmissionPolicy"
-            | "ValidatingAdmissionPolicyBinding"
-            | "APIService"
-            | "CSIDriver"
-            | "CSINode"
-            | "VolumeAttachment"
-            | "RuntimeClass"
-            | "IngressClass"
-            | "PodSecurityPolicy"
-            | "CertificateSigningRequest"
-            | "ComponentStatus"
-            | "FlowSchema"
-            | "PriorityLevelConfiguration"
-            | "ClusterTrustBundle"
-    )
-}
-
-fn namespace(acc: &mut [Res], ns: &str) {
-    for r in acc.iter_mut() {
-        let kind = r.kind().to_string();
-        if kind == "Namespace" {
-            r.rename(None, Some(ns));
-        } else if !cluster_scoped(&kind) {
-            r.rename(Some(ns), None);
-        }
-        if kind == "RoleBinding" || kind == "ClusterRoleBinding" {
-            if let Some(subjects) = r.obj.get_mut("subjects").and_then(Value::as_array_mut) {
-                for s in subjects {
-                    let is_sa = s.get("kind").and_then(Value::as_str) == Some("ServiceAccount");
-                    let default_ns = matches!(
-                        s.get("namespace").and_then(Value::as_str),
-                        None | Some("default") | Some("")
-                    );
-                    if is_sa && default_ns {
-                        if let Some(m) = s.as_object_mut() {
-                            m.insert("namespace".into(), Value::String(ns.into()));
-                        }
-                    }
-                }
-            }
-        }
+fn from_fields(k: &Kustomization, config: &TransformerConfig) -> Vec<Step> {
+    let s = &k.spec;
+    let mut steps = Vec::new();
+    if !s.patches_strategic_merge.is_empty() {
+        steps.push(Step::StrategicMerge(s.patches_strategic_merge.clone()));
     }
-}
-
-fn prefix_suffix(acc: &mut [Res], prefix: &str, suffix: &str) {
-    if prefix.is_empty() && suffix.is_empty() {
-        return;
+    if !s.patches.is_empty() {
+        steps.push(Step::Patches(s.patches.clone()));
     }
-    for r in acc.iter_mut() {
-        let skip = matches!(r.kind(), "CustomResourceDefinition" | "Namespace")
-            || (r.kind() == "APIService" && r.group() == "apiregistration.k8s.io");
-        if !skip {
-            let name = format!("{prefix}{}{suffix}", r.name());
-            r.rename(None, Some(&name));
-        }
+    if let Some(ns) = s.namespace.as_deref().filter(|n| !n.is_empty()) {
+        steps.push(Step::Namespace(names::NamespaceOptions::new(
+            ns,
+            &k.file,
+            builtin_by("NamespaceTransformer"),
+        )));
     }
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Reach {
-    Metadata,
-    Templates,
-    Selectors,
-}
-
-/// (kind, path, create, selector?) — kustomize's commonLabels field specs; `[]` walks every list element.
-const LABEL_SPECS: &[(&str, &str, bool, bool)] = &[
-    ("Service", "spec/selector", true, true),
-    ("ReplicationController", "spec/selector", true, true),
-    (
-        "ReplicationController",
-        "spec/template/metadata/labels",
-        true,
-        false,
-    ),
-    ("Deployment", "spec/selector/matchLabels", true, true),
-    ("Deployment", "spec/template/metadata/labels", true, false),
-    ("ReplicaSet", "spec/selector/matchLabels", true, true),
-    ("ReplicaSet", "spec/template/metadata/labels", true, false),
-    ("DaemonSet", "spec/selector/matchLabels", true, true),
-    ("DaemonSet", "spec/template/metadata/labels", true, false),
-    ("StatefulSet", "spec/selector/matchLabels", true, true),
-    ("StatefulSet", "spec/template/metadata/labels", true, false),
-    (
-        "StatefulSet",
-        "spec/volumeClaimTemplates[]/metadata/labels",
-        true,
-        false,
-    ),
-    ("Job", "spec/selector/matchLabels", false, true),
-    ("Job", "spec/template/metadata/labels", true, false),
-    (
-        "CronJob",
-        "spec/jobTemplate/spec/selector/matchLabels",
-        false,
-        true,
-    ),
-    ("CronJob", "spec/jobTemplate/metadata/labels", true, false),
-    (
-        "CronJob",
-        "spec/jobTemplate/spec/template/metadata/labels",
-        true,
-        false,
-    ),
-    (
-        "PodDisruptionBudget",
-        "spec/selector/matchLabels",
-        false,
-        true,
-    ),
-    ("NetworkPolicy", "spec/podSelector/matchLabels", false, true),
-    (
-        "NetworkPolicy",
-        "spec/ingress[]/from[]/podSelector/matchLabels",
-        false,
-        true,
-    ),
-    (
-        "NetworkPolicy",
-        "spec/egress[]/to[]/podSelector/matchLabels",
-        false,
-        true,
-    ),
-];
-
-/// Pod (anti-)affinity and topology spread selectors of Deployments and StatefulSets (only those two kinds, as
-/// kubectl shows) are selectors too; they are never created.
-const AFFINITY_PATHS: &[&str] = &[
-    "spec/template/spec/affinity/podAffinity/preferredDuringSchedulingIgnoredDuringExecution[]/podAffinityTerm/labelSelector/matchLabels",
-    "spec/template/spec/affinity/podAffinity/requiredDuringSchedulingIgnoredDuringExecution[]/labelSelector/matchLabels",
-    "spec/template/spec/affinity/podAntiAffinity/preferredDuringSchedulingIgnoredDuringExecution[]/podAffinityTerm/labelSelector/matchLabels",
-    "spec/template/spec/affinity/podAntiAffinity/requiredDuringSchedulingIgnoredDuringExecution[]/labelSelector/matchLabels",
-    "spec/template/spec/topologySpreadConstraints[]/labelSelector/matchLabels",
-];
-
-/// Pod templates get commonAnnotations too.
-const ANNOTATION_SPECS: &[(&str, &str)] = &[
-    (
-        "ReplicationController",
-        "spec/template/metadata/annotations",
-    ),
-    ("Deployment", "spec/template/metadata/annotations"),
-    ("ReplicaSet", "spec/template/metadata/annotations"),
-    ("DaemonSet", "spec/template/metadata/annotations"),
-    ("StatefulSet", "spec/template/metadata/annotations"),
-    ("Job", "spec/template/metadata/annotations"),
-    ("CronJob", "spec/jobTemplate/metadata/annotations"),
-    (
-        "CronJob",
-        "spec/jobTemplate/spec/template/metadata/annotations",
-    ),
-];
-
-fn labels(acc: &mut [Res], pairs: &BTreeMap<String, String>, reach: Reach) {
-    if pairs.is_empty() {
-        return;
+    if let Some(p) = s.name_prefix.as_deref().filter(|p| !p.is_empty()) {
+        steps.push(Step::Prefix(
+            p.into(),
+            Vec::new(),
+            builtin_by("PrefixTransformer"),
+        ));
     }
-    for r in acc.iter_mut() {
-        merge_at(&mut r.obj, &["metadata", "labels"], true, pairs);
-        if reach == Reach::Metadata {
-            continue;
-        }
-        let kind = r.kind().to_string();
-        for (k, path, create, selector) in LABEL_SPECS {
-            if *k != kind || (*selector && reach != Reach::Selectors) {
-                continue;
-            }
-            let path: Vec<&str> = path.split('/').collect();
-            merge_at(&mut r.obj, &path, *create, pairs);
-        }
-        if reach == Reach::Selectors && (kind == "Deployment" || kind == "StatefulSet") {
-            for path in AFFINITY_PATHS {
-                let path: Vec<&str> = path.split('/').collect();
-                merge_at(&mut r.obj, &path, false, pairs);
-            }
-        }
+    if let Some(p) = s.name_suffix.as_deref().filter(|p| !p.is_empty()) {
+        steps.push(Step::Suffix(
+            p.into(),
+            Vec::new(),
+            builtin_by("SuffixTransformer"),
+        ));
     }
-}
-
-fn annotations(acc: &mut [Res], pairs: &BTreeMap<String, String>) {
-    for r in acc.iter_mut() {
-        merge_at(&mut r.obj, &["metadata", "annotations"], true, pairs);
-        let kind = r.kind().to_string();
-        for (k, path) in ANNOTATION_SPECS {
-            if *k == kind {
-                let path: Vec<&str> = path.split('/').collect();
-                merge_at(&mut r.obj, &path, true, pairs);
-            }
-        }
+    if !s.common_labels.is_empty() {
+        steps.push(Step::Labels(
+            s.common_labels.clone(),
+            config.common_labels.clone(),
+        ));
     }
-}
-
-/// Adds `pairs` to the map at `path`; `create` makes missing maps on the way, else a missing step ends quietly.
-fn merge_at(v: &mut Value, path: &[&str], create: bool, pairs: &BTreeMap<String, String>) {
-    let Some((first, rest)) = path.split_first() else {
-        if v.is_null() {
-            *v = Value::Object(Map::new());
-        }
-        if let Some(map) = v.as_object_mut() {
-            for (k, val) in pairs {
-                map.insert(k.clone(), Value::String(val.clone()));
-            }
-        }
-        return;
-    };
-    let Some(map) = v.as_object_mut() else { return };
-    if let Some(list) = first.strip_suffix("[]") {
-        if let Some(items) = map.get_mut(list).and_then(Value::as_array_mut) {
-            for item in items {
-                merge_at(item, rest, create, pairs);
-            }
-        }
-        return;
-    }
-    if !map.contains_key(*first) || map[*first].is_null() {
-        if !create {
-            return;
-        }
-        map.insert(first.to_string(), Value::Object(Map::new()));
-    }
-    if let Some(next) = map.get_mut(*first) {
-        merge_at(next, rest, create, pairs);
-    }
-}
-
-fn replicas(acc: &mut [Res], name: &str, count: i64) {
-    for r in acc.iter_mut() {
-        let scalable = matches!(
-            r.kind(),
-            "Deployment" | "ReplicaSet" | "StatefulSet" | "ReplicationController"
-        );
-        if scalable && r.answers_to(name) {
-            if let Some(obj) = r.obj.as_object_mut() {
-                let spec = obj
-                    .entry("spec")
-                    .or_insert_with(|| Value::Object(Map::new()));
-                if let Some(spec) = spec.as_object_mut() {
-                    spec.insert("replicas".into(), Value::from(count));
-                }
-            }
-        }
-    }
-}
-
-/// Rewrites `image` of every container and init container anywhere in the object.
-fn images(v: &mut Value, image: &super::load::Image) {
-    match v {
-        Value::Object(map) => {
-            for (key, child) in map.iter_mut() {
-                if key == "containers" || key == "initContainers" {
-                    if let Some(list) = child.as_array_mut() {
-                        for c in list {
-                            if let Some(slot) = c.get_mut("image") {
-                                if let Some(new) = slot.as_str().and_then(|s| retag(s, image)) {
-                                    *slot = Value::String(new);
-                                }
-                            }
-                        }
-                    }
-                }
-                images(child, image);
-            }
-        }
-        Value::Array(items) => items.iter_mut().for_each(|i| images(i, image)),
-        _ => {}
-    }
-}
-
-/// The new reference for `current` if `image.name` names it.
-fn retag(current: &str, image: &super::load::Image) -> Option<String> {
-    // name[:tag][@digest]; a `:` before the last `/` belongs to a registry port.
-    let (rest, digest) = match current.split_once('@') {
-        Some((r, d)) => (r, Some(d)),
-        None => (current, None),
-    };
-    let slash = rest.rfind('/').map(|i| i + 1).unwrap_or(0);
-    let (name, tag) = match rest[slash..].rfind(':') {
-        Some(i) => (&rest[..slash + i], Some(&rest[slash + i + 1..])),
-        None => (rest, None),
-    };
-    if name != image.name {
-        return None;
-    }
-    let new_name = image.new_name.as_deref().unwrap_or(name);
-    Some(
-        if let (Some(d), Some(t)) = (&image.digest, &image.new_tag) {
-            format!("{new_name}:{t}@{d}")
-        } else if let Some(d) = &image.digest {
-            format!("{new_name}@{d}")
-        } else if let Some(t) = &image.new_tag {
-            format!("{new_name}:{t}")
+    for set in &s.labels {
+        let mut specs = if set.include_selectors {
+            config.common_labels.clone()
+        } else if set.include_templates {
+            config.template_labels.clone()
         } else {
-            let mut s = new_name.to_string();
-            if let Some(t) = tag {
-                s.push(':');
-                s.push_str(t);
+            vec![FieldSpec::new(None, "metadata/labels", true)]
+        };
+        specs.extend(config.labels.iter().cloned());
+        specs.extend(set.fields.iter().cloned());
+        steps.push(Step::Labels(set.pairs.clone(), specs));
+    }
+    if !s.common_annotations.is_empty() {
+        steps.push(Step::Annotations(
+            s.common_annotations.clone(),
+            config.common_annotations.clone(),
+        ));
+    }
+    if !s.patches_json6902.is_empty() {
+        steps.push(Step::Json6902(s.patches_json6902.clone()));
+    }
+    if !s.replicas.is_empty() {
+        steps.push(Step::Replicas(s.replicas.clone(), config.replicas.clone()));
+    }
+    if !s.images.is_empty() {
+        steps.push(Step::Images(s.images.clone(), config.images.clone()));
+    }
+    if !s.replacements.is_empty() {
+        steps.push(Step::Replacements(s.replacements.clone()));
+    }
+    steps
+}
+
+pub fn run_step(
+    files: &RepoFiles,
+    k: &Kustomization,
+    config: &TransformerConfig,
+    step: Step,
+    acc: &mut Vec<Res>,
+) -> Result<()> {
+    match step {
+        Step::StrategicMerge(entries) => {
+            patches::strategic_merge(files, k, &entries, acc, config.openapi.as_deref())?
+        }
+        Step::Patches(list) => {
+            patches::patches(files, k, &list, "patches", acc, config.openapi.as_deref())?
+        }
+        Step::Namespace(options) => names::namespace(acc, &options, config),
+        Step::Prefix(prefix, specs, by) => {
+            names::prefix_suffix(acc, &prefix, "", &specs, &k.file, by)
+        }
+        Step::Suffix(suffix, specs, by) => {
+            names::prefix_suffix(acc, "", &suffix, &specs, &k.file, by)
+        }
+        Step::Labels(pairs, specs) => labels::add(acc, &pairs, &specs),
+        Step::Annotations(pairs, specs) => labels::add(acc, &pairs, &specs),
+        Step::Json6902(list) => patches::json6902(files, k, &list, acc)?,
+        Step::Replicas(list, specs) => {
+            for r in &list {
+                images::replicas(acc, r, &specs);
             }
-            if let Some(d) = digest {
-                s.push('@');
-                s.push_str(d);
+        }
+        Step::Images(list, specs) => {
+            for image in &list {
+                images::images(acc, image, &specs);
             }
-            s
-        },
-    )
+        }
+        Step::Replacements(list) => replacements::run(files, k, &list, acc)?,
+    }
+    Ok(())
 }

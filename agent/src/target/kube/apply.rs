@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::client::{ApiFailure, Resource};
 use super::health::{self, Readiness};
 use super::plan::{self, ObjectRef, Policy};
-use super::{Entry, Inventory, KubeError, KubeTarget, Mode, Report};
+use super::{owner, Entry, Inventory, KubeError, KubeTarget, Mode, Report};
 use crate::build::Bundle;
 
 type Key = (String, String, String, String);
@@ -25,6 +25,14 @@ struct Prepared {
     res: Option<Resource>,
     body: Value,
     policy: Policy,
+    /// Its kind could not be listed: read the live object and check its owner just before writing.
+    check_owner: bool,
+    /// Our stored inventory lists it (a legacy object is adopted only then).
+    listed: bool,
+    /// The bundle asks to take it over from another owner.
+    adopt: bool,
+    /// Whose object it was, when the bundle took it over (for a note).
+    adopted_from: Option<String>,
 }
 
 /// What applying one object did.
@@ -51,7 +59,9 @@ impl KubeTarget {
             None if self.settings.prune => self.rebuild_inventory(source, bundle).await?,
             None => Inventory::default(),
         };
-        let (stage1, stage2) = self.prepare(source, revision, bundle, only).await?;
+        let (mut stage1, mut stage2) = self.prepare(source, revision, bundle, only).await?;
+        self.check_owners(&previous, stage1.iter_mut().chain(stage2.iter_mut()))
+            .await?;
         let desired: Vec<ObjectRef> = stage1.iter().chain(&stage2).map(|p| p.r.clone()).collect();
 
         let mut entries: BTreeMap<Key, Entry> = previous
@@ -177,6 +187,7 @@ impl KubeTarget {
                 }
             }
             let mut body = crate::target::mark_owned(object, source, revision);
+            self.settings.owner.mark(&mut body);
             if let (Some(ns), Some(meta)) = (
                 &r.namespace,
                 body.get_mut("metadata").and_then(Value::as_object_mut),
@@ -188,6 +199,10 @@ impl KubeTarget {
                 res,
                 body,
                 policy,
+                check_owner: false,
+                listed: false,
+                adopt: owner::wants_adoption(object),
+                adopted_from: None,
             };
             if plan::is_stage_one(&p.r) {
                 stage1.push(p);
@@ -201,6 +216,59 @@ impl KubeTarget {
         stage1.sort_by_key(|p| plan::apply_order(&p.r));
         stage2.sort_by_key(|p| plan::apply_order(&p.r));
         Ok((stage1, stage2))
+    }
+
+    /// Refuses, before any write, objects that another Outpost owner holds (see `owner`). One metadata-only list
+    /// per kind and namespace of everything Outpost manages there tells who holds each existing object; objects
+    /// not in it are new or unmanaged. Without the right to list a kind, each of its objects is read on its own
+    /// just before it is written, so that the error (a 403) names the object.
+    async fn check_owners<'a>(
+        &self,
+        previous: &Inventory,
+        prepared: impl Iterator<Item = &'a mut Prepared>,
+    ) -> Result<(), KubeError> {
+        let owner = &self.settings.owner;
+        let listed: BTreeSet<Key> = previous.entries.iter().map(|e| e.r.key()).collect();
+        let managed = format!("{}=outpost", crate::target::MANAGED_BY_LABEL);
+        let mut scopes: HashMap<
+            (String, Option<String>),
+            Option<HashMap<(String, String), Value>>,
+        > = HashMap::new();
+        let mut refused = Vec::new();
+        for p in prepared {
+            // A kind the cluster does not serve yet (its CRD is in this bundle) has no objects to collide with.
+            let Some(res) = &p.res else {
+                continue;
+            };
+            let scope = (res.collection(None), p.r.namespace.clone());
+            if !scopes.contains_key(&scope) {
+                let live = match self
+                    .list_labelled(&managed, res, p.r.namespace.as_deref())
+                    .await
+                {
+                    Ok(found) => Some(found.into_iter().map(|(meta, key)| (key, meta)).collect()),
+                    Err(KubeError::List { .. }) => None,
+                    Err(e) => return Err(e),
+                };
+                scopes.insert(scope.clone(), live);
+            }
+            p.listed = listed.contains(&p.r.key());
+            let Some(live) = &scopes[&scope] else {
+                p.check_owner = true;
+                continue;
+            };
+            let key = (p.r.namespace.clone().unwrap_or_default(), p.r.name.clone());
+            let holder = owner::holder(live.get(&key), owner);
+            match owner::may_apply(&holder, owner, p.listed, p.adopt) {
+                Ok(()) => p.adopted_from = owner::adopted_from(&holder),
+                Err(why) => refused.push(format!("{}: {why}", p.r)),
+            }
+        }
+        if refused.is_empty() {
+            Ok(())
+        } else {
+            Err(KubeError::Objects(refused))
+        }
     }
 
     async fn apply_stages(
@@ -298,15 +366,31 @@ impl KubeTarget {
             return Err(KubeError::object(&p.r, "kind not resolved"));
         };
         let mut notes = Vec::new();
-        if p.policy == Policy::IfNotPresent {
-            if let Some(existing) = self
+        let mut adopted_from = p.adopted_from.clone();
+        if p.check_owner || p.policy == Policy::IfNotPresent {
+            let existing = self
                 .cluster
                 .get(res, &p.r)
                 .await
-                .map_err(|e| fail(&p.r, "read", e))?
-            {
-                return Ok(self.done(p, res, existing, false, true, notes));
+                .map_err(|e| fail(&p.r, "read", e))?;
+            if let Some(existing) = existing {
+                if p.check_owner {
+                    let holder = owner::holder(existing.get("metadata"), &self.settings.owner);
+                    owner::may_apply(&holder, &self.settings.owner, p.listed, p.adopt)
+                        .map_err(|m| KubeError::object(&p.r, m))?;
+                    adopted_from = owner::adopted_from(&holder);
+                }
+                if p.policy == Policy::IfNotPresent {
+                    return Ok(self.done(p, res, existing, false, true, notes));
+                }
             }
+        }
+        if let Some(from) = adopted_from {
+            notes.push(format!(
+                "{}: adopted from {from} ({}: \"true\")",
+                p.r,
+                owner::ADOPT_ANNOTATION
+            ));
         }
         let answer = match self.cluster.apply(res, &p.r, &p.body, force).await {
             Ok(a) => a,
@@ -482,7 +566,7 @@ impl KubeTarget {
             if !self.settings.prune && !created_by_failed {
                 continue;
             }
-            match self.prune_one(source, entry).await {
+            match self.prune_one(entry).await {
                 Ok(true) => {
                     report.changed = true;
                     tracing::info!(source, object = %r, "pruned");
@@ -498,7 +582,7 @@ impl KubeTarget {
     }
 
     /// Deletes one object if it is still ours. True when it was deleted.
-    async fn prune_one(&self, source: &str, entry: &Entry) -> Result<bool, KubeError> {
+    async fn prune_one(&self, entry: &Entry) -> Result<bool, KubeError> {
         let res = entry.resource();
         let Some(live) = self
             .cluster
@@ -509,11 +593,10 @@ impl KubeTarget {
             return Ok(false);
         };
         let meta = live.get("metadata");
-        let ours = meta
-            .and_then(|m| m.pointer("/labels"))
-            .and_then(|l| l.get(crate::target::SOURCE_LABEL))
-            .and_then(Value::as_str)
-            == Some(source);
+        let ours = owner::may_delete(
+            &owner::holder(meta, &self.settings.owner),
+            &self.settings.owner,
+        );
         let keep = plan::prune_disabled(
             meta.and_then(|m| m.get("annotations"))
                 .and_then(Value::as_object),
@@ -539,7 +622,7 @@ impl KubeTarget {
         let mut any = false;
         for r in refs {
             if let Some(entry) = by_key.get(&r.key()) {
-                any |= self.prune_one(source, entry).await?;
+                any |= self.prune_one(entry).await?;
             }
         }
         self.save(source, &Inventory::default())?;
@@ -547,7 +630,7 @@ impl KubeTarget {
     }
 
     /// The inventory from the cluster, when the store lost it: every object of the bundle's kinds that carries
-    /// our source label. Kinds the bundle no longer has cannot be found this way without listing every kind the
+    /// our owner label (never the source label alone: other agents' sources may have the same name). Kinds the bundle no longer has cannot be found this way without listing every kind the
     /// server has, which an edge API server should not pay for on every start; the labels stay for a manual sweep.
     async fn rebuild_inventory(
         &self,
@@ -577,7 +660,7 @@ impl KubeTarget {
         for ((_, _, kind), (res, namespaces)) in kinds {
             let mut found = Vec::new();
             for ns in &namespaces {
-                found.extend(self.list_owned(source, &res, ns.as_deref()).await?);
+                found.extend(self.list_owned(&res, ns.as_deref()).await?);
             }
             for (meta, _) in found {
                 let r = ObjectRef {
@@ -615,7 +698,7 @@ impl KubeTarget {
             tracing::info!(
                 source,
                 objects = entries.len(),
-                "inventory rebuilt from the cluster by label"
+                "inventory rebuilt from the cluster by owner label"
             );
         }
         Ok(Inventory {

@@ -1,6 +1,6 @@
-//! Cheap drift detection: one metadata-only list per kind, by our source label, compared with what our last apply
+//! Cheap drift detection: one metadata-only list per kind, by our owner label, compared with what our last apply
 //! returned. Status writes move `resourceVersion` but not `metadata.generation`, so kinds with a generation are
-//! compared by generation; other managers' writes show in `managedFields`; an object without our label (or gone)
+//! compared by generation; other managers' writes show in `managedFields`; an object without our owner label (or gone)
 //! is missing from the list. Only what differs is re-applied.
 
 use std::collections::{BTreeMap, HashMap};
@@ -185,7 +185,7 @@ impl KubeTarget {
                 None
             };
             let live: HashMap<(String, String), Value> = self
-                .list_owned(source, &res, scope)
+                .list_owned(&res, scope)
                 .await?
                 .into_iter()
                 .map(|(meta, key)| (key, meta))
@@ -212,14 +212,24 @@ impl KubeTarget {
         })
     }
 
-    /// The metadata of every object of one kind carrying our source label, keyed by (namespace, name).
+    /// The metadata of every object of one kind carrying our owner label, keyed by (namespace, name).
     pub(super) async fn list_owned(
         &self,
-        source: &str,
         res: &Resource,
         namespace: Option<&str>,
     ) -> Result<Vec<(Value, (String, String))>, KubeError> {
-        let selector = query_escape(&format!("{}={source}", crate::target::SOURCE_LABEL));
+        self.list_labelled(&self.settings.owner.selector(), res, namespace)
+            .await
+    }
+
+    /// The metadata of every object of one kind matching a label selector, keyed by (namespace, name).
+    pub(super) async fn list_labelled(
+        &self,
+        selector: &str,
+        res: &Resource,
+        namespace: Option<&str>,
+    ) -> Result<Vec<(Value, (String, String))>, KubeError> {
+        let selector = query_escape(selector);
         let mut out = Vec::new();
         let mut next: Option<String> = None;
         loop {

@@ -13,6 +13,7 @@ pub mod client;
 mod drift;
 pub mod health;
 pub mod lease;
+pub mod owner;
 pub mod plan;
 
 use std::sync::Arc;
@@ -42,7 +43,7 @@ pub enum KubeError {
         group_version: String,
         message: String,
     },
-    #[error("cannot list {plural} by our source label (the drift check): {message}")]
+    #[error("cannot list {plural} by our owner label: {message}")]
     List { plural: String, message: String },
     #[error("{object}: {message}")]
     Object { object: String, message: String },
@@ -135,6 +136,8 @@ pub struct Inventory {
 /// The per-source settings the target needs.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// Whose objects these are: inventory rebuild, prune and the drift check select by it.
+    pub owner: owner::Owner,
     pub namespace: String,
     pub prune: bool,
     pub wait: bool,

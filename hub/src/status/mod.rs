@@ -12,7 +12,6 @@
 //! store's lock. When nothing answers there, it opens the store itself and computes the same views.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
@@ -25,7 +24,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::config::Config;
 use crate::registry::Registry;
-use crate::store::{AgentRecord, HistoryEntry, Store, StoreError};
+use crate::store::{AgentRecord, Store, StoreError};
+
+mod table;
+pub use table::render_table;
 
 /// Missed intervals after which an agent is offline.
 pub const OFFLINE_AFTER_INTERVALS: u32 = 3;
@@ -66,31 +68,6 @@ pub struct AgentView {
     pub assignment_error: Option<AssignmentError>,
     /// Per source, as of `last_seen`.
     pub sources: Vec<SourceStatus>,
-}
-
-/// One agent with its kept heartbeats (`GET /v1/agents/{id}`).
-#[derive(Debug, Clone, Serialize)]
-pub struct AgentDetail {
-    #[serde(flatten)]
-    pub view: AgentView,
-    /// Oldest first.
-    pub history: Vec<HistoryItem>,
-}
-
-/// A kept heartbeat with its receipt time in the wire's timestamp form.
-#[derive(Debug, Clone, Serialize)]
-pub struct HistoryItem {
-    pub received_at: Option<String>,
-    pub heartbeat: outpost_proto::wire::Heartbeat,
-}
-
-impl From<HistoryEntry> for HistoryItem {
-    fn from(entry: HistoryEntry) -> Self {
-        HistoryItem {
-            received_at: format_ms(entry.received_ms),
-            heartbeat: entry.heartbeat,
-        }
-    }
 }
 
 /// Why `outpost-hub status` could not get the fleet's status.
@@ -212,7 +189,8 @@ fn view(
     }
 }
 
-fn format_ms(ms: u64) -> Option<String> {
+/// Unix milliseconds as the wire's timestamp, `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn format_ms(ms: u64) -> Option<String> {
     format_timestamp(i64::try_from(ms / 1000).ok()?)
 }
 
@@ -224,122 +202,6 @@ pub fn from_store(
 ) -> Result<Vec<AgentView>, StoreError> {
     let (registry, _) = Registry::build(config, &store.enrollments()?);
     Ok(views(config, &registry, store.agents()?, now_ms))
-}
-
-/// The table `outpost-hub status` prints: one line per source (or one per agent without sources).
-pub fn render_table(views: &[AgentView]) -> String {
-    let mut rows: Vec<[String; 8]> = vec![[
-        "AGENT",
-        "STATUS",
-        "LAST SEEN",
-        "SEQ",
-        "GENERATION",
-        "SOURCE",
-        "STATE",
-        "APPLIED / ERROR",
-    ]
-    .map(String::from)];
-    for view in views {
-        let status = match view.status.as_str() {
-            "offline" => "OFFLINE".to_owned(),
-            other => other.to_owned(),
-        };
-        let last_seen = match (&view.last_seen, view.last_seen_secs_ago) {
-            (Some(at), Some(ago)) => format!("{at} ({})", ago_text(ago)),
-            _ => "-".to_owned(),
-        };
-        let generation = match (view.assignment_generation, view.assigned_generation) {
-            (None, None) => "-".to_owned(),
-            (running, assigned) => format!(
-                "{}/{}",
-                running.map_or("-".to_owned(), |g| g.to_string()),
-                assigned.map_or("-".to_owned(), |g| g.to_string())
-            ),
-        };
-        let head = [
-            view.agent_id.clone(),
-            status,
-            last_seen,
-            view.seq.map_or("-".to_owned(), |s| s.to_string()),
-            generation,
-        ];
-        let refused = view.assignment_error.as_ref().map(|e| {
-            [
-                String::new(),
-                String::new(),
-                String::new(),
-                String::new(),
-                format!("refused {}", e.generation),
-                "-".to_owned(),
-                e.kind.to_string(),
-                first_line(&e.reason),
-            ]
-        });
-        if view.sources.is_empty() {
-            let [a, b, c, d, e] = head;
-            rows.push([a, b, c, d, e, "-".into(), "-".into(), "-".into()]);
-            rows.extend(refused);
-            continue;
-        }
-        for (index, source) in view.sources.iter().enumerate() {
-            let state = if view.online {
-                source.state.to_string()
-            } else {
-                // Offline: the state is history, say so rather than print a stale "Ready".
-                format!("({})", source.state)
-            };
-            let detail = match (&source.applied_revision, &source.last_error) {
-                (_, Some(error)) => first_line(error),
-                (Some(rev), None) => rev.chars().take(12).collect(),
-                (None, None) => "-".to_owned(),
-            };
-            let head = if index == 0 {
-                head.clone()
-            } else {
-                Default::default()
-            };
-            let [a, b, c, d, e] = head;
-            rows.push([a, b, c, d, e, source.name.clone(), state, detail]);
-        }
-        rows.extend(refused);
-    }
-    let mut widths = [0_usize; 8];
-    for row in &rows {
-        for (width, cell) in widths.iter_mut().zip(row) {
-            *width = (*width).max(cell.chars().count());
-        }
-    }
-    let mut out = String::new();
-    for row in &rows {
-        let mut line = String::new();
-        for (i, (cell, width)) in row.iter().zip(widths).enumerate() {
-            if i + 1 == row.len() {
-                line.push_str(cell);
-            } else {
-                let _ = write!(line, "{cell:<width$}  ");
-            }
-        }
-        out.push_str(line.trim_end());
-        out.push('\n');
-    }
-    out
-}
-
-fn ago_text(secs: u64) -> String {
-    match secs {
-        0..=119 => format!("{secs}s ago"),
-        120..=7199 => format!("{}m ago", secs / 60),
-        7200..=172_799 => format!("{}h ago", secs / 3600),
-        _ => format!("{}d ago", secs / 86_400),
-    }
-}
-
-fn first_line(text: &str) -> String {
-    let line = text.lines().next().unwrap_or_default();
-    match line.char_indices().nth(60) {
-        Some((cut, _)) => format!("{}...", &line[..cut]),
-        None => line.to_owned(),
-    }
 }
 
 /// The address `status` dials: the listen address, with a wildcard replaced by loopback.

@@ -1,0 +1,372 @@
+//! From a request to its answer: routing, reading bodies within limits, running the handlers, and turning
+//! their [`Reply`] or [`Rejection`] into HTTP. Refusals go to the log through [`crate::refusals`], so a flood
+//! of bad requests is summarised rather than written line by line.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper::header::{
+    HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, RETRY_AFTER,
+};
+use hyper::http::request::Parts;
+use hyper::{Method, Request, Response, StatusCode};
+use outpost_proto::signed::ReceivedRequest;
+use outpost_proto::text::printable;
+
+use super::body::{full, ChannelBody, ReplyBody, StreamError};
+use super::{BODY_TIMEOUT, REPLY_STALL_TIMEOUT};
+use crate::history::{self, PageRequest};
+use crate::reply::{Rejection, Reply, JSON};
+use crate::state::{now_ms, HubState};
+
+pub(super) async fn route(
+    state: Arc<HubState>,
+    peer: SocketAddr,
+    request: Request<Incoming>,
+) -> Result<Response<ReplyBody>, Infallible> {
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let query = request.uri().query().map(str::to_owned);
+    let outcome = match (&method, path.as_str()) {
+        (&Method::POST, "/v1/heartbeats") => {
+            let outcome = heartbeat(state.clone(), request).await;
+            state.heartbeats.count(&outcome);
+            outcome.map(whole)
+        }
+        (&Method::POST, "/v1/enroll") => enroll(state.clone(), peer, request).await.map(whole),
+        (&Method::GET, "/") => {
+            let hub = state.clone();
+            read(&state, move || crate::fleet::handle(&hub, now_ms())).await.map(whole)
+        }
+        (&Method::GET, "/metrics") => {
+            let hub = state.clone();
+            read(&state, move || crate::metrics::handle(&hub, now_ms())).await.map(whole)
+        }
+        (&Method::GET, "/v1/agents") => agents(state.clone()).await.map(whole),
+        (&Method::GET, p) if p.starts_with("/v1/agents/") => {
+            let id = p.trim_start_matches("/v1/agents/").to_owned();
+            agent(state.clone(), id, query.as_deref()).await
+        }
+        (_, "/v1/heartbeats" | "/v1/enroll") => Err(method_not_allowed("POST")),
+        (_, p) if p == "/" || p == "/metrics" || p == "/v1/agents" || p.starts_with("/v1/agents/") => {
+            Err(method_not_allowed("GET"))
+        }
+        _ => Err(Rejection::new(
+            404,
+            "not_found",
+            format!("no endpoint {path}; the hub serves POST /v1/heartbeats, POST /v1/enroll, GET /v1/agents, GET /v1/agents/{{id}}, GET / and GET /metrics"),
+        )),
+    };
+    Ok(match outcome {
+        Ok(response) => response,
+        Err(rejection) => refused(&state, peer, &method, &path, &rejection),
+    })
+}
+
+/// Logs a refusal (in full, or counted for the window's summary) and builds its answer.
+fn refused(
+    state: &HubState,
+    peer: SocketAddr,
+    method: &Method,
+    path: &str,
+    rejection: &Rejection,
+) -> Response<ReplyBody> {
+    state.refused.count(endpoint(path), rejection.reason);
+    // The message may quote what the client sent: escaped, so it stays one line and cannot drive a terminal.
+    let text = rejection.to_string();
+    let text = printable(&text);
+    let path = printable(path);
+    if rejection.status >= 500 && rejection.retry_after.is_none() {
+        // The hub's own fault: always logged.
+        tracing::error!(%peer, %method, %path, "{text}");
+    } else if state.refusals.note(rejection.reason, peer.ip()) {
+        tracing::warn!(%peer, %method, %path, "refused: {text}");
+    }
+    let mut response = response(rejection.status, &[], rejection.body());
+    let headers = response.headers_mut();
+    if rejection.status == 413 {
+        // The rest of the body was not read; the connection cannot carry another request.
+        headers.insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    if let Some(secs) = rejection.retry_after {
+        headers.insert(RETRY_AFTER, HeaderValue::from(secs));
+    }
+    response
+}
+
+/// The endpoint label of a request path, from a closed set so a client cannot grow the metrics.
+fn endpoint(path: &str) -> &'static str {
+    match path {
+        "/v1/heartbeats" => "heartbeats",
+        "/v1/enroll" => "enroll",
+        "/v1/agents" => "agents",
+        p if p.starts_with("/v1/agents/") => "agent",
+        "/" => "fleet",
+        "/metrics" => "metrics",
+        _ => "other",
+    }
+}
+
+fn whole(reply: Reply) -> Response<ReplyBody> {
+    response(reply.status, &reply.headers, reply.body)
+}
+
+fn method_not_allowed(allowed: &str) -> Rejection {
+    Rejection::new(
+        405,
+        "method_not_allowed",
+        format!("use {allowed} on this endpoint"),
+    )
+}
+
+async fn heartbeat(state: Arc<HubState>, request: Request<Incoming>) -> Result<Reply, Rejection> {
+    let (parts, body) = request.into_parts();
+    let body = read_body(&parts, body, state.config.max_body, "heartbeat", "max_body").await?;
+    let commits = state.clone();
+    let commits = &commits.commits;
+    // Inline, not on the blocking pool: see the module comment of `server`.
+    let reply = (move || {
+        let headers: Vec<(&str, &str)> = parts
+            .headers
+            .iter()
+            .filter_map(|(name, value)| value.to_str().ok().map(|v| (name.as_str(), v)))
+            .collect();
+        let authority = match parts.uri.authority() {
+            Some(authority) => authority.as_str(),
+            None => parts
+                .headers
+                .get(HOST)
+                .and_then(|h| h.to_str().ok())
+                .ok_or_else(|| {
+                    Rejection::new(
+                        400,
+                        "no_host",
+                        "the request has no Host header; HTTP/1.1 requires one",
+                    )
+                })?,
+        };
+        let path = parts
+            .uri
+            .path_and_query()
+            .map_or(parts.uri.path(), |p| p.as_str());
+        let received = ReceivedRequest {
+            method: parts.method.as_str(),
+            authority,
+            path,
+            headers: &headers,
+            body: &body,
+        };
+        crate::heartbeat::handle(&state, &received, now_ms())
+    })()?;
+    // A duplicate is waited for too: its first copy may still be on its way to the disk.
+    commits
+        .wait()
+        .await
+        .map_err(|e| Rejection::internal(e.to_string()))?;
+    Ok(reply)
+}
+
+async fn enroll(
+    state: Arc<HubState>,
+    peer: SocketAddr,
+    request: Request<Incoming>,
+) -> Result<Reply, Rejection> {
+    // Before the body is read: a guessing flood costs the hub as little as possible.
+    crate::enroll::admit(&state, peer.ip(), Instant::now())?;
+    let (parts, body) = request.into_parts();
+    let limit = crate::enroll::MAX_ENROLL_BODY;
+    let body = read_body(&parts, body, limit, "enrollment", "a fixed limit").await?;
+    blocking(move || crate::enroll::handle(&state, &body, now_ms())).await
+}
+
+async fn agents(state: Arc<HubState>) -> Result<Reply, Rejection> {
+    let hub = state.clone();
+    read(&state, move || {
+        let views = hub
+            .views(now_ms())
+            .map_err(|e| Rejection::internal(e.to_string()))?;
+        Reply::json(200, &views)
+    })
+    .await
+}
+
+/// `GET /v1/agents/{id}`: the head is built on the blocking pool, then each kept heartbeat is read there and
+/// handed to the client before the next is read (see [`crate::history`]). The read's turn is held until the
+/// reply's last byte is produced.
+async fn agent(
+    state: Arc<HubState>,
+    id: String,
+    query: Option<&str>,
+) -> Result<Response<ReplyBody>, Rejection> {
+    let page: PageRequest = history::parse_query(query)?;
+    let turn = state.reads.enter().await?;
+    let hub = state.clone();
+    let (head, records) = on_blocking_pool(move || {
+        let record = hub
+            .store
+            .agent(&id)
+            .map_err(|e| Rejection::internal(e.to_string()))?;
+        let view = crate::status::agent_view(&hub.config, &hub.registry(), &id, record, now_ms())
+            .ok_or_else(|| {
+            Rejection::new(
+                404,
+                "unknown_agent",
+                format!("no agent {id:?} is enrolled or on record"),
+            )
+        })?;
+        let kept = hub
+            .store
+            .history_page(&id, page.before, page.limit)
+            .map_err(|e| Rejection::internal(e.to_string()))?;
+        let head = history::head(&view, page.limit, kept.next_before)?;
+        Ok((head, kept.records))
+    })
+    .await?;
+    let (sender, body) = ChannelBody::channel();
+    tokio::spawn(async move {
+        let _turn = turn;
+        let send = |chunk: Result<Bytes, StreamError>| {
+            let sender = sender.clone();
+            async move {
+                // A client that stops reading would hold the read's turn forever: give up on it.
+                matches!(
+                    tokio::time::timeout(REPLY_STALL_TIMEOUT, sender.send(chunk)).await,
+                    Ok(Ok(()))
+                )
+            }
+        };
+        if !send(Ok(Bytes::from(head))).await {
+            return;
+        }
+        for (index, kept) in records.into_iter().enumerate() {
+            let parts = tokio::task::spawn_blocking(move || {
+                let stored = kept.read().map_err(|e| e.to_string())?;
+                let at = crate::status::format_ms(stored.received_ms);
+                history::item(index == 0, stored.seq, at.as_deref(), stored.body)
+                    .map_err(|e| e.to_string())
+            })
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|read| read);
+            match parts {
+                Ok(parts) => {
+                    for part in parts {
+                        if !send(Ok(part)).await {
+                            return;
+                        }
+                    }
+                }
+                Err(why) => {
+                    tracing::error!("cutting off a history reply: {why}");
+                    let _ = send(Err(StreamError(why))).await;
+                    return;
+                }
+            }
+        }
+        let _ = send(Ok(Bytes::from_static(history::TAIL))).await;
+    });
+    let mut response = Response::new(ReplyBody::Right(body));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(JSON));
+    Ok(response)
+}
+
+/// Runs a handler that reads heartbeats from disk on the blocking pool, in its turn ([`crate::limit::ReadGate`]).
+async fn read<F>(state: &HubState, handler: F) -> Result<Reply, Rejection>
+where
+    F: FnOnce() -> Result<Reply, Rejection> + Send + 'static,
+{
+    let _turn = state.reads.enter().await?;
+    blocking(handler).await
+}
+
+/// Runs a synchronous handler on the blocking pool.
+async fn blocking<F>(handler: F) -> Result<Reply, Rejection>
+where
+    F: FnOnce() -> Result<Reply, Rejection> + Send + 'static,
+{
+    on_blocking_pool(handler).await
+}
+
+async fn on_blocking_pool<T, F>(work: F) -> Result<T, Rejection>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, Rejection> + Send + 'static,
+{
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Rejection::internal(format!("request handler failed: {e}")))?
+}
+
+/// Reads a body of at most `limit` bytes: refused from its `Content-Length` when that is too big, and
+/// otherwise cut off as soon as the bytes read pass the limit (chunked bodies have no length up front).
+async fn read_body(
+    parts: &Parts,
+    body: Incoming,
+    limit: usize,
+    what: &str,
+    setting: &str,
+) -> Result<Bytes, Rejection> {
+    let too_large = || {
+        Rejection::new(
+            413,
+            "body_too_large",
+            format!("the {what} body is over the hub's limit of {limit} bytes ({setting}); send fewer sources or shorter errors"),
+        )
+    };
+    let declared = parts
+        .headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(too_large());
+    }
+    match tokio::time::timeout(BODY_TIMEOUT, Limited::new(body, limit).collect()).await {
+        Err(_) => Err(Rejection::new(
+            408,
+            "body_timeout",
+            format!(
+                "the {what} body did not arrive within {}s",
+                BODY_TIMEOUT.as_secs()
+            ),
+        )),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => Err(too_large()),
+        Ok(Err(e)) => Err(Rejection::new(
+            400,
+            "bad_body",
+            format!("cannot read the {what} body: {e}"),
+        )),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    }
+}
+
+fn response(status: u16, headers: &[(&'static str, String)], body: Vec<u8>) -> Response<ReplyBody> {
+    let mut response = Response::new(full(body));
+    *response.status_mut() =
+        StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let map = response.headers_mut();
+    map.insert(CONTENT_TYPE, HeaderValue::from_static(JSON));
+    for (name, value) in headers {
+        match (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            // A reply naming its own media type replaces the JSON default rather than adding a second one.
+            (Ok(name), Ok(value)) if name == CONTENT_TYPE => {
+                map.insert(name, value);
+            }
+            (Ok(name), Ok(value)) => {
+                map.append(name, value);
+            }
+            _ => tracing::error!("dropping reply header {name}: not a valid header"),
+        }
+    }
+    response
+}
