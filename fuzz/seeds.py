@@ -181,9 +181,34 @@ def wire():
     write("assignment_json", "name-clash.json", json.dumps(clash))
 
 
+def yaml_emit():
+    """Fields separated by 0xFF: one seed per family of scalars a YAML 1.1 or 1.2 reader could misread."""
+    words = ["y", "n", "yes", "no", "on", "off", "true", "false"]
+    families = {
+        "bool": words + [w.upper() for w in words] + [w.title() for w in words] + ["yEs", "oFF"],
+        "null": ["~", "null", "Null", "NULL", "", "nil"],
+        "int": ["0", "-1", "+1", "1_000", "0o17", "017", "0x1F", "0b101", "1:20", "190:20:30", "18446744073709551616"],
+        "float": ["1e3", "1E+3", ".5", "-.5", "5.", "1.5", "1:20:30.5", ".inf", "-.Inf", ".NaN", "nan", "Infinity",
+                  "6.02e23", "1e-300", "-0.0"],
+        "timestamp": ["2001-12-14", "2001-12-14t21:59:43.10-05:00", "2001-12-14 21:59:43.10 -5", "2002-12-14T02:59:43Z"],
+        "indicator": ["<<", "=", "---", "..."] + [c + "x" for c in "-?:,[]{}#&*!|>'\"%@`"] + [c + " x" for c in "-?:#"],
+        "spaces": [" lead", "trail ", "a: b", "a:", "a #b", "x\ty", "key: value: more", "nginx:1.25", "hello world"],
+        "control": ["\0", "bell\x07", "esc\x1b[0m", "\x7f", "nel\x85", "ls\u2028ps\u2029", "\ufeffbom", "cr\r"],
+        "multiline": ["one\ntwo\n", "no final\nnewline", "\nleading", "two\n\n", " indented\nx",
+                      "trailing \nx", "# c\n---\n...\n- i\nk: v\n", "x\n   \ny"],
+        "unicode": ["café", "日本語", "🚀", "\u00a0", "Ω=1", "\ufffe"],
+        "long-key": ["k" * 600, "v", "\"" * 300, "q"],
+    }
+    for name, fields in families.items():
+        write("yaml_emit", name, b"\xff".join(f.encode("utf-8", "surrogatepass") for f in fields))
+    # Bytes that are not UTF-8 become U+FFFD.
+    write("yaml_emit", "invalid-utf8", b"\xc3\x28\xff\xa0\xa1\xffok")
+
+
 if __name__ == "__main__":
     config()
     yaml_bundle()
     kustomization()
     signature()
     wire()
+    yaml_emit()

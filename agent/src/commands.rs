@@ -455,7 +455,7 @@ pub async fn render(
             revision: commit.clone(),
             error,
         })?;
-    let text = directory::render(&name, &commit, &bundle).map_err(CommandError::Usage)?;
+    let text = directory::render(&name, &commit, &bundle);
     print!("{text}");
     Ok(ExitCode::SUCCESS)
 }

@@ -12,12 +12,15 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::OnceLock;
 
+use serde::Deserialize;
+
 use outpost_proto::wire;
 
 use crate::build::kustomize::{Entry, RepoFiles, KUSTOMIZATION_NAMES};
 use crate::build::{self, BuildError, Bundle};
 use crate::config::{Config, Limits};
 use crate::source::{KustomizationInput, ManifestFile, Manifests};
+use crate::target::{self, directory, directory::emit};
 
 /// Small enough that a fuzzer reaches the object limit with a few kilobytes of input.
 const LIMITS: Limits = Limits {
@@ -224,6 +227,7 @@ fn check_bundle(result: Result<Bundle, BuildError>) -> bool {
                 assert!(seen.insert(id.clone()), "{id} is in the bundle twice");
             }
             assert_eq!(bundle.digest, build::digest_of(&bundle.objects));
+            check_written(&bundle);
             true
         }
         Err(e) => {
@@ -231,6 +235,73 @@ fn check_bundle(result: Result<Bundle, BuildError>) -> bool {
             false
         }
     }
+}
+
+/// The directory target's file for an accepted bundle reads back as exactly its objects (with our labels).
+fn check_written(bundle: &Bundle) {
+    let text = directory::render("fuzz", "0123abc", bundle);
+    let mut read = Vec::new();
+    for document in serde_yaml_ng::Deserializer::from_str(&text) {
+        let value = serde_json::Value::deserialize(document)
+            .unwrap_or_else(|e| panic!("the written file does not read back: {e}\n{text}"));
+        read.push(value);
+    }
+    let mut written: Vec<serde_json::Value> = bundle
+        .objects
+        .iter()
+        .filter(|o| target::apply_policy(o) != Some("ignore"))
+        .map(|o| target::mark_owned(o, "fuzz", "0123abc"))
+        .collect();
+    // The file is in apply order, the bundle in the repository's: compare as sets of documents.
+    let key = |v: &serde_json::Value| serde_json::to_string(v).unwrap_or_default();
+    written.sort_by_key(key);
+    read.sort_by_key(key);
+    assert_eq!(read, written, "the written file reads back differently");
+}
+
+/// Random string maps -> the directory target's YAML emitter -> serde_yaml_ng, which must give back exactly
+/// the same value.
+///
+/// The input is split at 0xFF bytes (never part of UTF-8) into fields, each read as UTF-8 with invalid bytes
+/// replaced. Fields pair up into the keys and values of a map; the same fields also go in as a list of strings,
+/// and as numbers where they parse as one, so the float and integer forms are reached too. Always accepted.
+pub fn yaml_emit(data: &[u8]) -> bool {
+    let value = yaml_emit_value(data);
+    let text = emit::document(&value);
+    let back: serde_json::Value = serde_yaml_ng::from_str(&text)
+        .unwrap_or_else(|e| panic!("emitted YAML does not parse: {e}\n{text}"));
+    assert_eq!(back, value, "emitted YAML reads back differently:\n{text}");
+    true
+}
+
+/// The value [`yaml_emit`] writes for an input (the end-to-end suite reads the same values back with PyYAML).
+pub fn yaml_emit_value(data: &[u8]) -> serde_json::Value {
+    use serde_json::{json, Map, Value};
+    let fields: Vec<String> = data
+        .split(|b| *b == 0xff)
+        .map(|f| String::from_utf8_lossy(f).into_owned())
+        .collect();
+    let mut map = Map::new();
+    for pair in fields.chunks(2) {
+        let value = pair.get(1).cloned().unwrap_or_default();
+        map.insert(pair[0].clone(), Value::String(value));
+    }
+    let numbers: Vec<Value> = fields
+        .iter()
+        .filter_map(|f| {
+            if let Ok(i) = f.parse::<i64>() {
+                Some(json!(i))
+            } else if let Ok(u) = f.parse::<u64>() {
+                Some(json!(u))
+            } else {
+                f.parse::<f64>()
+                    .ok()
+                    .filter(|x| x.is_finite())
+                    .map(|x| json!(x))
+            }
+        })
+        .collect();
+    json!({"map": map, "list": fields, "numbers": numbers, "nested": [{"in": [map]}]})
 }
 
 /// A path a Git tree can hold, relative to the repository root.

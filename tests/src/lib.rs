@@ -12,6 +12,7 @@
 //! - [`SshServer`] — OpenSSH `sshd` serving `ssh://` URLs with generated keys.
 //! - [`TestCa`] — a throw-away CA for HTTPS.
 //! - [`KubeDouble`] — an in-process Kubernetes API server double (HTTPS, server-side apply).
+//! - [`pyyaml`] — PyYAML, an independent YAML 1.1 reader, to read back what the directory target writes.
 //! - [`git`] — a `git` command isolated from the user's configuration and environment.
 
 pub mod daemon;
@@ -19,6 +20,7 @@ pub mod faults;
 pub mod http;
 pub mod kube_double;
 pub mod proxy;
+pub mod pyyaml;
 pub mod repo;
 mod server;
 pub mod ssh;

@@ -57,6 +57,11 @@ fn yaml_bundle_corpus() {
 }
 
 #[test]
+fn yaml_emit_corpus() {
+    replay("yaml_emit", outpost_agent::fuzzing::yaml_emit);
+}
+
+#[test]
 fn kustomization_corpus() {
     replay("kustomization", outpost_agent::fuzzing::kustomization);
 }

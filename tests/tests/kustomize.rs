@@ -6,12 +6,17 @@
 //! `kubectl-succeeds` (what kustomize does with the same input), the other lines are texts Outpost's error must
 //! contain. Without kubectl on the machine the comparison is skipped with a message; Outpost's own checks still
 //! run.
+//!
+//! Both sides are compared as a YAML 1.1 reader sees them (PyYAML, like the Go reader of kubectl, k3s and
+//! RKE2): kustomize's printed output, and Outpost's objects as the directory target writes them. A generator's
+//! `generated: "yes"` label that either side printed plain would come back a boolean and fail the case.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use outpost_agent::build::kustomize::{self, RepoFiles};
 use outpost_agent::config::Limits;
+use outpost_agent::target::directory::emit;
 use serde_json::Value;
 
 fn cases_dir() -> PathBuf {
@@ -41,14 +46,16 @@ fn kubectl_build(dir: &Path) -> Result<Vec<Value>, String> {
         return Err(String::from_utf8_lossy(&out.stderr).to_string());
     }
     let text = String::from_utf8_lossy(&out.stdout).to_string();
-    let mut objects = Vec::new();
-    for de in serde_yaml_ng::Deserializer::from_str(&text) {
-        let v: Value = serde::Deserialize::deserialize(de).map_err(|e| e.to_string())?;
-        if !v.is_null() {
-            objects.push(v);
-        }
-    }
-    Ok(objects)
+    outpost_tests::pyyaml::load_all(&text)
+}
+
+/// Outpost's objects as the directory target writes them, read back by the same YAML 1.1 reader.
+fn as_written(objects: &[Value]) -> Result<Vec<Value>, String> {
+    let text: String = objects
+        .iter()
+        .map(|o| format!("---\n{}", emit::document(o)))
+        .collect();
+    outpost_tests::pyyaml::load_all(&text)
 }
 
 fn canonical(objects: &[Value]) -> Vec<String> {
@@ -97,6 +104,7 @@ fn check(case: &Path, kubectl: bool) -> Result<(), String> {
         return Ok(());
     }
     let theirs = kubectl_build(&dir).map_err(|e| format!("kubectl failed: {e}"))?;
+    let ours = as_written(&ours)?;
     let (a, b) = (canonical(&ours), canonical(&theirs));
     if a != b {
         let only_ours: Vec<&String> = a.iter().filter(|x| !b.contains(x)).collect();

@@ -129,6 +129,17 @@ impl std::fmt::Display for TargetSpec {
     }
 }
 
+/// How a directory target lays out a source's files (`layout` in `[[source]]`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum DirectoryLayout {
+    /// `<dir>/<source>.yaml`: what the k3s and RKE2 deploy controllers read.
+    #[default]
+    File,
+    /// `<dir>/<source>/<source>.yaml` and a `kustomization.yaml` naming it: MicroShift applies only folders
+    /// with a kustomization.
+    Kustomization,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Auth {
     pub token_file: Option<PathBuf>,
@@ -148,6 +159,8 @@ pub struct SourceConfig {
     pub interval: Duration,
     pub timeout: Duration,
     pub target: TargetSpec,
+    /// Directory targets only; `File` for the Kubernetes target.
+    pub layout: DirectoryLayout,
     pub prune: bool,
     pub namespace: String,
     pub wait: bool,
@@ -204,6 +217,7 @@ struct RawSource {
     interval: Option<String>,
     timeout: Option<String>,
     target: Option<String>,
+    layout: Option<String>,
     #[serde(default = "yes")]
     prune: bool,
     namespace: Option<String>,
@@ -504,6 +518,22 @@ fn validate_source(raw: RawSource, config_path: &Path) -> Result<SourceConfig, S
             }
         },
     };
+    let layout = match (raw.layout.as_deref(), &target) {
+        (None | Some("file"), _) => DirectoryLayout::File,
+        (Some("kustomization"), TargetSpec::Directory(_)) => DirectoryLayout::Kustomization,
+        (Some("kustomization"), TargetSpec::Kubernetes) => {
+            return Err(format!(
+                "{} = \"kustomization\": only a directory target has a layout; remove the key, or set target = \"directory:/etc/microshift/manifests.d\"",
+                at("layout")
+            ))
+        }
+        (Some(other), _) => {
+            return Err(format!(
+                "{} = {other:?}: write \"file\" (<source>.yaml, for k3s and RKE2) or \"kustomization\" (<source>/kustomization.yaml, for MicroShift)",
+                at("layout")
+            ))
+        }
+    };
     let verify = match raw.verify {
         None => None,
         Some(v) => Some(std::sync::Arc::new(
@@ -535,6 +565,7 @@ fn validate_source(raw: RawSource, config_path: &Path) -> Result<SourceConfig, S
         interval,
         timeout,
         target,
+        layout,
         prune: raw.prune,
         namespace,
         wait: raw.wait,

@@ -316,6 +316,39 @@ fn durations_and_sizes() {
     assert_eq!(parse_size("1 TB"), None);
 }
 
+#[test]
+fn directory_layout_is_checked_against_the_target() {
+    assert_eq!(
+        parse(MINIMAL).unwrap().sources[0].layout,
+        DirectoryLayout::File
+    );
+    let with = |line: &str| parse(&format!("{MINIMAL}    {line}\n"));
+    assert_eq!(
+        with("layout = \"kustomization\"").unwrap().sources[0].layout,
+        DirectoryLayout::Kustomization
+    );
+    assert_eq!(
+        with("layout = \"file\"").unwrap().sources[0].layout,
+        DirectoryLayout::File
+    );
+    let err = with("layout = \"folders\"").unwrap_err();
+    assert!(
+        err.contains("source \"platform\": layout = \"folders\"")
+            && err.contains("\"file\"")
+            && err.contains("\"kustomization\""),
+        "{err}"
+    );
+    let err = parse(&format!(
+        "{}    layout = \"kustomization\"\n",
+        MINIMAL.replace("directory:/srv/manifests", "kubernetes")
+    ))
+    .unwrap_err();
+    assert!(
+        err.contains("layout") && err.contains("only a directory target"),
+        "{err}"
+    );
+}
+
 /// `${var}` substitution is Flux-like opt-in: a source without vars of its own and without `substitute = true`
 /// gets none, so shell scripts and CRD descriptions holding `${X}` are applied as written.
 #[test]

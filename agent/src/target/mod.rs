@@ -77,7 +77,7 @@ impl Target {
     pub fn new(config: &SourceConfig, ctx: &TargetContext) -> Result<Target, TargetError> {
         Ok(match &config.target {
             TargetSpec::Directory(dir) => {
-                Target::Directory(directory::DirectoryTarget::new(dir.clone()))
+                Target::Directory(directory::DirectoryTarget::new(dir.clone(), config.layout))
             }
             TargetSpec::Kubernetes => {
                 let cluster = ctx.cluster.clone().ok_or(TargetError::NoCluster)?;
@@ -172,8 +172,10 @@ impl Target {
     /// objects can be removed. `None` when that target cannot be reached from this configuration.
     pub fn for_removed(source: &str, target: &str, ctx: &TargetContext) -> Option<Target> {
         if let Some(dir) = target.strip_prefix("directory:") {
+            // Removal takes away what either layout wrote, so the layout the source had need not be known.
             return Some(Target::Directory(directory::DirectoryTarget::new(
                 dir.into(),
+                crate::config::DirectoryLayout::File,
             )));
         }
         let cluster = ctx.cluster.clone().filter(|_| target == "kubernetes")?;
