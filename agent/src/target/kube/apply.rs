@@ -18,6 +18,10 @@ type Key = (String, String, String, String);
 /// The namespaces of one kind's objects; `None` for a cluster-scoped kind.
 type Namespaces = BTreeSet<Option<String>>;
 
+/// What Outpost manages of one kind in one namespace: metadata by (namespace, name); `None` when it may not be
+/// listed.
+type Managed = HashMap<(String, String), Value>;
+
 /// A bundle object ready to send.
 struct Prepared {
     r: ObjectRef,
@@ -230,10 +234,7 @@ impl KubeTarget {
         let owner = &self.settings.owner;
         let listed: BTreeSet<Key> = previous.entries.iter().map(|e| e.r.key()).collect();
         let managed = format!("{}=outpost", crate::target::MANAGED_BY_LABEL);
-        let mut scopes: HashMap<
-            (String, Option<String>),
-            Option<HashMap<(String, String), Value>>,
-        > = HashMap::new();
+        let mut scopes: HashMap<(String, Option<String>), Option<Managed>> = HashMap::new();
         let mut refused = Vec::new();
         for p in prepared {
             // A kind the cluster does not serve yet (its CRD is in this bundle) has no objects to collide with.
