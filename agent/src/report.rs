@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, SourceConfig};
 use crate::store::{SourceRecord, Store, StoreError};
+use crate::text::printable;
 use crate::{fsutil, redact};
 
 pub const SNAPSHOT_FILE: &str = "status.json";
@@ -171,11 +172,12 @@ pub fn pid_holder(state_dir: &Path) -> String {
     }
 }
 
-/// The human form of `outpost status`.
+/// The human form of `outpost status`. Every text that came from outside (names, revisions, errors quoting file
+/// names) goes through [`printable`]: a terminal must never receive a control sequence from a repository.
 pub fn render_table(snapshot: &Snapshot, now: u64) -> String {
     let short = |r: &Option<String>| {
         r.as_deref()
-            .map(|r| r.chars().take(12).collect::<String>())
+            .map(|r| printable(r).chars().take(12).collect::<String>())
             .unwrap_or_else(|| "-".into())
     };
     let ago = |t: Option<u64>| match t {
@@ -185,7 +187,7 @@ pub fn render_table(snapshot: &Snapshot, now: u64) -> String {
     };
     let mut out = format!(
         "agent {} ({})\n",
-        snapshot.agent_id,
+        printable(&snapshot.agent_id),
         match snapshot.daemon_pid {
             Some(pid) => format!("outpost run is running, pid {pid}"),
             None => "no daemon running; read from the store".into(),
@@ -203,8 +205,8 @@ pub fn render_table(snapshot: &Snapshot, now: u64) -> String {
     for s in &snapshot.sources {
         out.push_str(&format!(
             "{:<16} {:<12} {:<13} {:<13} {:<13} {:<8} {:<10} {}\n",
-            s.name,
-            s.state,
+            printable(&s.name),
+            printable(&s.state),
             short(&s.applied),
             short(&s.last_good),
             short(&s.fetched),
@@ -213,7 +215,7 @@ pub fn render_table(snapshot: &Snapshot, now: u64) -> String {
             ago(s.next_poll)
         ));
         if let Some(e) = &s.last_error {
-            out.push_str(&format!("  error: {e}\n"));
+            out.push_str(&format!("  error: {}\n", printable(e)));
         }
         if s.drift_corrected > 0 {
             out.push_str(&format!(
@@ -222,7 +224,7 @@ pub fn render_table(snapshot: &Snapshot, now: u64) -> String {
             ));
         }
         for note in &s.notes {
-            out.push_str(&format!("  note: {note}\n"));
+            out.push_str(&format!("  note: {}\n", printable(note)));
         }
     }
     out

@@ -1,5 +1,6 @@
 //! Hostile repositories: entry names that `git fsck` flags and `git checkout` refuses (`..`, `.git`) never
-//! reach a bundle (the commit is refused by name and the last good revision stays applied).
+//! reach a bundle (the commit is refused by name and the last good revision stays applied), and a file name
+//! made of terminal control sequences reaches the operator's terminal only as visible escapes.
 
 mod common;
 
@@ -105,4 +106,59 @@ fn a_dot_dot_folder_in_a_crafted_tree_is_refused() {
 fn a_dot_git_folder_in_a_crafted_tree_is_refused() {
     assert_crafted_refused(".git");
     assert_crafted_refused(".GIT");
+}
+
+/// Bytes a terminal acts on: ESC, BEL, CR and the other C0 controls except the newline ending each line.
+fn control_bytes(text: &[u8]) -> Vec<u8> {
+    text.iter()
+        .copied()
+        .filter(|b| (*b < 0x20 && *b != b'\n') || *b == 0x7f)
+        .collect()
+}
+
+#[test]
+fn a_file_name_of_control_sequences_is_printed_escaped() {
+    let repo = GitRepo::new();
+    repo.write("deploy/app.yaml", configmap("app", "good").as_bytes());
+    repo.commit("good");
+    let mut site = Site::new();
+    site.source("app", &repo.file_url(), "branch = \"main\"", "deploy", "");
+    site.sync_ok();
+
+    // Retitles the terminal, clears it, and returns the cursor to overwrite the line with a fake "Ready".
+    let name = "deploy/\u{1b}]0;owned\u{7}\u{1b}[2J\rapp Ready\n\u{9b}31m.yaml";
+    repo.write(
+        name,
+        b"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: [x\n",
+    );
+    repo.commit("bad");
+    let sync = site.run(&["sync"]);
+    assert!(!sync.status.success());
+    let status = site.run(&["status"]);
+    for (what, out) in [
+        ("sync stdout", &sync.stdout),
+        ("sync stderr", &sync.stderr),
+        ("status stdout", &status.stdout),
+        ("status stderr", &status.stderr),
+    ] {
+        assert_eq!(
+            control_bytes(out),
+            b"",
+            "{what} holds control bytes:\n{}",
+            String::from_utf8_lossy(out)
+        );
+        let text = String::from_utf8_lossy(out);
+        assert!(!text.contains('\u{9b}'), "{what} holds a C1 CSI: {text}");
+    }
+    let table = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        table.contains("\\x1b]0;owned\\x07\\x1b[2J\\rapp Ready\\n\\u{9b}31m.yaml"),
+        "the name is shown, escaped:\n{table}"
+    );
+    // The JSON form keeps the real name, JSON-escaped, for programs.
+    let json = site.source_status("app");
+    assert!(json["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("\u{1b}]0;owned"));
 }
