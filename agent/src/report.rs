@@ -55,6 +55,10 @@ pub struct Snapshot {
     /// number that keeps growing means the hub is unreachable or refuses them (the daemon's log says why).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heartbeat_outbox: Option<u64>,
+    /// Heartbeats removed from the outbox without delivery, ever: it overflowed, they grew too old, or the hub
+    /// refused them (signed). Each is also reported to the hub in the next heartbeat's `dropped`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_dropped: Option<u64>,
     pub sources: Vec<SourceStatus>,
 }
 
@@ -95,6 +99,10 @@ pub fn from_store(config: &Config, store: &Store) -> Result<Snapshot, StoreError
         daemon_pid: None,
         written_at: crate::store::now(),
         heartbeat_outbox: config.upstream.as_ref().map(|_| store.outbox_len() as u64),
+        heartbeat_dropped: match config.upstream {
+            Some(_) => Some(store.outbox_dropped_total()?),
+            None => None,
+        },
         sources,
     })
 }
@@ -132,14 +140,16 @@ impl Board {
         self.write(guard);
     }
 
-    /// Records how many heartbeats wait in the outbox (the heartbeat loop calls it after every send).
-    pub fn set_outbox(&self, depth: u64) {
+    /// Records how many heartbeats wait in the outbox and how many were dropped undelivered in all (the
+    /// heartbeat loop calls it on every wake).
+    pub fn set_outbox(&self, depth: u64, dropped: u64) {
         let guard = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
-        if guard.0.heartbeat_outbox == Some(depth) {
+        if guard.0.heartbeat_outbox == Some(depth) && guard.0.heartbeat_dropped == Some(dropped) {
             return;
         }
         let mut guard = guard;
         guard.0.heartbeat_outbox = Some(depth);
+        guard.0.heartbeat_dropped = Some(dropped);
         self.write(guard);
     }
 
@@ -196,6 +206,11 @@ pub fn render_table(snapshot: &Snapshot, now: u64) -> String {
     if let Some(depth) = snapshot.heartbeat_outbox {
         out.push_str(&format!(
             "heartbeat outbox: {depth} waiting to be sent to the hub\n"
+        ));
+    }
+    if let Some(dropped) = snapshot.heartbeat_dropped.filter(|d| *d > 0) {
+        out.push_str(&format!(
+            "heartbeats dropped undelivered: {dropped} (outbox full or too old, or refused by the hub; the daemon's log says which)\n"
         ));
     }
     out.push_str(&format!(
