@@ -54,7 +54,14 @@ pub struct Rejection {
     /// For a refusal that passes by itself (rate limited, busy): whole seconds for `Retry-After`.
     pub retry_after: Option<u64>,
     /// Set for a refusal the agent acts on: the exact body sent, and its signature headers.
-    pub signed: Option<(Vec<(&'static str, String)>, Vec<u8>)>,
+    pub signed: Option<SignedBody>,
+}
+
+/// A body and the signature headers over it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedBody {
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
 }
 
 #[derive(Serialize)]
@@ -101,13 +108,13 @@ impl Rejection {
             .map_err(|e| Rejection::internal(format!("cannot encode a refusal: {e}")))?;
         let headers = outpost_proto::signed::sign_response(self.status, &body, JSON, key, now)
             .map_err(|e| Rejection::internal(format!("cannot sign a refusal: {e}")))?;
-        self.signed = Some((headers, body));
+        self.signed = Some(SignedBody { headers, body });
         Ok(self)
     }
 
     /// The headers sent with the body: the signature fields of a signed refusal, else none.
     pub fn headers(&self) -> &[(&'static str, String)] {
-        self.signed.as_ref().map_or(&[], |(headers, _)| headers)
+        self.signed.as_ref().map_or(&[], |s| &s.headers)
     }
 
     /// A fault on the hub's side; the message goes to the log, the client learns only that it should retry.
@@ -117,8 +124,8 @@ impl Rejection {
 
     /// The JSON body sent to the client.
     pub fn body(&self) -> Vec<u8> {
-        if let Some((_, body)) = &self.signed {
-            return body.clone();
+        if let Some(signed) = &self.signed {
+            return signed.body.clone();
         }
         let message = if self.status >= 500 {
             "the hub failed to handle this request; retry later (the hub's log has the cause)"

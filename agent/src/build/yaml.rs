@@ -371,7 +371,7 @@ mod tests {
                 let rewritten = super::super::octal::rewrite(&text);
                 let before: Result<Vec<Value>, _> =
                     serde_yaml_ng::Deserializer::from_str(&rewritten)
-                        .map(|de| <Value as serde::Deserialize>::deserialize(de))
+                        .map(<Value as serde::Deserialize>::deserialize)
                         .collect();
                 let Ok(before) = before else { continue };
                 let before: Vec<Value> = before.into_iter().filter(|v| !v.is_null()).collect();
