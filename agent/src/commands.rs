@@ -14,7 +14,7 @@ use crate::schedule;
 use crate::source::{Probe, Source, SourceError};
 use crate::store::{Store, StoreError};
 use crate::target::{directory, kube, TargetContext, TargetError};
-use crate::text::printable;
+use outpost_proto::text::printable;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {

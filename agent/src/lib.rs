@@ -24,7 +24,6 @@ pub mod schedule;
 pub mod source;
 pub mod store;
 pub mod target;
-pub mod text;
 pub mod trust;
 
 /// rustls needs one process-wide crypto provider; we use ring (no OpenSSL, no aws-lc-rs). Call before any

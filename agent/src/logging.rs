@@ -11,7 +11,7 @@ use tracing_subscriber::field::MakeExt;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::EnvFilter;
 
-use crate::text::printable;
+use outpost_proto::text::printable;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum LogFormat {

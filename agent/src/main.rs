@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use outpost_agent::commands;
 use outpost_agent::logging::{self, LogFormat};
-use outpost_agent::text::printable;
+use outpost_proto::text::printable;
 
 #[derive(Parser)]
 #[command(

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::{Config, SourceConfig};
 use crate::store::{SourceRecord, Store, StoreError};
-use crate::text::printable;
 use crate::{fsutil, redact};
+use outpost_proto::text::printable;
 
 pub const SNAPSHOT_FILE: &str = "status.json";
 pub const PID_FILE: &str = "outpost.pid";

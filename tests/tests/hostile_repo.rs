@@ -152,7 +152,7 @@ fn a_file_name_of_control_sequences_is_printed_escaped() {
     }
     let table = String::from_utf8_lossy(&status.stdout);
     assert!(
-        table.contains("\\x1b]0;owned\\x07\\x1b[2J\\rapp Ready\\n\\u{9b}31m.yaml"),
+        table.contains("\\u{1b}]0;owned\\u{7}\\u{1b}[2J\\rapp Ready\\n\\u{9b}31m.yaml"),
         "the name is shown, escaped:\n{table}"
     );
     // The JSON form keeps the real name, JSON-escaped, for programs.
