@@ -33,6 +33,8 @@ pub const MAX_DEPTH: usize = 128;
 const NODE_COST: usize = 64;
 /// A mapping's first B-tree leaf (11 keys and values) as glibc rounds it.
 const MAPPING_COST: usize = 640;
+/// A sequence's first allocation: a vector grows to room for 4 values at once.
+const SEQUENCE_COST: usize = 4 * 32;
 
 /// The estimated heap bytes of a scalar's string: glibc's 16-byte chunks with their header.
 fn text_cost(len: usize) -> usize {
@@ -212,7 +214,7 @@ pub fn scan(path: &str, text: &str, budget: &Budget) -> Result<Cost, BuildError>
                 cost.depth = cost.depth.max(open.len());
                 match event {
                     Event::MappingStart(..) => (1, NODE_COST + MAPPING_COST),
-                    _ => (1, NODE_COST),
+                    _ => (1, NODE_COST + SEQUENCE_COST),
                 }
             }
             Event::SequenceEnd | Event::MappingEnd => {
@@ -272,10 +274,15 @@ mod tests {
         // mapping, a, seq + 3, b, seq, 2 x 4
         assert_eq!(c.nodes, 1 + 1 + 4 + 1 + 1 + 8);
         assert_eq!(c.depth, 2);
-        let seq = 4 * NODE_COST + 3 * text_cost(1);
+        let seq = 4 * NODE_COST + SEQUENCE_COST + 3 * text_cost(1);
         assert_eq!(
             c.memory,
-            NODE_COST + MAPPING_COST + 2 * (NODE_COST + text_cost(1)) + NODE_COST + 3 * seq
+            NODE_COST
+                + MAPPING_COST
+                + 2 * (NODE_COST + text_cost(1))
+                + NODE_COST
+                + SEQUENCE_COST
+                + 3 * seq
         );
     }
 
