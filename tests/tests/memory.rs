@@ -12,7 +12,8 @@ use outpost_tests::GitRepo;
 
 /// README "Memory": parsing a manifest file of S bytes may take 32 S + 1 MiB of values (the parser's budget,
 /// estimated from above); a sync holds one object twice while it writes it out, and the file's text a few
-/// times (Git object, the octal rewrite, the rendered target file): at most 56 S + 2 MiB over an idle sync.
+/// times (Git object, the octal rewrite, the rendered target file): at most 56 S + 2 MiB over a sync of a small
+/// revision.
 fn bound_kib(file_bytes: usize) -> u64 {
     ((56 * file_bytes + 2 * 1024 * 1024) / 1024) as u64
 }

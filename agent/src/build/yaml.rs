@@ -21,7 +21,7 @@ use serde_saphyr::granit_parser::{ErrorKind, Event, Parser, ScalarStyle};
 use super::BuildError;
 
 /// Estimated bytes of values per byte of text a file may cost. Real manifests measure 3-10, compact flow-style
-/// test manifests up to 28 (many small mappings are the costly kind); hostile ones are refused at this line,
+/// test manifests up to 29 (many small mappings are the costly kind); hostile ones are refused at this line,
 /// whatever their shape.
 pub const MEMORY_PER_BYTE: usize = 32;
 /// What every file may cost whatever its size, so that small files never meet the budget.
