@@ -22,6 +22,8 @@ use serde_json::{json, Value};
 enum Answer {
     /// A refusal body naming the heartbeat, without a signature.
     Unsigned,
+    /// Naming the heartbeat, signed by a key that is not the hub's.
+    SignedByAnotherKey,
     /// Signed by the hub key, but naming another seq: a refusal replayed from another heartbeat.
     SignedOtherSeq,
     /// The hub's real refusal: signed, naming this agent and seq.
@@ -41,6 +43,7 @@ impl FakeHub {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
         let key = Pkcs8Document::generate().unwrap().signing_key().unwrap();
+        let other = Pkcs8Document::generate().unwrap().signing_key().unwrap();
         let public_key = key.public_key().to_string();
         let answer = Arc::new(Mutex::new(Answer::Unsigned));
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -49,7 +52,12 @@ impl FakeHub {
             for stream in listener.incoming() {
                 let Ok(stream) = stream else { continue };
                 let answer = *a.lock().unwrap();
-                if let Some(body) = serve(stream, answer, &key) {
+                let signer = if answer == Answer::SignedByAnotherKey {
+                    &other
+                } else {
+                    &key
+                };
+                if let Some(body) = serve(stream, answer, signer) {
                     s.lock().unwrap().push((body, answer));
                 }
             }
@@ -159,9 +167,14 @@ fn only_the_hubs_signed_refusal_of_that_heartbeat_removes_it() {
     site.tables = hub.upstream_table();
     let daemon = site.spawn_daemon();
 
-    // Unsigned 409s, then signed ones naming another seq: nothing leaves the outbox, nothing is counted, and
-    // the oldest heartbeat is sent again and again (with backoff) instead of being dropped.
-    for answer in [Answer::Unsigned, Answer::SignedOtherSeq] {
+    // Unsigned 409s, 409s signed by another key, then ones signed by the hub naming another seq: nothing leaves
+    // the outbox, nothing is counted, and the oldest heartbeat is sent again and again (with backoff) instead of
+    // being dropped.
+    for answer in [
+        Answer::Unsigned,
+        Answer::SignedByAnotherKey,
+        Answer::SignedOtherSeq,
+    ] {
         hub.set(answer);
         let start = hub.seen().len();
         wait_until(
