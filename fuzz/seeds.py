@@ -58,6 +58,25 @@ def yaml_bundle():
     )
 
 
+def yaml_budget():
+    """One file per input: the examples, real manifests, and the hostile shapes the budget exists for."""
+    for path in sorted((ROOT / "examples/manifests").rglob("*.yaml")):
+        write("yaml_budget", path.name, path.read_text())
+    for name in ["deployment.yaml", "daemonset.yaml", "rbac-cluster.yaml"]:
+        write("yaml_budget", f"packaging-{name}", (ROOT / "packaging/kubernetes" / name).read_text())
+    write("yaml_budget", "aliases", "a: &a [1, {b: &b x}]\nc: [*a, *a, *b]\nd: '<<'\n<<: {e: 0644}\n")
+    write("yaml_budget", "json", '{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"x"},"data":{}}')
+    write("yaml_budget", "flow-mappings", "a: [" + ",".join(["{}"] * 3000) + "]\n")
+    write("yaml_budget", "small-mappings", "a: [" + ",".join(["{a: 1}"] * 2000) + "]\n")
+    write("yaml_budget", "nesting", "[" * 300)
+    laughs = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n"
+    for i in range(1, 8):
+        laughs += f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]\n"
+    write("yaml_budget", "laughs", laughs)
+    write("yaml_budget", "long-alias", "a: &a " + "x" * 4000 + "\nb: [" + ", ".join(["*a"] * 500) + "]\n")
+    write("yaml_budget", "documents", "kind: ConfigMap\n---\n" * 40)
+
+
 def kustomization():
     cases = ROOT / "tests/fixtures/kustomize"
     for case in sorted(p for p in cases.iterdir() if p.is_dir()):
@@ -208,6 +227,7 @@ def yaml_emit():
 if __name__ == "__main__":
     config()
     yaml_bundle()
+    yaml_budget()
     kustomization()
     signature()
     wire()

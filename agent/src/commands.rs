@@ -14,6 +14,7 @@ use crate::schedule;
 use crate::source::{Probe, Source, SourceError};
 use crate::store::{Store, StoreError};
 use crate::target::{directory, kube, TargetContext, TargetError};
+use outpost_proto::text::printable;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
@@ -305,7 +306,7 @@ pub async fn sync(config: Config, only: Option<String>) -> Result<ExitCode, Comm
             }
             Err(e) => {
                 failed += 1;
-                println!("{}: FAILED: {e}", source.name);
+                println!("{}: FAILED: {}", source.name, printable(&e.to_string()));
             }
         }
     }
@@ -352,7 +353,7 @@ pub fn status(config: Config, json: bool) -> Result<ExitCode, CommandError> {
 pub fn check(config: Config) -> Result<ExitCode, CommandError> {
     let dir = &config.agent.state_dir;
     let fail = |why: String| {
-        eprintln!("outpost is not healthy: {why}");
+        eprintln!("outpost is not healthy: {}", printable(&why));
         Ok(ExitCode::FAILURE)
     };
     let Some(snapshot) = report::read_snapshot(dir) else {
@@ -446,7 +447,7 @@ pub async fn render(
     };
     let manifests = source.read(&commit).await.map_err(err)?;
     for w in &manifests.warnings {
-        eprintln!("warning: {w}");
+        eprintln!("warning: {}", printable(w));
     }
     let vars = crate::build::substitute::vars_for(&config.agent, source_config);
     let bundle = crate::build::build_revision(&manifests, vars.as_ref(), &config.agent.limits)

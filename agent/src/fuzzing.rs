@@ -87,6 +87,68 @@ pub fn yaml_bundle(data: &[u8]) -> bool {
     check_bundle(build::build_revision(&manifests, Some(vars()), &LIMITS))
 }
 
+/// One manifest file -> values through the budgeted parser ([`build::yaml`]), and the budget's promise checked:
+/// whatever it accepts is no deeper than [`build::yaml::MAX_DEPTH`], holds no more documents than allowed, and
+/// the values built take no more heap than the scan estimated (measured from below, so a parser that expands
+/// more than the scan counted, e.g. an alias, fails here), which the budget bounds by the file's size.
+pub fn yaml_budget(data: &[u8]) -> bool {
+    use build::yaml;
+    let Ok(text) = std::str::from_utf8(data) else {
+        return false;
+    };
+    let path = if data.first() == Some(&b'{') {
+        "f.json"
+    } else {
+        "f.yaml"
+    };
+    let objects_left = 20;
+    let budget = yaml::Budget::for_file(text.len(), objects_left);
+    let docs = match yaml::parse_documents(path, text, objects_left) {
+        Ok(docs) => docs,
+        Err(e) => {
+            assert!(!e.to_string().is_empty());
+            return false;
+        }
+    };
+    let rewritten = if path.ends_with(".json") {
+        std::borrow::Cow::Borrowed(text)
+    } else {
+        build::octal_rewrite(text)
+    };
+    let cost = yaml::scan(path, &rewritten, &budget).expect("what parsed also scans");
+    assert!(cost.memory <= budget.max_memory, "accepted over budget");
+    assert!(cost.depth <= yaml::MAX_DEPTH, "accepted too deep");
+    assert!(
+        docs.len() <= objects_left,
+        "more documents than objects left"
+    );
+    let built: usize = docs.iter().map(|d| 32 + heap_of(d)).sum();
+    assert!(
+        built <= cost.memory,
+        "the values take at least {built} bytes, the scan estimated {}",
+        cost.memory
+    );
+    true
+}
+
+/// A lower bound of the heap a value owns: string and vector capacities, and the B-tree leaves a map needs.
+fn heap_of(value: &serde_json::Value) -> usize {
+    use serde_json::Value;
+    match value {
+        Value::String(s) => s.capacity(),
+        Value::Array(items) => items.capacity() * 32 + items.iter().map(heap_of).sum::<usize>(),
+        Value::Object(map) => {
+            // A leaf holds at most 11 entries of a 24-byte key and a 32-byte value.
+            map.len().div_ceil(11) * 11 * 56
+                + map
+                    .iter()
+                    .map(|(k, v)| k.capacity() + heap_of(v))
+                    .sum::<usize>()
+        }
+        _ => 0,
+    }
+}
+
 /// A small repository -> [`Bundle`] through the kustomize build, as the reconcile path builds a source whose
 /// path holds a `kustomization.yaml`.
 ///

@@ -3,7 +3,8 @@
 //! A heartbeat is queued in the store's outbox first (every `heartbeat_interval`, jittered, and at once when a
 //! source's state changes), then the outbox is drained oldest first. Each entry is signed when it is sent, not
 //! when it is queued, so one that waited out a long outage is still fresh. An entry leaves the outbox only when
-//! the hub's reply verifies against `hub_key`; an uplink that is down just means the outbox grows (bounded) and
+//! the hub's reply verifies against `hub_key`: a signed acknowledgement (delivered) or a signed refusal of that
+//! very heartbeat (dropped and counted); an uplink that is down just means the outbox grows (bounded) and
 //! drains, in order, when it returns.
 
 use std::sync::Arc;
@@ -12,7 +13,7 @@ use std::time::Duration;
 use backoff::backoff::Backoff;
 use outpost_proto::keys::SigningKey;
 use outpost_proto::signed::{self, Freshness, ReceivedResponse};
-use outpost_proto::wire::{self, Heartbeat, SourceState, SourceStatus};
+use outpost_proto::wire::{self, Heartbeat, HeartbeatRefusal, SourceState, SourceStatus};
 use tokio::sync::{watch, Notify};
 
 use crate::assignment::Assignments;
@@ -169,7 +170,11 @@ pub async fn run(
         // Counted on every wake, not only after a send: while the hub is down, sends wait out a growing
         // backoff, and `outpost status` must show the queue as it grows.
         let queued = store.outbox_len();
-        board.set_outbox(queued as u64);
+        let dropped = store.outbox_dropped_total().unwrap_or_else(|e| {
+            tracing::warn!("cannot read the count of dropped heartbeats: {e}");
+            0
+        });
+        board.set_outbox(queued as u64, dropped);
         match drained {
             Some(Ok(())) => {
                 retry.reset();
@@ -265,24 +270,27 @@ async fn drain(
         let body = crate::http_body::read_bounded(response, MAX_REPLY)
             .await
             .map_err(|e| send_err(format!("reading the reply: {e}")))?;
+        let header_refs: Vec<(&str, &str)> = reply_headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let reply = ReceivedResponse {
+            status,
+            headers: &header_refs,
+            body: &body,
+        };
+        let verify = || {
+            signed::verify_response(
+                &reply,
+                &upstream.hub_key,
+                now() as i64,
+                Freshness::default(),
+            )
+            .map_err(|e| e.to_string())
+        };
         match status {
             200 => {
-                let header_refs: Vec<(&str, &str)> = reply_headers
-                    .iter()
-                    .map(|(k, v)| (k.as_str(), v.as_str()))
-                    .collect();
-                let verified = signed::verify_response(
-                    &ReceivedResponse {
-                        status,
-                        headers: &header_refs,
-                        body: &body,
-                    },
-                    &upstream.hub_key,
-                    now() as i64,
-                    Freshness::default(),
-                );
-                if let Err(e) = verified {
-                    let message = e.to_string();
+                if let Err(message) = verify() {
                     assignments.untrusted(&body, &message);
                     return Err(HeartbeatError::Untrusted {
                         url: upstream.url.clone(),
@@ -295,15 +303,38 @@ async fn drain(
                 tracing::debug!(seq = entry.seq, "heartbeat delivered");
                 assignments.consider(&body);
             }
-            // The hub already has a newer heartbeat from us (e.g. after a restore): this one can never land.
+            // The hub already has this seq or a newer one (e.g. after a restore): this heartbeat can never land.
+            // Only the hub's own signed refusal of exactly this heartbeat says so; a 409 from anything else (a
+            // proxy, a man in the middle, a replayed refusal) is a failed send, and the heartbeat stays queued.
             409 => {
+                let refusal = verify().and_then(|_| {
+                    HeartbeatRefusal::parse(&body)
+                        .filter(|r| r.refuses(&assignments.config.agent.id, entry.seq))
+                        .ok_or_else(|| {
+                            format!(
+                                "the signed 409 does not name agent {:?} and seq {}",
+                                assignments.config.agent.id, entry.seq
+                            )
+                        })
+                });
+                let refusal = refusal.map_err(|message| HeartbeatError::Untrusted {
+                    url: upstream.url.clone(),
+                    message: format!(
+                        "a 409 refusal of heartbeat {} that is not the hub's ({message}); the heartbeat stays queued",
+                        entry.seq
+                    ),
+                })?;
+                let dropped = store
+                    .outbox_refused(entry.seq)
+                    .map_err(|e| send_err(e.to_string()))?;
                 tracing::warn!(
                     seq = entry.seq,
-                    "the hub refused heartbeat as not newer; dropping it"
+                    dropped,
+                    "the hub refused heartbeat {}: {} ({}); dropped from the outbox, and counted in the next heartbeat",
+                    entry.seq,
+                    refusal.message,
+                    refusal.error
                 );
-                store
-                    .outbox_delivered(entry.seq)
-                    .map_err(|e| send_err(e.to_string()))?;
             }
             _ => {
                 let text = String::from_utf8_lossy(&body[..body.len().min(512)]).to_string();

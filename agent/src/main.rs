@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use outpost_agent::commands;
 use outpost_agent::logging::{self, LogFormat};
+use outpost_proto::text::printable;
 
 #[derive(Parser)]
 #[command(
@@ -69,7 +70,7 @@ fn main() -> anyhow::Result<ExitCode> {
     let config = match commands::load_config(&cli.config) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", printable(&e.to_string()));
             return Ok(ExitCode::from(2));
         }
     };
@@ -97,7 +98,7 @@ fn main() -> anyhow::Result<ExitCode> {
     match result {
         Ok(code) => Ok(code),
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", printable(&e.to_string()));
             Ok(ExitCode::FAILURE)
         }
     }

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{Config, SourceConfig};
 use crate::store::{SourceRecord, Store, StoreError};
 use crate::{fsutil, redact};
+use outpost_proto::text::printable;
 
 pub const SNAPSHOT_FILE: &str = "status.json";
 pub const PID_FILE: &str = "outpost.pid";
@@ -54,6 +55,10 @@ pub struct Snapshot {
     /// number that keeps growing means the hub is unreachable or refuses them (the daemon's log says why).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub heartbeat_outbox: Option<u64>,
+    /// Heartbeats removed from the outbox without delivery, ever: it overflowed, they grew too old, or the hub
+    /// refused them (signed). Each is also reported to the hub in the next heartbeat's `dropped`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_dropped: Option<u64>,
     pub sources: Vec<SourceStatus>,
 }
 
@@ -94,6 +99,10 @@ pub fn from_store(config: &Config, store: &Store) -> Result<Snapshot, StoreError
         daemon_pid: None,
         written_at: crate::store::now(),
         heartbeat_outbox: config.upstream.as_ref().map(|_| store.outbox_len() as u64),
+        heartbeat_dropped: match config.upstream {
+            Some(_) => Some(store.outbox_dropped_total()?),
+            None => None,
+        },
         sources,
     })
 }
@@ -131,14 +140,16 @@ impl Board {
         self.write(guard);
     }
 
-    /// Records how many heartbeats wait in the outbox (the heartbeat loop calls it after every send).
-    pub fn set_outbox(&self, depth: u64) {
+    /// Records how many heartbeats wait in the outbox and how many were dropped undelivered in all (the
+    /// heartbeat loop calls it on every wake).
+    pub fn set_outbox(&self, depth: u64, dropped: u64) {
         let guard = self.snapshot.lock().unwrap_or_else(|p| p.into_inner());
-        if guard.0.heartbeat_outbox == Some(depth) {
+        if guard.0.heartbeat_outbox == Some(depth) && guard.0.heartbeat_dropped == Some(dropped) {
             return;
         }
         let mut guard = guard;
         guard.0.heartbeat_outbox = Some(depth);
+        guard.0.heartbeat_dropped = Some(dropped);
         self.write(guard);
     }
 
@@ -171,11 +182,12 @@ pub fn pid_holder(state_dir: &Path) -> String {
     }
 }
 
-/// The human form of `outpost status`.
+/// The human form of `outpost status`. Every text that came from outside (names, revisions, errors quoting file
+/// names) goes through [`printable`]: a terminal must never receive a control sequence from a repository.
 pub fn render_table(snapshot: &Snapshot, now: u64) -> String {
     let short = |r: &Option<String>| {
         r.as_deref()
-            .map(|r| r.chars().take(12).collect::<String>())
+            .map(|r| printable(r).chars().take(12).collect::<String>())
             .unwrap_or_else(|| "-".into())
     };
     let ago = |t: Option<u64>| match t {
@@ -185,7 +197,7 @@ pub fn render_table(snapshot: &Snapshot, now: u64) -> String {
     };
     let mut out = format!(
         "agent {} ({})\n",
-        snapshot.agent_id,
+        printable(&snapshot.agent_id),
         match snapshot.daemon_pid {
             Some(pid) => format!("outpost run is running, pid {pid}"),
             None => "no daemon running; read from the store".into(),
@@ -196,6 +208,11 @@ pub fn render_table(snapshot: &Snapshot, now: u64) -> String {
             "heartbeat outbox: {depth} waiting to be sent to the hub\n"
         ));
     }
+    if let Some(dropped) = snapshot.heartbeat_dropped.filter(|d| *d > 0) {
+        out.push_str(&format!(
+            "heartbeats dropped undelivered: {dropped} (outbox full or too old, or refused by the hub; the daemon's log says which)\n"
+        ));
+    }
     out.push_str(&format!(
         "{:<16} {:<12} {:<13} {:<13} {:<13} {:<8} {:<10} {}\n",
         "SOURCE", "STATE", "APPLIED", "LAST GOOD", "FETCHED", "OBJECTS", "SEEN", "NEXT POLL"
@@ -203,8 +220,8 @@ pub fn render_table(snapshot: &Snapshot, now: u64) -> String {
     for s in &snapshot.sources {
         out.push_str(&format!(
             "{:<16} {:<12} {:<13} {:<13} {:<13} {:<8} {:<10} {}\n",
-            s.name,
-            s.state,
+            printable(&s.name),
+            printable(&s.state),
             short(&s.applied),
             short(&s.last_good),
             short(&s.fetched),
@@ -213,7 +230,7 @@ pub fn render_table(snapshot: &Snapshot, now: u64) -> String {
             ago(s.next_poll)
         ));
         if let Some(e) = &s.last_error {
-            out.push_str(&format!("  error: {e}\n"));
+            out.push_str(&format!("  error: {}\n", printable(e)));
         }
         if s.drift_corrected > 0 {
             out.push_str(&format!(
@@ -222,7 +239,7 @@ pub fn render_table(snapshot: &Snapshot, now: u64) -> String {
             ));
         }
         for note in &s.notes {
-            out.push_str(&format!("  note: {note}\n"));
+            out.push_str(&format!("  note: {}\n", printable(note)));
         }
     }
     out

@@ -11,6 +11,8 @@
 //! 5. the body's `agent_id` must be the signer's id -> 403 (one agent's key cannot speak for another);
 //! 6. `seq` must be above the last accepted one -> 409, except an exact copy of a heartbeat already
 //!    accepted, which is acknowledged again (200) so an agent whose acknowledgement was lost can move on.
+//!    The 409 is signed and names the agent and seq: it makes the agent drop the heartbeat, so a forged or
+//!    replayed one must not verify.
 //!
 //! The reply is `{"ack_seq": N, "assignment": ...}`, signed with the hub key (RFC 9421 response signature).
 //! The assignment is sent only when it is newer than the generation the agent reports running; an agent
@@ -93,7 +95,8 @@ pub fn handle(
                     "heartbeat seq {} of agent {:?} is not above the last accepted seq {last_seq}: a replay or an out-of-order send; agents must send seqs in increasing order (if the agent's state was wiped, its seq restarted: give it a new id or key)",
                     heartbeat.seq, agent.id
                 ),
-            ))
+            )
+            .signed_refusal(&agent.id, heartbeat.seq, &hub.key, now)?)
         }
         Recorded::Changed => {
             return Err(Rejection::new(
@@ -103,7 +106,8 @@ pub fn handle(
                     "heartbeat seq {} of agent {:?} was already accepted with different content; every heartbeat needs a new seq",
                     heartbeat.seq, agent.id
                 ),
-            ))
+            )
+            .signed_refusal(&agent.id, heartbeat.seq, &hub.key, now)?)
         }
     }
     tracing::debug!(agent = %agent.id, seq = heartbeat.seq, duplicate = (recorded == Recorded::Duplicate), "heartbeat accepted");

@@ -2,8 +2,9 @@
 //!
 //! Handlers return these plain values and the server turns them into HTTP, so the decisions stay testable
 //! without a socket. A rejection always carries a machine-readable `reason` and a sentence for a human, in
-//! the body (`{"error": reason, "message": ...}`) and in the hub's log; only successful heartbeat replies
-//! are signed, because only they carry something the agent acts on (the assignment).
+//! the body (`{"error": reason, "message": ...}`) and in the hub's log. Only what an agent acts on is signed:
+//! a heartbeat acknowledgement (it carries the assignment) and a heartbeat refusal (409, the agent drops the
+//! heartbeat); an agent treats any unsigned answer as a failed send and keeps the heartbeat.
 
 use serde::Serialize;
 
@@ -52,6 +53,15 @@ pub struct Rejection {
     pub message: String,
     /// For a refusal that passes by itself (rate limited, busy): whole seconds for `Retry-After`.
     pub retry_after: Option<u64>,
+    /// Set for a refusal the agent acts on: the exact body sent, and its signature headers.
+    pub signed: Option<SignedBody>,
+}
+
+/// A body and the signature headers over it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedBody {
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
 }
 
 #[derive(Serialize)]
@@ -67,6 +77,7 @@ impl Rejection {
             reason,
             message: message.into(),
             retry_after: None,
+            signed: None,
         }
     }
 
@@ -78,6 +89,34 @@ impl Rejection {
         }
     }
 
+    /// Makes this refusal of heartbeat `seq` of agent `agent_id` one the agent may act on: the body names both
+    /// (so it cannot be replayed onto another heartbeat) and is signed with the hub key like an acknowledgement.
+    pub fn signed_refusal(
+        mut self,
+        agent_id: &str,
+        seq: u64,
+        key: &outpost_proto::keys::SigningKey,
+        now: i64,
+    ) -> Result<Rejection, Rejection> {
+        let refusal = outpost_proto::wire::HeartbeatRefusal {
+            error: self.reason.to_owned(),
+            message: self.message.clone(),
+            agent_id: agent_id.to_owned(),
+            seq,
+        };
+        let body = serde_json::to_vec(&refusal)
+            .map_err(|e| Rejection::internal(format!("cannot encode a refusal: {e}")))?;
+        let headers = outpost_proto::signed::sign_response(self.status, &body, JSON, key, now)
+            .map_err(|e| Rejection::internal(format!("cannot sign a refusal: {e}")))?;
+        self.signed = Some(SignedBody { headers, body });
+        Ok(self)
+    }
+
+    /// The headers sent with the body: the signature fields of a signed refusal, else none.
+    pub fn headers(&self) -> &[(&'static str, String)] {
+        self.signed.as_ref().map_or(&[], |s| &s.headers)
+    }
+
     /// A fault on the hub's side; the message goes to the log, the client learns only that it should retry.
     pub fn internal(message: impl Into<String>) -> Rejection {
         Rejection::new(500, "internal", message)
@@ -85,6 +124,9 @@ impl Rejection {
 
     /// The JSON body sent to the client.
     pub fn body(&self) -> Vec<u8> {
+        if let Some(signed) = &self.signed {
+            return signed.body.clone();
+        }
         let message = if self.status >= 500 {
             "the hub failed to handle this request; retry later (the hub's log has the cause)"
         } else {

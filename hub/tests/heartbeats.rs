@@ -313,6 +313,12 @@ async fn seq_must_grow_but_duplicates_are_acknowledged() -> TestResult {
         (replay.status, replay.reason()?.as_str()),
         (409, "seq_not_newer")
     );
+    // Signed, and naming the agent and the seq: the agent drops a heartbeat only on such a refusal.
+    replay.verify(&hub)?;
+    assert_eq!(
+        (&replay.json()?["agent_id"], &replay.json()?["seq"]),
+        (&serde_json::json!("store-042"), &serde_json::json!(3))
+    );
 
     // The same heartbeat again (its acknowledgement was lost): 200, acknowledged, nothing recorded twice.
     for seq in [6, 5] {
@@ -330,6 +336,8 @@ async fn seq_must_grow_but_duplicates_are_acknowledged() -> TestResult {
         (answer.status, answer.reason()?.as_str()),
         (409, "seq_reused")
     );
+    answer.verify(&hub)?;
+    assert_eq!(answer.json()?["seq"], 6);
 
     let detail = hub.get("/v1/agents/store-042").await?.json()?;
     assert_eq!(detail["seq"], 6);

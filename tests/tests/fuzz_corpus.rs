@@ -62,6 +62,11 @@ fn yaml_emit_corpus() {
 }
 
 #[test]
+fn yaml_budget_corpus() {
+    replay("yaml_budget", outpost_agent::fuzzing::yaml_budget);
+}
+
+#[test]
 fn kustomization_corpus() {
     replay("kustomization", outpost_agent::fuzzing::kustomization);
 }

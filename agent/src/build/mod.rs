@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 pub mod kustomize;
 mod octal;
 pub mod substitute;
+pub mod yaml;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -50,6 +51,8 @@ pub enum BuildError {
         "the bundle has more than {limit} objects; split the source or raise [agent] max_objects"
     )]
     TooManyObjects { limit: usize },
+    #[error("{file}: {message}")]
+    Budget { file: String, message: String },
     #[error(transparent)]
     Kustomize(#[from] kustomize::KustomizeError),
     #[error(transparent)]
@@ -143,7 +146,15 @@ pub fn build(files: &[ManifestFile], limits: &Limits) -> Result<Bundle, BuildErr
             file: file.path.clone(),
             offset: e.valid_up_to(),
         })?;
-        for (index, doc) in parse_documents(&file.path, text)?.into_iter().enumerate() {
+        // Documents are counted against max_objects while the file is read, before their values are built.
+        let left = limits.max_objects.saturating_sub(objects.len());
+        let docs = yaml::parse_documents(&file.path, text, left).map_err(|e| match e {
+            BuildError::TooManyObjects { .. } => BuildError::TooManyObjects {
+                limit: limits.max_objects,
+            },
+            e => e,
+        })?;
+        for (index, doc) in docs.into_iter().enumerate() {
             let document = index + 1;
             for object in flatten(doc, &file.path, document)? {
                 let id = identity(&object).map_err(|message| BuildError::Invalid {
@@ -178,36 +189,15 @@ pub fn build(files: &[ManifestFile], limits: &Limits) -> Result<Bundle, BuildErr
     Ok(Bundle::new(objects))
 }
 
-/// Parses every document of a file; empty documents (only comments, or `---` twice) are skipped.
+/// Parses every document of a file within its memory budget (see [`yaml`]); empty documents are skipped.
 pub(crate) fn parse_documents(path: &str, text: &str) -> Result<Vec<Value>, BuildError> {
-    if path.to_ascii_lowercase().ends_with(".json") {
-        let value: Value = serde_json::from_str(text).map_err(|e| BuildError::Json {
-            file: path.to_string(),
-            line: e.line(),
-            column: e.column(),
-            message: e.to_string(),
-        })?;
-        return Ok(vec![value]);
-    }
-    let mut docs = Vec::new();
-    let text = octal::rewrite(text);
-    for de in serde_yaml_ng::Deserializer::from_str(&text) {
-        let value = Value::deserialize(de).map_err(|e| {
-            let at = e
-                .location()
-                .map(|l| format!(" line {}, column {}", l.line(), l.column()))
-                .unwrap_or_default();
-            BuildError::Yaml {
-                file: path.to_string(),
-                at: if at.is_empty() { at } else { format!(",{at}") },
-                message: e.to_string(),
-            }
-        })?;
-        if !value.is_null() {
-            docs.push(value);
-        }
-    }
-    Ok(docs)
+    yaml::parse_documents(path, text, usize::MAX)
+}
+
+/// YAML 1.1 octal values rewritten as the parser sees them; for the fuzz targets' checks.
+#[doc(hidden)]
+pub fn octal_rewrite(text: &str) -> std::borrow::Cow<'_, str> {
+    octal::rewrite(text)
 }
 
 /// `kind: List` (and `*List` kinds as kubectl writes them) are unpacked into their items.

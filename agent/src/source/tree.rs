@@ -32,6 +32,27 @@ pub struct KustomizationInput {
 /// A tree deeper than this is not a manifest folder; stop before it costs memory.
 const MAX_DEPTH: usize = 64;
 
+/// Refuses a tree entry name that Git itself would never check out (`git fsck` flags these): `.`, `..`, `.git`
+/// in any case, an empty name, or one holding `/` or NUL. Such a name only comes from a crafted tree, and joined
+/// into a path it would step out of the source's folder (`../evil.yaml`) or pose as repository metadata.
+fn check_name(name: &[u8]) -> Result<(), String> {
+    let why = if name.is_empty() {
+        "an empty name"
+    } else if name == b"." || name == b".." {
+        "a name that points at a folder itself"
+    } else if name.eq_ignore_ascii_case(b".git") {
+        "the name of Git's own metadata folder"
+    } else if name.contains(&b'/') || name.contains(&0) {
+        "a name holding '/' or NUL"
+    } else {
+        return Ok(());
+    };
+    Err(format!(
+        "tree entry {:?} has {why}, which `git fsck` flags and `git checkout` refuses; this commit was crafted or corrupted: fix the repository (git fsck lists it) and push a new commit",
+        String::from_utf8_lossy(name)
+    ))
+}
+
 pub fn is_manifest(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
     lower.ends_with(".yaml") || lower.ends_with(".yml") || lower.ends_with(".json")
@@ -98,6 +119,7 @@ pub fn read(
         let tree = repo.find_tree(tree_id).map_err(|e| git(&e))?;
         for entry in tree.iter() {
             let entry = entry.map_err(|e| git(&e))?;
+            check_name(entry.filename()).map_err(|m| bad(format!("in folder {dir:?}: {m}")))?;
             let name = entry.filename().to_string();
             let full = if dir.is_empty() {
                 name.clone()
@@ -179,6 +201,7 @@ fn read_repository(
         let tree = repo.find_tree(tree_id).map_err(|e| e.to_string())?;
         for entry in tree.iter() {
             let entry = entry.map_err(|e| e.to_string())?;
+            check_name(entry.filename()).map_err(|m| format!("in folder {dir:?}: {m}"))?;
             let name = entry.filename().to_string();
             let full = if dir.is_empty() {
                 name
@@ -257,6 +280,22 @@ mod tests {
         assert!(!escapes("apps", "apps/a", "../b/x.yaml"));
         assert!(!escapes("", "x", "../y.yaml"));
         assert!(escapes("apps", "apps/a", "../../other/x.yaml"));
+    }
+
+    #[test]
+    fn names_git_refuses_are_refused() {
+        for name in [&b".."[..], b".", b".git", b".GiT", b"", b"a/b", b"a\0b"] {
+            assert!(super::check_name(name).is_err(), "{name:?}");
+        }
+        for name in [
+            &b"..yaml"[..],
+            b".gitignore",
+            b"app.yaml",
+            b"...",
+            b".git.yaml",
+        ] {
+            assert!(super::check_name(name).is_ok(), "{name:?}");
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@
 //! his/<source>\0<seq: u64 BE>      -> HistoryEntry as JSON; at most HISTORY_LEN per source
 //! hb/seq                           -> u64 BE, the last heartbeat sequence number handed out
 //! hb/dropped                       -> u64 BE, heartbeats dropped from the outbox and not yet reported
+//! hb/dropped_total                 -> u64 BE, heartbeats removed from the outbox undelivered, ever
 //! obx/<seq: u64 BE>                -> OutboxEntry as JSON, a heartbeat waiting to be sent (see outbox.rs)
 //! inv/<source>                     -> the Kubernetes target's inventory of the source as JSON (target/kube)
 //! asg/current                      -> the hub's last accepted assignment (outpost.assignment/v1) as JSON

@@ -4,7 +4,9 @@
 //! silently lost. So every heartbeat gets a sequence number that is persisted (strictly increasing across
 //! restarts), is queued in sled before any send is tried, and leaves the outbox only once delivered. The outbox
 //! is bounded by count and age; when it overflows the oldest entries go, and the number dropped is carried into
-//! the next heartbeat queued, so the hub can see the gap. Every change is one atomic batch, flushed.
+//! the next heartbeat queued, so the hub can see the gap. A heartbeat the hub refuses (its signed 409) goes the
+//! same way. Every removal that is not a delivery also adds to a total that never resets, which `outpost
+//! status` shows. Every change is one atomic batch, flushed.
 
 use serde::{Deserialize, Serialize};
 
@@ -12,6 +14,7 @@ use super::{encode, Store, StoreError};
 
 const SEQ_KEY: &[u8] = b"hb/seq";
 const DROPPED_KEY: &[u8] = b"hb/dropped";
+const DROPPED_TOTAL_KEY: &[u8] = b"hb/dropped_total";
 const PREFIX: &[u8] = b"obx/";
 
 /// How much the outbox may hold.
@@ -63,6 +66,7 @@ impl Store {
     ) -> Result<OutboxEntry, StoreError> {
         let seq = read_u64(self.tree.get(SEQ_KEY).map_err(|e| self.io(e))?) + 1;
         let mut dropped = read_u64(self.tree.get(DROPPED_KEY).map_err(|e| self.io(e))?);
+        let mut total = self.outbox_dropped_total()?;
         let mut batch = sled::Batch::default();
 
         // Evict by age, then by count (leaving room for the new entry). An evicted entry's own report of
@@ -77,6 +81,7 @@ impl Store {
             if i < over || too_old {
                 batch.remove(entry_key(e.seq));
                 dropped += 1 + e.reports_dropped;
+                total += 1;
             } else {
                 break;
             }
@@ -91,9 +96,38 @@ impl Store {
         batch.insert(entry_key(seq), encode(&entry));
         batch.insert(SEQ_KEY, &seq.to_be_bytes());
         batch.insert(DROPPED_KEY, &0u64.to_be_bytes());
+        batch.insert(DROPPED_TOTAL_KEY, &total.to_be_bytes());
         self.tree.apply_batch(batch).map_err(|e| self.io(e))?;
         self.flush()?;
         Ok(entry)
+    }
+
+    /// Removes a heartbeat the hub refused (signed), counting it like an eviction: the next heartbeat queued
+    /// reports it (and whatever drops it carried itself). Returns the new total of heartbeats dropped.
+    pub fn outbox_refused(&self, seq: u64) -> Result<u64, StoreError> {
+        let Some(v) = self.tree.get(entry_key(seq)).map_err(|e| self.io(e))? else {
+            return self.outbox_dropped_total();
+        };
+        let e: OutboxEntry = self.decode("obx", &v)?;
+        let dropped = read_u64(self.tree.get(DROPPED_KEY).map_err(|e| self.io(e))?);
+        let total = self.outbox_dropped_total()? + 1;
+        let mut batch = sled::Batch::default();
+        batch.remove(entry_key(seq));
+        batch.insert(
+            DROPPED_KEY,
+            &(dropped + 1 + e.reports_dropped).to_be_bytes(),
+        );
+        batch.insert(DROPPED_TOTAL_KEY, &total.to_be_bytes());
+        self.tree.apply_batch(batch).map_err(|e| self.io(e))?;
+        self.flush()?;
+        Ok(total)
+    }
+
+    /// Heartbeats removed from the outbox without being delivered, since the store was created.
+    pub fn outbox_dropped_total(&self) -> Result<u64, StoreError> {
+        Ok(read_u64(
+            self.tree.get(DROPPED_TOTAL_KEY).map_err(|e| self.io(e))?,
+        ))
     }
 
     /// The oldest `n` queued heartbeats, oldest first: the order they must be sent in.
@@ -174,6 +208,37 @@ mod tests {
             next.reports_dropped, 2,
             "seq 4 dropped and the 1 it reported"
         );
+    }
+
+    #[test]
+    fn a_refused_heartbeat_is_counted_and_reported_by_the_next() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let limits = OutboxLimits {
+            max_entries: 2,
+            max_age_secs: 1000,
+        };
+        for t in 0..3 {
+            store.outbox_push(t, limits, body).unwrap();
+        }
+        assert_eq!(store.outbox_dropped_total().unwrap(), 1, "seq 1 evicted");
+        // seq 3 reports the eviction of seq 1; refusing seq 3 carries that on, plus seq 3 itself.
+        assert_eq!(store.outbox_refused(3).unwrap(), 2);
+        assert_eq!(
+            store.outbox_refused(3).unwrap(),
+            2,
+            "already gone: no change"
+        );
+        let next = store.outbox_push(3, limits, body).unwrap();
+        assert_eq!(next.reports_dropped, 2);
+        assert_eq!(store.outbox_dropped_total().unwrap(), 2);
+        let seqs: Vec<u64> = store
+            .outbox_entries(10)
+            .unwrap()
+            .iter()
+            .map(|e| e.seq)
+            .collect();
+        assert_eq!(seqs, [2, 4]);
     }
 
     #[test]

@@ -87,7 +87,7 @@ fn refused(
     } else if state.refusals.note(rejection.reason, peer.ip()) {
         tracing::warn!(%peer, %method, %path, "refused: {text}");
     }
-    let mut response = response(rejection.status, &[], rejection.body());
+    let mut response = response(rejection.status, rejection.headers(), rejection.body());
     let headers = response.headers_mut();
     if rejection.status == 413 {
         // The rest of the body was not read; the connection cannot carry another request.

@@ -37,7 +37,8 @@ pub struct Heartbeat {
     pub agent_version: String,
     /// The generation of the assignment the agent runs; 0 when it runs none.
     pub assignment_generation: u64,
-    /// Heartbeats dropped from the full outbox since the last one delivered.
+    /// Heartbeats removed from the outbox without being delivered (it overflowed, they grew too old, or the
+    /// hub refused them with a signed 409) since the last one delivered.
     pub dropped: u64,
     pub sources: Vec<SourceStatus>,
     /// The last assignment the agent refused, while that refusal stands; absent once a later assignment is

@@ -18,12 +18,14 @@
 
 mod assignment;
 mod heartbeat;
+mod refusal;
 mod time;
 
 pub use assignment::{Assignment, AuthFiles, GitRefSpec, SourceSpec};
 pub use heartbeat::{
     bounded_error, AssignmentError, Heartbeat, RefusalKind, SourceState, SourceStatus,
 };
+pub use refusal::HeartbeatRefusal;
 pub use time::{format_timestamp, parse_timestamp};
 
 /// The largest heartbeat or assignment body accepted, in bytes.
