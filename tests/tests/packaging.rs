@@ -205,7 +205,7 @@ fn assert_hardened(file: &str, pod: &Value) {
             c["resources"],
             json!({
                 "requests": {"cpu": "10m", "memory": "16Mi"},
-                "limits": {"cpu": "200m", "memory": "64Mi"},
+                "limits": {"cpu": "200m", "memory": "128Mi"},
             }),
             "{at}: resources"
         );
