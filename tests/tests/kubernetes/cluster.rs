@@ -135,14 +135,15 @@ impl Cluster {
     /// A site with one source `apps` from `repo`, applied to this cluster. Its agent id is this test's own: tests
     /// running beside it on one real cluster are other agents, whose objects it must never touch.
     pub fn site(&self, repo: &GitRepo, extra: &str) -> Site {
-        self.agent_site(&self.ns, repo, extra)
+        self.agent_site(&self.ns, repo, &self.ns, extra)
     }
 
-    /// Like `site`, for agent `id` (another agent on the same cluster, or a replica when `id` repeats).
-    pub fn agent_site(&self, id: &str, repo: &GitRepo, extra: &str) -> Site {
+    /// Like `site`, for agent `id` (another agent on the same cluster, or a replica when `id` repeats) whose
+    /// source `apps` applies into namespace `ns`.
+    pub fn agent_site(&self, id: &str, repo: &GitRepo, ns: &str, extra: &str) -> Site {
         let mut site = Site::new();
         site.agent_id = id.to_string();
-        self.set_source(&mut site, repo, extra);
+        set_source_in(&mut site, repo, ns, extra);
         site.tables = self.table();
         site
     }
@@ -162,15 +163,7 @@ impl Cluster {
 
     /// Makes `apps` the site's only source, with `extra` settings (the same agent, changed configuration).
     pub fn set_source(&self, site: &mut Site, repo: &GitRepo, extra: &str) {
-        site.sources.clear();
-        site.source_to(
-            "apps",
-            &repo.file_url(),
-            &format!("branch = \"{}\"", repo.branch()),
-            ".",
-            "kubernetes",
-            &format!("namespace = \"{}\"\n{extra}", self.ns),
-        );
+        set_source_in(site, repo, &self.ns, extra);
     }
 
     pub fn namespace_yaml(&self) -> String {
@@ -229,6 +222,19 @@ pub fn rand_u32() -> u32 {
         .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut b))
         .unwrap();
     u32::from_le_bytes(b)
+}
+
+/// Makes `apps` the site's only source, applied into namespace `ns`.
+fn set_source_in(site: &mut Site, repo: &GitRepo, ns: &str, extra: &str) {
+    site.sources.clear();
+    site.source_to(
+        "apps",
+        &repo.file_url(),
+        &format!("branch = \"{}\"", repo.branch()),
+        ".",
+        "kubernetes",
+        &format!("namespace = \"{ns}\"\n{extra}"),
+    );
 }
 
 pub fn namespace_yaml(name: &str) -> String {

@@ -9,28 +9,13 @@ use outpost_tests::GitRepo;
 use serde_json::{json, Value};
 
 use super::cluster::{namespace_yaml, rand_u32, repo_with, Cluster};
-use super::common::{configmap, wait_until, Site};
+use super::common::{configmap, wait_until};
 
 /// `configmap` in namespace `ns`.
 fn configmap_in(ns: &str, name: &str, version: &str) -> String {
     format!(
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  namespace: {ns}\ndata:\n  version: \"{version}\"\n"
     )
-}
-
-/// A second agent `id` whose source is also called `apps`, applying into namespace `ns`.
-fn agent(c: &Cluster, id: &str, repo: &GitRepo, ns: &str, extra: &str) -> Site {
-    let mut site = c.agent_site(id, repo, "");
-    site.sources.clear();
-    site.source_to(
-        "apps",
-        &repo.file_url(),
-        &format!("branch = \"{}\"", repo.branch()),
-        ".",
-        "kubernetes",
-        &format!("namespace = \"{ns}\"\n{extra}"),
-    );
-    site
 }
 
 /// What must not change about another agent's object: it exists, is not being deleted, keeps its owner and
@@ -52,14 +37,14 @@ fn a_lost_state_directory_never_takes_another_agents_objects() {
     let c = Cluster::start("lostowner");
     let (a_id, b_id) = (format!("{}-a", c.ns), format!("{}-b", c.ns));
     let a_repo = repo_with(&c, &[("a.yaml", configmap("a", "1"))]);
-    let a = agent(&c, &a_id, &a_repo, &c.ns, "prune = true");
+    let a = c.agent_site(&a_id, &a_repo, &c.ns, "prune = true");
     let b_ns = c.other_namespace("b");
     let b_repo = GitRepo::new();
     b_repo.write("namespace.yaml", namespace_yaml(&b_ns).as_bytes());
     b_repo.write("b.yaml", configmap("b", "1").as_bytes());
     b_repo.write("c.yaml", configmap("c", "1").as_bytes());
     b_repo.commit("initial");
-    let b = agent(&c, &b_id, &b_repo, &b_ns, "prune = true");
+    let b = c.agent_site(&b_id, &b_repo, &b_ns, "prune = true");
     a.sync_ok();
     b.sync_ok();
     let a_ns = fingerprint(c.namespace(&c.ns)).expect("A's namespace");
@@ -90,7 +75,7 @@ fn the_same_object_in_two_agents_bundles_is_refused_naming_both_owners() {
     let c = Cluster::start("conflict");
     let (a_id, b_id) = (format!("{}-a", c.ns), format!("{}-b", c.ns));
     let a_repo = repo_with(&c, &[("shared.yaml", configmap("shared", "1"))]);
-    let a = agent(&c, &a_id, &a_repo, &c.ns, "prune = true");
+    let a = c.agent_site(&a_id, &a_repo, &c.ns, "prune = true");
     a.sync_ok();
     let before = fingerprint(c.cm("shared")).unwrap();
 
@@ -98,7 +83,7 @@ fn the_same_object_in_two_agents_bundles_is_refused_naming_both_owners() {
     b_repo.write("shared.yaml", configmap_in(&c.ns, "shared", "2").as_bytes());
     b_repo.write("mine.yaml", configmap_in(&c.ns, "mine", "2").as_bytes());
     b_repo.commit("initial");
-    let b = agent(&c, &b_id, &b_repo, &c.ns, "prune = true");
+    let b = c.agent_site(&b_id, &b_repo, &c.ns, "prune = true");
     let out = b.sync_fails();
     assert!(out.contains(&format!("ConfigMap/{}/shared", c.ns)), "{out}");
     assert!(
@@ -159,9 +144,9 @@ fn two_agents_with_default_leader_election_both_apply() {
     b_repo.write("namespace.yaml", namespace_yaml(&b_ns).as_bytes());
     b_repo.write("b.yaml", configmap("b", "1").as_bytes());
     b_repo.commit("initial");
-    let mut a = agent(&c, &a_id, &a_repo, &c.ns, "");
+    let mut a = c.agent_site(&a_id, &a_repo, &c.ns, "");
     a.tables = c.table_with_default_lease(&a_id);
-    let mut b = agent(&c, &b_id, &b_repo, &b_ns, "");
+    let mut b = c.agent_site(&b_id, &b_repo, &b_ns, "");
     b.tables = c.table_with_default_lease(&b_id);
     let da = a.spawn_daemon();
     let db = b.spawn_daemon();
@@ -194,7 +179,7 @@ fn objects_labelled_before_owners_are_adopted_only_by_the_agent_that_lists_them(
     let c = Cluster::start("legacy");
     let (a_id, b_id) = (format!("{}-a", c.ns), format!("{}-b", c.ns));
     let a_repo = repo_with(&c, &[("old.yaml", configmap("old", "1"))]);
-    let a = agent(&c, &a_id, &a_repo, &c.ns, "prune = true");
+    let a = c.agent_site(&a_id, &a_repo, &c.ns, "prune = true");
     a.sync_ok();
     // What an earlier Outpost left: the source label without an owner.
     c.edit(
@@ -214,7 +199,7 @@ fn objects_labelled_before_owners_are_adopted_only_by_the_agent_that_lists_them(
     let b_repo = GitRepo::new();
     b_repo.write("other.yaml", configmap_in(&c.ns, "other", "1").as_bytes());
     b_repo.commit("initial");
-    let b = agent(&c, &b_id, &b_repo, &c.ns, "prune = true");
+    let b = c.agent_site(&b_id, &b_repo, &c.ns, "prune = true");
     b.sync_ok();
     b_repo.write("old.yaml", configmap_in(&c.ns, "old", "2").as_bytes());
     b_repo.commit("claims old");
@@ -258,14 +243,14 @@ fn state_directories_lost_at_random_between_syncs_never_touch_the_other_agent() 
             ("a2.yaml", configmap("a2", "1")),
         ],
     );
-    let a = agent(&c, &a_id, &a_repo, &c.ns, "prune = true");
+    let a = c.agent_site(&a_id, &a_repo, &c.ns, "prune = true");
     let b_ns = c.other_namespace("b");
     let b_repo = GitRepo::new();
     b_repo.write("namespace.yaml", namespace_yaml(&b_ns).as_bytes());
     // A rebuilt inventory only covers the kinds of the current bundle, so B always keeps one ConfigMap.
     b_repo.write("anchor.yaml", configmap("anchor", "1").as_bytes());
     b_repo.commit("initial");
-    let b = agent(&c, &b_id, &b_repo, &b_ns, "prune = true");
+    let b = c.agent_site(&b_id, &b_repo, &b_ns, "prune = true");
     a.sync_ok();
     b.sync_ok();
     let a_objects = || {
