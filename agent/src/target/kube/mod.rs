@@ -4,17 +4,21 @@
 //! Invariants:
 //! - The inventory in the store lists every object this agent applied for a source and may still own. It is
 //!   written after every apply attempt, failed ones included, so that a rollback can prune what a failed revision
-//!   created, and a crash never orphans an object. When it is lost it is rebuilt from the cluster by label.
-//! - Only objects that still carry our source label are ever deleted.
+//!   created, and a crash never orphans an object. When it is lost it is rebuilt from the cluster by our owner
+//!   label (agent and source, see `owner`), never by the source name, which other agents' sources may share.
+//! - Only objects that still carry our owner label (or legacy objects of this source that the stored inventory
+//!   lists) are ever deleted; an object another owner holds is never written over.
 //! - An unchanged cycle costs one metadata-only list per kind; only what drifted is re-applied.
 
 mod apply;
 pub mod client;
 mod drift;
 pub mod health;
+mod inventory;
 pub mod lease;
 pub mod owner;
 pub mod plan;
+mod wait;
 
 use std::sync::Arc;
 use std::time::Duration;
