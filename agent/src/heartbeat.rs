@@ -214,7 +214,7 @@ fn client(upstream: &Upstream) -> Result<reqwest::Client, HeartbeatError> {
     };
     builder.build().map_err(|e| HeartbeatError::Send {
         url: upstream.url.clone(),
-        message: crate::source::error_chain(&e),
+        message: outpost_proto::text::error_chain(&e, ": "),
     })
 }
 
@@ -260,7 +260,7 @@ async fn drain(
         let response = request
             .send()
             .await
-            .map_err(|e| send_err(crate::source::error_chain(&e)))?;
+            .map_err(|e| send_err(outpost_proto::text::error_chain(&e, ": ")))?;
         let status = response.status().as_u16();
         let reply_headers: Vec<(String, String)> = response
             .headers()

@@ -15,7 +15,7 @@ pub async fn read_bounded(
     while let Some(chunk) = response
         .chunk()
         .await
-        .map_err(|e| crate::source::error_chain(&e))?
+        .map_err(|e| outpost_proto::text::error_chain(&e, ": "))?
     {
         if body.len() + chunk.len() > limit {
             return Err(too_large());

@@ -139,17 +139,7 @@ fn init_logging() {
 
 /// The error and its causes, one per line, so the fix in an inner message is not lost.
 fn chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str("\n  caused by: ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
+    outpost_proto::text::error_chain(error, "\n  caused by: ")
 }
 
 fn fail(message: &str) -> ExitCode {

@@ -76,9 +76,57 @@ fn push_escaped(out: &mut String, c: char) {
     }
 }
 
+/// An error and its causes, each cause after `separator` unless the text already holds it: wrappers such as
+/// reqwest's ("error sending request") hide the cause an operator needs ("invalid peer certificate:
+/// UnknownIssuer"). The agent joins them on one line (`": "`), the hub's command line one per line.
+pub fn error_chain(error: &dyn std::error::Error, separator: &str) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(c) = cause {
+        let cause_text = c.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(separator);
+            text.push_str(&cause_text);
+        }
+        cause = c.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(Debug)]
+    struct Wrapped(&'static str, Option<Box<Wrapped>>);
+    impl std::fmt::Display for Wrapped {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+    impl std::error::Error for Wrapped {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|w| w as _)
+        }
+    }
+
+    #[test]
+    fn an_error_chain_names_each_cause_once() {
+        let inner = Wrapped("invalid peer certificate: UnknownIssuer", None);
+        let middle = Wrapped("client error (Connect)", Some(Box::new(inner)));
+        let outer = Wrapped(
+            "error sending request: client error (Connect)",
+            Some(Box::new(middle)),
+        );
+        assert_eq!(
+            error_chain(&outer, ": "),
+            "error sending request: client error (Connect): invalid peer certificate: UnknownIssuer"
+        );
+        assert_eq!(
+            error_chain(&outer, "\n  caused by: "),
+            "error sending request: client error (Connect)\n  caused by: invalid peer certificate: UnknownIssuer"
+        );
+    }
 
     #[test]
     fn plain_text_is_borrowed_unchanged() {

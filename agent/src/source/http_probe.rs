@@ -46,7 +46,9 @@ pub fn shared_client(
         Some(certs) => builder.tls_certs_only(certs.iter().cloned()),
         None => builder,
     };
-    let client = builder.build().map_err(|e| super::error_chain(&e))?;
+    let client = builder
+        .build()
+        .map_err(|e| outpost_proto::text::error_chain(&e, ": "))?;
     clients.push((ca_file.map(Path::to_path_buf), client.clone()));
     Ok(client)
 }
@@ -70,7 +72,10 @@ pub async fn ls_refs(
     if let Some((name, value)) = auth_header.and_then(|h| h.split_once(':')) {
         post = post.header(name.trim(), value.trim());
     }
-    let response = post.send().await.map_err(|e| super::error_chain(&e))?;
+    let response = post
+        .send()
+        .await
+        .map_err(|e| outpost_proto::text::error_chain(&e, ": "))?;
     let status = response.status().as_u16();
     match status {
         200 => {}

@@ -257,19 +257,3 @@ impl SourceError {
         )
     }
 }
-
-/// An error and its causes on one line: reqwest's own message ("error sending request") hides the cause an
-/// operator needs ("invalid peer certificate: UnknownIssuer").
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        cause = c.source();
-    }
-    out
-}
