@@ -92,7 +92,7 @@ pub fn parse_documents(
             column: e.column(),
             message: e.to_string(),
         };
-        match scan(path, text, &budget) {
+        match scan(path, &yaml_printable(text), &budget) {
             Err(e @ BuildError::Yaml { .. }) => {
                 serde_json::from_str::<serde::de::IgnoredAny>(text).map_err(json_error)?;
                 return Err(e);
@@ -118,6 +118,26 @@ pub fn parse_documents(
             }
         })?;
     Ok(docs.into_iter().filter(|d| !d.is_null()).collect())
+}
+
+/// JSON text with the characters JSON strings may hold raw but YAML may not (DEL, the C1 controls other than
+/// NEL, U+FFFE and U+FFFF) replaced by printable ones of the same UTF-8 length, for the scan only: JSON allows
+/// them only inside strings, so the replacement changes no structure and no cost, and serde_json then reads the
+/// original text.
+fn yaml_printable(text: &str) -> std::borrow::Cow<'_, str> {
+    let forbidden = |c: char| matches!(c, '\u{7f}' | '\u{80}'..='\u{84}' | '\u{86}'..='\u{9f}' | '\u{fffe}' | '\u{ffff}');
+    if !text.contains(forbidden) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    text.chars()
+        .map(|c| match c {
+            c if !forbidden(c) => c,
+            '\u{7f}' => '_',
+            c if c.len_utf8() == 2 => '\u{e9}',
+            _ => '\u{20ac}',
+        })
+        .collect::<String>()
+        .into()
 }
 
 /// Read the way serde_yaml_ng (and so earlier Outpost releases) read manifests: YAML 1.2 booleans only,
@@ -344,6 +364,23 @@ mod tests {
         let text = format!("a: &a x\nb: [{}]\n", vec!["*a"; 500].join(", "));
         let docs = parse_documents("f.yaml", &text, 10).unwrap();
         assert_eq!(docs[0]["b"].as_array().map(Vec::len), Some(500));
+    }
+
+    #[test]
+    fn json_may_hold_what_yaml_may_not_inside_its_strings() {
+        // Raw DEL, C1 controls and U+FFFF are valid in a JSON string (kubectl reads them) but not in YAML.
+        let text =
+            "{\"kind\": \"ConfigMap\", \"data\": {\"k\": \"a\u{7f}b\u{85}c\u{9f}d\u{ffff}\"}}";
+        let docs = parse_documents("cm.json", text, 10).unwrap();
+        assert_eq!(docs[0]["data"]["k"], "a\u{7f}b\u{85}c\u{9f}d\u{ffff}");
+        assert_eq!(
+            yaml_printable(text).len(),
+            text.len(),
+            "same length, same cost"
+        );
+        // Outside strings it is still malformed, and said so in JSON's terms.
+        let err = parse_documents("bad.json", "{\"a\": 1\u{7f}}", 10).unwrap_err();
+        assert!(err.to_string().contains("bad.json"), "{err}");
     }
 
     #[test]
