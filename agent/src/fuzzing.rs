@@ -111,7 +111,7 @@ pub fn yaml_budget(data: &[u8]) -> bool {
         }
     };
     let rewritten = if path.ends_with(".json") {
-        std::borrow::Cow::Borrowed(text)
+        yaml::yaml_printable(text)
     } else {
         build::octal_rewrite(text)
     };

@@ -124,7 +124,7 @@ pub fn parse_documents(
 /// NEL, U+FFFE and U+FFFF) replaced by printable ones of the same UTF-8 length, for the scan only: JSON allows
 /// them only inside strings, so the replacement changes no structure and no cost, and serde_json then reads the
 /// original text.
-fn yaml_printable(text: &str) -> std::borrow::Cow<'_, str> {
+pub fn yaml_printable(text: &str) -> std::borrow::Cow<'_, str> {
     let forbidden = |c: char| matches!(c, '\u{7f}' | '\u{80}'..='\u{84}' | '\u{86}'..='\u{9f}' | '\u{fffe}' | '\u{ffff}');
     if !text.contains(forbidden) {
         return std::borrow::Cow::Borrowed(text);
