@@ -280,9 +280,11 @@ fn daemon_rss(bin: &Path, config: &Path) -> String {
     std::thread::sleep(Duration::from_secs(5));
     let pid = child.id();
     let field = |name: &str| outpost_tests::support::proc_status_field(pid, name);
+    // Read while it runs: after the kill, /proc no longer has it.
+    let figure = format!("VmRSS {} (peak {})", field("VmRSS:"), field("VmHWM:"));
     let _ = child.kill();
     let _ = child.wait();
-    format!("VmRSS {} (peak {})", field("VmRSS:"), field("VmHWM:"))
+    figure
 }
 
 /// CPU time of the calling thread. The cycles run on a current-thread runtime, so this is the agent's work
