@@ -295,26 +295,19 @@ fn idle_rss(bin: &Path, url: &str, dir: &Path, label: &str) {
 fn peak_rss_of_first_sync(bin: &Path, url: &str, dir: &Path) {
     std::fs::create_dir_all(dir).unwrap();
     let config = write_config(dir, &[("big", url)], "1m");
-    // Reaped below with wait4, which also returns the child's resource usage.
-    #[allow(clippy::zombie_processes)]
-    let child = Command::new(bin)
-        .args(["--config", config.to_str().unwrap(), "sync"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut status = 0;
-    // SAFETY: plain FFI; `rusage` is written by the kernel for the child we spawned and have not reaped.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let reaped = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert_eq!(reaped, child.id() as i32);
+    let (_, peak_kib) = outpost_tests::support::run_peak_rss(
+        Command::new(bin)
+            .args(["--config", config.to_str().unwrap(), "sync"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
     assert!(
         dir.join("manifests/big.yaml").exists(),
         "the sync wrote its file"
     );
     println!(
         "peak RSS of `outpost sync`, one 1,000-object repository, empty state: {:.1} MiB",
-        usage.ru_maxrss as f64 / 1024.0
+        peak_kib as f64 / 1024.0
     );
 }
 

@@ -155,6 +155,21 @@ pub fn free_port() -> u16 {
 
 /// One field of `/proc/<pid>/status` (e.g. `VmRSS:`) as the kernel prints it (`25004 kB`), or `?`, for the
 /// benchmarks' memory figures.
+/// Runs `cmd` to its end and returns whether it exited 0 and its peak RSS in KiB (the kernel's `ru_maxrss`, from
+/// `wait4`, which reaps the child and reports its resource usage in one call).
+pub fn run_peak_rss(cmd: &mut Command) -> (bool, u64) {
+    // Reaped below with wait4.
+    #[allow(clippy::zombie_processes)]
+    let child = cmd.spawn().expect("spawn the measured command");
+    let mut status = 0;
+    // SAFETY: plain FFI; `usage` is written by the kernel for the child we spawned and have not reaped.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let reaped = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
+    assert_eq!(reaped, child.id() as i32, "wait4 reaped another process");
+    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    (ok, usage.ru_maxrss as u64)
+}
+
 pub fn proc_status_field(pid: u32, name: &str) -> String {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .ok()

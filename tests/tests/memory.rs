@@ -22,22 +22,13 @@ fn bound_kib(file_bytes: usize) -> u64 {
 fn sync_peak(site: &Site) -> (bool, u64, String) {
     site.write_config();
     let out = site.dir.path().join("sync.out");
-    // Reaped below with wait4, which also returns the child's resource usage.
-    #[allow(clippy::zombie_processes)]
-    let child = site
-        .command(&["sync"])
-        .stdout(std::fs::File::create(&out).unwrap())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut status = 0;
-    // SAFETY: plain FFI; `usage` is written by the kernel for the child we spawned and have not reaped.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let reaped = unsafe { libc::wait4(child.id() as i32, &mut status, 0, &mut usage) };
-    assert_eq!(reaped, child.id() as i32);
-    let ok = libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0;
+    let (ok, peak) = outpost_tests::support::run_peak_rss(
+        site.command(&["sync"])
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(Stdio::null()),
+    );
     let text = std::fs::read_to_string(&out).unwrap_or_default();
-    (ok, usage.ru_maxrss as u64, text)
+    (ok, peak, text)
 }
 
 struct Shape {
