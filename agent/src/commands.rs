@@ -13,7 +13,7 @@ use crate::report::{self, PID_FILE};
 use crate::schedule;
 use crate::source::{Probe, Source, SourceError};
 use crate::store::{Store, StoreError};
-use crate::target::{directory, kube, TargetContext, TargetError};
+use crate::deploy::{directory, kube, TargetContext, TargetError};
 use outpost_proto::text::printable;
 
 #[derive(Debug, thiserror::Error)]
@@ -449,8 +449,8 @@ pub async fn render(
     for w in &manifests.warnings {
         eprintln!("warning: {}", printable(w));
     }
-    let vars = crate::build::substitute::vars_for(&config.agent, source_config);
-    let bundle = crate::build::build_revision(&manifests, vars.as_ref(), &config.agent.limits)
+    let vars = crate::bundle::substitute::vars_for(&config.agent, source_config);
+    let bundle = crate::bundle::build_revision(&manifests, vars.as_ref(), &config.agent.limits)
         .map_err(|error| ReconcileError::Build {
             source_name: name.clone(),
             revision: commit.clone(),

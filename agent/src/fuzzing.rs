@@ -16,11 +16,11 @@ use serde::Deserialize;
 
 use outpost_proto::wire;
 
-use crate::build::kustomize::{Entry, RepoFiles, KUSTOMIZATION_NAMES};
-use crate::build::{self, BuildError, Bundle};
+use crate::bundle::kustomize::{Entry, RepoFiles, KUSTOMIZATION_NAMES};
+use crate::bundle::{self, BuildError, Bundle};
 use crate::config::{Config, Limits};
 use crate::source::{KustomizationInput, ManifestFile, Manifests};
-use crate::target::{self, directory, directory::emit};
+use crate::deploy::{self, directory, directory::emit};
 
 /// Small enough that a fuzzer reaches the object limit with a few kilobytes of input.
 const LIMITS: Limits = Limits {
@@ -84,15 +84,15 @@ pub fn yaml_bundle(data: &[u8]) -> bool {
         files,
         ..Manifests::default()
     };
-    check_bundle(build::build_revision(&manifests, Some(vars()), &LIMITS))
+    check_bundle(bundle::build_revision(&manifests, Some(vars()), &LIMITS))
 }
 
-/// One manifest file -> values through the budgeted parser ([`build::yaml`]), and the budget's promise checked:
-/// whatever it accepts is no deeper than [`build::yaml::MAX_DEPTH`], holds no more documents than allowed, and
+/// One manifest file -> values through the budgeted parser ([`bundle::yaml`]), and the budget's promise checked:
+/// whatever it accepts is no deeper than [`bundle::yaml::MAX_DEPTH`], holds no more documents than allowed, and
 /// the values built take no more heap than the scan estimated (measured from below, so a parser that expands
 /// more than the scan counted, e.g. an alias, fails here), which the budget bounds by the file's size.
 pub fn yaml_budget(data: &[u8]) -> bool {
-    use build::yaml;
+    use bundle::yaml;
     let Ok(text) = std::str::from_utf8(data) else {
         return false;
     };
@@ -113,7 +113,7 @@ pub fn yaml_budget(data: &[u8]) -> bool {
     let rewritten = if path.ends_with(".json") {
         yaml::yaml_printable(text)
     } else {
-        build::octal_rewrite(text)
+        bundle::octal_rewrite(text)
     };
     let cost = yaml::scan(path, &rewritten, &budget).expect("what parsed also scans");
     assert!(cost.memory <= budget.max_memory, "accepted over budget");
@@ -206,7 +206,7 @@ pub fn kustomization(data: &[u8]) -> bool {
         kustomization: Some(KustomizationInput { files, root }),
         ..Manifests::default()
     };
-    check_bundle(build::build_revision(&manifests, Some(vars()), &LIMITS))
+    check_bundle(bundle::build_revision(&manifests, Some(vars()), &LIMITS))
 }
 
 /// `outpost.assignment/v1` body -> [`wire::Assignment`] -> sources merged into a config, as the agent does
@@ -285,10 +285,10 @@ fn check_bundle(result: Result<Bundle, BuildError>) -> bool {
             assert!(bundle.objects.len() <= LIMITS.max_objects, "object limit");
             let mut seen = std::collections::BTreeSet::new();
             for object in &bundle.objects {
-                let id = build::identity(object).expect("every object has an identity");
+                let id = bundle::identity(object).expect("every object has an identity");
                 assert!(seen.insert(id.clone()), "{id} is in the bundle twice");
             }
-            assert_eq!(bundle.digest, build::digest_of(&bundle.objects));
+            assert_eq!(bundle.digest, bundle::digest_of(&bundle.objects));
             check_written(&bundle);
             true
         }
@@ -311,8 +311,8 @@ fn check_written(bundle: &Bundle) {
     let mut written: Vec<serde_json::Value> = bundle
         .objects
         .iter()
-        .filter(|o| target::apply_policy(o) != Some("ignore"))
-        .map(|o| target::mark_owned(o, "fuzz", "0123abc"))
+        .filter(|o| deploy::apply_policy(o) != Some("ignore"))
+        .map(|o| deploy::mark_owned(o, "fuzz", "0123abc"))
         .collect();
     // The file is in apply order, the bundle in the repository's: compare as sets of documents.
     let key = |v: &serde_json::Value| serde_json::to_string(v).unwrap_or_default();

@@ -5,7 +5,7 @@
 //! stages once, `schedule` runs every source forever, and `commands` maps subcommands onto them.
 
 pub mod assignment;
-pub mod build;
+pub mod bundle;
 pub mod commands;
 pub mod config;
 pub mod fsutil;
@@ -23,7 +23,8 @@ pub mod report;
 pub mod schedule;
 pub mod source;
 pub mod store;
-pub mod target;
+pub mod deploy;
+pub mod signature;
 pub mod trust;
 
 /// rustls needs one process-wide crypto provider; we use ring (no OpenSSL, no aws-lc-rs). Call before any

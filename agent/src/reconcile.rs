@@ -11,12 +11,12 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
-use crate::build::{self, BuildError, Bundle};
+use crate::bundle::{self, BuildError, Bundle};
 use crate::config::{Limits, SourceConfig};
 use crate::source::{Probe, Source, SourceError};
 use crate::store::{now, HistoryEntry, SourceRecord, Store, StoreError};
-use crate::target::kube::lease::Leadership;
-use crate::target::{Applied, Drift, Mode, Target, TargetContext, TargetError};
+use crate::deploy::kube::lease::Leadership;
+use crate::deploy::{Applied, Drift, Mode, Target, TargetContext, TargetError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
@@ -73,7 +73,7 @@ pub struct Reconciler {
     store: Arc<Store>,
     limits: Limits,
     keep: usize,
-    /// Substitution variables (see `build::substitute::vars_for`).
+    /// Substitution variables (see `bundle::substitute::vars_for`).
     vars: Option<std::collections::BTreeMap<String, String>>,
     /// See `SourceRecord::build_key`.
     build_key: String,
@@ -94,7 +94,7 @@ impl Reconciler {
         let mut build_key = format!(
             "path={};vars={}",
             config.path,
-            &build::digest_of(&[serde_json::to_value(&vars).unwrap_or_default()])[7..23]
+            &bundle::digest_of(&[serde_json::to_value(&vars).unwrap_or_default()])[7..23]
         );
         if let Some(policy) = &config.verify {
             build_key.push_str(&format!(";verify={}", policy.mode.as_str()));
@@ -223,10 +223,10 @@ impl Reconciler {
         let applied_objects: Vec<serde_json::Value> = bundle
             .objects
             .iter()
-            .filter(|o| crate::target::apply_policy(o) != Some("ignore"))
+            .filter(|o| crate::deploy::apply_policy(o) != Some("ignore"))
             .cloned()
             .collect();
-        let inventory = build::inventory_digest(&applied_objects);
+        let inventory = bundle::inventory_digest(&applied_objects);
         drop(applied_objects);
         for note in &applied.notes {
             tracing::warn!(source = self.name(), revision = %revision, "{note}");
@@ -274,7 +274,7 @@ impl Reconciler {
         let limits = self.limits;
         let vars = self.vars.clone();
         let built = tokio::task::spawn_blocking(move || {
-            build::build_revision(&manifests, vars.as_ref(), &limits)
+            bundle::build_revision(&manifests, vars.as_ref(), &limits)
         })
         .await
         .map_err(|e| self.source_error(SourceError::Task(e.to_string())))?;

@@ -16,7 +16,7 @@ use crate::config::Config;
 use crate::reconcile::Reconciler;
 use crate::report::Board;
 use crate::store::{now, Store, StoreError};
-use crate::target::{Target, TargetContext, TargetError};
+use crate::deploy::{Target, TargetContext, TargetError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScheduleError {
@@ -130,7 +130,7 @@ pub fn reconciler(
         &config.agent.state_dir.join("git"),
         config.agent.limits,
         config.agent.keep_revisions,
-        crate::build::substitute::vars_for(&config.agent, source),
+        crate::bundle::substitute::vars_for(&config.agent, source),
     )
     .map_err(|error| ScheduleError::Target {
         source_name: source.name.clone(),
@@ -143,7 +143,7 @@ async fn source_loop(
     store: Arc<Store>,
     board: Arc<Board>,
     changed: Arc<tokio::sync::Notify>,
-    mut leader: Option<watch::Receiver<crate::target::kube::lease::Leadership>>,
+    mut leader: Option<watch::Receiver<crate::deploy::kube::lease::Leadership>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let interval = r.config.interval;
@@ -164,7 +164,7 @@ async fn source_loop(
         }
         // A replica that just took over the leader lease applies at once rather than at its next poll.
         let takeover = async {
-            use crate::target::kube::lease::Leadership;
+            use crate::deploy::kube::lease::Leadership;
             match leader.as_mut() {
                 Some(l) if *l.borrow() != Leadership::Leader => {
                     let _ = l.wait_for(|lead| *lead == Leadership::Leader).await;

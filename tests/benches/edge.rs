@@ -20,8 +20,8 @@ use outpost_tests::{GitHttpServer, GitRepo};
 const POLLS: u32 = 2000;
 
 /// The directory target needs no cluster.
-fn targets(store: &Arc<Store>) -> outpost_agent::target::TargetContext {
-    outpost_agent::target::TargetContext {
+fn targets(store: &Arc<Store>) -> outpost_agent::deploy::TargetContext {
+    outpost_agent::deploy::TargetContext {
         agent_id: "bench".into(),
         store: store.clone(),
         cluster: None,

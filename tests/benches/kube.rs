@@ -227,7 +227,7 @@ fn daemon_cycles(config: &Path, double: Option<&KubeDouble>) -> (Duration, Durat
             outpost_agent::store::Store::open(&config.agent.state_dir).unwrap(),
         );
         let k = &config.kubernetes;
-        let cluster = outpost_agent::target::kube::client::connect(
+        let cluster = outpost_agent::deploy::kube::client::connect(
             k.kubeconfig.as_deref(),
             None,
             &k.field_manager,
@@ -235,7 +235,7 @@ fn daemon_cycles(config: &Path, double: Option<&KubeDouble>) -> (Duration, Durat
         )
         .await
         .unwrap();
-        let targets = outpost_agent::target::TargetContext {
+        let targets = outpost_agent::deploy::TargetContext {
             agent_id: config.agent.id.clone(),
             store: store.clone(),
             cluster: Some(std::sync::Arc::new(cluster)),

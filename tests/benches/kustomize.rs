@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use outpost_agent::build::kustomize::{self, RepoFiles};
+use outpost_agent::bundle::kustomize::{self, RepoFiles};
 use outpost_agent::config::Limits;
 
 const DEPLOYMENTS: usize = 400;

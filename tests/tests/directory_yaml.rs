@@ -465,7 +465,7 @@ fn the_yaml_emit_fuzz_corpus_reads_back_exactly_with_pyyaml() {
         .map(|v| {
             format!(
                 "---\n{}",
-                outpost_agent::target::directory::emit::document(v)
+                outpost_agent::deploy::directory::emit::document(v)
             )
         })
         .collect();

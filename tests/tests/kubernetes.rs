@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use cluster::{deployment, repo_with, Cluster};
 use common::{configmap, wait_until};
-use outpost_agent::target::kube::owner::Owner;
+use outpost_agent::deploy::kube::owner::Owner;
 use serde_json::json;
 
 #[test]

@@ -173,7 +173,7 @@ pub struct SourceConfig {
     /// as Flux runs it only with `postBuild`: manifests full of shell `${X}` and kustomize `$(X)` stay untouched.
     pub substitute: bool,
     /// `[source.verify]` with its key files read; shared because every clone of the config carries it.
-    pub verify: Option<std::sync::Arc<crate::source::verify::Policy>>,
+    pub verify: Option<std::sync::Arc<crate::signature::Policy>>,
 }
 
 // ---- the file as written -------------------------------------------------------------------------------------

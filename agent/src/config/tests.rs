@@ -125,7 +125,7 @@ fn verify_section_is_typed_and_its_files_read_at_load() {
     )
     .unwrap();
     let policy = ok.sources[0].verify.as_ref().unwrap();
-    assert_eq!(policy.mode, crate::source::verify::Mode::Head);
+    assert_eq!(policy.mode, crate::signature::Mode::Head);
     assert_eq!(
         policy.allowed_signers.as_ref().unwrap().path,
         dir.path().join("signers")
@@ -357,12 +357,12 @@ fn substitution_is_opt_in_per_source() {
     let plain = with("").unwrap();
     assert!(!plain.sources[0].substitute);
     assert_eq!(
-        crate::build::substitute::vars_for(&plain.agent, &plain.sources[0]),
+        crate::bundle::substitute::vars_for(&plain.agent, &plain.sources[0]),
         None
     );
     let by_vars = with("vars = { site = \"042\" }").unwrap();
     assert!(by_vars.sources[0].substitute);
-    let vars = crate::build::substitute::vars_for(&by_vars.agent, &by_vars.sources[0]).unwrap();
+    let vars = crate::bundle::substitute::vars_for(&by_vars.agent, &by_vars.sources[0]).unwrap();
     assert_eq!(vars["site"], "042");
     assert_eq!(vars["OUTPOST_SOURCE"], "platform");
     assert!(with("substitute = true").unwrap().sources[0].substitute);

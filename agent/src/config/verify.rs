@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use super::{relative_to, GitRef};
-use crate::source::verify::{load_policy, Mode, Policy};
+use crate::signature::{load_policy, Mode, Policy};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]

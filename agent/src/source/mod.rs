@@ -11,7 +11,6 @@ pub mod refs;
 pub mod size;
 pub mod tree;
 pub mod url;
-pub mod verify;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -46,7 +45,7 @@ pub enum SourceError {
     #[error("Git cache {dir}: {message}")]
     Cache { dir: PathBuf, message: String },
     #[error(transparent)]
-    Verify(#[from] verify::VerifyError),
+    Verify(#[from] crate::signature::VerifyError),
     #[error("internal error in a Git task: {0}")]
     Task(String),
 }
@@ -192,7 +191,7 @@ impl Source {
         let tag_object = probe.tag_object.clone();
         tokio::task::spawn_blocking(move || {
             let repo = remote.open_objects()?;
-            let revision = verify::Revision {
+            let revision = crate::signature::Revision {
                 commit: &commit,
                 ref_name: &ref_name,
                 tag_object: tag_object.as_deref(),

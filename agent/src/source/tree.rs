@@ -2,7 +2,7 @@
 //! nothing on disk can be half-written and a symlink is data, never a path we follow.
 
 use super::SourceError;
-use crate::build::kustomize::{Entry, RepoFiles, KUSTOMIZATION_NAMES};
+use crate::bundle::kustomize::{Entry, RepoFiles, KUSTOMIZATION_NAMES};
 use crate::config::Limits;
 
 /// One manifest file of a revision, with its path relative to the repository root.

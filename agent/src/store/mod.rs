@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::build::Bundle;
+use crate::bundle::Bundle;
 
 mod outbox;
 pub use outbox::{OutboxEntry, OutboxLimits};

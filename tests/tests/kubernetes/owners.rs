@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use outpost_agent::target::kube::owner::Owner;
+use outpost_agent::deploy::kube::owner::Owner;
 use outpost_tests::GitRepo;
 use serde_json::{json, Value};
 

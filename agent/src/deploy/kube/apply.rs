@@ -12,7 +12,7 @@ use serde_json::Value;
 use super::client::{ApiFailure, Resource};
 use super::plan::{self, ObjectRef, Policy};
 use super::{owner, Entry, Inventory, KubeError, KubeTarget, Mode, Report};
-use crate::build::Bundle;
+use crate::bundle::Bundle;
 
 pub(super) type Key = (String, String, String, String);
 /// The namespaces of one kind's objects; `None` for a cluster-scoped kind.
@@ -190,7 +190,7 @@ impl KubeTarget {
                     continue;
                 }
             }
-            let mut body = crate::target::mark_owned(object, source, revision);
+            let mut body = crate::deploy::mark_owned(object, source, revision);
             self.settings.owner.mark(&mut body);
             if let (Some(ns), Some(meta)) = (
                 &r.namespace,

@@ -114,7 +114,7 @@ pub fn generate(
         file: k.file.clone(),
         by: by.clone(),
     });
-    let id = crate::build::identity(&r.obj).unwrap_or_default();
+    let id = crate::bundle::identity(&r.obj).unwrap_or_default();
     // No namespace means `default`: a second generator for the same name there collides too.
     let ns = |r: &Res| match r.namespace() {
         "" => "default".to_string(),

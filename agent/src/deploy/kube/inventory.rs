@@ -10,7 +10,7 @@ use super::apply::{fail, Key, Managed, Namespaces, Prepared};
 use super::client::Resource;
 use super::plan::{self, ObjectRef};
 use super::{owner, Entry, Inventory, KubeError, KubeTarget, Mode, Report};
-use crate::build::Bundle;
+use crate::bundle::Bundle;
 
 impl KubeTarget {
     /// Refuses, before any write, objects that another Outpost owner holds (see `owner`). One metadata-only list
@@ -24,7 +24,7 @@ impl KubeTarget {
     ) -> Result<(), KubeError> {
         let owner = &self.settings.owner;
         let listed: BTreeSet<Key> = previous.entries.iter().map(|e| e.r.key()).collect();
-        let managed = format!("{}=outpost", crate::target::MANAGED_BY_LABEL);
+        let managed = format!("{}=outpost", crate::deploy::MANAGED_BY_LABEL);
         let mut scopes: HashMap<(String, Option<String>), Option<Managed>> = HashMap::new();
         let mut refused = Vec::new();
         for p in prepared {

@@ -109,7 +109,7 @@ pub fn run(files: &RepoFiles, k: &Kustomization, list: &[Value], acc: &mut [Res]
             let file = k.resolve(path)?;
             let text = String::from_utf8(bytes)
                 .map_err(|_| k.invalid(format!("{field}: {path:?} is not UTF-8")))?;
-            for doc in crate::build::parse_documents(&file, &text)
+            for doc in crate::bundle::parse_documents(&file, &text)
                 .map_err(|e| KustomizeError::Manifest(e.to_string()))?
             {
                 let items = match doc {

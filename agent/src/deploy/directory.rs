@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 
 use super::kube::plan;
 use super::{apply_policy, mark_owned, Applied, TargetError};
-use crate::build::Bundle;
+use crate::bundle::Bundle;
 use crate::config::DirectoryLayout;
 use crate::fsutil;
 

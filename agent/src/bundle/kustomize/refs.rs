@@ -64,7 +64,7 @@ pub fn content_hash(obj: &Value) -> String {
     }
     text.push('}');
     let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
-    crate::build::hex(digest.as_ref())[..10]
+    crate::bundle::hex(digest.as_ref())[..10]
         .chars()
         .map(|c| match c {
             '0' => 'g',

@@ -340,7 +340,7 @@ impl Kustomization {
             file: file.clone(),
             message: format!("not valid UTF-8 (at byte {})", e.valid_up_to()),
         })?;
-        let docs = crate::build::parse_documents(&file, text)
+        let docs = crate::bundle::parse_documents(&file, text)
             .map_err(|e| KustomizeError::Manifest(e.to_string()))?;
         let invalid = |message: String| KustomizeError::Invalid {
             file: file.clone(),
@@ -500,7 +500,7 @@ pub fn objects(path: &str, bytes: &[u8]) -> Result<Vec<Res>> {
             e.valid_up_to()
         ),
     })?;
-    let docs = crate::build::parse_documents(path, text)
+    let docs = crate::bundle::parse_documents(path, text)
         .map_err(|e| KustomizeError::Manifest(e.to_string()))?;
     let mut out = Vec::new();
     for (index, doc) in docs.into_iter().enumerate() {
@@ -509,7 +509,7 @@ pub fn objects(path: &str, bytes: &[u8]) -> Result<Vec<Res>> {
             file: format!("{path}, document {document}"),
             message,
         })?;
-        for obj in crate::build::flatten(doc, path, document)
+        for obj in crate::bundle::flatten(doc, path, document)
             .map_err(|e| KustomizeError::Manifest(e.to_string()))?
         {
             let mut r = Res::new(obj, format!("{path}, document {document}"));

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use tokio::sync::watch;
 
-use crate::build::Bundle;
+use crate::bundle::Bundle;
 use crate::config::{SourceConfig, TargetSpec};
 use crate::store::Store;
 

@@ -97,7 +97,7 @@ fn configs(
     field: &str,
 ) -> Result<Vec<(Value, String)>> {
     if entry.contains('\n') || entry.trim_start().starts_with('{') {
-        let docs = crate::build::parse_documents(&format!("{} {field}", k.file), entry)
+        let docs = crate::bundle::parse_documents(&format!("{} {field}", k.file), entry)
             .map_err(|e| k.invalid(format!("{field}: {e}")))?;
         return Ok(docs.into_iter().map(|d| (d, k.file.clone())).collect());
     }
@@ -113,7 +113,7 @@ fn configs(
     let bytes = k.read(files, entry)?;
     let text = String::from_utf8(bytes)
         .map_err(|_| k.invalid(format!("{field}: {entry:?} is not UTF-8")))?;
-    let docs = crate::build::parse_documents(&path, &text)
+    let docs = crate::bundle::parse_documents(&path, &text)
         .map_err(|e| KustomizeError::Manifest(e.to_string()))?;
     Ok(docs.into_iter().map(|d| (d, path.clone())).collect())
 }

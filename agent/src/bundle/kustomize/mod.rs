@@ -327,7 +327,7 @@ fn apply(
         let path = k.resolve(reference)?;
         let text = String::from_utf8(bytes)
             .map_err(|_| k.invalid(format!("configurations: {reference:?} is not UTF-8")))?;
-        for doc in crate::build::parse_documents(&path, &text)
+        for doc in crate::bundle::parse_documents(&path, &text)
             .map_err(|e| KustomizeError::Manifest(e.to_string()))?
         {
             let extra: TransformerConfig =
@@ -413,7 +413,7 @@ fn load_openapi(
     let bytes = k.read(files, path)?;
     let text = String::from_utf8(bytes)
         .map_err(|_| k.invalid(format!("openapi.path {path:?} is not UTF-8")))?;
-    let doc = crate::build::parse_documents(&file, &text)
+    let doc = crate::bundle::parse_documents(&file, &text)
         .map_err(|e| KustomizeError::Manifest(e.to_string()))?
         .into_iter()
         .next()
@@ -474,7 +474,7 @@ fn id_of(r: &Res) -> Result<String> {
             format!("{} {ns}/{}", r.kind(), r.name())
         });
     }
-    crate::build::identity(&r.obj).map_err(|m| KustomizeError::Invalid {
+    crate::bundle::identity(&r.obj).map_err(|m| KustomizeError::Invalid {
         file: r.origin.clone(),
         message: m,
     })

@@ -13,7 +13,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::target::{MANAGED_BY_LABEL, SOURCE_LABEL};
+use crate::deploy::{MANAGED_BY_LABEL, SOURCE_LABEL};
 
 /// The owner identity label: a stable hash of agent id and source (label values are limited to 63 characters).
 pub const OWNER_LABEL: &str = "outpost.dev/owner";
@@ -40,7 +40,7 @@ impl Owner {
         Owner {
             agent: agent.to_string(),
             source: source.to_string(),
-            id: crate::build::hex(&digest.as_ref()[..16]),
+            id: crate::bundle::hex(&digest.as_ref()[..16]),
         }
     }
 

@@ -239,7 +239,7 @@ fn patch_error(k: &Kustomization, index: usize, message: String) -> KustomizeErr
 
 /// A list document is a JSON patch; mappings are strategic merge patches.
 fn parse(k: &Kustomization, text: &str, index: usize, field: &str) -> Result<Body> {
-    let docs = crate::build::parse_documents(&format!("{} {field}", k.file), text)
+    let docs = crate::bundle::parse_documents(&format!("{} {field}", k.file), text)
         .map_err(|e| patch_error(k, index, format!("malformed patch: {e}")))?;
     match docs.as_slice() {
         [Value::Array(ops)] => {
