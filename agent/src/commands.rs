@@ -8,12 +8,12 @@ use std::sync::Arc;
 use tokio::sync::watch;
 
 use crate::config::{Config, ConfigError};
+use crate::deploy::{directory, kube, TargetContext, TargetError};
 use crate::reconcile::{PassOutcome, ReconcileError};
 use crate::report::{self, PID_FILE};
 use crate::schedule;
 use crate::source::{Probe, Source, SourceError};
 use crate::store::{Store, StoreError};
-use crate::deploy::{directory, kube, TargetContext, TargetError};
 use outpost_proto::text::printable;
 
 #[derive(Debug, thiserror::Error)]
@@ -449,7 +449,7 @@ pub async fn render(
     for w in &manifests.warnings {
         eprintln!("warning: {}", printable(w));
     }
-    let vars = crate::bundle::substitute::vars_for(&config.agent, source_config);
+    let vars = source_config.vars(&config.agent);
     let bundle = crate::bundle::build_revision(&manifests, vars.as_ref(), &config.agent.limits)
         .map_err(|error| ReconcileError::Build {
             source_name: name.clone(),
@@ -474,11 +474,6 @@ fn unknown_source(config: &Config, name: &str) -> CommandError {
     ))
 }
 
-/// Where the agent's Ed25519 key lives: beside the store, so one state directory is one identity.
-pub fn key_path(config: &Config) -> PathBuf {
-    config.agent.state_dir.join("agent.key")
-}
-
 /// `outpost keygen`: creates the agent's key if missing (mode 0600), prints its public key and fingerprint.
 /// Never replaces an existing key on its own: a new key is a new identity to the hub. With `--from FILE` the
 /// key comes from that file instead, e.g. a Secret volume, which kubelet makes group-readable and so cannot be
@@ -492,7 +487,7 @@ pub fn keygen(config: Config, from: Option<&Path>) -> Result<ExitCode, CommandEr
         message: e.to_string(),
     };
     std::fs::create_dir_all(dir).map_err(state_error)?;
-    let path = key_path(&config);
+    let path = config.agent.key_path();
     let imported = match from {
         Some(file) => key_from_file(file)?,
         None => None,

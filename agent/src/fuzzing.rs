@@ -19,8 +19,8 @@ use outpost_proto::wire;
 use crate::bundle::kustomize::{Entry, RepoFiles, KUSTOMIZATION_NAMES};
 use crate::bundle::{self, BuildError, Bundle};
 use crate::config::{Config, Limits};
-use crate::source::{KustomizationInput, ManifestFile, Manifests};
 use crate::deploy::{self, directory, directory::emit};
+use crate::source::{KustomizationInput, ManifestFile, Manifests};
 
 /// Small enough that a fuzzer reaches the object limit with a few kilobytes of input.
 const LIMITS: Limits = Limits {

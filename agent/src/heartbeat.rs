@@ -92,7 +92,7 @@ pub fn boot_id() -> String {
 
 /// Loads the agent's signing key, with an error that says how to make one.
 pub fn load_key(config: &Config) -> Result<SigningKey, HeartbeatError> {
-    let path = crate::commands::key_path(config);
+    let path = config.agent.key_path();
     SigningKey::load(&path).map_err(|e| HeartbeatError::Key {
         path: path.display().to_string(),
         message: e.to_string(),

@@ -8,6 +8,7 @@ pub mod assignment;
 pub mod bundle;
 pub mod commands;
 pub mod config;
+pub mod deploy;
 pub mod fsutil;
 /// Shared by the cargo-fuzz targets and the stable corpus replay test; not an API.
 #[doc(hidden)]
@@ -21,10 +22,9 @@ pub mod reconcile;
 pub mod redact;
 pub mod report;
 pub mod schedule;
+pub mod signature;
 pub mod source;
 pub mod store;
-pub mod deploy;
-pub mod signature;
 pub mod trust;
 
 /// rustls needs one process-wide crypto provider; we use ring (no OpenSSL, no aws-lc-rs). Call before any

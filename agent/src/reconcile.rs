@@ -13,10 +13,10 @@ use tokio::sync::watch;
 
 use crate::bundle::{self, BuildError, Bundle};
 use crate::config::{Limits, SourceConfig};
-use crate::source::{Probe, Source, SourceError};
-use crate::store::{now, HistoryEntry, SourceRecord, Store, StoreError};
 use crate::deploy::kube::lease::Leadership;
 use crate::deploy::{Applied, Drift, Mode, Target, TargetContext, TargetError};
+use crate::source::{Probe, Source, SourceError};
+use crate::store::{now, HistoryEntry, SourceRecord, Store, StoreError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
@@ -73,7 +73,7 @@ pub struct Reconciler {
     store: Arc<Store>,
     limits: Limits,
     keep: usize,
-    /// Substitution variables (see `bundle::substitute::vars_for`).
+    /// Substitution variables (see `SourceConfig::vars`).
     vars: Option<std::collections::BTreeMap<String, String>>,
     /// See `SourceRecord::build_key`.
     build_key: String,

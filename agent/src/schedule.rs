@@ -13,10 +13,10 @@ use rand::Rng;
 use tokio::sync::watch;
 
 use crate::config::Config;
+use crate::deploy::{Target, TargetContext, TargetError};
 use crate::reconcile::Reconciler;
 use crate::report::Board;
 use crate::store::{now, Store, StoreError};
-use crate::deploy::{Target, TargetContext, TargetError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScheduleError {
@@ -130,7 +130,7 @@ pub fn reconciler(
         &config.agent.state_dir.join("git"),
         config.agent.limits,
         config.agent.keep_revisions,
-        crate::bundle::substitute::vars_for(&config.agent, source),
+        source.vars(&config.agent),
     )
     .map_err(|error| ScheduleError::Target {
         source_name: source.name.clone(),

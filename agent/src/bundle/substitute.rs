@@ -12,27 +12,12 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use crate::config::{AgentConfig, SourceConfig};
-
 pub const DISABLE_ANNOTATION: &str = "outpost.dev/substitute";
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SubstituteError {
     #[error("{object}: variable {var:?} is not defined and has no default; set it in [agent] vars or the source's vars, write ${{{var}:=default}}, escape it as $${{{var}}}, or annotate the object outpost.dev/substitute: disabled")]
     Undefined { object: String, var: String },
-}
-
-/// The variables of one source: `[agent] vars`, then the source's own (which win), then the built-ins; `None`
-/// when the source does not opt in to substitution (see `SourceConfig::substitute`).
-pub fn vars_for(agent: &AgentConfig, source: &SourceConfig) -> Option<BTreeMap<String, String>> {
-    if !source.substitute {
-        return None;
-    }
-    let mut vars = agent.vars.clone();
-    vars.extend(source.vars.clone());
-    vars.insert("OUTPOST_AGENT_ID".into(), agent.id.clone());
-    vars.insert("OUTPOST_SOURCE".into(), source.name.clone());
-    Some(vars)
 }
 
 /// Substitutes every string value of every object that does not opt out.

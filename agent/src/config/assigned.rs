@@ -6,7 +6,8 @@
 
 use serde::Deserialize;
 
-use super::{validate_source, Config, RawSource};
+use super::source::{validate_source, RawSource};
+use super::Config;
 use outpost_proto::wire::{Assignment, RefusalKind};
 
 /// Why an assignment cannot run beside the config file. The hub is told which (`assignment_error` in the
@@ -53,7 +54,7 @@ impl Config {
             }
             let value = serde_json::to_value(spec).map_err(|e| invalid(e.to_string()))?;
             let raw = RawSource::deserialize(value).map_err(|e| invalid(e.to_string()))?;
-            let source = validate_source(raw, &this.path).map_err(invalid)?;
+            let source = validate_source(raw, &this.path).map_err(|p| invalid(p.0))?;
             merged.assigned_sources.push(source.name.clone());
             merged.sources.push(source);
         }

@@ -93,7 +93,10 @@ pub(super) struct RawKubernetes {
     renew_deadline: Option<String>,
 }
 
-pub(super) fn validate(raw: RawKubernetes, config_path: &Path) -> Result<KubernetesConfig, String> {
+pub(super) fn validate(
+    raw: RawKubernetes,
+    config_path: &Path,
+) -> Result<KubernetesConfig, super::Invalid> {
     let d = KubernetesConfig::default();
     let field_manager = raw.field_manager.unwrap_or(d.field_manager);
     if field_manager.is_empty() || field_manager.len() > 128 {
@@ -103,18 +106,17 @@ pub(super) fn validate(raw: RawKubernetes, config_path: &Path) -> Result<Kuberne
     }
     let concurrency = raw.concurrency.unwrap_or(d.concurrency);
     if !(1..=64).contains(&concurrency) {
-        return Err(format!(
-            "[kubernetes] concurrency = {concurrency}: use 1 to 64"
-        ));
+        return Err(format!("[kubernetes] concurrency = {concurrency}: use 1 to 64").into());
     }
-    let duration = |key: &str, v: Option<String>, default: Duration| {
-        let t = parse_opt_duration(v.as_deref(), default)
-            .map_err(|m| format!("[kubernetes] {key}: {m}"))?;
-        if t.is_zero() {
-            return Err(format!("[kubernetes] {key}: must be more than 0s"));
-        }
-        Ok(t)
-    };
+    let duration =
+        |key: &str, v: Option<String>, default: Duration| -> Result<Duration, super::Invalid> {
+            let t = parse_opt_duration(v.as_deref(), default)
+                .map_err(|m| format!("[kubernetes] {key}: {m}"))?;
+            if t.is_zero() {
+                return Err(format!("[kubernetes] {key}: must be more than 0s").into());
+            }
+            Ok(t)
+        };
     let request_timeout = duration("request_timeout", raw.request_timeout, d.request_timeout)?;
     let lease_duration = duration("lease_duration", raw.lease_duration, d.lease_duration)?;
     let renew_deadline = duration("renew_deadline", raw.renew_deadline, d.renew_deadline)?;
@@ -123,7 +125,7 @@ pub(super) fn validate(raw: RawKubernetes, config_path: &Path) -> Result<Kuberne
             "[kubernetes] renew_deadline ({}s) must be shorter than lease_duration ({}s), or two replicas could apply at once",
             renew_deadline.as_secs(),
             lease_duration.as_secs()
-        ));
+        ).into());
     }
     let name_ok = |s: &str| {
         !s.is_empty()
@@ -135,14 +137,15 @@ pub(super) fn validate(raw: RawKubernetes, config_path: &Path) -> Result<Kuberne
         if !name_ok(lease_name) {
             return Err(format!(
                 "[kubernetes] lease_name = {lease_name:?}: use a DNS label such as \"outpost-leader\""
-            ));
+            ).into());
         }
     }
     if let Some(ns) = &raw.lease_namespace {
         if !name_ok(ns) {
             return Err(format!(
                 "[kubernetes] lease_namespace = {ns:?}: use a namespace name such as \"outpost\""
-            ));
+            )
+            .into());
         }
     }
     Ok(KubernetesConfig {

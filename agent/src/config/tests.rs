@@ -356,13 +356,10 @@ fn substitution_is_opt_in_per_source() {
     let with = |line: &str| parse(&format!("{MINIMAL}{line}\n"));
     let plain = with("").unwrap();
     assert!(!plain.sources[0].substitute);
-    assert_eq!(
-        crate::bundle::substitute::vars_for(&plain.agent, &plain.sources[0]),
-        None
-    );
+    assert_eq!(plain.sources[0].vars(&plain.agent), None);
     let by_vars = with("vars = { site = \"042\" }").unwrap();
     assert!(by_vars.sources[0].substitute);
-    let vars = crate::bundle::substitute::vars_for(&by_vars.agent, &by_vars.sources[0]).unwrap();
+    let vars = by_vars.sources[0].vars(&by_vars.agent).unwrap();
     assert_eq!(vars["site"], "042");
     assert_eq!(vars["OUTPOST_SOURCE"], "platform");
     assert!(with("substitute = true").unwrap().sources[0].substitute);

@@ -32,7 +32,7 @@ pub(super) fn validate(
         return Err(format!(
             "mode = \"{}\" checks the signed tag that selects the commit, but this source follows {git_ref}; select a tag or semver range, or use mode = \"head\"",
             mode.as_str()
-        ));
+        ).into());
     }
     if raw.allowed_signers.is_none() && raw.pgp_keys.is_none() {
         return Err("set allowed_signers (SSH keys) and/or pgp_keys (OpenPGP keys): with neither, nothing could ever be trusted".into());

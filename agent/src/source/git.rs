@@ -15,7 +15,7 @@ use gix::remote::Direction;
 
 use super::local::LocalRepo;
 use super::refs::ListedRef;
-use super::{size, url, SourceError};
+use super::{size, SourceError};
 use crate::config::{Limits, SourceConfig};
 use crate::redact;
 
@@ -339,7 +339,7 @@ impl GitRemote {
     {
         // Never ask a credential helper or a terminal: an unattended agent has neither.
         let conn = conn.with_credentials(|_action| Ok(None));
-        if !url::is_http(&self.source.url) {
+        if !crate::config::url::is_http(&self.source.url) {
             return conn;
         }
         use gix::protocol::transport::client::blocking_io::http;
@@ -431,7 +431,7 @@ impl GitRemote {
     /// The `ssh` invocation: batch mode (never prompt), and strict host key checking against the configured
     /// known_hosts file when there is one.
     fn ssh_command(&self) -> Option<String> {
-        if !url::is_ssh(&self.source.url) {
+        if !crate::config::url::is_ssh(&self.source.url) {
             return None;
         }
         let mut cmd = String::from("ssh -o BatchMode=yes -o ConnectTimeout=30");

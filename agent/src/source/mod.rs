@@ -10,7 +10,6 @@ pub mod local;
 pub mod refs;
 pub mod size;
 pub mod tree;
-pub mod url;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -121,7 +120,7 @@ impl Source {
         &self,
         ref_name: &str,
     ) -> Result<Option<Vec<refs::ListedRef>>, SourceError> {
-        if !url::is_http(&self.config.url) {
+        if !crate::config::url::is_http(&self.config.url) {
             return Ok(None);
         }
         let creds = self.remote.credentials()?;

@@ -1,7 +1,7 @@
 //! Which Git URLs a source may use, checked at config time so a typo is reported before the first poll.
 
 /// Accepts `https://`, `http://`, `ssh://`, `git://`, `file://` and scp-like `user@host:path`.
-pub fn check(url: &str) -> Result<(), String> {
+pub fn check(url: &str) -> Result<(), super::Invalid> {
     if url.trim() != url || url.is_empty() {
         return Err("must not be empty or have surrounding spaces".into());
     }
@@ -11,7 +11,7 @@ pub fn check(url: &str) -> Result<(), String> {
             other => {
                 return Err(format!(
                     "scheme {other:?} is not supported; use https://, http://, ssh://, git://, file:// or user@host:path"
-                ))
+                ).into())
             }
         }
         if scheme != "file" && rest.split('/').next().unwrap_or("").is_empty() {
@@ -67,9 +67,9 @@ mod tests {
         ] {
             assert!(check(ok).is_ok(), "{ok}");
         }
-        assert!(check("ftp://h/x").unwrap_err().contains("ftp"));
-        assert!(check("file://relative").unwrap_err().contains("absolute"));
-        assert!(check("https:///x").unwrap_err().contains("no host"));
+        assert!(check("ftp://h/x").unwrap_err().0.contains("ftp"));
+        assert!(check("file://relative").unwrap_err().0.contains("absolute"));
+        assert!(check("https:///x").unwrap_err().0.contains("no host"));
         assert!(check("/srv/x.git").is_err());
         assert!(is_ssh("git@h:x") && is_ssh("ssh://h/x") && !is_ssh("https://h/x"));
     }
