@@ -16,11 +16,11 @@ use serde::Deserialize;
 
 use outpost_proto::wire;
 
-use crate::bundle::kustomize::{Entry, RepoFiles, KUSTOMIZATION_NAMES};
 use crate::bundle::{self, BuildError, Bundle};
 use crate::config::{Config, Limits};
 use crate::deploy::{self, directory, directory::emit};
-use crate::source::{KustomizationInput, ManifestFile, Manifests};
+use crate::revision::{Entry, RepoFiles, KUSTOMIZATION_NAMES};
+use crate::revision::{KustomizationInput, ManifestFile, Manifests};
 
 /// Small enough that a fuzzer reaches the object limit with a few kilobytes of input.
 const LIMITS: Limits = Limits {

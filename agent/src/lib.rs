@@ -21,6 +21,7 @@ pub mod notify;
 pub mod reconcile;
 pub mod redact;
 pub mod report;
+pub mod revision;
 pub mod schedule;
 pub mod signature;
 pub mod source;

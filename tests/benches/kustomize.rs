@@ -12,8 +12,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use outpost_agent::bundle::kustomize::{self, RepoFiles};
+use outpost_agent::bundle::kustomize;
 use outpost_agent::config::Limits;
+use outpost_agent::revision::RepoFiles;
 
 const DEPLOYMENTS: usize = 400;
 const CONFIGMAPS: usize = 199;

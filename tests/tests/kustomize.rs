@@ -14,9 +14,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use outpost_agent::bundle::kustomize::{self, RepoFiles};
+use outpost_agent::bundle::kustomize;
 use outpost_agent::config::Limits;
 use outpost_agent::deploy::directory::emit;
+use outpost_agent::revision::RepoFiles;
 use serde_json::Value;
 
 fn cases_dir() -> PathBuf {

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::config::Limits;
-use crate::source::{ManifestFile, Manifests};
+use crate::revision::{ManifestFile, Manifests};
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum BuildError {

@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::config::{GitRef, Limits, SourceConfig};
+pub use crate::revision::Manifests;
 use git::GitRemote;
-pub use tree::{KustomizationInput, ManifestFile, Manifests};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {

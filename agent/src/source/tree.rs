@@ -2,32 +2,10 @@
 //! nothing on disk can be half-written and a symlink is data, never a path we follow.
 
 use super::SourceError;
-use crate::bundle::kustomize::{Entry, RepoFiles, KUSTOMIZATION_NAMES};
 use crate::config::Limits;
-
-/// One manifest file of a revision, with its path relative to the repository root.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ManifestFile {
-    pub path: String,
-    pub content: Vec<u8>,
-}
-
-/// The manifests found under a source's `path`, in a stable (byte-wise path) order, and what was skipped.
-#[derive(Debug, Default)]
-pub struct Manifests {
-    pub files: Vec<ManifestFile>,
-    pub warnings: Vec<String>,
-    /// Set when `path` holds a kustomization: then `files` is empty and the build reads from the repository.
-    pub kustomization: Option<KustomizationInput>,
-}
-
-/// What a kustomize build needs: the repository's files (kustomizations refer to `../../base`), and the folder
-/// to build.
-#[derive(Debug)]
-pub struct KustomizationInput {
-    pub files: RepoFiles,
-    pub root: String,
-}
+use crate::revision::{
+    Entry, KustomizationInput, ManifestFile, Manifests, RepoFiles, KUSTOMIZATION_NAMES,
+};
 
 /// A tree deeper than this is not a manifest folder; stop before it costs memory.
 const MAX_DEPTH: usize = 64;

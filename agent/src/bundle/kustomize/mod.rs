@@ -10,7 +10,6 @@
 mod builtin;
 mod config;
 mod fieldspec;
-mod files;
 mod generators;
 mod images;
 mod jsonpatch;
@@ -28,15 +27,11 @@ mod vars;
 
 use serde_json::Value;
 
-pub use files::{Entry, RepoFiles};
+use crate::revision::{files, Entry, RepoFiles, KUSTOMIZATION_NAMES};
 
 use crate::config::Limits;
 use config::TransformerConfig;
 use load::{Kind, Kustomization};
-
-/// The file names kustomize recognises as a kustomization, in the order it looks for them.
-pub const KUSTOMIZATION_NAMES: [&str; 3] =
-    ["kustomization.yaml", "kustomization.yml", "Kustomization"];
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum KustomizeError {
