@@ -1,20 +1,45 @@
 //! Outpost, the edge GitOps pull agent: the library behind the `outpost` binary.
 //!
-//! The modules follow the data flow in DESIGN.md: `config` -> `source` (Git) -> `build` (Bundle) -> `store`
-//! (sled) -> `target` (where bundles are applied) -> `report` (status); `reconcile` runs one source through the
-//! stages once, `schedule` runs every source forever, and `commands` maps subcommands onto them.
+//! # Module map
+//! One line per module, in layer order: each module uses only the modules listed below it (a test,
+//! `tests/layers.rs`, reads every `crate::` path and fails on one that climbs up). One revision travels from the
+//! bottom up: `config` says where to look, `source` fetches and verifies it and reads its files (`revision`),
+//! `bundle` builds them into objects, `reconcile` applies them through `deploy` and records the outcome in
+//! `store` as a `report` status, which `daemon` publishes and sends upstream.
+//!
+//! - [`fuzzing`]: shared by the cargo-fuzz targets and the corpus replay test; not an API
+//! - [`commands`]: what each subcommand does, a thin map onto the modules below (`main.rs` only parses)
+//! - [`daemon`]: `outpost run`: signals, a failed store, rounds, per-source loops, heartbeats, timing
+//! - [`reconcile`]: the one per-source pipeline (probe, fetch, verify, read, build, apply, record) and its
+//!   failure policy; also `render` and the clean-up of removed sources
+//! - [`deploy`]: where bundles go: Kubernetes (server-side apply, inventory, drift, leader lease) or a directory
+//! - [`store`]: the sled store: records, last good bundles, history, heartbeat outbox, the hub's assignment
+//! - [`bundle`]: a revision's files to a Bundle: plain YAML, kustomize, substitution
+//! - [`source`]: Git: probe the ref, fetch into the cache, check signatures, read a revision's files
+//! - [`revision`]: the files of a revision, the seam between `source` and `bundle`
+//! - [`report`]: the status model (`State`, `SourceStatus`) and its views: `status.json`, the table, liveness
+//! - [`identity`]: the agent's Ed25519 key
+//! - [`config`]: the TOML file to a validated `Config`
+//! - [`signature`]: SSH and OpenPGP signatures on Git commits and tags
+//! - [`http_body`]: reading HTTP answers with a ceiling
+//! - [`trust`]: the CA roots HTTPS trusts
+//! - [`logging`]: log lines, text or JSON
+//! - [`notify`]: systemd readiness and watchdog
+//! - [`fsutil`]: crash-safe file replacement
+//! - [`redact`]: credentials kept out of output
+//! - [`mem`]: giving freed memory back to the system
 
-pub mod assignment;
+#[doc(hidden)]
+pub mod fuzzing;
+
 pub mod bundle;
 pub mod commands;
 pub mod config;
+pub mod daemon;
 pub mod deploy;
 pub mod fsutil;
-/// Shared by the cargo-fuzz targets and the stable corpus replay test; not an API.
-#[doc(hidden)]
-pub mod fuzzing;
-pub mod heartbeat;
 pub mod http_body;
+pub mod identity;
 pub mod logging;
 pub mod mem;
 pub mod notify;
@@ -22,7 +47,6 @@ pub mod reconcile;
 pub mod redact;
 pub mod report;
 pub mod revision;
-pub mod schedule;
 pub mod signature;
 pub mod source;
 pub mod store;

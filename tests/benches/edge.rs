@@ -65,8 +65,7 @@ fn main() {
         .unwrap();
     let (cold, outcome) = rt.block_on(async {
         let store = Arc::new(Store::open(&config.agent.state_dir).unwrap());
-        let r = outpost_agent::schedule::reconciler(&config, &config.sources[0], &targets(&store))
-            .unwrap();
+        let r = Reconciler::for_source(&config, &config.sources[0], &targets(&store)).unwrap();
         let (_tx, shutdown) = tokio::sync::watch::channel(false);
         let start = Instant::now();
         let outcome = r.pass(&shutdown).await.unwrap();
@@ -105,9 +104,7 @@ fn main() {
         .unwrap();
     rt.block_on(async {
         let store = Arc::new(Store::open(&relayed.agent.state_dir).unwrap());
-        let r =
-            outpost_agent::schedule::reconciler(&relayed, &relayed.sources[0], &targets(&store))
-                .unwrap();
+        let r = Reconciler::for_source(&relayed, &relayed.sources[0], &targets(&store)).unwrap();
         let (_tx, shutdown) = tokio::sync::watch::channel(false);
         assert!(matches!(
             r.pass(&shutdown).await.unwrap(),
@@ -160,7 +157,7 @@ fn poll_loop(config_path: &Path, polls: u32) {
         .unwrap();
     rt.block_on(async {
         let store = Arc::new(Store::open(&config.agent.state_dir).unwrap());
-        let r: Reconciler = outpost_agent::schedule::reconciler(&config, &config.sources[0], &targets(&store)).unwrap();
+        let r: Reconciler = Reconciler::for_source(&config, &config.sources[0], &targets(&store)).unwrap();
         let (_tx, shutdown) = tokio::sync::watch::channel(false);
         r.pass(&shutdown).await.unwrap(); // warm: client built, files cached
         let cpu0 = cpu_seconds("self");

@@ -64,18 +64,18 @@ fn main() {
     for source in &config.sources {
         let entry = HistoryEntry {
             at: 0,
-            state: "Ready".into(),
+            state: outpost_agent::report::State::Ready,
             revision: Some(REVISION.into()),
             message: None,
         };
         store
             .update(&source.name, entry, None, 3, |record| {
-                record.state = "Ready".into();
-                record.fetched = Some(REVISION.into());
-                record.applied = Some(REVISION.into());
-                record.last_good = Some(REVISION.into());
-                record.object_count = 42;
-                record.inventory_digest = Some(DIGEST.into());
+                record.status.state = outpost_agent::report::State::Ready;
+                record.status.fetched = Some(REVISION.into());
+                record.status.applied = Some(REVISION.into());
+                record.status.last_good = Some(REVISION.into());
+                record.status.object_count = 42;
+                record.status.inventory_digest = Some(DIGEST.into());
             })
             .expect("source record");
     }
@@ -88,7 +88,7 @@ fn main() {
         .map(|(n, v)| (*n, v.as_str()))
         .chain([("content-type", "application/json")])
         .collect();
-    let boot = outpost_agent::heartbeat::boot_id();
+    let boot = outpost_agent::daemon::heartbeat::boot_id();
     let authority = "hub.example.com:8443";
 
     let mut wire_bytes = (0, 0);
@@ -97,7 +97,7 @@ fn main() {
     for _ in 0..ITERATIONS {
         let entry = store
             .outbox_push(now() as u64, OutboxLimits::default(), |seq, dropped| {
-                outpost_agent::heartbeat::build(&config, &store, seq, dropped, &boot)
+                outpost_agent::daemon::heartbeat::build(&config, &store, seq, dropped, &boot)
             })
             .expect("queued");
         let headers = sign_request(
@@ -158,7 +158,7 @@ fn offline_outbox(config: &Config, store: &Store, boot: &str) {
     for _ in 0..limits.max_entries {
         store
             .outbox_push(now() as u64, limits, |seq, dropped| {
-                outpost_agent::heartbeat::build(config, store, seq, dropped, boot)
+                outpost_agent::daemon::heartbeat::build(config, store, seq, dropped, boot)
             })
             .expect("queued");
     }
@@ -167,7 +167,7 @@ fn offline_outbox(config: &Config, store: &Store, boot: &str) {
     for _ in 0..PUSHES {
         let entry = store
             .outbox_push(now() as u64, limits, |seq, dropped| {
-                outpost_agent::heartbeat::build(config, store, seq, dropped, boot)
+                outpost_agent::daemon::heartbeat::build(config, store, seq, dropped, boot)
             })
             .expect("queued");
         assert!(entry.reports_dropped > 0, "a full outbox evicts");

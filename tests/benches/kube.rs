@@ -215,7 +215,7 @@ fn main() {
 /// What the daemon pays every interval when nothing changed: `CYCLES` passes of the source in this process, as
 /// `outpost run` does them. Returns the median pass time and the API requests per pass.
 fn daemon_cycles(config: &Path, double: Option<&KubeDouble>) -> (Duration, Duration, Option<f64>) {
-    use outpost_agent::reconcile::PassOutcome;
+    use outpost_agent::reconcile::{PassOutcome, Reconciler};
     outpost_agent::install_crypto_provider();
     let config = outpost_agent::config::Config::load(config).unwrap();
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -242,7 +242,7 @@ fn daemon_cycles(config: &Path, double: Option<&KubeDouble>) -> (Duration, Durat
             leader: None,
             concurrency: k.concurrency,
         };
-        let r = outpost_agent::schedule::reconciler(&config, &config.sources[0], &targets).unwrap();
+        let r = Reconciler::for_source(&config, &config.sources[0], &targets).unwrap();
         let (_tx, shutdown) = tokio::sync::watch::channel(false);
         // One pass to open the connection, as a running daemon already has it.
         r.pass(&shutdown).await.unwrap();

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::{relative_to, GitRef};
+use super::{relative_to, GitRef, Invalid};
 use crate::signature::{load_policy, Mode, Policy};
 
 #[derive(Deserialize)]
@@ -21,7 +21,7 @@ pub(super) fn validate(
     raw: RawVerify,
     git_ref: &GitRef,
     config_path: &Path,
-) -> Result<Policy, String> {
+) -> Result<Policy, Invalid> {
     let mode = Mode::parse(&raw.mode).ok_or_else(|| {
         format!(
             "mode = {:?}: write \"head\", \"tag\" or \"tag_and_head\"",
@@ -39,5 +39,5 @@ pub(super) fn validate(
     }
     let signers = raw.allowed_signers.map(|p| relative_to(config_path, &p));
     let pgp_keys = raw.pgp_keys.map(|p| relative_to(config_path, &p));
-    load_policy(mode, signers.as_deref(), pgp_keys.as_deref())
+    load_policy(mode, signers.as_deref(), pgp_keys.as_deref()).map_err(Invalid)
 }

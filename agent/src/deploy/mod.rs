@@ -16,7 +16,11 @@ use crate::bundle::Bundle;
 use crate::config::{SourceConfig, TargetSpec};
 use crate::store::Store;
 
-pub use kube::{Drift, Mode};
+mod context;
+pub use context::ContextError;
+
+pub use kube::lease::Leadership;
+pub use kube::{Drift, Drifted, Mode};
 
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const SOURCE_LABEL: &str = "outpost.dev/source";
@@ -64,7 +68,7 @@ pub struct TargetContext {
     pub agent_id: String,
     pub store: Arc<Store>,
     pub cluster: Option<Arc<kube::Cluster>>,
-    pub leader: Option<watch::Receiver<kube::lease::Leadership>>,
+    pub leader: Option<watch::Receiver<Leadership>>,
     pub concurrency: usize,
 }
 
@@ -197,7 +201,7 @@ impl Target {
     }
 
     /// Why this replica must not apply now (see `kube::lease::Leadership`), or `None` when it may.
-    pub fn standby(&self) -> Option<kube::lease::Leadership> {
+    pub fn standby(&self) -> Option<Leadership> {
         match self {
             Target::Directory(_) => None,
             Target::Kubernetes(k) => k.standby(),

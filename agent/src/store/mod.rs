@@ -29,8 +29,12 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::bundle::Bundle;
+use crate::report::{SourceStatus, State};
+
+pub use crate::report::now;
 
 mod outbox;
+mod status;
 pub use outbox::{OutboxEntry, OutboxLimits};
 
 const TREE: &str = "outpost/v1";
@@ -43,8 +47,19 @@ pub const HISTORY_LEN: u64 = 50;
 /// sled's default page cache is 1 GiB; an edge box has a few hundred MiB in all.
 const CACHE_BYTES: u64 = 1024 * 1024;
 
+/// How often, and how far apart, [`Store::open_exclusive`] tries a store that `outpost status` holds briefly.
+const OPEN_ATTEMPTS: u32 = 20;
+const OPEN_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    #[error(
+        "cannot create the state directory {dir}: {source}; create it or set [agent] state_dir"
+    )]
+    StateDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
     #[error("the store {dir} is in use by another outpost process (is `outpost run` running? {holder}); `outpost status` works beside it, other commands need it stopped")]
     Locked { dir: PathBuf, holder: String },
     #[error("cannot open the store {dir}: {message}; check that state_dir is writable and the disk is not full")]
@@ -66,43 +81,29 @@ pub enum StoreError {
     NewerSchema { dir: PathBuf, found: u32 },
 }
 
-/// What the store knows about one source. Revisions are full commit ids. Fields added later default when an
-/// older record is read.
+/// What the store knows about one source: its status (the one model, `report::SourceStatus`, stored flat so
+/// records written before it existed read the same) and what only the store and reconcile use. Fields added
+/// later default when an older record is read.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SourceRecord {
-    /// The newest commit fetched into the Git cache (it may have failed to build or apply).
-    pub fetched: Option<String>,
-    /// The revision currently in the target.
-    pub applied: Option<String>,
-    /// The newest revision that was fetched, built and applied successfully.
-    pub last_good: Option<String>,
+    #[serde(flatten)]
+    pub status: SourceStatus,
     /// Applied revisions whose bundles are kept, newest first.
     pub revisions: Vec<String>,
     /// The target it was applied to and its prune setting, so a source removed from the config can be cleaned up.
     pub target: Option<String>,
     pub prune: bool,
-    pub state: String,
-    pub last_error: Option<String>,
-    /// Unix seconds of the last successful poll (probe answered).
-    pub last_seen: Option<u64>,
-    pub object_count: usize,
     pub history_seq: u64,
     /// The settings the last good bundle was built with (the path and a digest of the substitution variables):
     /// when they change, the same commit must be built again.
     pub build_key: Option<String>,
-    /// `build::inventory_digest` of the objects in the target, for status and heartbeats.
-    pub inventory_digest: Option<String>,
-    /// Objects re-applied because they had drifted, since the source was first applied.
-    pub drift_corrected: u64,
-    /// Notes from the last apply that changed something (fields taken from other managers, recreated objects).
-    pub notes: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistoryEntry {
     pub at: u64,
-    pub state: String,
+    pub state: State,
     pub revision: Option<String>,
     pub message: Option<String>,
 }
@@ -129,6 +130,17 @@ impl Drop for Store {
     }
 }
 
+/// The file, beside the store, that names the process holding it.
+pub const PID_FILE: &str = "outpost.pid";
+
+/// "pid N" of the process that holds the store, for error messages.
+pub fn pid_holder(state_dir: &Path) -> String {
+    match std::fs::read_to_string(state_dir.join(PID_FILE)) {
+        Ok(pid) => format!("pid {}", pid.trim()),
+        Err(_) => "pid unknown".into(),
+    }
+}
+
 /// How long a flush may take before the store reports the disk as full or failing.
 const FLUSH_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
@@ -150,7 +162,7 @@ impl Store {
                 if message.contains("could not acquire lock") {
                     StoreError::Locked {
                         dir: dir.clone(),
-                        holder: crate::report::pid_holder(state_dir),
+                        holder: pid_holder(state_dir),
                     }
                 } else {
                     StoreError::Open {
@@ -171,6 +183,39 @@ impl Store {
         };
         store.check_schema()?;
         Ok(store)
+    }
+
+    /// Opens the store for a command that changes things (`run`, `sync`), creating `state_dir` if needed, and
+    /// records this process in [`PID_FILE`]. `outpost status` holds the store for a few milliseconds when no
+    /// daemon runs; a command starting at that moment waits for it rather than failing.
+    pub fn open_exclusive(state_dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(state_dir).map_err(|e| StoreError::StateDir {
+            dir: state_dir.to_path_buf(),
+            source: e,
+        })?;
+        let mut attempts = 0;
+        let store = loop {
+            match Store::open(state_dir) {
+                Err(StoreError::Locked { .. }) if attempts < OPEN_ATTEMPTS => {
+                    attempts += 1;
+                    std::thread::sleep(OPEN_RETRY);
+                }
+                other => break other?,
+            }
+        };
+        // Written after the lock is ours, so the pid in it is always the holder's.
+        let _ = std::fs::write(
+            state_dir.join(PID_FILE),
+            format!("{}\n", std::process::id()),
+        );
+        Ok(store)
+    }
+
+    /// Forgets the [`PID_FILE`] as the holder lets the store go.
+    pub fn release_pid_file(&self) {
+        if let Some(state_dir) = self.dir.parent() {
+            let _ = std::fs::remove_file(state_dir.join(PID_FILE));
+        }
     }
 
     fn check_schema(&self) -> Result<(), StoreError> {
@@ -233,7 +278,7 @@ impl Store {
     /// The last good revision and its bundle, if the source ever had one.
     pub fn last_good(&self, source: &str) -> Result<Option<(String, Bundle)>, StoreError> {
         let record = self.record(source)?;
-        let Some(rev) = record.last_good else {
+        let Some(rev) = record.status.last_good else {
             return Ok(None);
         };
         Ok(self.bundle(source, &rev)?.map(|b| (rev, b)))
@@ -272,7 +317,7 @@ impl Store {
         // Evict beyond `keep`, but never the last good one.
         let mut kept = Vec::new();
         for rev in std::mem::take(&mut record.revisions) {
-            if kept.len() < keep || Some(&rev) == record.last_good.as_ref() {
+            if kept.len() < keep || Some(&rev) == record.status.last_good.as_ref() {
                 kept.push(rev);
             } else {
                 batch.remove(bundle_key(source, &rev));
@@ -471,117 +516,5 @@ fn history_key(source: &str, seq: u64) -> Vec<u8> {
     k
 }
 
-pub fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn bundle(n: usize) -> Bundle {
-        Bundle::new(vec![
-            serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": format!("c{n}")}}),
-        ])
-    }
-
-    fn entry(state: &str) -> HistoryEntry {
-        HistoryEntry {
-            at: now(),
-            state: state.into(),
-            revision: None,
-            message: None,
-        }
-    }
-
-    fn apply(store: &Store, rev: &str, b: &Bundle) {
-        store
-            .update("web", entry("Ready"), Some((rev, b)), 3, |r| {
-                r.applied = Some(rev.into());
-                r.last_good = Some(rev.into());
-            })
-            .unwrap();
-    }
-
-    #[test]
-    fn survives_reopen_and_keeps_last_n_bundles() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let store = Store::open(dir.path()).unwrap();
-            for i in 0..5 {
-                apply(&store, &format!("rev{i}"), &bundle(i));
-            }
-        }
-        let store = Store::open(dir.path()).unwrap();
-        let (rev, b) = store.last_good("web").unwrap().unwrap();
-        assert_eq!(rev, "rev4");
-        assert_eq!(b, bundle(4));
-        assert_eq!(
-            store.record("web").unwrap().revisions,
-            ["rev4", "rev3", "rev2"]
-        );
-        assert!(store.bundle("web", "rev1").unwrap().is_none(), "evicted");
-        assert!(store.bundle("web", "rev2").unwrap().is_some());
-    }
-
-    #[test]
-    fn last_good_is_never_evicted() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        apply(&store, "good", &bundle(0));
-        // Later revisions applied but not good (e.g. failed health) must not push out the last good bundle.
-        for i in 1..6 {
-            store
-                .update(
-                    "web",
-                    entry("Failed"),
-                    Some((&format!("bad{i}"), &bundle(i))),
-                    2,
-                    |r| {
-                        r.applied = Some(format!("bad{i}"));
-                    },
-                )
-                .unwrap();
-        }
-        assert_eq!(store.last_good("web").unwrap().unwrap().0, "good");
-        assert_eq!(
-            store.record("web").unwrap().revisions,
-            ["bad5", "bad4", "good"]
-        );
-    }
-
-    #[test]
-    fn history_is_bounded() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        for _ in 0..(HISTORY_LEN + 20) {
-            store
-                .update("web", entry("Ready"), None, 3, |_| {})
-                .unwrap();
-        }
-        assert_eq!(store.history("web").unwrap().len() as u64, HISTORY_LEN);
-        assert!(store.history("other").unwrap().is_empty());
-    }
-
-    #[test]
-    fn remove_source_forgets_everything() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Store::open(dir.path()).unwrap();
-        apply(&store, "r1", &bundle(1));
-        apply(&store, "r1", &bundle(1));
-        store
-            .update("webx", entry("Ready"), Some(("r9", &bundle(9))), 3, |_| {})
-            .unwrap();
-        store.remove_source("web").unwrap();
-        assert!(store.sources().unwrap().iter().all(|(n, _)| n != "web"));
-        assert!(store.bundle("web", "r1").unwrap().is_none());
-        assert!(store.history("web").unwrap().is_empty());
-        assert!(
-            store.bundle("webx", "r9").unwrap().is_some(),
-            "a source sharing the prefix is untouched"
-        );
-    }
-}
+mod tests;

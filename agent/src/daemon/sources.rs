@@ -1,5 +1,5 @@
-//! The scheduler behind `outpost run`: one task per source, polling every `interval` with ±10 % jitter (so ten
-//! thousand sites do not hit the Git host in step), and retrying failures with exponential backoff plus jitter.
+//! One round of `outpost run`: one task per source, polling every `interval` with ±10 % jitter, retrying
+//! failures with backoff (see `timing`), plus the heartbeat task and the systemd watchdog.
 //!
 //! Order at start matters for an edge site that reboots offline: first every source's last good bundle is
 //! re-applied from the store, then sources removed from the config are cleaned up, and only then does any task
@@ -9,25 +9,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backoff::backoff::Backoff;
-use rand::Rng;
 use tokio::sync::watch;
 
+use super::timing::{jittered, retry_policy};
 use crate::config::Config;
-use crate::deploy::{Target, TargetContext, TargetError};
-use crate::reconcile::Reconciler;
-use crate::report::Board;
-use crate::store::{now, Store, StoreError};
-
-#[derive(Debug, thiserror::Error)]
-pub enum ScheduleError {
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error("source \"{source_name}\": {error}")]
-    Target {
-        source_name: String,
-        error: TargetError,
-    },
-}
+use crate::deploy::{Leadership, TargetContext};
+use crate::reconcile::{prune_removed_sources, ReconcileError, Reconciler};
+use crate::report::{Board, SourceStatus};
+use crate::store::{now, Store};
 
 /// Runs every source until `shutdown` turns true; returns once in-flight passes have finished their writes.
 pub async fn run(
@@ -35,12 +24,12 @@ pub async fn run(
     targets: &TargetContext,
     shutdown: watch::Receiver<bool>,
     reload: Arc<tokio::sync::Notify>,
-) -> Result<(), ScheduleError> {
+) -> Result<(), ReconcileError> {
     let store = targets.store.clone();
-    let board = Arc::new(Board::new(config, &store)?);
+    let board = Arc::new(Board::new(config, store.snapshot(config)?));
     let mut reconcilers: Vec<Arc<Reconciler>> = Vec::new();
     for s in &config.sources {
-        reconcilers.push(Arc::new(reconciler(config, s, targets)?));
+        reconcilers.push(Arc::new(Reconciler::for_source(config, s, targets)?));
     }
 
     for r in reconcilers.iter().filter(|r| r.may_apply()) {
@@ -77,10 +66,10 @@ pub async fn run(
 
     let changed = Arc::new(tokio::sync::Notify::new());
     if let Some(upstream) = &config.upstream {
-        match crate::heartbeat::load_key(config) {
+        match crate::identity::load_key(&config.agent) {
             Ok(key) => {
                 let (config, upstream) = (Arc::new(config.clone()), upstream.clone());
-                let shared = crate::heartbeat::Shared {
+                let shared = super::heartbeat::Shared {
                     store: store.clone(),
                     changed: changed.clone(),
                     reload,
@@ -88,7 +77,7 @@ pub async fn run(
                 };
                 let shutdown = shutdown.clone();
                 tasks.spawn(async move {
-                    crate::heartbeat::run(config, upstream, key, shared, shutdown).await
+                    super::heartbeat::run(config, upstream, key, shared, shutdown).await
                 });
             }
             Err(e) => tracing::error!("heartbeats disabled: {e}"),
@@ -119,31 +108,12 @@ pub async fn run(
     Ok(())
 }
 
-pub fn reconciler(
-    config: &Config,
-    source: &crate::config::SourceConfig,
-    targets: &TargetContext,
-) -> Result<Reconciler, ScheduleError> {
-    Reconciler::new(
-        source,
-        targets,
-        &config.agent.state_dir.join("git"),
-        config.agent.limits,
-        config.agent.keep_revisions,
-        source.vars(&config.agent),
-    )
-    .map_err(|error| ScheduleError::Target {
-        source_name: source.name.clone(),
-        error,
-    })
-}
-
 async fn source_loop(
     r: Arc<Reconciler>,
     store: Arc<Store>,
     board: Arc<Board>,
     changed: Arc<tokio::sync::Notify>,
-    mut leader: Option<watch::Receiver<crate::deploy::kube::lease::Leadership>>,
+    mut leader: Option<watch::Receiver<Leadership>>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let interval = r.config.interval;
@@ -154,7 +124,7 @@ async fn source_loop(
     loop {
         // One read of the record per pass serves both the status board and change detection.
         if let Some(record) = read_record(&r, &store) {
-            let now_seen = (record.state.clone(), record.applied.clone());
+            let now_seen = (record.state, record.applied.clone());
             if seen.as_ref().is_some_and(|s| *s != now_seen) {
                 // A heartbeat goes out at once on any state change, not at the next interval.
                 changed.notify_one();
@@ -164,7 +134,6 @@ async fn source_loop(
         }
         // A replica that just took over the leader lease applies at once rather than at its next poll.
         let takeover = async {
-            use crate::deploy::kube::lease::Leadership;
             match leader.as_mut() {
                 Some(l) if *l.borrow() != Leadership::Leader => {
                     let _ = l.wait_for(|lead| *lead == Leadership::Leader).await;
@@ -183,7 +152,7 @@ async fn source_loop(
                 backoff.reset();
                 jittered(interval, 0.1)
             }
-            Err(crate::reconcile::ReconcileError::Cancelled(_)) => break,
+            Err(ReconcileError::Cancelled(_)) => break,
             Err(_) => backoff.next_backoff().unwrap_or(interval),
         };
         if *shutdown.borrow() {
@@ -196,100 +165,10 @@ async fn source_loop(
     tracing::info!(source = r.name(), "stopped");
 }
 
-fn read_record(r: &Reconciler, store: &Store) -> Option<crate::store::SourceRecord> {
+fn read_record(r: &Reconciler, store: &Store) -> Option<SourceStatus> {
     store
         .record(r.name())
+        .map(|record| record.status)
         .map_err(|e| tracing::warn!(source = r.name(), "cannot read the source's record: {e}"))
         .ok()
-}
-
-/// Backoff for failed polls: starts at a tenth of the interval (1 s to 30 s), doubles with ±50 % jitter, and
-/// levels off at ten intervals but no more than 10 minutes (never below the interval itself). It never gives up:
-/// an edge site waits for its uplink as long as it takes.
-pub fn retry_policy(interval: Duration) -> backoff::ExponentialBackoff {
-    let initial = (interval / 10).clamp(Duration::from_secs(1), Duration::from_secs(30));
-    let max = (interval * 10).min(Duration::from_secs(600)).max(interval);
-    backoff::ExponentialBackoff {
-        current_interval: initial,
-        initial_interval: initial,
-        randomization_factor: 0.5,
-        multiplier: 2.0,
-        max_interval: max,
-        max_elapsed_time: None,
-        ..Default::default()
-    }
-}
-
-/// `base` scaled by a random factor in [1 - spread, 1 + spread].
-pub fn jittered(base: Duration, spread: f64) -> Duration {
-    let factor = 1.0 + rand::rng().random_range(-spread..=spread);
-    base.mul_f64(factor.max(0.0))
-}
-
-/// Cleans up sources that are in the store but no longer in the config: their file is removed from a directory
-/// target when they were applied with `prune = true`, and the store forgets them.
-pub async fn prune_removed_sources(
-    config: &Config,
-    targets: &TargetContext,
-) -> Result<(), StoreError> {
-    let store = &targets.store;
-    for (name, record) in store.sources()? {
-        if config.source(&name).is_some() {
-            continue;
-        }
-        let target = record
-            .target
-            .as_deref()
-            .and_then(|t| Target::for_removed(&name, t, targets));
-        match target {
-            Some(target) if record.prune => match target.remove(&name).await {
-                Ok(true) => {
-                    tracing::info!(source = %name, "source removed from the config: its objects were pruned")
-                }
-                Ok(false) => {}
-                Err(e) => {
-                    tracing::warn!(source = %name, "cannot prune the removed source: {e}; will retry at next start");
-                    continue;
-                }
-            },
-            _ => {
-                tracing::info!(source = %name, "source removed from the config: prune is off (or its target is gone), its objects are left in place")
-            }
-        }
-        store.remove_source(&name)?;
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn jitter_stays_within_ten_percent() {
-        let base = Duration::from_secs(60);
-        let samples: Vec<Duration> = (0..1000).map(|_| jittered(base, 0.1)).collect();
-        assert!(samples
-            .iter()
-            .all(|d| *d >= Duration::from_secs(54) && *d <= Duration::from_secs(66)));
-        let distinct: std::collections::BTreeSet<_> = samples.iter().collect();
-        assert!(distinct.len() > 100, "jitter must actually vary");
-    }
-
-    #[test]
-    fn backoff_grows_and_levels_off() {
-        let mut b = retry_policy(Duration::from_secs(60));
-        let delays: Vec<Duration> = (0..12).map(|_| b.next_backoff().unwrap()).collect();
-        assert!(
-            delays[0] >= Duration::from_secs(3) && delays[0] <= Duration::from_secs(9),
-            "{delays:?}"
-        );
-        assert!(delays[4] > delays[0]);
-        assert!(
-            delays.iter().all(|d| *d <= Duration::from_secs(900)),
-            "{delays:?}"
-        );
-        b.reset();
-        assert!(b.next_backoff().unwrap() <= Duration::from_secs(9));
-    }
 }

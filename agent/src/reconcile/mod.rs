@@ -7,16 +7,29 @@
 //! Network steps give way to shutdown; writes to the target and the store never do, so SIGTERM cannot leave a
 //! half-recorded revision.
 
+mod policy;
+mod ports;
+mod removed;
+mod render;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use tokio::sync::watch;
 
 use crate::bundle::{self, BuildError, Bundle};
-use crate::config::{Limits, SourceConfig};
-use crate::deploy::kube::lease::Leadership;
-use crate::deploy::{Applied, Drift, Mode, Target, TargetContext, TargetError};
+use crate::config::{Config, Limits, SourceConfig};
+use crate::deploy::{Applied, Drift, Leadership, Mode, Target, TargetContext, TargetError};
+use crate::report::State;
 use crate::source::{Probe, Source, SourceError};
 use crate::store::{now, HistoryEntry, SourceRecord, Store, StoreError};
+
+pub use policy::{error_policy, Failure, Next, Recovery};
+pub use ports::{Deploy, Origin};
+pub use removed::prune_removed_sources;
+pub use render::{render, RenderError, Rendered};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
@@ -29,12 +42,18 @@ pub enum ReconcileError {
     Build {
         source_name: String,
         revision: String,
-        error: BuildError,
+        error: Box<BuildError>,
     },
     #[error("source \"{source_name}\", revision {revision}: {error}")]
     Target {
         source_name: String,
         revision: String,
+        error: TargetError,
+    },
+    /// The source's target cannot be set up (e.g. the Kubernetes target with no cluster connection).
+    #[error("source \"{source_name}\": {error}")]
+    Setup {
+        source_name: String,
         error: TargetError,
     },
     #[error(transparent)]
@@ -54,40 +73,64 @@ pub enum PassOutcome {
     Standby { revision: String },
 }
 
-/// Source states as reported by `status` and in heartbeats.
-pub mod state {
-    pub const READY: &str = "Ready";
-    pub const PROGRESSING: &str = "Progressing";
-    pub const FAILED: &str = "Failed";
-    /// The Git host cannot be reached: the last good revision keeps running.
-    pub const STALE: &str = "Stale";
-    /// Not applying: another replica holds the leader lease.
-    pub const SUSPENDED: &str = "Suspended";
-}
-
 /// Everything one source's pass needs; built once per source and reused by every pass.
-pub struct Reconciler {
+pub struct Reconciler<S = Source, T = Target> {
     pub config: SourceConfig,
-    source: Source,
-    target: Target,
+    source: S,
+    target: T,
     store: Arc<Store>,
     limits: Limits,
     keep: usize,
     /// Substitution variables (see `SourceConfig::vars`).
-    vars: Option<std::collections::BTreeMap<String, String>>,
+    vars: Option<BTreeMap<String, String>>,
     /// See `SourceRecord::build_key`.
     build_key: String,
 }
 
 impl Reconciler {
+    /// The pipeline of one configured source, as the daemon and `outpost sync` run it: its Git cache under
+    /// `state_dir/git`, its target from `targets`.
+    pub fn for_source(
+        config: &Config,
+        source: &SourceConfig,
+        targets: &TargetContext,
+    ) -> Result<Reconciler, ReconcileError> {
+        let target = Target::new(source, targets).map_err(|error| ReconcileError::Setup {
+            source_name: source.name.clone(),
+            error,
+        })?;
+        let limits = config.agent.limits;
+        Ok(Reconciler::new(
+            source,
+            Source::new(source, &config.agent.state_dir.join("git"), limits),
+            target,
+            targets.store.clone(),
+            Settings {
+                limits,
+                keep: config.agent.keep_revisions,
+                vars: source.vars(&config.agent),
+            },
+        ))
+    }
+}
+
+/// What a pass needs beyond its stages: bounds on what a revision may hold, how many bundles to keep, and the
+/// substitution variables.
+pub struct Settings {
+    pub limits: Limits,
+    pub keep: usize,
+    pub vars: Option<BTreeMap<String, String>>,
+}
+
+impl<S: Origin, T: Deploy> Reconciler<S, T> {
     pub fn new(
         config: &SourceConfig,
-        targets: &TargetContext,
-        git_cache_root: &std::path::Path,
-        limits: Limits,
-        keep: usize,
-        vars: Option<std::collections::BTreeMap<String, String>>,
-    ) -> Result<Self, TargetError> {
+        source: S,
+        target: T,
+        store: Arc<Store>,
+        settings: Settings,
+    ) -> Self {
+        let Settings { limits, keep, vars } = settings;
         // A commit, a path and the variables fully determine a bundle; the URL or ref that led to the commit do
         // not matter. The verify mode is part of the key so that turning `[source.verify]` on (or making it
         // stricter) checks the revision already running at once, instead of trusting it until the next push.
@@ -99,16 +142,16 @@ impl Reconciler {
         if let Some(policy) = &config.verify {
             build_key.push_str(&format!(";verify={}", policy.mode.as_str()));
         }
-        Ok(Reconciler {
+        Reconciler {
             config: config.clone(),
-            source: Source::new(config, git_cache_root, limits),
-            target: Target::new(config, targets)?,
-            store: targets.store.clone(),
+            source,
+            target,
+            store,
             limits,
             keep,
             vars,
             build_key,
-        })
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -120,14 +163,10 @@ impl Reconciler {
         self.target.standby().is_none()
     }
 
-    pub fn source(&self) -> &Source {
-        &self.source
-    }
-
     /// Re-applies the stored last good bundle without touching the network: what `outpost run` does first after a
     /// reboot. Returns the revision applied, if the source has one.
     pub async fn restore_last_good(&self) -> Result<Option<String>, ReconcileError> {
-        let Some(revision) = self.store.record(self.name())?.last_good else {
+        let Some(revision) = self.store.record(self.name())?.status.last_good else {
             return Ok(None);
         };
         self.reapply(&revision).await?;
@@ -183,26 +222,16 @@ impl Reconciler {
         }
         // The common case, and the cheap one: the remote still points at what we run, built the same way.
         let same_build = record.build_key.as_deref() == Some(self.build_key.as_str());
-        if same_build && record.last_good.as_deref() == Some(probe.commit.as_str()) {
+        if same_build && record.status.last_good.as_deref() == Some(probe.commit.as_str()) {
             return self.unchanged(&record, &probe.commit).await;
         }
         let revision = self.cached_or_fetch(&record, &probe, shutdown).await?;
-        if same_build && record.last_good.as_deref() == Some(revision.as_str()) {
+        if same_build && record.status.last_good.as_deref() == Some(revision.as_str()) {
             return self.unchanged(&record, &revision).await;
         }
 
         // Every revision is verified right before it is built: a revision fetched (or cached) earlier gets no pass.
-        match self.source.verify(&probe, &revision).await {
-            Ok(Some(signer)) => {
-                tracing::info!(source = self.name(), revision = %revision, "signature verified: {signer}")
-            }
-            Ok(None) => {}
-            Err(error) => {
-                let e = self.source_error(error);
-                return Err(self.fail(&record, Some(&revision), e).await);
-            }
-        }
-        let bundle = match self.build(&revision).await {
+        let bundle = match self.build(Some(&probe), &revision).await {
             Ok(b) => b,
             Err(e) => return Err(self.fail(&record, Some(&revision), e).await),
         };
@@ -235,21 +264,21 @@ impl Reconciler {
         let rev = revision.clone();
         self.store.update(
             self.name(),
-            entry(state::READY, Some(&revision), None),
+            entry(State::Ready, Some(&revision), None),
             Some((&revision, &bundle)),
             self.keep,
             |r| {
-                r.applied = Some(rev.clone());
-                r.last_good = Some(rev);
-                r.state = state::READY.into();
-                r.last_error = None;
-                r.last_seen = Some(now());
-                r.object_count = applied.object_count;
+                r.status.applied = Some(rev.clone());
+                r.status.last_good = Some(rev);
+                r.status.state = State::Ready;
+                r.status.last_error = None;
+                r.status.last_seen = Some(now());
+                r.status.object_count = applied.object_count;
                 r.target = Some(target);
                 r.prune = prune;
                 r.build_key = Some(build_key);
-                r.inventory_digest = Some(inventory);
-                r.notes = notes;
+                r.status.inventory_digest = Some(inventory);
+                r.status.notes = notes;
             },
         )?;
         tracing::info!(source = self.name(), revision = %revision, objects = applied.object_count, digest = %bundle.digest, "applied");
@@ -261,28 +290,18 @@ impl Reconciler {
         })
     }
 
-    /// Builds the bundle of a revision that is in the local cache (used by `render` too).
-    pub async fn build(&self, revision: &str) -> Result<Bundle, ReconcileError> {
-        let manifests = self
-            .source
-            .read(revision)
-            .await
-            .map_err(|error| self.source_error(error))?;
-        for warning in &manifests.warnings {
+    /// Verifies (when `probe` selected the revision) and builds a revision that is in the local cache.
+    async fn build(&self, probe: Option<&Probe>, revision: &str) -> Result<Bundle, ReconcileError> {
+        let input = Input {
+            name: self.name(),
+            limits: self.limits,
+            vars: self.vars.as_ref(),
+        };
+        let (bundle, warnings) = build_revision(&self.source, &input, probe, revision).await?;
+        for warning in &warnings {
             tracing::warn!(source = self.name(), revision, "{warning}");
         }
-        let limits = self.limits;
-        let vars = self.vars.clone();
-        let built = tokio::task::spawn_blocking(move || {
-            bundle::build_revision(&manifests, vars.as_ref(), &limits)
-        })
-        .await
-        .map_err(|e| self.source_error(SourceError::Task(e.to_string())))?;
-        built.map_err(|error| ReconcileError::Build {
-            source_name: self.name().into(),
-            revision: revision.into(),
-            error,
-        })
+        Ok(bundle)
     }
 
     /// The probed commit, fetched only when the Git cache does not hold it already.
@@ -292,7 +311,7 @@ impl Reconciler {
         probe: &Probe,
         shutdown: &watch::Receiver<bool>,
     ) -> Result<String, ReconcileError> {
-        if record.fetched.as_deref() == Some(probe.commit.as_str())
+        if record.status.fetched.as_deref() == Some(probe.commit.as_str())
             && self.source.has_revision(probe).await
         {
             return Ok(probe.commit.clone());
@@ -316,12 +335,12 @@ impl Reconciler {
         let rev = revision.clone();
         self.store.update(
             self.name(),
-            entry(state::PROGRESSING, Some(&revision), Some("fetched")),
+            entry(State::Progressing, Some(&revision), Some("fetched")),
             None,
             self.keep,
             |r| {
-                r.fetched = Some(rev);
-                r.last_seen = Some(now());
+                r.status.fetched = Some(rev);
+                r.status.last_seen = Some(now());
             },
         )?;
         tracing::info!(source = self.name(), revision = %revision, "fetched");
@@ -354,35 +373,35 @@ impl Reconciler {
             let message = format!("drift corrected on {corrected} objects");
             self.store.update(
                 self.name(),
-                entry(state::READY, Some(revision), Some(&message)),
+                entry(State::Ready, Some(revision), Some(&message)),
                 None,
                 self.keep,
                 |r| {
-                    r.drift_corrected += corrected;
+                    r.status.drift_corrected += corrected;
                     if !notes.is_empty() {
-                        r.notes = notes;
+                        r.status.notes = notes;
                     }
                 },
             )?;
         }
         // Only write to the store when the state changes: an unchanged poll must not wear the disk.
-        if record.state != state::READY
-            || record.last_error.is_some()
-            || record.applied.as_deref() != Some(revision)
-            || record.fetched.as_deref() != Some(revision)
+        if record.status.state != State::Ready
+            || record.status.last_error.is_some()
+            || record.status.applied.as_deref() != Some(revision)
+            || record.status.fetched.as_deref() != Some(revision)
         {
             let rev = revision.to_string();
             self.store.update(
                 self.name(),
-                entry(state::READY, Some(revision), None),
+                entry(State::Ready, Some(revision), None),
                 None,
                 self.keep,
                 |r| {
-                    r.state = state::READY.into();
-                    r.last_error = None;
-                    r.applied = Some(rev.clone());
-                    r.fetched = Some(rev);
-                    r.last_seen = Some(now());
+                    r.status.state = State::Ready;
+                    r.status.last_error = None;
+                    r.status.applied = Some(rev.clone());
+                    r.status.fetched = Some(rev);
+                    r.status.last_seen = Some(now());
                 },
             )?;
         }
@@ -391,7 +410,7 @@ impl Reconciler {
         })
     }
 
-    /// Records a failed pass and keeps (re-applies) the last good bundle. Returns the error for the caller.
+    /// Records a failed pass and carries out [`error_policy`]'s recovery. Returns the error for the caller.
     async fn fail(
         &self,
         record: &SourceRecord,
@@ -399,58 +418,51 @@ impl Reconciler {
         error: ReconcileError,
     ) -> ReconcileError {
         let mut message = error.to_string();
-        let target_down =
-            matches!(&error, ReconcileError::Target { error, .. } if error.is_unreachable());
-        let offline = target_down
-            || matches!(&error, ReconcileError::Source { error, .. } if !error.is_content_error());
-        let state = if offline && record.last_good.is_some() {
-            state::STALE
-        } else {
-            state::FAILED
-        };
-        if let Some(last_good) = &record.last_good {
-            // A new revision that reached the target and failed there (or never became healthy) may have changed
-            // or created objects: go back completely.
-            let applied_new = matches!(&error, ReconcileError::Target { .. })
-                && !target_down
-                && revision.is_some_and(|r| r != last_good);
-            if applied_new && self.config.rollback {
-                let from = revision.unwrap_or_default();
-                match self.rollback(from, last_good).await {
-                    Ok(()) => {
-                        message = format!(
-                            "rolled back from {} to {}: {message}",
-                            short(from),
-                            short(last_good)
-                        )
-                    }
-                    Err(e) => {
-                        message = format!(
-                            "{message}; rolling back to {} failed too: {e}",
-                            short(last_good)
-                        )
-                    }
+        let next = error_policy(
+            &error,
+            Failure {
+                last_good: record.status.last_good.as_deref(),
+                revision,
+                rollback: self.config.rollback,
+            },
+        );
+        match &next.recovery {
+            Recovery::RollBack { from, to } => match self.rollback(from, to).await {
+                Ok(()) => {
+                    message = format!(
+                        "rolled back from {} to {}: {message}",
+                        short(from),
+                        short(to)
+                    )
                 }
-            } else if (self.config.rollback || offline) && !target_down {
+                Err(e) => {
+                    message = format!("{message}; rolling back to {} failed too: {e}", short(to))
+                }
+            },
+            Recovery::Reapply(last_good) => {
                 if let Err(e) = self.reapply(last_good).await {
                     tracing::warn!(source = self.name(), revision = %last_good, "re-applying the last good revision failed: {e}");
                 }
             }
+            Recovery::Leave => {}
         }
-        tracing::warn!(source = self.name(), state, "{message}");
+        let state = next.state;
+        tracing::warn!(source = self.name(), state = state.as_str(), "{message}");
         // Record only when something changed, so a long outage does not fill the history with copies.
-        if record.state != state || record.last_error.as_deref() != Some(message.as_str()) {
+        if record.status.state != state
+            || record.status.last_error.as_deref() != Some(message.as_str())
+        {
             let msg = message.clone();
-            let applied = record.last_good.clone();
+            let applied = record.status.last_good.clone();
             let result = self.store.update(
                 self.name(),
                 entry(state, revision, Some(&message)),
                 None,
                 self.keep,
                 |r| {
-                    r.state = state.into();
-                    r.last_error = Some(msg);
-                    r.applied = applied;
+                    r.status.state = state;
+                    r.status.last_error = Some(msg);
+                    r.status.applied = applied;
                 },
             );
             if let Err(e) = result {
@@ -486,10 +498,10 @@ impl Reconciler {
         // A follower is Suspended; a replica that cannot even reach the lease keeps running the last good state
         // and says why.
         let (state, error) = match why {
-            Leadership::Unknown(reason) => (state::STALE, Some(reason)),
-            _ => (state::SUSPENDED, None),
+            Leadership::Unknown(reason) => (State::Stale, Some(reason)),
+            _ => (State::Suspended, None),
         };
-        if record.state != state || record.last_error != error {
+        if record.status.state != state || record.status.last_error != error {
             let message = error
                 .clone()
                 .unwrap_or_else(|| "standby: another replica holds the leader lease".into());
@@ -499,9 +511,9 @@ impl Reconciler {
                 None,
                 self.keep,
                 |r| {
-                    r.state = state.into();
-                    r.last_error = error;
-                    r.last_seen = Some(now());
+                    r.status.state = state;
+                    r.status.last_error = error;
+                    r.status.last_seen = Some(now());
                 },
             )?;
         }
@@ -524,10 +536,10 @@ impl Reconciler {
     }
 }
 
-fn entry(state: &str, revision: Option<&str>, message: Option<&str>) -> HistoryEntry {
+fn entry(state: State, revision: Option<&str>, message: Option<&str>) -> HistoryEntry {
     HistoryEntry {
         at: now(),
-        state: state.into(),
+        state,
         revision: revision.map(Into::into),
         message: message.map(Into::into),
     }
@@ -551,4 +563,48 @@ async fn cancellable<T>(
         out = fut => Some(out),
         _ = shutdown.wait_for(|stop| *stop) => None,
     }
+}
+
+/// What building a revision needs besides its files.
+struct Input<'a> {
+    name: &'a str,
+    limits: Limits,
+    vars: Option<&'a BTreeMap<String, String>>,
+}
+
+/// verify -> read -> build, for a revision in the local cache: the part of the pipeline that `pass` and
+/// `render` share. The signature policy is checked only when `probe` says which ref selected the revision.
+/// Returns the bundle and what was skipped while reading (files that are not manifests), for the caller to show.
+async fn build_revision<S: Origin>(
+    source: &S,
+    input: &Input<'_>,
+    probe: Option<&Probe>,
+    revision: &str,
+) -> Result<(Bundle, Vec<String>), ReconcileError> {
+    let source_error = |error| ReconcileError::Source {
+        source_name: input.name.into(),
+        error,
+    };
+    if let Some(probe) = probe {
+        if let Some(signer) = source.verify(probe, revision).await.map_err(source_error)? {
+            tracing::info!(
+                source = input.name,
+                revision,
+                "signature verified: {signer}"
+            );
+        }
+    }
+    let manifests = source.read(revision).await.map_err(source_error)?;
+    let limits = input.limits;
+    let vars = input.vars.cloned();
+    let built = tokio::task::spawn_blocking(move || {
+        bundle::build_revision(&manifests, vars.as_ref(), &limits).map(|b| (b, manifests.warnings))
+    })
+    .await
+    .map_err(|e| source_error(SourceError::Task(e.to_string())))?;
+    built.map_err(|error| ReconcileError::Build {
+        source_name: input.name.into(),
+        revision: revision.into(),
+        error: Box::new(error),
+    })
 }
