@@ -1,24 +1,34 @@
 //! Reading an HTTP body with a ceiling. Every answer the agent reads comes from outside (a Git server's ref
 //! listing, the hub's reply), and an answer that never ends must cost a bounded amount of memory, not the box.
 
+use outpost_proto::text::error_chain;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("the answer is larger than the agent's limit of {limit} bytes")]
+    TooLarge { limit: usize },
+    /// reqwest's own text hides the cause ("error decoding response body"), so the chain is shown.
+    #[error("{}", error_chain(.source, ": "))]
+    Read { source: reqwest::Error },
+}
+
 /// The body of `response`, refused once it passes `limit` bytes: at once when `Content-Length` says so,
 /// otherwise as soon as the streamed bytes do. The error says which limit was crossed.
 pub async fn read_bounded(
     mut response: reqwest::Response,
     limit: usize,
-) -> Result<Vec<u8>, String> {
-    let too_large = || format!("the answer is larger than the agent's limit of {limit} bytes");
+) -> Result<Vec<u8>, BodyError> {
     if response.content_length().is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
+        return Err(BodyError::TooLarge { limit });
     }
     let mut body = Vec::new();
     while let Some(chunk) = response
         .chunk()
         .await
-        .map_err(|e| outpost_proto::text::error_chain(&e, ": "))?
+        .map_err(|source| BodyError::Read { source })?
     {
         if body.len() + chunk.len() > limit {
-            return Err(too_large());
+            return Err(BodyError::TooLarge { limit });
         }
         body.extend_from_slice(&chunk);
     }
@@ -76,7 +86,7 @@ mod tests {
             0,
         );
         let err = read_bounded(get(&url).await, 1000).await.unwrap_err();
-        assert!(err.contains("limit of 1000 bytes"), "{err}");
+        assert!(err.to_string().contains("limit of 1000 bytes"), "{err}");
     }
 
     #[tokio::test]
@@ -87,6 +97,6 @@ mod tests {
             64 * 1024 * 1024,
         );
         let err = read_bounded(get(&url).await, 100_000).await.unwrap_err();
-        assert!(err.contains("limit of 100000 bytes"), "{err}");
+        assert!(err.to_string().contains("limit of 100000 bytes"), "{err}");
     }
 }

@@ -123,9 +123,9 @@ pub fn build_revision(
 fn check_substituted_identities(objects: &[Value], before: &[String]) -> Result<(), BuildError> {
     let mut seen: BTreeMap<String, &str> = BTreeMap::new();
     for (object, written) in objects.iter().zip(before) {
-        let id = identity(object).map_err(|message| BuildError::SubstitutedIdentity {
+        let id = identity(object).map_err(|e| BuildError::SubstitutedIdentity {
             object: written.clone(),
-            problem: message,
+            problem: e.to_string(),
         })?;
         if let Some(first) = seen.insert(id.clone(), written) {
             return Err(BuildError::SubstitutedIdentity {
@@ -157,10 +157,10 @@ pub fn build(files: &[ManifestFile], limits: &Limits) -> Result<Bundle, BuildErr
         for (index, doc) in docs.into_iter().enumerate() {
             let document = index + 1;
             for object in flatten(doc, &file.path, document)? {
-                let id = identity(&object).map_err(|message| BuildError::Invalid {
+                let id = identity(&object).map_err(|e| BuildError::Invalid {
                     file: file.path.clone(),
                     document,
-                    message,
+                    message: e.to_string(),
                 })?;
                 let place = format!("{}, document {document}", file.path);
                 if let Some(first) = seen.insert(id.clone(), place.clone()) {
@@ -236,25 +236,34 @@ pub(crate) fn flatten(doc: Value, file: &str, document: usize) -> Result<Vec<Val
     }
 }
 
+/// An object that lacks what makes it an object.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NoIdentity {
+    #[error("has no apiVersion; every object needs apiVersion, kind and metadata.name")]
+    ApiVersion,
+    #[error("has no kind; every object needs apiVersion, kind and metadata.name")]
+    Kind,
+    #[error("{0} has no metadata.name; every object needs apiVersion, kind and metadata.name")]
+    Name(String),
+}
+
 /// `group/kind namespace/name`: what makes two objects the same object in a cluster. The version is left out on
 /// purpose: `apps/v1` and `apps/v1beta1` Deployments of one name are one object.
-pub fn identity(object: &Value) -> Result<String, String> {
+pub fn identity(object: &Value) -> Result<String, NoIdentity> {
     let field = |name: &str| {
         object
             .get(name)
             .and_then(Value::as_str)
             .filter(|s| !s.is_empty())
     };
-    let api_version = field("apiVersion")
-        .ok_or("has no apiVersion; every object needs apiVersion, kind and metadata.name")?;
-    let kind = field("kind")
-        .ok_or("has no kind; every object needs apiVersion, kind and metadata.name")?;
+    let api_version = field("apiVersion").ok_or(NoIdentity::ApiVersion)?;
+    let kind = field("kind").ok_or(NoIdentity::Kind)?;
     let metadata = object.get("metadata").filter(|m| m.is_object());
     let name = metadata
         .and_then(|m| m.get("name"))
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
-        .ok_or_else(|| format!("{kind} has no metadata.name; every object needs apiVersion, kind and metadata.name"))?;
+        .ok_or_else(|| NoIdentity::Name(kind.to_string()))?;
     let namespace = metadata
         .and_then(|m| m.get("namespace"))
         .and_then(Value::as_str)

@@ -20,6 +20,11 @@ pub enum SubstituteError {
     Undefined { object: String, var: String },
 }
 
+/// A `${name}` with no value and no default: the variable's name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("variable {0:?} is not defined and has no default")]
+pub struct Undefined(pub String);
+
 /// Substitutes every string value of every object that does not opt out.
 pub fn apply(
     objects: &mut [Value],
@@ -35,7 +40,7 @@ pub fn apply(
             continue;
         }
         let id = super::identity(object).unwrap_or_else(|_| "an object".into());
-        let undefined = |var| SubstituteError::Undefined {
+        let undefined = |Undefined(var)| SubstituteError::Undefined {
             object: id.clone(),
             var,
         };
@@ -71,7 +76,7 @@ enum Strings {
     Always,
 }
 
-fn walk(v: &mut Value, vars: &BTreeMap<String, String>, strings: Strings) -> Result<(), String> {
+fn walk(v: &mut Value, vars: &BTreeMap<String, String>, strings: Strings) -> Result<(), Undefined> {
     match v {
         Value::String(s) => {
             if let Some(new) = substitute_as(s, vars, strings)? {
@@ -97,7 +102,7 @@ fn walk(v: &mut Value, vars: &BTreeMap<String, String>, strings: Strings) -> Res
 }
 
 /// The new value of `s`, or `None` when it holds nothing to substitute. `Err` names an undefined variable.
-pub fn substitute(s: &str, vars: &BTreeMap<String, String>) -> Result<Option<Value>, String> {
+pub fn substitute(s: &str, vars: &BTreeMap<String, String>) -> Result<Option<Value>, Undefined> {
     substitute_as(s, vars, Strings::Typed)
 }
 
@@ -105,7 +110,7 @@ fn substitute_as(
     s: &str,
     vars: &BTreeMap<String, String>,
     strings: Strings,
-) -> Result<Option<Value>, String> {
+) -> Result<Option<Value>, Undefined> {
     if !s.contains("${") {
         return Ok(None);
     }
@@ -125,7 +130,7 @@ fn substitute_as(
                 let value = match (vars.get(name), default) {
                     (Some(v), _) => v.as_str(),
                     (None, Some(d)) => d,
-                    (None, None) => return Err(name.to_string()),
+                    (None, None) => return Err(Undefined(name.to_string())),
                 };
                 whole = at == 0 && len == s.len();
                 out.push_str(value);
@@ -217,7 +222,7 @@ mod tests {
             Some(json!("echo ${1} ${x:-y}"))
         );
         assert_eq!(s("plain").unwrap(), None);
-        assert_eq!(s("${nope}").unwrap_err(), "nope");
+        assert_eq!(s("${nope}").unwrap_err(), Undefined("nope".into()));
     }
 
     #[test]

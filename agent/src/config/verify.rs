@@ -39,5 +39,5 @@ pub(super) fn validate(
     }
     let signers = raw.allowed_signers.map(|p| relative_to(config_path, &p));
     let pgp_keys = raw.pgp_keys.map(|p| relative_to(config_path, &p));
-    load_policy(mode, signers.as_deref(), pgp_keys.as_deref()).map_err(Invalid)
+    load_policy(mode, signers.as_deref(), pgp_keys.as_deref()).map_err(|e| Invalid(e.to_string()))
 }

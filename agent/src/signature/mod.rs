@@ -64,11 +64,71 @@ pub struct Policy {
 pub enum VerifyError {
     /// The signature (or its absence) is not acceptable; `subject` names the commit or tag.
     #[error("{subject}: {reason}")]
-    Rejected { subject: String, reason: String },
+    Rejected { subject: String, reason: Rejection },
     #[error("tag {tag} is a lightweight tag and carries no signature; [source.verify] mode = \"{mode}\" needs an annotated, signed tag (git tag -s)")]
     Lightweight { tag: String, mode: &'static str },
-    #[error("{subject}: cannot be read from the Git repository or cache ({message})")]
-    Read { subject: String, message: String },
+    #[error("{subject}: cannot be read from the Git repository or cache ({source})")]
+    Read {
+        subject: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// Why a signature (or its absence) is not acceptable.
+#[derive(Debug, thiserror::Error)]
+pub enum Rejection {
+    #[error("the tag object names commit {named}, not the commit {fetched} that was fetched (the tag moved during the poll); the next poll checks it again")]
+    TagMoved { named: String, fetched: String },
+    #[error("the signed tag object is named {named:?}, not {tag:?}: a signed tag was copied under another name")]
+    TagRenamed { named: String, tag: String },
+    #[error(transparent)]
+    Malformed(#[from] payload::Malformed),
+    #[error("unsigned; [source.verify] mode = \"{mode}\" requires a signature from {trusted}")]
+    Unsigned { mode: &'static str, trusted: String },
+    #[error("signed as {0}, which outpost does not check; sign with an SSH key (gpg.format=ssh) or OpenPGP")]
+    OtherFormat(String),
+    #[error("bad SSH signature: {0}")]
+    BadSsh(ssh::SshError),
+    #[error("signed by SSH key {fingerprint}, but [source.verify] has no allowed_signers file to trust SSH keys with")]
+    NoSshTrust { fingerprint: String },
+    #[error("signed by {fingerprint} which is not in {path}")]
+    SshNotListed { fingerprint: String, path: String },
+    #[error("signed by {fingerprint}, but {path} {why}")]
+    SshRestricted {
+        fingerprint: String,
+        path: String,
+        why: String,
+    },
+    #[error("signed by {fingerprint}: {source}")]
+    SshInvalid {
+        fingerprint: String,
+        source: ssh::SshError,
+    },
+    #[error(
+        "signed with OpenPGP, but [source.verify] has no pgp_keys file to trust OpenPGP keys with"
+    )]
+    NoPgpTrust,
+    #[error("bad OpenPGP signature: {0}")]
+    BadPgp(String),
+    #[error("signed by OpenPGP key {signer} which is not in {path}")]
+    PgpNotListed { signer: String, path: String },
+    #[error(
+        "signed by OpenPGP key {signer}, which is revoked (in {path}); re-sign with a current key"
+    )]
+    PgpRevoked { signer: String, path: String },
+    #[error("signed by OpenPGP key {signer}, which expired on {expired} before the signature was made; re-sign with a current key")]
+    PgpExpired { signer: String, expired: String },
+    #[error("signed by OpenPGP key {signer}: the signature does not match the signed content (changed after signing, or copied from another object)")]
+    PgpMismatch { signer: String },
+}
+
+/// A key file of `[source.verify]` that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum KeysError {
+    #[error(transparent)]
+    Signers(#[from] signers::SignersError),
+    #[error(transparent)]
+    Pgp(#[from] pgp::PgpKeysError),
 }
 
 /// Where the selected revision came from: the commit, and for a tag the tag's name and its object.
@@ -112,31 +172,30 @@ impl Policy {
             let subject = format!("tag {tag}");
             let raw = read(repo, tag_id, gix::object::Kind::Tag, &subject)?;
             let parsed = payload::split_tag(&raw);
-            let rejected = |reason: String| VerifyError::Rejected {
+            let rejected = |reason: Rejection| VerifyError::Rejected {
                 subject: subject.clone(),
                 reason,
             };
             if parsed.object.as_deref() != Some(rev.commit) {
-                return Err(rejected(format!(
-                    "the tag object names commit {}, not the commit {} that was fetched (the tag moved during the poll); the next poll checks it again",
-                    parsed.object.as_deref().map_or("(none)", short),
-                    short(rev.commit)
-                )));
+                return Err(rejected(Rejection::TagMoved {
+                    named: parsed.object.as_deref().map_or("(none)", short).into(),
+                    fetched: short(rev.commit).into(),
+                }));
             }
             if parsed.name.as_deref() != Some(tag) {
-                return Err(rejected(format!(
-                    "the signed tag object is named {:?}, not {tag:?}: a signed tag was copied under another name",
-                    parsed.name.as_deref().unwrap_or("")
-                )));
+                return Err(rejected(Rejection::TagRenamed {
+                    named: parsed.name.as_deref().unwrap_or("").into(),
+                    tag: tag.into(),
+                }));
             }
             signed_by.push(self.check_signature(&parsed.signed, &subject)?);
         }
         if self.mode.needs_head() {
             let subject = format!("commit {}", short(rev.commit));
             let raw = read(repo, rev.commit, gix::object::Kind::Commit, &subject)?;
-            let signed = payload::split_commit(&raw).map_err(|reason| VerifyError::Rejected {
+            let signed = payload::split_commit(&raw).map_err(|m| VerifyError::Rejected {
                 subject: subject.clone(),
-                reason,
+                reason: m.into(),
             })?;
             signed_by.push(self.check_signature(&signed, &subject)?);
         }
@@ -148,69 +207,63 @@ impl Policy {
         signed: &payload::Signed,
         subject: &str,
     ) -> Result<String, VerifyError> {
-        let rejected = |reason: String| VerifyError::Rejected {
+        let rejected = |reason: Rejection| VerifyError::Rejected {
             subject: subject.to_string(),
             reason,
         };
         match &signed.signature {
-            None => Err(rejected(format!(
-                "unsigned; [source.verify] mode = \"{}\" requires a signature from {}",
-                self.mode.as_str(),
-                self.trusted_files()
-            ))),
+            None => Err(rejected(Rejection::Unsigned {
+                mode: self.mode.as_str(),
+                trusted: self.trusted_files(),
+            })),
             Some(Signature::Ssh(armor)) => self.check_ssh(armor, signed).map_err(rejected),
             Some(Signature::Pgp(armor)) => self.check_pgp(armor, signed).map_err(rejected),
-            Some(Signature::Other(kind)) => Err(rejected(format!(
-                "signed as {kind}, which outpost does not check; sign with an SSH key (gpg.format=ssh) or OpenPGP"
-            ))),
+            Some(Signature::Other(kind)) => Err(rejected(Rejection::OtherFormat(kind.to_string()))),
         }
     }
 
-    fn check_ssh(&self, armor: &str, signed: &payload::Signed) -> Result<String, String> {
-        let sig = ssh::SshSig::from_armor(armor).map_err(|e| format!("bad SSH signature: {e}"))?;
-        let fp = sig.fingerprint();
+    fn check_ssh(&self, armor: &str, signed: &payload::Signed) -> Result<String, Rejection> {
+        let sig = ssh::SshSig::from_armor(armor).map_err(Rejection::BadSsh)?;
+        let fingerprint = sig.fingerprint();
         let Some(signers) = &self.allowed_signers else {
-            return Err(format!(
-                "signed by SSH key {fp}, but [source.verify] has no allowed_signers file to trust SSH keys with"
-            ));
+            return Err(Rejection::NoSshTrust { fingerprint });
         };
-        let path = signers.path.display();
+        let path = signers.path.display().to_string();
         let signer = match signers.trusted(&sig.key_blob, signed.time) {
             Ok(s) => s,
             Err(signers::Refusal::NotListed) => {
-                return Err(format!("signed by {fp} which is not in {path}"))
+                return Err(Rejection::SshNotListed { fingerprint, path })
             }
             Err(signers::Refusal::Restricted(why)) => {
-                return Err(format!("signed by {fp}, but {path} {why}"))
+                return Err(Rejection::SshRestricted {
+                    fingerprint,
+                    path,
+                    why,
+                })
             }
         };
         sig.verify(&signer.key, &signed.payload)
-            .map_err(|e| format!("signed by {fp}: {e}"))?;
-        Ok(format!("{fp} ({})", signer.principals))
+            .map_err(|source| Rejection::SshInvalid {
+                fingerprint: fingerprint.clone(),
+                source,
+            })?;
+        Ok(format!("{fingerprint} ({})", signer.principals))
     }
 
-    fn check_pgp(&self, armor: &str, signed: &payload::Signed) -> Result<String, String> {
+    fn check_pgp(&self, armor: &str, signed: &payload::Signed) -> Result<String, Rejection> {
         let Some(keys) = &self.pgp_keys else {
-            return Err(
-                "signed with OpenPGP, but [source.verify] has no pgp_keys file to trust OpenPGP keys with".into(),
-            );
+            return Err(Rejection::NoPgpTrust);
         };
-        let path = keys.path.display();
+        let path = keys.path.display().to_string();
         keys.verify(armor, &signed.payload).map_err(|f| match f {
-            pgp::PgpFailure::Malformed(m) => format!("bad OpenPGP signature: {m}"),
-            pgp::PgpFailure::UnknownKey { signer } => {
-                format!("signed by OpenPGP key {signer} which is not in {path}")
-            }
-            pgp::PgpFailure::Revoked { signer } => format!(
-                "signed by OpenPGP key {signer}, which is revoked (in {path}); re-sign with a current key"
-            ),
-            pgp::PgpFailure::Expired { signer, expired_at } => format!(
-                "signed by OpenPGP key {signer}, which expired on {} before the signature was made; re-sign with a current key",
-                signers::utc(expired_at)
-            ),
-            pgp::PgpFailure::Mismatch { signer } => format!(
-                "signed by OpenPGP key {signer}: the signature does not match the signed content (changed after signing, or copied from another object)"
-            ),
+            pgp::PgpFailure::Malformed(m) => Rejection::BadPgp(m),
+            pgp::PgpFailure::UnknownKey { signer } => Rejection::PgpNotListed { signer, path },
+            pgp::PgpFailure::Revoked { signer } => Rejection::PgpRevoked { signer, path },
+            pgp::PgpFailure::Expired { signer, expired_at } => Rejection::PgpExpired {
+                signer,
+                expired: signers::utc(expired_at),
+            },
+            pgp::PgpFailure::Mismatch { signer } => Rejection::PgpMismatch { signer },
         })
     }
 }
@@ -220,17 +273,13 @@ pub fn load_policy(
     mode: Mode,
     allowed_signers: Option<&Path>,
     pgp_keys: Option<&Path>,
-) -> Result<Policy, String> {
+) -> Result<Policy, KeysError> {
     Ok(Policy {
         mode,
         allowed_signers: allowed_signers
             .map(signers::AllowedSigners::load)
-            .transpose()
-            .map_err(|e| e.to_string())?,
-        pgp_keys: pgp_keys
-            .map(pgp::Keyring::load)
-            .transpose()
-            .map_err(|e| e.to_string())?,
+            .transpose()?,
+        pgp_keys: pgp_keys.map(pgp::Keyring::load).transpose()?,
     })
 }
 
@@ -240,17 +289,16 @@ fn read(
     kind: gix::object::Kind,
     subject: &str,
 ) -> Result<Vec<u8>, VerifyError> {
-    let error = |message: String| VerifyError::Read {
+    let error = |source: Box<dyn std::error::Error + Send + Sync>| VerifyError::Read {
         subject: subject.to_string(),
-        message,
+        source,
     };
-    let oid = gix::ObjectId::from_hex(id.as_bytes()).map_err(|e| error(e.to_string()))?;
-    let object = repo.find_object(oid).map_err(|e| error(e.to_string()))?;
+    let oid = gix::ObjectId::from_hex(id.as_bytes()).map_err(|e| error(Box::new(e)))?;
+    let object = repo.find_object(oid).map_err(|e| error(Box::new(e)))?;
     if object.kind != kind {
-        return Err(error(format!(
-            "object {id} is a {}, not a {kind}",
-            object.kind
-        )));
+        return Err(error(
+            format!("object {id} is a {}, not a {kind}", object.kind).into(),
+        ));
     }
     Ok(object.data.clone())
 }

@@ -49,9 +49,18 @@ fn classify(armor: String) -> Signature {
     }
 }
 
+/// A commit object whose signature cannot be taken apart.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Malformed {
+    #[error("the commit has two gpgsig headers; re-sign it")]
+    TwoSignatures,
+    #[error("the commit's signature is not text")]
+    NotText,
+}
+
 /// Splits a commit object. A commit with two `gpgsig` headers is refused: git would concatenate them, and
 /// there is no honest reason to write one.
-pub fn split_commit(raw: &[u8]) -> Result<Signed, String> {
+pub fn split_commit(raw: &[u8]) -> Result<Signed, Malformed> {
     let mut payload = Vec::with_capacity(raw.len());
     let mut signature: Option<Vec<u8>> = None;
     let mut in_sig = false;
@@ -77,7 +86,7 @@ pub fn split_commit(raw: &[u8]) -> Result<Signed, String> {
             }
         } else if let Some(first) = line.strip_prefix(SIG_HEADER) {
             if signature.is_some() {
-                return Err("the commit has two gpgsig headers; re-sign it".into());
+                return Err(Malformed::TwoSignatures);
             }
             signature = Some(first.to_vec());
             in_sig = true;
@@ -98,7 +107,7 @@ pub fn split_commit(raw: &[u8]) -> Result<Signed, String> {
     let signature = match signature {
         None => None,
         Some(bytes) => Some(classify(
-            String::from_utf8(bytes).map_err(|_| "the commit's signature is not text")?,
+            String::from_utf8(bytes).map_err(|_| Malformed::NotText)?,
         )),
     };
     Ok(Signed {
@@ -209,7 +218,7 @@ mod tests {
         assert_eq!(s.signature, None);
         assert_eq!(s.payload, b"tree 1\ncommitter C <c@x> 5 +0000\n\nmsg\n");
         let twice = b"tree 1\ngpgsig a\ngpgsig b\n\nmsg\n";
-        assert!(split_commit(twice).unwrap_err().contains("two gpgsig"));
+        assert_eq!(split_commit(twice).unwrap_err(), Malformed::TwoSignatures);
         // No message, no trailing newline: still no panic.
         assert!(split_commit(b"tree 1").is_ok());
         assert!(split_commit(b"").is_ok());

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine;
 
-use super::ssh::{self, PublicKey};
+use super::ssh::{self, PublicKey, SshError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SignersError {
@@ -19,11 +19,11 @@ pub enum SignersError {
         path: PathBuf,
         error: std::io::Error,
     },
-    #[error("allowed_signers {path} line {line}: {message}")]
+    #[error("allowed_signers {path} line {line}: {problem}")]
     Line {
         path: PathBuf,
         line: usize,
-        message: String,
+        problem: LineProblem,
     },
     #[error("allowed_signers {path} lists no key; add a line such as `ops@example.com ssh-ed25519 AAAA...`")]
     Empty { path: PathBuf },
@@ -72,10 +72,10 @@ impl AllowedSigners {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            let signer = parse_line(line, i + 1).map_err(|message| SignersError::Line {
+            let signer = parse_line(line, i + 1).map_err(|problem| SignersError::Line {
                 path: path.to_owned(),
                 line: i + 1,
-                message,
+                problem,
             })?;
             signers.push(signer);
         }
@@ -117,42 +117,71 @@ impl AllowedSigners {
     }
 }
 
-fn parse_line(line: &str, number: usize) -> Result<Signer, String> {
+/// What is wrong with one line of an allowed_signers file.
+#[derive(Debug, thiserror::Error)]
+pub enum LineProblem {
+    #[error("no key after the principals; write `principals keytype base64-key`")]
+    NoKey,
+    #[error("no key after the options; write `principals [options] keytype base64-key`")]
+    NoKeyAfterOptions,
+    #[error("{0:?} is not an SSH key type; write `principals [options] keytype base64-key`")]
+    NotAKeyType(String),
+    #[error("the key's base64 text is missing after the key type")]
+    NoBase64,
+    #[error("the key is not valid base64; copy it whole from the .pub file")]
+    BadBase64,
+    #[error(transparent)]
+    Key(#[from] SshError),
+    #[error("the line says {said} but the key is {found}; copy the line from the .pub file")]
+    TypeMismatch { said: String, found: String },
+    #[error(
+        "cert-authority: SSH certificates are not supported; list the signers' own keys instead"
+    )]
+    CertAuthority,
+    #[error("option {0:?} is not understood; allowed are namespaces=\"...\", valid-after=\"...\", valid-before=\"...\"")]
+    UnknownOption(String),
+    #[error("a double quote is not closed")]
+    OpenQuote,
+    #[error("option value {0:?} is not quoted properly")]
+    BadQuoting(String),
+    #[error(transparent)]
+    Time(#[from] BadTime),
+}
+
+/// A time in an option that is not `YYYYMMDD[HHMM[SS]][Z]`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("time {0:?} is not YYYYMMDD, YYYYMMDDHHMM or YYYYMMDDHHMMSS (optionally ending in Z)")]
+pub struct BadTime(pub String);
+
+fn parse_line(line: &str, number: usize) -> Result<Signer, LineProblem> {
     let fields = split_fields(line)?;
     let mut fields = fields.iter().map(String::as_str);
+    // Blank lines are skipped before this is called, so there is always a first field.
     let principals = fields
         .next()
-        .ok_or("empty line")?
+        .unwrap_or_default()
         .trim_matches('"')
         .to_string();
-    let mut next = fields
-        .next()
-        .ok_or("no key after the principals; write `principals keytype base64-key`")?;
+    let mut next = fields.next().ok_or(LineProblem::NoKey)?;
     let mut options = None;
     if !is_key_type(next) {
         options = Some(next);
-        next = fields
-            .next()
-            .ok_or("no key after the options; write `principals [options] keytype base64-key`")?;
+        next = fields.next().ok_or(LineProblem::NoKeyAfterOptions)?;
     }
     let key_type = next;
     if !is_key_type(key_type) {
-        return Err(format!(
-            "{key_type:?} is not an SSH key type; write `principals [options] keytype base64-key`"
-        ));
+        return Err(LineProblem::NotAKeyType(key_type.to_string()));
     }
-    let b64 = fields
-        .next()
-        .ok_or("the key's base64 text is missing after the key type")?;
+    let b64 = fields.next().ok_or(LineProblem::NoBase64)?;
     let blob = base64::engine::general_purpose::STANDARD
         .decode(b64)
-        .map_err(|_| "the key is not valid base64; copy it whole from the .pub file".to_string())?;
-    let key = PublicKey::from_blob(&blob).map_err(|e| e.to_string())?;
+        .map_err(|_| LineProblem::BadBase64)?;
+    let key = PublicKey::from_blob(&blob)?;
     if key.key_type != key_type {
-        return Err(format!(
-            "the line says {key_type} but the key is {}; copy the line from the .pub file",
-            key.key_type
-        ));
+        return Err(LineProblem::TypeMismatch {
+            said: key_type.to_string(),
+            found: key.key_type.to_string(),
+        });
     }
     let mut signer = Signer {
         principals,
@@ -175,33 +204,27 @@ fn is_key_type(field: &str) -> bool {
         || field.contains("-cert-v01@")
 }
 
-fn apply_options(signer: &mut Signer, options: &str) -> Result<(), String> {
+fn apply_options(signer: &mut Signer, options: &str) -> Result<(), LineProblem> {
     for option in split_outside_quotes(options, ',') {
         let (name, value) = match option.split_once('=') {
             Some((n, v)) => (n, Some(unquote(v)?)),
             None => (option.as_str(), None),
         };
         match (name.to_ascii_lowercase().as_str(), value) {
-            ("cert-authority", _) => return Err(
-                "cert-authority: SSH certificates are not supported; list the signers' own keys instead".into(),
-            ),
+            ("cert-authority", _) => return Err(LineProblem::CertAuthority),
             ("namespaces", Some(v)) => {
                 signer.namespaces = Some(v.split(',').map(|n| n.trim().to_string()).collect())
             }
             ("valid-after", Some(v)) => signer.valid_after = Some(parse_time(&v)?),
             ("valid-before", Some(v)) => signer.valid_before = Some(parse_time(&v)?),
-            (other, _) => {
-                return Err(format!(
-                    "option {other:?} is not understood; allowed are namespaces=\"...\", valid-after=\"...\", valid-before=\"...\""
-                ))
-            }
+            (other, _) => return Err(LineProblem::UnknownOption(other.to_string())),
         }
     }
     Ok(())
 }
 
 /// Splits on whitespace, keeping double-quoted text (which may hold spaces) inside its field.
-fn split_fields(line: &str) -> Result<Vec<String>, String> {
+fn split_fields(line: &str) -> Result<Vec<String>, LineProblem> {
     let mut fields = Vec::new();
     let mut current = String::new();
     let mut quoted = false;
@@ -220,7 +243,7 @@ fn split_fields(line: &str) -> Result<Vec<String>, String> {
         }
     }
     if quoted {
-        return Err("a double quote is not closed".into());
+        return Err(LineProblem::OpenQuote);
     }
     if !current.is_empty() {
         fields.push(current);
@@ -246,20 +269,18 @@ fn split_outside_quotes(text: &str, sep: char) -> Vec<String> {
     parts
 }
 
-fn unquote(v: &str) -> Result<String, String> {
+fn unquote(v: &str) -> Result<String, LineProblem> {
     match v.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
         Some(inner) => Ok(inner.to_string()),
         None if !v.contains('"') => Ok(v.to_string()),
-        None => Err(format!("option value {v:?} is not quoted properly")),
+        None => Err(LineProblem::BadQuoting(v.to_string())),
     }
 }
 
 /// `YYYYMMDD[HHMM[SS]][Z]`, as ssh-keygen takes it. ssh-keygen reads a time without `Z` as local time; an edge box
 /// runs in UTC as often as not, so both are read as UTC here, and the README says so.
-pub fn parse_time(text: &str) -> Result<i64, String> {
-    let bad = || {
-        format!("time {text:?} is not YYYYMMDD, YYYYMMDDHHMM or YYYYMMDDHHMMSS (optionally ending in Z)")
-    };
+pub fn parse_time(text: &str) -> Result<i64, BadTime> {
+    let bad = || BadTime(text.to_string());
     let digits = text.strip_suffix(['Z', 'z']).unwrap_or(text);
     if !digits.chars().all(|c| c.is_ascii_digit()) || ![8, 12, 14].contains(&digits.len()) {
         return Err(bad());

@@ -496,6 +496,12 @@ impl Describe for std::io::Error {
     }
 }
 
+impl Describe for super::http_probe::ProbeError {
+    fn describe(&self) -> String {
+        outpost_proto::text::error_chain(self, ": ")
+    }
+}
+
 impl Describe for String {
     fn describe(&self) -> String {
         self.clone()

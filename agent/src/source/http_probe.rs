@@ -11,8 +11,25 @@ use std::time::Duration;
 
 use super::refs::ListedRef;
 
+use crate::http_body::BodyError;
+use outpost_proto::text::error_chain;
+
 /// The most we read of an ls-refs answer; even ten thousand tags fit well within this.
 const MAX_RESPONSE: usize = 16 * 1024 * 1024;
+/// How long the TCP and TLS handshake of a probe may take; the whole request is bounded by the source's timeout.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Why the one-request probe failed. reqwest's own texts hide the cause ("error sending request"), so the chain
+/// is shown.
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("{}", error_chain(.source, ": "))]
+    Client { source: reqwest::Error },
+    #[error("{}", error_chain(.source, ": "))]
+    Send { source: reqwest::Error },
+    #[error("reading the ref listing: {0}")]
+    Body(#[from] BodyError),
+}
 
 /// What the server said, when it was something we understood.
 pub enum Answer {
@@ -33,13 +50,13 @@ static CLIENTS: std::sync::Mutex<Vec<(Option<PathBuf>, reqwest::Client)>> =
 pub fn shared_client(
     ca_file: Option<&Path>,
     ca_certs: Option<&[reqwest::Certificate]>,
-) -> Result<reqwest::Client, String> {
+) -> Result<reqwest::Client, ProbeError> {
     let mut clients = CLIENTS.lock().unwrap_or_else(|p| p.into_inner());
     if let Some((_, client)) = clients.iter().find(|(k, _)| k.as_deref() == ca_file) {
         return Ok(client.clone());
     }
     let builder = reqwest::Client::builder()
-        .connect_timeout(Duration::from_secs(30))
+        .connect_timeout(CONNECT_TIMEOUT)
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("git/2.0 (outpost/", env!("CARGO_PKG_VERSION"), ")"));
     let builder = match crate::trust::roots(ca_certs) {
@@ -48,7 +65,7 @@ pub fn shared_client(
     };
     let client = builder
         .build()
-        .map_err(|e| outpost_proto::text::error_chain(&e, ": "))?;
+        .map_err(|source| ProbeError::Client { source })?;
     clients.push((ca_file.map(Path::to_path_buf), client.clone()));
     Ok(client)
 }
@@ -60,7 +77,7 @@ pub async fn ls_refs(
     ref_prefix: &str,
     auth_header: Option<&str>,
     timeout: Duration,
-) -> Result<Option<Answer>, String> {
+) -> Result<Option<Answer>, ProbeError> {
     let endpoint = format!("{}/git-upload-pack", url.trim_end_matches('/'));
     let mut post = client
         .post(&endpoint)
@@ -75,7 +92,7 @@ pub async fn ls_refs(
     let response = post
         .send()
         .await
-        .map_err(|e| outpost_proto::text::error_chain(&e, ": "))?;
+        .map_err(|source| ProbeError::Send { source })?;
     let status = response.status().as_u16();
     match status {
         200 => {}
@@ -91,9 +108,7 @@ pub async fn ls_refs(
     if !is_v2_result {
         return Ok(None);
     }
-    let body = crate::http_body::read_bounded(response, MAX_RESPONSE)
-        .await
-        .map_err(|e| format!("reading the ref listing: {e}"))?;
+    let body = crate::http_body::read_bounded(response, MAX_RESPONSE).await?;
     Ok(parse_response(&body).map(Answer::Refs))
 }
 

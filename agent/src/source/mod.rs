@@ -33,8 +33,8 @@ pub enum SourceError {
         source_name: String,
         message: String,
     },
-    #[error("{url}: {message}")]
-    RefNotFound { url: String, message: String },
+    #[error("{url}: {missing}")]
+    RefNotFound { url: String, missing: refs::Missing },
     #[error("{url}: no answer within the source's timeout of {timeout:?}; the poll is retried with backoff (raise timeout if the link is slow)")]
     Timeout { url: String, timeout: Duration },
     #[error("revision {revision}: {message}")]
@@ -101,10 +101,10 @@ impl Source {
                 self.blocking(move |_| remote.list(&ref_name)).await?
             }
         };
-        let selected = refs::select(&self.config.git_ref, &listed).map_err(|message| {
+        let selected = refs::select(&self.config.git_ref, &listed).map_err(|missing| {
             SourceError::RefNotFound {
                 url: crate::redact::url(&self.config.url),
-                message,
+                missing,
             }
         })?;
         Ok(Probe {

@@ -28,26 +28,33 @@ fn tag_version(tag_ref: &str) -> Option<semver::Version> {
     semver::Version::parse(tag.strip_prefix('v').unwrap_or(tag)).ok()
 }
 
+/// The ref the config asks for is not on the remote.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Missing {
+    #[error("branch {0:?} does not exist on the remote (deleted or misspelled?)")]
+    Branch(String),
+    #[error("tag {0:?} does not exist on the remote")]
+    Tag(String),
+    #[error("no tag on the remote matches semver range {0:?}")]
+    Semver(String),
+}
+
 /// Picks the listed ref the config asks for. `Err` says what is missing, for the operator.
-pub fn select(r: &GitRef, listed: &[ListedRef]) -> Result<ListedRef, String> {
+pub fn select(r: &GitRef, listed: &[ListedRef]) -> Result<ListedRef, Missing> {
     match r {
-        GitRef::Branch(b) => find(listed, &format!("refs/heads/{b}")).ok_or_else(|| {
-            format!("branch {b:?} does not exist on the remote (deleted or misspelled?)")
-        }),
-        GitRef::Tag(t) => find(listed, &format!("refs/tags/{t}"))
-            .ok_or_else(|| format!("tag {t:?} does not exist on the remote")),
+        GitRef::Branch(b) => {
+            find(listed, &format!("refs/heads/{b}")).ok_or_else(|| Missing::Branch(b.clone()))
+        }
+        GitRef::Tag(t) => {
+            find(listed, &format!("refs/tags/{t}")).ok_or_else(|| Missing::Tag(t.clone()))
+        }
         GitRef::Semver(range) => listed
             .iter()
             .filter_map(|l| tag_version(&l.name).map(|v| (v, l)))
             .filter(|(v, _)| range.matches(v))
             .max_by(|(a, _), (b, _)| a.cmp(b))
             .map(|(_, l)| l.clone())
-            .ok_or_else(|| {
-                format!(
-                    "no tag on the remote matches semver range {:?}",
-                    range.as_str()
-                )
-            }),
+            .ok_or_else(|| Missing::Semver(range.as_str().to_string())),
         GitRef::Commit(c) => Ok(ListedRef {
             name: c.clone(),
             commit: c.clone(),
@@ -93,7 +100,7 @@ mod tests {
         let got = select(&semver("^1.0 || ^2.0"), &listed).unwrap();
         assert_eq!(got.name, "refs/tags/v2.0.0");
         let err = select(&semver(">=3"), &listed).unwrap_err();
-        assert!(err.contains(">=3"), "{err}");
+        assert!(err.to_string().contains(">=3"), "{err}");
     }
 
     fn semver(text: &str) -> GitRef {
@@ -114,7 +121,7 @@ mod tests {
             "a".repeat(40)
         );
         let err = select(&GitRef::Branch("gone".into()), &listed).unwrap_err();
-        assert!(err.contains("\"gone\" does not exist"), "{err}");
+        assert!(err.to_string().contains("\"gone\" does not exist"), "{err}");
         assert!(select(&GitRef::Tag("v1".into()), &listed).is_err());
     }
 }

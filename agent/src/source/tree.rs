@@ -7,13 +7,44 @@ use crate::revision::{
     Entry, KustomizationInput, ManifestFile, Manifests, RepoFiles, KUSTOMIZATION_NAMES,
 };
 
+/// What is wrong with a revision's tree (the source's error names the revision).
+#[derive(Debug, thiserror::Error)]
+pub enum TreeProblem {
+    #[error("tree entry {name:?} has {why}, which `git fsck` flags and `git checkout` refuses; this commit was crafted or corrupted: fix the repository (git fsck lists it) and push a new commit")]
+    BadName { name: String, why: &'static str },
+    #[error("in folder {dir:?}: {problem}")]
+    InFolder {
+        dir: String,
+        problem: Box<TreeProblem>,
+    },
+    #[error("{dir:?} is nested more than {MAX_DEPTH} folders deep")]
+    TooDeep { dir: String },
+    #[error("the repository has more than {max} files, too many to build a kustomization from; raise [agent] max_objects if this is intended")]
+    TooManyFiles { max: usize },
+    #[error("the repository holds more than {budget} bytes of files, and a kustomize build reads the whole revision; move large files to another repository, or raise [agent] max_file_size (the budget is 16 times it)")]
+    TooManyBytes { budget: u64 },
+    #[error("{0}")]
+    Git(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+fn git_problem(e: impl std::error::Error + Send + Sync + 'static) -> TreeProblem {
+    TreeProblem::Git(Box::new(e))
+}
+
+fn in_folder(dir: &str) -> impl Fn(TreeProblem) -> TreeProblem + '_ {
+    move |problem| TreeProblem::InFolder {
+        dir: dir.to_string(),
+        problem: Box::new(problem),
+    }
+}
+
 /// A tree deeper than this is not a manifest folder; stop before it costs memory.
 const MAX_DEPTH: usize = 64;
 
 /// Refuses a tree entry name that Git itself would never check out (`git fsck` flags these): `.`, `..`, `.git`
 /// in any case, an empty name, or one holding `/` or NUL. Such a name only comes from a crafted tree, and joined
 /// into a path it would step out of the source's folder (`../evil.yaml`) or pose as repository metadata.
-fn check_name(name: &[u8]) -> Result<(), String> {
+fn check_name(name: &[u8]) -> Result<(), TreeProblem> {
     let why = if name.is_empty() {
         "an empty name"
     } else if name == b"." || name == b".." {
@@ -25,10 +56,10 @@ fn check_name(name: &[u8]) -> Result<(), String> {
     } else {
         return Ok(());
     };
-    Err(format!(
-        "tree entry {:?} has {why}, which `git fsck` flags and `git checkout` refuses; this commit was crafted or corrupted: fix the repository (git fsck lists it) and push a new commit",
-        String::from_utf8_lossy(name)
-    ))
+    Err(TreeProblem::BadName {
+        name: String::from_utf8_lossy(name).into_owned(),
+        why,
+    })
 }
 
 pub fn is_manifest(name: &str) -> bool {
@@ -79,7 +110,7 @@ pub fn read(
             .tree_id()
             .map_err(|e| git(&e))?
             .detach();
-        let files = read_repository(repo, root_id, limits).map_err(&bad)?;
+        let files = read_repository(repo, root_id, limits).map_err(|p| bad(p.to_string()))?;
         out.kustomization = Some(KustomizationInput {
             files,
             root: path.to_string(),
@@ -97,7 +128,7 @@ pub fn read(
         let tree = repo.find_tree(tree_id).map_err(|e| git(&e))?;
         for entry in tree.iter() {
             let entry = entry.map_err(|e| git(&e))?;
-            check_name(entry.filename()).map_err(|m| bad(format!("in folder {dir:?}: {m}")))?;
+            check_name(entry.filename()).map_err(|p| bad(in_folder(&dir)(p).to_string()))?;
             let name = entry.filename().to_string();
             let full = if dir.is_empty() {
                 name.clone()
@@ -164,7 +195,7 @@ fn read_repository(
     repo: &gix::Repository,
     root: gix::ObjectId,
     limits: &Limits,
-) -> Result<RepoFiles, String> {
+) -> Result<RepoFiles, TreeProblem> {
     let mut files = RepoFiles::new(limits);
     let mut stack = vec![(root, String::new(), 0usize)];
     let mut count = 0usize;
@@ -172,14 +203,12 @@ fn read_repository(
     let budget = limits.max_file_size.saturating_mul(16);
     while let Some((tree_id, dir, depth)) = stack.pop() {
         if depth > MAX_DEPTH {
-            return Err(format!(
-                "{dir:?} is nested more than {MAX_DEPTH} folders deep"
-            ));
+            return Err(TreeProblem::TooDeep { dir });
         }
-        let tree = repo.find_tree(tree_id).map_err(|e| e.to_string())?;
+        let tree = repo.find_tree(tree_id).map_err(git_problem)?;
         for entry in tree.iter() {
-            let entry = entry.map_err(|e| e.to_string())?;
-            check_name(entry.filename()).map_err(|m| format!("in folder {dir:?}: {m}"))?;
+            let entry = entry.map_err(git_problem)?;
+            check_name(entry.filename()).map_err(in_folder(&dir))?;
             let name = entry.filename().to_string();
             let full = if dir.is_empty() {
                 name
@@ -194,29 +223,26 @@ fn read_repository(
             }
             count += 1;
             if count > limits.max_objects {
-                return Err(format!(
-                    "the repository has more than {} files, too many to build a kustomization from; raise [agent] max_objects if this is intended",
-                    limits.max_objects
-                ));
+                return Err(TreeProblem::TooManyFiles {
+                    max: limits.max_objects,
+                });
             }
             if mode.is_link() {
-                let target = repo.find_blob(entry.oid()).map_err(|e| e.to_string())?;
+                let target = repo.find_blob(entry.oid()).map_err(git_problem)?;
                 files.insert(
                     &full,
                     Entry::Link(String::from_utf8_lossy(&target.data).to_string()),
                 );
             } else if mode.is_blob() {
-                let header = repo.find_header(entry.oid()).map_err(|e| e.to_string())?;
+                let header = repo.find_header(entry.oid()).map_err(git_problem)?;
                 if header.size() > limits.max_file_size {
                     files.insert(&full, Entry::TooBig(header.size()));
                 } else {
                     total += header.size();
                     if total > budget {
-                        return Err(format!(
-                            "the repository holds more than {budget} bytes of files, and a kustomize build reads the whole revision; move large files to another repository, or raise [agent] max_file_size (the budget is 16 times it)"
-                        ));
+                        return Err(TreeProblem::TooManyBytes { budget });
                     }
-                    let blob = repo.find_blob(entry.oid()).map_err(|e| e.to_string())?;
+                    let blob = repo.find_blob(entry.oid()).map_err(git_problem)?;
                     files.insert(&full, Entry::File(blob.data.clone()));
                 }
             }

@@ -471,7 +471,7 @@ fn id_of(r: &Res) -> Result<String> {
     }
     crate::bundle::identity(&r.obj).map_err(|m| KustomizeError::Invalid {
         file: r.origin.clone(),
-        message: m,
+        message: m.to_string(),
     })
 }
 

@@ -328,7 +328,7 @@ impl KubeTarget {
                 if p.check_owner {
                     let holder = owner::holder(existing.get("metadata"), &self.settings.owner);
                     owner::may_apply(&holder, &self.settings.owner, p.listed, p.adopt)
-                        .map_err(|m| KubeError::object(&p.r, m))?;
+                        .map_err(|m| KubeError::object(&p.r, m.to_string()))?;
                     adopted_from = owner::adopted_from(&holder);
                 }
                 if p.policy == Policy::IfNotPresent {

@@ -120,12 +120,31 @@ fn replace(slot: &mut Leadership, value: Leadership) -> bool {
     true
 }
 
+/// Why a round could not read or write the lease.
+#[derive(Debug, thiserror::Error)]
+enum LeaseError {
+    /// The API server answered with an error (RBAC, a webhook, ...).
+    #[error("{}", .0.describe())]
+    Refused(super::client::ApiFailure),
+    #[error(transparent)]
+    Unreachable(#[from] super::KubeError),
+}
+
+impl From<Result<super::client::ApiFailure, super::KubeError>> for LeaseError {
+    fn from(failure: Result<super::client::ApiFailure, super::KubeError>) -> Self {
+        match failure {
+            Ok(f) => LeaseError::Refused(f),
+            Err(e) => LeaseError::Unreachable(e),
+        }
+    }
+}
+
 /// One round: create, renew or take over. `Ok(true)` when we hold the lease afterwards.
 async fn attempt(
     cluster: &Cluster,
     s: &LeaseSettings,
     observed: &mut Option<Observed>,
-) -> Result<bool, String> {
+) -> Result<bool, LeaseError> {
     let now = micro_time();
     let current = match cluster
         .request(Method::GET, &s.path(), None, None, None)
@@ -145,8 +164,7 @@ async fn attempt(
             );
             return write(cluster, Method::POST, &collection, &body).await;
         }
-        Err(Ok(f)) => return Err(f.describe()),
-        Err(Err(e)) => return Err(e.to_string()),
+        Err(failure) => return Err(failure.into()),
     };
     let spec = current.get("spec").cloned().unwrap_or(Value::Null);
     let holder = spec
@@ -197,15 +215,14 @@ async fn write(
     method: Method,
     path: &str,
     lease: &Value,
-) -> Result<bool, String> {
+) -> Result<bool, LeaseError> {
     match cluster
         .request(method, path, Some("application/json"), None, Some(lease))
         .await
     {
         Ok(_) => Ok(true),
         Err(Ok(f)) if f.code == 409 => Ok(false),
-        Err(Ok(f)) => Err(f.describe()),
-        Err(Err(e)) => Err(e.to_string()),
+        Err(failure) => Err(failure.into()),
     }
 }
 

@@ -105,33 +105,46 @@ pub fn holder(meta: Option<&Value>, owner: &Owner) -> Holder {
     }
 }
 
+/// Why this owner may not apply over a live object.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error("already applied by an Outpost source {written_by:?} from before owner labels (it has outpost.dev/source but no {OWNER_LABEL}), and this agent's inventory does not list it, so it may belong to another agent; this is agent {agent:?}, source {ours:?}. If it is this source's, annotate it {ADOPT_ANNOTATION}: \"true\" in Git to take it over")]
+    Legacy {
+        written_by: String,
+        agent: String,
+        ours: String,
+    },
+    #[error("owned by another Outpost agent or source (agent {their_agent}, source {their_source}); this is agent {agent:?}, source {ours:?}. Remove the object from one of the two sources, or annotate it {ADOPT_ANNOTATION}: \"true\" in this source's Git to take it over")]
+    Other {
+        their_agent: String,
+        their_source: String,
+        agent: String,
+        ours: String,
+    },
+}
+
 /// Whether this owner may apply over the live object. `listed`: our stored inventory lists it (a legacy object is
 /// ours only then); `adopt`: the bundle's object carries `outpost.dev/adopt: "true"`.
-pub fn may_apply(holder: &Holder, owner: &Owner, listed: bool, adopt: bool) -> Result<(), String> {
+pub fn may_apply(holder: &Holder, owner: &Owner, listed: bool, adopt: bool) -> Result<(), Refused> {
+    let quoted = |v: &Option<String>| {
+        v.as_deref()
+            .map_or("unknown".to_string(), |v| format!("{v:?}"))
+    };
     match holder {
         Holder::Nobody | Holder::Us => Ok(()),
         Holder::Legacy { source } if *source == owner.source && listed => Ok(()),
         _ if adopt => Ok(()),
-        Holder::Legacy { source } => Err(format!(
-            "already applied by an Outpost source {source:?} from before owner labels (it has \
-             outpost.dev/source but no {OWNER_LABEL}), and this agent's inventory does not list it, so it may \
-             belong to another agent; this is agent {:?}, source {:?}. If it is this source's, annotate it \
-             {ADOPT_ANNOTATION}: \"true\" in Git to take it over",
-            owner.agent, owner.source
-        )),
-        Holder::Other { agent, source } => Err(format!(
-            "owned by another Outpost agent or source (agent {}, source {}); this is agent {:?}, source \
-             {:?}. Remove the object from one of the two sources, or annotate it {ADOPT_ANNOTATION}: \"true\" \
-             in this source's Git to take it over",
-            agent
-                .as_deref()
-                .map_or("unknown".to_string(), |a| format!("{a:?}")),
-            source
-                .as_deref()
-                .map_or("unknown".to_string(), |s| format!("{s:?}")),
-            owner.agent,
-            owner.source
-        )),
+        Holder::Legacy { source } => Err(Refused::Legacy {
+            written_by: source.clone(),
+            agent: owner.agent.clone(),
+            ours: owner.source.clone(),
+        }),
+        Holder::Other { agent, source } => Err(Refused::Other {
+            their_agent: quoted(agent),
+            their_source: quoted(source),
+            agent: owner.agent.clone(),
+            ours: owner.source.clone(),
+        }),
     }
 }
 
@@ -240,7 +253,9 @@ mod tests {
             agent: Some("a".into()),
             source: Some("apps".into()),
         };
-        let err = may_apply(&held, &owner, true, false).unwrap_err();
+        let err = may_apply(&held, &owner, true, false)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("agent \"a\", source \"apps\""), "{err}");
         assert!(
             err.contains("this is agent \"b\", source \"apps\""),
@@ -259,7 +274,9 @@ mod tests {
             source: "apps".into(),
         };
         assert!(may_apply(&legacy, &owner, true, false).is_ok());
-        let err = may_apply(&legacy, &owner, false, false).unwrap_err();
+        let err = may_apply(&legacy, &owner, false, false)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("inventory does not list it"), "{err}");
         let other_name = Holder::Legacy {
             source: "web".into(),

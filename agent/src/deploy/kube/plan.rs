@@ -206,15 +206,17 @@ pub enum Policy {
     Ignore,
 }
 
-pub fn policy(object: &Value) -> Result<Policy, String> {
+/// An `outpost.dev/apply` value that is not a policy.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("annotation {annotation}: {0:?} is not a policy; use \"if-not-present\" or \"ignore\", or remove it", annotation = super::super::APPLY_ANNOTATION)]
+pub struct UnknownPolicy(pub String);
+
+pub fn policy(object: &Value) -> Result<Policy, UnknownPolicy> {
     match super::super::apply_policy(object) {
         None => Ok(Policy::Apply),
         Some("if-not-present") => Ok(Policy::IfNotPresent),
         Some("ignore") => Ok(Policy::Ignore),
-        Some(other) => Err(format!(
-            "annotation {}: {other:?} is not a policy; use \"if-not-present\" or \"ignore\", or remove it",
-            super::super::APPLY_ANNOTATION
-        )),
+        Some(other) => Err(UnknownPolicy(other.to_string())),
     }
 }
 
@@ -330,6 +332,6 @@ mod tests {
         assert_eq!(policy(&o("if-not-present")), Ok(Policy::IfNotPresent));
         assert_eq!(policy(&json!({"metadata": {}})), Ok(Policy::Apply));
         let err = policy(&o("IfNotPresent")).unwrap_err();
-        assert!(err.contains("if-not-present"), "{err}");
+        assert!(err.to_string().contains("if-not-present"), "{err}");
     }
 }
