@@ -4,7 +4,8 @@
 //! The daemon's Git cache is only read; what must be fetched goes into a cache of render's own
 //! (`state_dir/git-render`), so two processes never write one repository.
 
-use super::{build_revision, Input, ReconcileError};
+use super::prepare::{build_revision, Input};
+use super::ReconcileError;
 use crate::bundle::Bundle;
 use crate::config::{Config, SourceConfig};
 use crate::source::{Probe, Source, SourceError};

@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 
 use super::*;
 use crate::config::Config;
-use crate::deploy::{kube::KubeError, Drifted};
+use crate::deploy::{kube::KubeError, Applied, Drift, Drifted, Leadership};
 use crate::revision::{ManifestFile, Manifests};
 
 const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";

@@ -4,6 +4,7 @@
 //!
 //! Network calls are blocking gix calls on tokio's blocking pool, bounded by the source's `timeout`.
 
+mod describe;
 pub mod git;
 pub mod http_probe;
 pub mod local;

@@ -33,14 +33,13 @@ use crate::report::{SourceStatus, State};
 
 pub use crate::report::now;
 
+mod assignment;
 mod outbox;
 mod status;
 pub use outbox::{OutboxEntry, OutboxLimits};
 
 const TREE: &str = "outpost/v1";
 const SCHEMA_KEY: &[u8] = b"meta/schema";
-const ASSIGNMENT_KEY: &[u8] = b"asg/current";
-const ASSIGNMENT_ERROR_KEY: &[u8] = b"asg/error";
 const SCHEMA: u32 = 1;
 /// Status history entries kept per source; enough to see a flapping source, small enough for a tiny disk.
 pub const HISTORY_LEN: u64 = 50;
@@ -363,57 +362,6 @@ impl Store {
         self.flush()
     }
 
-    /// The hub's last accepted assignment, which the daemon runs beside the config file's sources.
-    pub fn assignment(&self) -> Result<Option<outpost_proto::wire::Assignment>, StoreError> {
-        match self.tree.get(ASSIGNMENT_KEY).map_err(|e| self.io(e))? {
-            Some(v) => Ok(Some(self.decode("asg/current", &v)?)),
-            None => Ok(None),
-        }
-    }
-
-    pub fn set_assignment(
-        &self,
-        assignment: &outpost_proto::wire::Assignment,
-    ) -> Result<(), StoreError> {
-        self.tree
-            .insert(ASSIGNMENT_KEY, encode(assignment))
-            .map_err(|e| self.io(e))?;
-        self.flush()
-    }
-
-    /// The standing refusal of an assignment, reported in every heartbeat until it is cleared. Kept in the
-    /// store so a restart does not make the hub see the refusal vanish and come back.
-    pub fn assignment_error(
-        &self,
-    ) -> Result<Option<outpost_proto::wire::AssignmentError>, StoreError> {
-        match self
-            .tree
-            .get(ASSIGNMENT_ERROR_KEY)
-            .map_err(|e| self.io(e))?
-        {
-            Some(v) => Ok(Some(self.decode("asg/error", &v)?)),
-            None => Ok(None),
-        }
-    }
-
-    /// Records (`Some`) or clears (`None`) the standing refusal. Returns whether it changed; an unchanged
-    /// one is not written again (the hub repeats a refused assignment in every reply).
-    pub fn set_assignment_error(
-        &self,
-        error: Option<&outpost_proto::wire::AssignmentError>,
-    ) -> Result<bool, StoreError> {
-        if self.assignment_error()?.as_ref() == error {
-            return Ok(false);
-        }
-        match error {
-            Some(error) => self.tree.insert(ASSIGNMENT_ERROR_KEY, encode(error)),
-            None => self.tree.remove(ASSIGNMENT_ERROR_KEY),
-        }
-        .map_err(|e| self.io(e))?;
-        self.flush()?;
-        Ok(true)
-    }
-
     /// Forgets a source entirely (it was removed from the config).
     pub fn remove_source(&self, source: &str) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
@@ -473,7 +421,7 @@ impl Store {
         }
     }
 
-    fn io(&self, e: impl std::fmt::Display) -> StoreError {
+    pub(super) fn io(&self, e: impl std::fmt::Display) -> StoreError {
         self.failed.store(true, std::sync::atomic::Ordering::SeqCst);
         StoreError::Io {
             dir: self.dir.clone(),
@@ -481,7 +429,7 @@ impl Store {
         }
     }
 
-    fn decode<T: for<'de> Deserialize<'de>>(
+    pub(super) fn decode<T: for<'de> Deserialize<'de>>(
         &self,
         key: &str,
         bytes: &[u8],
@@ -494,7 +442,7 @@ impl Store {
     }
 }
 
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+pub(super) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("records serialise to JSON")
 }
 

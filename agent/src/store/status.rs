@@ -1,4 +1,4 @@
-//! What the store adds to the config file and the status model: the effective config, and the snapshot.
+//! The store's records as the status model's snapshot.
 
 use super::{Store, StoreError};
 use crate::config::Config;
@@ -13,26 +13,5 @@ impl Store {
             None => None,
         };
         Snapshot::new(config, |name| self.record(name).map(|r| r.status), outbox)
-    }
-}
-
-impl Store {
-    /// The config file plus the stored assignment, if it still fits the file (the file may have changed since):
-    /// what `run`, `sync` and `status` work with.
-    pub fn effective_config(&self, config: &Config) -> Config {
-        match self.assignment() {
-            Ok(Some(a)) => match config.with_assignment(&a) {
-                Ok(merged) => merged,
-                Err(e) => {
-                    tracing::error!("the stored assignment no longer fits the config file, running without it: {e}");
-                    config.clone()
-                }
-            },
-            Ok(None) => config.clone(),
-            Err(e) => {
-                tracing::error!("cannot read the stored assignment, running without it: {e}");
-                config.clone()
-            }
-        }
     }
 }

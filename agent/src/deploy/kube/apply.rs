@@ -10,6 +10,7 @@ use futures_util::stream::{self, StreamExt};
 use serde_json::Value;
 
 use super::client::{ApiFailure, Resource};
+use super::failure::{conflicts, immutable_fields};
 use super::plan::{self, ObjectRef, Policy};
 use super::{owner, Entry, Inventory, KubeError, KubeTarget, Mode, Report};
 use crate::bundle::Bundle;
@@ -441,83 +442,5 @@ pub(super) fn fail(r: &ObjectRef, verb: &str, e: Result<ApiFailure, KubeError>) 
     match e {
         Ok(f) => KubeError::object(r, format!("{verb} failed: {}", f.describe())),
         Err(e) => e,
-    }
-}
-
-/// `(manager, field)` of each field-manager conflict in a 409.
-fn conflicts(f: &ApiFailure) -> Vec<(String, String)> {
-    f.causes
-        .iter()
-        .filter(|(reason, _, _)| reason == "FieldManagerConflict")
-        .map(|(_, field, message)| {
-            let manager = message.split('"').nth(1).unwrap_or(message).to_string();
-            (manager, field.clone())
-        })
-        .collect()
-}
-
-/// The fields a 422 says are immutable.
-fn immutable_fields(f: &ApiFailure) -> Vec<String> {
-    if f.code != 422 {
-        return Vec::new();
-    }
-    let mut fields: Vec<String> = f
-        .causes
-        .iter()
-        .filter(|(_, _, m)| m.contains("immutable"))
-        .map(|(_, field, _)| field.clone())
-        .collect();
-    if fields.is_empty() && f.message.contains("field is immutable") {
-        fields.push("a field".into());
-    }
-    fields
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn failure(code: u16, message: &str, causes: &[(&str, &str, &str)]) -> ApiFailure {
-        ApiFailure {
-            code,
-            reason: String::new(),
-            message: message.into(),
-            causes: causes
-                .iter()
-                .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
-                .collect(),
-            details_kind: String::new(),
-        }
-    }
-
-    #[test]
-    fn conflicts_name_the_other_manager() {
-        let f = failure(
-            409,
-            "Apply failed with 1 conflict",
-            &[(
-                "FieldManagerConflict",
-                ".data.mode",
-                "conflict with \"kubectl-client-side-apply\" using v1",
-            )],
-        );
-        assert_eq!(
-            conflicts(&f),
-            vec![(
-                "kubectl-client-side-apply".to_string(),
-                ".data.mode".to_string()
-            )]
-        );
-    }
-
-    #[test]
-    fn immutable_fields_are_read_from_causes() {
-        let f = failure(
-            422,
-            "Deployment.apps \"web\" is invalid: spec.selector: Invalid value: ...: field is immutable",
-            &[("FieldValueInvalid", "spec.selector", "Invalid value: ...: field is immutable")],
-        );
-        assert_eq!(immutable_fields(&f), vec!["spec.selector".to_string()]);
-        assert!(immutable_fields(&failure(422, "name invalid", &[])).is_empty());
     }
 }

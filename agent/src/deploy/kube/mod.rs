@@ -13,6 +13,7 @@
 mod apply;
 pub mod client;
 mod drift;
+mod failure;
 pub mod health;
 mod inventory;
 pub mod lease;
