@@ -8,6 +8,11 @@ use outpost_agent::commands;
 use outpost_agent::logging::{self, LogFormat};
 use outpost_proto::text::printable;
 
+/// Idle blocking threads (Git transfers, builds) exit after this, keeping idle memory low.
+const BLOCKING_THREAD_KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(2);
+/// How long the end of the process waits for a Git transfer abandoned at shutdown.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
 #[derive(Parser)]
 #[command(
     name = "outpost",
@@ -78,7 +83,7 @@ fn main() -> anyhow::Result<ExitCode> {
     // builds run on a small blocking pool whose idle threads exit quickly, keeping idle memory low.
     let runtime = tokio::runtime::Builder::new_current_thread()
         .max_blocking_threads(8)
-        .thread_keep_alive(std::time::Duration::from_secs(2))
+        .thread_keep_alive(BLOCKING_THREAD_KEEP_ALIVE)
         .enable_all()
         .build()?;
     let result = runtime.block_on(async {
@@ -94,7 +99,7 @@ fn main() -> anyhow::Result<ExitCode> {
         }
     });
     // A Git transfer abandoned at shutdown may still sit in a blocking read; do not wait for it forever.
-    runtime.shutdown_timeout(std::time::Duration::from_secs(5));
+    runtime.shutdown_timeout(SHUTDOWN_GRACE);
     match result {
         Ok(code) => Ok(code),
         Err(e) => {

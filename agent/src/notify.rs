@@ -1,5 +1,9 @@
 //! systemd's readiness and watchdog protocol (sd_notify), spoken directly: one datagram to `$NOTIFY_SOCKET`.
 //!
+//! Why not the `sd-notify` crate: sd_notify(3) lets `$NOTIFY_SOCKET` name an abstract socket (`@...`, what
+//! systemd hands a service in some setups, e.g. nested in a container), and sd-notify 0.5.0 (the newest, checked
+//! 2026-12) connects to it as a file path, which fails. The protocol is one datagram; these 30 lines speak both.
+//!
 //! `READY=1` is sent once the store is open and every last good bundle is re-applied, so `systemctl start`
 //! returns when the site runs its last good state, not before. `WATCHDOG=1` comes from a task on the same
 //! runtime as everything else: if that runtime wedges, the pings stop and systemd restarts the agent. Without

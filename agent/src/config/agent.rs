@@ -10,6 +10,10 @@ use serde::Deserialize;
 use super::source::check_var_name;
 use super::{parse_opt_duration, parse_size, relative_to, Invalid};
 
+/// `[upstream] heartbeat_interval` when the file leaves it out, and the shortest it may be.
+const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(30);
+const MIN_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Where heartbeats go, and the key the hub's replies must be signed with.
 #[derive(Debug, Clone)]
 pub struct Upstream {
@@ -99,10 +103,12 @@ pub(super) fn validate_upstream(raw: RawUpstream, config_path: &Path) -> Result<
     let hub_key = raw.hub_key.parse().map_err(|e| {
         format!("[upstream] hub_key = {:?}: {e}; copy the key `outpost-hub serve` prints (\"ed25519:BASE64\")", raw.hub_key)
     })?;
-    let heartbeat_interval =
-        parse_opt_duration(raw.heartbeat_interval.as_deref(), Duration::from_secs(30))
-            .map_err(|m| format!("[upstream] heartbeat_interval: {m}"))?;
-    if heartbeat_interval < Duration::from_secs(1) {
+    let heartbeat_interval = parse_opt_duration(
+        raw.heartbeat_interval.as_deref(),
+        DEFAULT_HEARTBEAT_INTERVAL,
+    )
+    .map_err(|m| format!("[upstream] heartbeat_interval: {m}"))?;
+    if heartbeat_interval < MIN_HEARTBEAT_INTERVAL {
         return Err("[upstream] heartbeat_interval: must be at least 1s".into());
     }
     Ok(Upstream {

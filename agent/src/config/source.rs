@@ -8,6 +8,11 @@ use serde::Deserialize;
 
 use super::{parse_opt_duration, relative_to, verify, AgentConfig, GitRef, Invalid, SemverRange};
 
+/// `interval` and `timeout` when the file leaves them out, and the shortest interval it may set.
+const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(120);
+const MIN_INTERVAL: Duration = Duration::from_secs(1);
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TargetSpec {
     Directory(PathBuf),
@@ -191,12 +196,12 @@ pub(super) fn validate_source(raw: RawSource, config_path: &Path) -> Result<Sour
 
     let path = normalise_repo_path(&raw.path)
         .map_err(|m| format!("{} = {:?}: {m}", at("path"), raw.path))?;
-    let interval = parse_opt_duration(raw.interval.as_deref(), Duration::from_secs(60))
+    let interval = parse_opt_duration(raw.interval.as_deref(), DEFAULT_INTERVAL)
         .map_err(|m| format!("{}: {m}", at("interval")))?;
-    if interval < Duration::from_secs(1) {
+    if interval < MIN_INTERVAL {
         return Err(format!("{}: must be at least 1s", at("interval")).into());
     }
-    let timeout = parse_opt_duration(raw.timeout.as_deref(), Duration::from_secs(120))
+    let timeout = parse_opt_duration(raw.timeout.as_deref(), DEFAULT_TIMEOUT)
         .map_err(|m| format!("{}: {m}", at("timeout")))?;
     if timeout.is_zero() {
         return Err(format!("{}: must be more than 0s", at("timeout")).into());

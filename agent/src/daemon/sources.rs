@@ -6,12 +6,11 @@
 //! touch the network.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use backoff::backoff::Backoff;
 use tokio::sync::watch;
 
-use super::timing::{jittered, retry_policy};
+use super::timing::{jittered, retry_policy, MAX_START_DELAY};
 use crate::config::Config;
 use crate::deploy::{Leadership, TargetContext};
 use crate::reconcile::{prune_removed_sources, ReconcileError, Reconciler};
@@ -119,7 +118,7 @@ async fn source_loop(
     let interval = r.config.interval;
     let mut backoff = retry_policy(interval);
     // A short random start delay spreads a fleet that boots at once (power returns to a whole region).
-    let mut delay = jittered(interval / 10, 1.0).min(Duration::from_secs(5));
+    let mut delay = jittered(interval / 10, 1.0).min(MAX_START_DELAY);
     let mut seen = None;
     loop {
         // One read of the record per pass serves both the status board and change detection.

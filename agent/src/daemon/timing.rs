@@ -5,12 +5,22 @@ use std::time::Duration;
 
 use rand::Rng;
 
+/// The first retry after a failed poll waits a tenth of the interval, within these bounds.
+const MIN_FIRST_RETRY: Duration = Duration::from_secs(1);
+const MAX_FIRST_RETRY: Duration = Duration::from_secs(30);
+/// Retries level off here (or at the interval, if that is longer): an edge site waits for its uplink as long
+/// as it takes, but never much longer than it must.
+const MAX_RETRY: Duration = Duration::from_secs(600);
+/// A source's first poll after start waits a random part of a tenth of its interval, at most this: a fleet that
+/// boots at once (power returns to a region) does not poll in step.
+pub const MAX_START_DELAY: Duration = Duration::from_secs(5);
+
 /// Backoff for failed polls: starts at a tenth of the interval (1 s to 30 s), doubles with ±50 % jitter, and
 /// levels off at ten intervals but no more than 10 minutes (never below the interval itself). It never gives up:
 /// an edge site waits for its uplink as long as it takes.
 pub fn retry_policy(interval: Duration) -> backoff::ExponentialBackoff {
-    let initial = (interval / 10).clamp(Duration::from_secs(1), Duration::from_secs(30));
-    let max = (interval * 10).min(Duration::from_secs(600)).max(interval);
+    let initial = (interval / 10).clamp(MIN_FIRST_RETRY, MAX_FIRST_RETRY);
+    let max = (interval * 10).min(MAX_RETRY).max(interval);
     backoff::ExponentialBackoff {
         current_interval: initial,
         initial_interval: initial,

@@ -26,6 +26,9 @@ pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub const SOURCE_LABEL: &str = "outpost.dev/source";
 pub const REVISION_ANNOTATION: &str = "outpost.dev/revision";
 pub const APPLY_ANNOTATION: &str = "outpost.dev/apply";
+/// How long removing a source that left the config may take per request round (it has no `timeout` of its own
+/// any more).
+const REMOVAL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
@@ -189,7 +192,7 @@ impl Target {
             prune: true,
             wait: false,
             force: false,
-            timeout: std::time::Duration::from_secs(60),
+            timeout: REMOVAL_TIMEOUT,
             concurrency: ctx.concurrency,
         };
         Some(Target::Kubernetes(kube::KubeTarget::new(

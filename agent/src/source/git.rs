@@ -20,6 +20,8 @@ use super::{size, SourceError};
 use crate::config::{Limits, SourceConfig};
 use crate::redact;
 
+/// The longest a TCP and TLS handshake with the Git host may take (never longer than the source's timeout).
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 /// Where fetched commits are kept in the cache repository; one ref per source repository is enough.
 const FETCHED_REF: &str = "refs/outpost/fetched";
 /// gix never repacks; past this many packs the cache is rebuilt from scratch on the next fetch.
@@ -349,7 +351,7 @@ impl GitRemote {
         let configure_client = move |builder: reqwest::blocking::ClientBuilder| {
             // No overall request timeout here: a large first fetch may take long; the source's timeout bounds
             // the whole poll from outside, and a stalled connection is cut by the connect timeout.
-            let builder = builder.connect_timeout(timeout.min(std::time::Duration::from_secs(30)));
+            let builder = builder.connect_timeout(timeout.min(CONNECT_TIMEOUT));
             // Like git's http.sslCAInfo, a ca_file replaces the default trust roots for this source.
             Ok(match crate::trust::roots(ca_certs.as_deref()) {
                 Some(certs) => builder.tls_certs_only(certs.iter().cloned()),

@@ -15,6 +15,9 @@ use super::plan::{self, ObjectRef, Policy};
 use super::{owner, Entry, Inventory, KubeError, KubeTarget, Mode, Report};
 use crate::bundle::Bundle;
 
+/// How often a deleted object is looked for before it is created again.
+const GONE_POLL: Duration = Duration::from_millis(200);
+
 pub(super) type Key = (String, String, String, String);
 /// The namespaces of one kind's objects; `None` for a cluster-scoped kind.
 pub(super) type Namespaces = BTreeSet<Option<String>>;
@@ -431,7 +434,7 @@ impl KubeTarget {
             if Instant::now() > deadline {
                 return Err(KubeError::object(r, "deleted to be recreated, but it is still there (a finalizer?); the next cycle retries"));
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+            tokio::time::sleep(GONE_POLL).await;
         }
         Ok(())
     }

@@ -16,6 +16,9 @@ use tokio::sync::Mutex;
 use super::plan::ObjectRef;
 use super::KubeError;
 
+/// The longest a TCP and TLS handshake with the API server may take (never longer than `request_timeout`).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 const APPLY_PATCH: &str = "application/apply-patch+yaml";
 pub const METADATA_LIST: &str =
     "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json";
@@ -189,7 +192,7 @@ pub async fn connect(
     };
     config.read_timeout = Some(timeout);
     config.write_timeout = Some(timeout);
-    config.connect_timeout = Some(Duration::from_secs(10).min(timeout));
+    config.connect_timeout = Some(CONNECT_TIMEOUT.min(timeout));
     let server = config.cluster_url.to_string();
     let client = kube::Client::try_from(config)
         .map_err(|e| KubeError::Config(format!("cannot build a client for {server}: {e}")))?;

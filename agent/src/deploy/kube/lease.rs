@@ -14,6 +14,9 @@ use tokio::sync::watch;
 
 use super::client::Cluster;
 
+/// Even a very short renew deadline does not make replicas ask the API server more often than this.
+const MIN_RETRY: Duration = Duration::from_millis(200);
+
 #[derive(Debug, Clone)]
 pub struct LeaseSettings {
     pub namespace: String,
@@ -27,7 +30,7 @@ pub struct LeaseSettings {
 impl LeaseSettings {
     /// How often to try: leaders renew well inside the deadline, followers look at the same pace.
     fn retry(&self) -> Duration {
-        (self.renew_deadline / 4).max(Duration::from_millis(200))
+        (self.renew_deadline / 4).max(MIN_RETRY)
     }
 
     fn path(&self) -> String {

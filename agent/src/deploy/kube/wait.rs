@@ -11,6 +11,10 @@ use super::health::{self, Readiness};
 use super::plan::ObjectRef;
 use super::{Entry, KubeError, KubeTarget};
 
+/// Health is looked at after this, then at doubling intervals up to `LONGEST_LOOK`, until the source's timeout.
+const FIRST_LOOK: Duration = Duration::from_millis(100);
+const LONGEST_LOOK: Duration = Duration::from_secs(2);
+
 impl KubeTarget {
     /// Polls the objects that have a health rule until all are ready, one fails, or `timeout` has passed since
     /// `started`. Updates the inventory from what it reads, so the next drift check starts from the newest state.
@@ -25,7 +29,7 @@ impl KubeTarget {
             .filter(|(r, o)| health::needs_check(r, o))
             .cloned()
             .collect();
-        let mut delay = Duration::from_millis(100);
+        let mut delay = FIRST_LOOK;
         loop {
             let mut still = Vec::new();
             let mut failed = Vec::new();
@@ -53,7 +57,7 @@ impl KubeTarget {
             }
             tokio::time::sleep(delay.min(self.settings.timeout.saturating_sub(started.elapsed())))
                 .await;
-            delay = (delay * 2).min(Duration::from_secs(2));
+            delay = (delay * 2).min(LONGEST_LOOK);
             pending = Vec::new();
             for (r, o, _) in still {
                 let Some(entry) = entries.get_mut(&r.key()) else {
