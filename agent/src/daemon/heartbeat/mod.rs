@@ -161,3 +161,52 @@ pub async fn run(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::State;
+    use crate::store::HistoryEntry;
+
+    #[test]
+    fn the_body_carries_each_sources_stored_status() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!(
+            "[agent]\nid = \"store-042\"\nstate_dir = \"{}\"\n[[source]]\nname = \"web\"\nurl = \"https://git.example/a.git\"\nbranch = \"main\"\ntarget = \"kubernetes\"\n[[source]]\nname = \"new\"\nurl = \"https://git.example/b.git\"\nbranch = \"main\"\ntarget = \"kubernetes\"\n",
+            dir.path().display()
+        );
+        let config = Config::parse(std::path::Path::new("agent.toml"), &text).unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        let good = "a".repeat(40);
+        let entry = HistoryEntry {
+            at: now(),
+            state: State::Stale,
+            revision: None,
+            message: None,
+        };
+        store
+            .update("web", entry, None, 3, |r| {
+                r.status.state = State::Stale;
+                r.status.applied = Some(good.clone());
+                r.status.last_good = Some(good.clone());
+                r.status.last_error = Some("cannot reach git.example".into());
+                r.status.object_count = 4;
+            })
+            .unwrap();
+        let body = build(&config, &store, 7, 2, "boot-1");
+        let sent: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(sent["agent_id"], "store-042");
+        assert_eq!(sent["seq"], 7);
+        assert_eq!(sent["dropped"], 2);
+        let sources = sent["sources"].as_array().unwrap();
+        assert_eq!(sources[0]["name"], "web");
+        assert_eq!(sources[0]["state"], "Stale");
+        assert_eq!(sources[0]["last_good_revision"], good.as_str());
+        assert_eq!(sources[0]["last_error"], "cannot reach git.example");
+        assert_eq!(sources[0]["object_count"], 4);
+        // Never polled yet: on its way, which the wire calls Progressing.
+        assert_eq!(sources[1]["name"], "new");
+        assert_eq!(sources[1]["state"], "Progressing");
+        assert!(wire::parse_heartbeat(&body).is_ok(), "the body validates");
+    }
+}
