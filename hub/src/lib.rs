@@ -17,6 +17,7 @@
 //!
 //! Wire formats, signing and keys come from `outpost_proto`; nothing here re-implements them.
 
+pub mod access;
 pub mod assign;
 pub mod authority;
 pub mod config;
@@ -30,6 +31,7 @@ pub mod metrics;
 pub mod refusals;
 pub mod registry;
 pub mod reply;
+pub mod secret_file;
 pub mod server;
 pub mod state;
 pub mod status;

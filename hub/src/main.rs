@@ -4,9 +4,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use outpost_hub::access::{self, Role};
 use outpost_hub::config::{Config, DEFAULT_CONFIG_PATH};
 use outpost_hub::store::Store;
-use outpost_hub::{server, state, status};
+use outpost_hub::{secret_file, server, state, status};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -35,7 +36,13 @@ enum Command {
         /// Print the JSON listing instead of a table.
         #[arg(long)]
         json: bool,
+        /// A file holding a read credential for the running hub (see `credential create`).
+        #[arg(long, env = "OUTPOST_HUB_TOKEN_FILE")]
+        token_file: Option<PathBuf>,
     },
+    /// Make a credential for people and tools (the fleet page, /v1/agents, /metrics, the admin API).
+    #[command(subcommand)]
+    Credential(CredentialCommand),
     /// Remove everything recorded of one agent: its last heartbeat, its history and its enrollment.
     ///
     /// Edits the store directly, so the hub must be stopped. A used bootstrap token stays used. An agent
@@ -46,6 +53,24 @@ enum Command {
         /// The agent's id.
         #[arg(long)]
         agent: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CredentialCommand {
+    /// Write a new random token to --token-file (mode 0600) and print the hub.toml table that lists its hash.
+    ///
+    /// The token itself is never printed. Add the table to hub.toml and restart the hub (every replica).
+    Create {
+        /// `read` (fleet page, listings, metrics) or `admin` (also the admin API).
+        #[arg(long, value_parser = ["read", "admin"])]
+        role: String,
+        /// Who holds it, for the log.
+        #[arg(long)]
+        name: String,
+        /// Where to write the token; never overwritten.
+        #[arg(long)]
+        token_file: PathBuf,
     },
 }
 
@@ -61,7 +86,16 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Serve { config } => runtime.block_on(serve(&config)),
-        Command::Status { config, json } => runtime.block_on(print_status(&config, json)),
+        Command::Status {
+            config,
+            json,
+            token_file,
+        } => runtime.block_on(print_status(&config, json, token_file.as_deref())),
+        Command::Credential(CredentialCommand::Create {
+            role,
+            name,
+            token_file,
+        }) => create_credential(&role, &name, &token_file),
         Command::Forget { config, agent } => forget(&config, &agent),
     };
     match result {
@@ -89,9 +123,13 @@ async fn serve(path: &Path) -> Result<(), String> {
     .map_err(|e| chain(&e))
 }
 
-async fn print_status(path: &Path, json: bool) -> Result<(), String> {
+async fn print_status(path: &Path, json: bool, token_file: Option<&Path>) -> Result<(), String> {
     let config = Config::load(path).map_err(|e| chain(&e))?;
-    let views = status::collect(&config, state::now_ms())
+    let token = token_file
+        .map(secret_file::read)
+        .transpose()
+        .map_err(|e| chain(&e))?;
+    let views = status::collect(&config, state::now_ms(), token.as_deref())
         .await
         .map_err(|e| chain(&e))?;
     if json {
@@ -100,6 +138,26 @@ async fn print_status(path: &Path, json: bool) -> Result<(), String> {
     } else {
         print!("{}", status::render_table(&views));
     }
+    Ok(())
+}
+
+fn create_credential(role: &str, name: &str, token_file: &Path) -> Result<(), String> {
+    let role = if role == "admin" {
+        Role::Admin
+    } else {
+        Role::Read
+    };
+    if name.trim().is_empty() || name.chars().any(char::is_control) {
+        return Err("--name must be a short printable name (who holds the credential)".into());
+    }
+    let token = access::new_token().map_err(|e| chain(&e))?;
+    secret_file::write_new(token_file, &token).map_err(|e| chain(&e))?;
+    eprintln!(
+        "wrote a new {} token to {}; add this table to hub.toml and restart the hub:",
+        role.as_str(),
+        token_file.display()
+    );
+    print!("{}", access::config_table(role, name, &token));
     Ok(())
 }
 

@@ -55,6 +55,8 @@ pub struct Rejection {
     pub retry_after: Option<u64>,
     /// Set for a refusal the agent acts on: the exact body sent, and its signature headers.
     pub signed: Option<SignedBody>,
+    /// A refusal for want of a credential: answered with [`crate::access::CHALLENGE`] so a browser asks.
+    pub challenge: bool,
 }
 
 /// A body and the signature headers over it.
@@ -78,6 +80,15 @@ impl Rejection {
             message: message.into(),
             retry_after: None,
             signed: None,
+            challenge: false,
+        }
+    }
+
+    /// The same refusal, asking the client for a credential (`WWW-Authenticate`).
+    pub fn with_challenge(self) -> Rejection {
+        Rejection {
+            challenge: true,
+            ..self
         }
     }
 

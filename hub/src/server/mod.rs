@@ -4,10 +4,12 @@
 //! Endpoints:
 //! - `POST /v1/heartbeats` -> [`crate::heartbeat`]; `POST /v1/enroll` -> [`crate::enroll`];
 //! - `GET /v1/agents` -> [`crate::status`] and `GET /v1/agents/{id}` -> [`crate::history`] (a page of the
-//!   agent's heartbeats, streamed). They need no credentials: the config allows plain HTTP only on loopback,
-//!   so these are either local or behind the same TLS as heartbeats;
-//! - `GET /` -> [`crate::fleet`] (HTML) and `GET /metrics` -> [`crate::metrics`] (Prometheus), on the same
-//!   terms. Every answer to a heartbeat is counted there, accepted or by its rejection's reason.
+//!   agent's heartbeats, streamed);
+//! - `GET /` -> [`crate::fleet`] (HTML) and `GET /metrics` -> [`crate::metrics`] (Prometheus). Every answer
+//!   to a heartbeat is counted there, accepted or by its rejection's reason.
+//!
+//! The four reads show the fleet's sites, repositories and errors: they need a read credential
+//! ([`crate::access`]) unless the config says `public_read = true`.
 //!
 //! Limits, each named so none is implicit: request headers must arrive within [`HEADER_TIMEOUT`], a body
 //! within [`BODY_TIMEOUT`], a TLS handshake within [`HANDSHAKE_TIMEOUT`]; a heartbeat body over `max_body`

@@ -11,7 +11,8 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::header::{
-    HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, RETRY_AFTER,
+    HeaderName, HeaderValue, AUTHORIZATION, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST,
+    RETRY_AFTER, WWW_AUTHENTICATE,
 };
 use hyper::http::request::Parts;
 use hyper::{Method, Request, Response, StatusCode};
@@ -20,6 +21,7 @@ use outpost_proto::text::printable;
 
 use super::body::{full, ChannelBody, ReplyBody, StreamError};
 use super::{BODY_TIMEOUT, REPLY_STALL_TIMEOUT};
+use crate::access::Role;
 use crate::history::{self, PageRequest};
 use crate::reply::{Rejection, Reply, JSON};
 use crate::state::{now_ms, HubState};
@@ -32,6 +34,11 @@ pub(super) async fn route(
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let query = request.uri().query().map(str::to_owned);
+    if method == Method::GET && is_fleet_read(&path) {
+        if let Err(rejection) = authorize(&state, &request, Role::Read) {
+            return Ok(refused(&state, peer, &method, &path, &rejection));
+        }
+    }
     let outcome = match (&method, path.as_str()) {
         (&Method::POST, "/v1/heartbeats") => {
             let outcome = heartbeat(state.clone(), request).await;
@@ -68,6 +75,22 @@ pub(super) async fn route(
     })
 }
 
+/// Whether `path` shows fleet data, which needs a read credential ([`crate::access`]).
+fn is_fleet_read(path: &str) -> bool {
+    matches!(path, "/" | "/metrics" | "/v1/agents") || path.starts_with("/v1/agents/")
+}
+
+/// Checks the request's credential for `role`.
+fn authorize<B>(state: &HubState, request: &Request<B>, role: Role) -> Result<String, Rejection> {
+    let headers: Vec<(&str, &str)> = request
+        .headers()
+        .get_all(AUTHORIZATION)
+        .iter()
+        .filter_map(|value| value.to_str().ok().map(|v| ("authorization", v)))
+        .collect();
+    state.config.access.check(&headers, role)
+}
+
 /// Logs a refusal (in full, or counted for the window's summary) and builds its answer.
 fn refused(
     state: &HubState,
@@ -92,6 +115,12 @@ fn refused(
     if rejection.status == 413 {
         // The rest of the body was not read; the connection cannot carry another request.
         headers.insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    if rejection.challenge {
+        headers.insert(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static(crate::access::CHALLENGE),
+        );
     }
     if let Some(secs) = rejection.retry_after {
         headers.insert(RETRY_AFTER, HeaderValue::from(secs));

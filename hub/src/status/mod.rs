@@ -215,7 +215,12 @@ fn dial_addr(listen: SocketAddr) -> SocketAddr {
 }
 
 /// The fleet's status: from the running hub when one answers on the configured address, else from the store.
-pub async fn collect(config: &Config, now_ms: u64) -> Result<Vec<AgentView>, StatusError> {
+/// `token` is a read credential ([`crate::access`]) for the running hub.
+pub async fn collect(
+    config: &Config,
+    now_ms: u64,
+    token: Option<&str>,
+) -> Result<Vec<AgentView>, StatusError> {
     let addr = dial_addr(config.listen);
     let connected =
         tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr)).await;
@@ -238,9 +243,9 @@ pub async fn collect(config: &Config, now_ms: u64) -> Result<Vec<AgentView>, Sta
                 .connect(name, stream)
                 .await
                 .map_err(|e| remote(format!("TLS handshake failed ({e}); is the hub serving the certificate in [tls] cert_file?")))?;
-            get_agents(tls, addr).await
+            get_agents(tls, addr, token).await
         }
-        None => get_agents(stream, addr).await,
+        None => get_agents(stream, addr, token).await,
     }
     .map_err(remote)?;
     serde_json::from_slice(&body).map_err(|e| {
@@ -251,7 +256,7 @@ pub async fn collect(config: &Config, now_ms: u64) -> Result<Vec<AgentView>, Sta
 }
 
 /// `GET /v1/agents` over an established connection; returns the body of a 200.
-async fn get_agents<S>(io: S, addr: SocketAddr) -> Result<Bytes, String>
+async fn get_agents<S>(io: S, addr: SocketAddr, token: Option<&str>) -> Result<Bytes, String>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -260,8 +265,12 @@ where
             .await
             .map_err(|e| format!("HTTP handshake failed: {e}"))?;
         tokio::spawn(connection);
-        let request = hyper::Request::get("/v1/agents")
-            .header(hyper::header::HOST, addr.to_string())
+        let mut request =
+            hyper::Request::get("/v1/agents").header(hyper::header::HOST, addr.to_string());
+        if let Some(token) = token {
+            request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let request = request
             .body(Empty::<Bytes>::new())
             .map_err(|e| format!("cannot build the request: {e}"))?;
         let response = sender
@@ -274,6 +283,11 @@ where
             .await
             .map_err(|e| format!("cannot read the answer: {e}"))?
             .to_bytes();
+        if status == hyper::StatusCode::UNAUTHORIZED || status == hyper::StatusCode::FORBIDDEN {
+            return Err(format!(
+                "GET /v1/agents answered {status}: the hub needs a read credential; pass --token-file with a token listed as [[reader]] or [[admin]] (`outpost-hub credential create` makes one)"
+            ));
+        }
         if !status.is_success() {
             return Err(format!(
                 "GET /v1/agents answered {status}: {}",

@@ -29,9 +29,10 @@ impl ChildHub {
             .local_addr()?
             .port();
         let config = format!(
-            "listen = \"127.0.0.1:{port}\"\nstate_dir = \"{}\"\nkey_file = \"{}\"\n{body}",
+            "listen = \"127.0.0.1:{port}\"\nstate_dir = \"{}\"\nkey_file = \"{}\"\n{body}\n{}",
             dir.path().join("state").display(),
-            dir.path().join("hub.key").display()
+            dir.path().join("hub.key").display(),
+            super::reader_table()
         );
         let path = dir.path().join("hub.toml");
         std::fs::write(&path, config)?;

@@ -19,6 +19,13 @@ pub type TestResult = Result<(), TestError>;
 
 pub const JSON: &str = "application/json";
 pub const REVISION: &str = "0123456789abcdef0123456789abcdef01234567";
+/// The read credential every test hub lists, and its clients present (fleet data needs one by default).
+pub const READ_TOKEN: &str = "5f0c2b7e9a41d3c8e6b0f2a4c6e8d0b1a3c5e7f9d1b3a5c7e9f0a2b4c6d8e0f1";
+
+/// The `[[reader]]` table for [`READ_TOKEN`].
+pub fn reader_table() -> String {
+    outpost_hub::access::config_table(outpost_hub::access::Role::Read, "tests", READ_TOKEN)
+}
 
 /// Unix seconds now.
 pub fn now() -> i64 {
@@ -144,7 +151,12 @@ impl TestHub {
             dir.path().join("state").display(),
             dir.path().join("hub.key").display()
         );
-        let mut client = reqwest::Client::builder();
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            reqwest::header::HeaderValue::from_str(&format!("Bearer {READ_TOKEN}"))?,
+        );
+        let mut client = reqwest::Client::builder().default_headers(headers);
         let scheme = match &tls {
             Some((cert, key, client_config)) => {
                 text.push_str(&format!(
@@ -159,7 +171,7 @@ impl TestHub {
         };
         // Top-level keys first: TOML puts everything after a table header into that table.
         let (top, tables) = split_top_level(body);
-        let text = format!("{top}\n{text}\n{tables}");
+        let text = format!("{top}\n{text}\n{tables}\n{}", reader_table());
         let path = dir.path().join("hub.toml");
         std::fs::write(&path, &text)?;
         let mut config = Config::load(&path)?;
