@@ -20,6 +20,7 @@ use outpost_proto::wire::{Assignment, SourceSpec, MAX_BODY_BYTES};
 
 use crate::access::{Access, Credential, Role};
 use crate::assign::{AssignmentRule, Assignments};
+use crate::backend::config::{RawStore, StoreConfig};
 use serde::Deserialize;
 
 /// Where `outpost-hub` looks for its config when `--config` is not given.
@@ -82,6 +83,8 @@ pub struct Config {
     pub history: usize,
     /// Who may read the fleet and use the admin API ([`crate::access`]).
     pub access: Access,
+    /// Where the hub keeps its records (`[store]`, [`crate::backend`]).
+    pub store: StoreConfig,
 }
 
 /// The certificate chain and private key the hub serves HTTPS with (PEM files).
@@ -122,6 +125,7 @@ struct RawConfig {
     readers: Vec<RawCredential>,
     #[serde(default, rename = "admin")]
     admins: Vec<RawCredential>,
+    store: Option<RawStore>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -245,6 +249,11 @@ impl Checker<'_> {
         }
         let names = raw.names.map(|names| self.names(names)).transpose()?;
         let access = self.access(raw.public_read.unwrap_or(false), raw.readers, raw.admins)?;
+        let store = raw
+            .store
+            .unwrap_or_default()
+            .check(|file| self.resolve(file))
+            .map_err(|(key, problem)| self.invalid(key, problem))?;
         Ok(Config {
             path: self.path.to_owned(),
             listen,
@@ -263,6 +272,7 @@ impl Checker<'_> {
             heartbeat_interval,
             history,
             access,
+            store,
         })
     }
 

@@ -20,6 +20,7 @@
 pub mod access;
 pub mod assign;
 pub mod authority;
+pub mod backend;
 pub mod config;
 pub mod durable;
 pub mod enroll;

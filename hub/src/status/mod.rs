@@ -22,9 +22,10 @@ use outpost_proto::wire::{format_timestamp, AssignmentError, SourceStatus};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::backend::{BackendError, FleetStore};
 use crate::config::Config;
 use crate::registry::Registry;
-use crate::store::{AgentRecord, Store, StoreError};
+use crate::store::AgentRecord;
 
 mod table;
 pub use table::render_table;
@@ -74,7 +75,10 @@ pub struct AgentView {
 #[derive(Debug, thiserror::Error)]
 pub enum StatusError {
     #[error("the hub's store could not be read, and no hub answered on {addr}: {store}")]
-    Store { addr: SocketAddr, store: StoreError },
+    Store {
+        addr: SocketAddr,
+        store: BackendError,
+    },
     #[error("the hub on {addr} did not answer properly: {message}")]
     Remote { addr: SocketAddr, message: String },
     #[error(transparent)]
@@ -194,14 +198,14 @@ pub fn format_ms(ms: u64) -> Option<String> {
     format_timestamp(i64::try_from(ms / 1000).ok()?)
 }
 
-/// Reads the views straight from a store (the hub must not be running: it holds the store's lock).
-pub fn from_store(
+/// Reads the views straight from the store (an embedded store only while no hub runs: it holds the lock).
+pub async fn from_store(
     config: &Config,
-    store: &Store,
+    store: &dyn FleetStore,
     now_ms: u64,
-) -> Result<Vec<AgentView>, StoreError> {
-    let (registry, _) = Registry::build(config, &store.enrollments()?);
-    Ok(views(config, &registry, store.agents()?, now_ms))
+) -> Result<Vec<AgentView>, BackendError> {
+    let (registry, _) = Registry::build(config, &store.enrollments().await?);
+    Ok(views(config, &registry, store.agents().await?, now_ms))
 }
 
 /// The address `status` dials: the listen address, with a wildcard replaced by loopback.
@@ -228,9 +232,11 @@ pub async fn collect(
         Ok(Ok(stream)) => stream,
         // Nothing listens (or the address is unreachable): the hub is not running, so the store is free.
         Ok(Err(_)) | Err(_) => {
-            let store = Store::open(&config.state_dir)
+            let store = crate::backend::open(config, false)
+                .await
                 .map_err(|store| StatusError::Store { addr, store })?;
-            return from_store(config, &store, now_ms)
+            return from_store(config, &*store, now_ms)
+                .await
                 .map_err(|store| StatusError::Store { addr, store });
         }
     };
