@@ -166,7 +166,7 @@ async fn agents_go_offline_after_three_missed_intervals() -> TestResult {
 
     // ... and reads the store when the hub is down, with the same answer.
     let config = hub.config.clone();
-    let _dir = hub.stop().await;
+    let (_dir, _database) = hub.stop_keeping_store().await;
     let offline = status::collect(&config, now_ms(), None).await?;
     assert_eq!(offline.len(), 3);
     assert_eq!(offline[0].seq, Some(1));

@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 
 pub mod child;
+pub mod postgres;
 use std::sync::Arc;
 
 use outpost_hub::config::Config;
@@ -124,6 +125,8 @@ pub struct TestHub {
     pub dir: tempfile::TempDir,
     pub config: Config,
     running: Option<RunningHub>,
+    /// The database of a hub on PostgreSQL (`OUTPOST_HUB_TEST_STORE=postgres`), in `dir/pg`.
+    pub pg: Option<postgres::PgCluster>,
     /// `http://127.0.0.1:PORT` or `https://...`.
     pub base: String,
     /// What clients send as `Host`, and hence what heartbeats must sign as `@authority`.
@@ -171,7 +174,14 @@ impl TestHub {
         };
         // Top-level keys first: TOML puts everything after a table header into that table.
         let (top, tables) = split_top_level(body);
-        let text = format!("{top}\n{text}\n{tables}\n{}", reader_table());
+        let pg = match std::env::var("OUTPOST_HUB_TEST_STORE").as_deref() {
+            Ok("postgres") if !body.contains("[store]") => {
+                Some(postgres::PgCluster::init(&dir.path().join("pg"))?)
+            }
+            _ => None,
+        };
+        let store = pg.as_ref().map(|pg| pg.store_table()).unwrap_or_default();
+        let text = format!("{top}\n{text}\n{tables}\n{}\n{store}", reader_table());
         let path = dir.path().join("hub.toml");
         std::fs::write(&path, &text)?;
         let mut config = Config::load(&path)?;
@@ -180,6 +190,7 @@ impl TestHub {
         config.listen = running.local_addr;
         let authority = running.local_addr.to_string();
         Ok(TestHub {
+            pg,
             base: format!("{scheme}://{authority}"),
             authority,
             running: Some(running),
@@ -198,7 +209,16 @@ impl TestHub {
         if let Some(running) = self.running.take() {
             running.shutdown().await;
         }
+        drop(self.pg.take());
         self.dir
+    }
+
+    /// Stops the hub but not its database (if it has one), as when a hub alone goes down.
+    pub async fn stop_keeping_store(mut self) -> (tempfile::TempDir, Option<postgres::PgCluster>) {
+        if let Some(running) = self.running.take() {
+            running.shutdown().await;
+        }
+        (self.dir, self.pg.take())
     }
 
     /// POSTs `body` to /v1/heartbeats signed by `agent` with signature `created` time.
