@@ -18,7 +18,9 @@ use outpost_proto::keys::PublicKey;
 use outpost_proto::signed::Freshness;
 use outpost_proto::wire::{Assignment, SourceSpec, MAX_BODY_BYTES};
 
+use crate::access::{Access, Credential, Role};
 use crate::assign::{AssignmentRule, Assignments};
+use crate::backend::config::{RawStore, StoreConfig};
 use serde::Deserialize;
 
 /// Where `outpost-hub` looks for its config when `--config` is not given.
@@ -79,6 +81,10 @@ pub struct Config {
     pub heartbeat_interval: Duration,
     /// How many heartbeats are kept per agent.
     pub history: usize,
+    /// Who may read the fleet and use the admin API ([`crate::access`]).
+    pub access: Access,
+    /// Where the hub keeps its records (`[store]`, [`crate::backend`]).
+    pub store: StoreConfig,
 }
 
 /// The certificate chain and private key the hub serves HTTPS with (PEM files).
@@ -114,6 +120,19 @@ struct RawConfig {
     freshness: Option<String>,
     heartbeat_interval: Option<String>,
     history: Option<usize>,
+    public_read: Option<bool>,
+    #[serde(default, rename = "reader")]
+    readers: Vec<RawCredential>,
+    #[serde(default, rename = "admin")]
+    admins: Vec<RawCredential>,
+    store: Option<RawStore>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCredential {
+    name: String,
+    token_sha256: String,
 }
 
 #[derive(Debug, Deserialize)]
@@ -229,6 +248,12 @@ impl Checker<'_> {
             ));
         }
         let names = raw.names.map(|names| self.names(names)).transpose()?;
+        let access = self.access(raw.public_read.unwrap_or(false), raw.readers, raw.admins)?;
+        let store = raw
+            .store
+            .unwrap_or_default()
+            .check(|file| self.resolve(file))
+            .map_err(|(key, problem)| self.invalid(key, problem))?;
         Ok(Config {
             path: self.path.to_owned(),
             listen,
@@ -246,6 +271,50 @@ impl Checker<'_> {
             },
             heartbeat_interval,
             history,
+            access,
+            store,
+        })
+    }
+
+    fn access(
+        &self,
+        public_read: bool,
+        readers: Vec<RawCredential>,
+        admins: Vec<RawCredential>,
+    ) -> Result<Access, ConfigError> {
+        let mut credentials: Vec<Credential> = Vec::new();
+        let tables = [(Role::Read, readers), (Role::Admin, admins)];
+        for (role, raw) in tables {
+            for (index, entry) in raw.into_iter().enumerate() {
+                let key = |name: &str| format!("{}[{index}].{name}", role.table());
+                if entry.name.trim().is_empty() || entry.name.chars().any(char::is_control) {
+                    return Err(self.invalid(
+                        key("name"),
+                        "must be a short printable name for the log (who holds this credential)",
+                    ));
+                }
+                let Some(token_sha256) = crate::access::parse_sha256(&entry.token_sha256) else {
+                    return Err(self.invalid(
+                        key("token_sha256"),
+                        "is not 64 hex digits; paste what `outpost-hub credential create` printed (the hash, never the token itself)",
+                    ));
+                };
+                if credentials.iter().any(|c| c.token_sha256 == token_sha256) {
+                    return Err(self.invalid(
+                        key("token_sha256"),
+                        "is listed twice; give every credential its own token",
+                    ));
+                }
+                credentials.push(Credential {
+                    name: entry.name,
+                    role,
+                    token_sha256,
+                });
+            }
+        }
+        Ok(Access {
+            public_read,
+            credentials,
         })
     }
 

@@ -17,8 +17,8 @@
 //! - tries are rate limited per source address and in total ([`PER_SOURCE`], [`TOTAL`], see
 //!   [`crate::limit`]) before anything else is done; past the limit the answer is 429 with `Retry-After`.
 //!
-//! The registry's write lock is held from the checks to the store write, which makes enrollments one at a
-//! time; they are rare, and it keeps "id and key unused" true at the moment of writing.
+//! The hub checks the id and key against the agents it knows, then the store records the enrollment in one
+//! transaction that refuses a used token or a taken id, whichever hub replica got the request first.
 
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 use outpost_proto::keys::PublicKey;
 use serde::{Deserialize, Serialize};
 
+use crate::backend::BackendError;
 use crate::config::is_agent_id;
 use crate::limit::{retry_after_secs, Rate};
 use crate::registry::{KnownAgent, Origin};
@@ -74,8 +75,22 @@ struct EnrollReply<'a> {
     hub_key: String,
 }
 
-/// Handles one enrollment received at `now_ms`.
-pub fn handle(hub: &HubState, body: &[u8], now_ms: u64) -> Result<Reply, Rejection> {
+/// An enrollment that passed every check the hub can make alone; the store decides the rest.
+#[derive(Debug)]
+pub struct Checked {
+    enrollment: Enrollment,
+    public_key: PublicKey,
+}
+
+impl Checked {
+    pub fn enrollment(&self) -> Enrollment {
+        self.enrollment.clone()
+    }
+}
+
+/// Checks one enrollment received at `now_ms`: the body, the token, and the agents the hub knows. Reads
+/// the token file, so it runs on the blocking pool.
+pub fn check(hub: &HubState, body: &[u8], now_ms: u64) -> Result<Checked, Rejection> {
     let Some(token_file) = &hub.config.bootstrap_token_file else {
         return Err(Rejection::new(
             404,
@@ -116,8 +131,7 @@ pub fn handle(hub: &HubState, body: &[u8], now_ms: u64) -> Result<Reply, Rejecti
         ));
     }
 
-    let mut registry = hub.registry_mut();
-    let fingerprint = public_key.fingerprint();
+    let registry = hub.registry();
     if let Some(known) = registry.get(&request.agent_id) {
         if known.public_key != public_key || known.origin == Origin::Config {
             return Err(Rejection::new(
@@ -138,23 +152,38 @@ pub fn handle(hub: &HubState, body: &[u8], now_ms: u64) -> Result<Reply, Rejecti
         ));
     }
 
-    let enrollment = Enrollment {
-        agent_id: request.agent_id.clone(),
-        public_key: public_key.to_string(),
-        enrolled_at_ms: now_ms,
-        token_sha256: sha256_hex(expected.as_bytes()),
-    };
-    // Flushed before the answer: an agent told it is enrolled must stay enrolled after a hub crash.
-    let outcome = hub
-        .store
-        .enroll(&enrollment)
-        .and_then(|outcome| hub.store.flush().map(|()| outcome))
-        .map_err(|e| {
-            Rejection::internal(format!(
-                "cannot record the enrollment of agent {:?}: {e}",
+    Ok(Checked {
+        enrollment: Enrollment {
+            agent_id: request.agent_id,
+            public_key: public_key.to_string(),
+            enrolled_at_ms: now_ms,
+            token_sha256: sha256_hex(expected.as_bytes()),
+        },
+        public_key,
+    })
+}
+
+/// The answer once the store recorded (durably) or refused the enrollment.
+pub fn finish(
+    hub: &HubState,
+    checked: Checked,
+    outcome: Result<Enrolled, BackendError>,
+) -> Result<Reply, Rejection> {
+    let Checked {
+        enrollment,
+        public_key,
+    } = checked;
+    let request = &enrollment;
+    let fingerprint = public_key.fingerprint();
+    let outcome = outcome.map_err(|e| {
+        crate::reply::store_failure(
+            &e,
+            format!(
+                "cannot record the enrollment of agent {:?}",
                 request.agent_id
-            ))
-        })?;
+            ),
+        )
+    })?;
     let status = match outcome {
         Enrolled::Enrolled => {
             let known = KnownAgent {
@@ -164,7 +193,7 @@ pub fn handle(hub: &HubState, body: &[u8], now_ms: u64) -> Result<Reply, Rejecti
                 origin: Origin::Enrolled,
                 heartbeat_interval: hub.config.heartbeat_interval,
             };
-            registry
+            hub.registry_mut()
                 .insert(known)
                 .map_err(|e| Rejection::internal(format!("enrolled agent {:?} but cannot register it: {e}", request.agent_id)))?;
             tracing::info!(agent = %request.agent_id, key = %fingerprint, "agent enrolled");

@@ -11,8 +11,7 @@ use std::fmt::Write as _;
 use outpost_proto::text::printable_lines;
 use outpost_proto::wire::{format_timestamp, SourceStatus};
 
-use crate::reply::{Rejection, Reply};
-use crate::state::HubState;
+use crate::reply::Reply;
 use crate::status::AgentView;
 
 /// The media type of the page.
@@ -30,12 +29,9 @@ th{background:#f3f3f3}\
 .history{color:#777}.error{color:#c00;white-space:pre-wrap;font-family:monospace}\
 code{font-family:monospace}";
 
-/// Handles `GET /` at `now_ms` (the hub's clock, Unix milliseconds).
-pub fn handle(hub: &HubState, now_ms: u64) -> Result<Reply, Rejection> {
-    let views = hub
-        .views(now_ms)
-        .map_err(|e| Rejection::internal(e.to_string()))?;
-    Ok(Reply::text(200, CONTENT_TYPE, render(&views, now_ms)))
+/// Answers `GET /` with the fleet's `views` at `now_ms` (the hub's clock, Unix milliseconds).
+pub fn handle(views: &[AgentView], now_ms: u64) -> Reply {
+    Reply::text(200, CONTENT_TYPE, render(views, now_ms))
 }
 
 /// The whole page: one table row per source (one per agent without sources), agent cells spanning them.

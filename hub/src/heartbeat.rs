@@ -18,7 +18,8 @@
 //! The assignment is sent only when it is newer than the generation the agent reports running; an agent
 //! that is up to date gets `null`, which keeps heartbeats small on metered uplinks.
 //!
-//! This is synchronous code over bytes: the server reads the request, this decides.
+//! This is synchronous code over bytes: the server reads the request, [`verify`] decides whether it is
+//! trusted, the store records it ([`crate::backend::FleetStore::record`]), and [`answer`] builds the reply.
 
 use outpost_proto::sfv::{BareItem, Dictionary, Member};
 use outpost_proto::signature::SignatureError;
@@ -28,6 +29,7 @@ use outpost_proto::signed::{
 use outpost_proto::wire::{parse_heartbeat, Assignment};
 use serde::Serialize;
 
+use crate::backend::BackendError;
 use crate::registry::KnownAgent;
 use crate::reply::{Rejection, Reply, JSON};
 use crate::state::HubState;
@@ -42,13 +44,20 @@ struct HeartbeatReply<'a> {
     assignment: Option<&'a Assignment>,
 }
 
-/// Handles one heartbeat received at `now_ms` (the hub's clock, Unix milliseconds).
-pub fn handle(
+/// A heartbeat that passed every check but the seq: ready to be recorded.
+#[derive(Debug)]
+pub struct Verified {
+    pub agent_id: String,
+    pub heartbeat: outpost_proto::wire::Heartbeat,
+}
+
+/// Checks one heartbeat received at `now_ms` (the hub's clock, Unix milliseconds): steps 1 to 5 above.
+pub fn verify(
     hub: &HubState,
     request: &ReceivedRequest<'_>,
     now_ms: u64,
-) -> Result<Reply, Rejection> {
-    let now = i64::try_from(now_ms / 1000).unwrap_or(i64::MAX);
+) -> Result<Verified, Rejection> {
+    let now = unix_secs(now_ms);
     let agent = signer(hub, request.headers)?;
 
     verify_request(request, &agent.public_key, now, hub.config.freshness)
@@ -75,16 +84,30 @@ pub fn handle(
             ),
         ));
     }
+    Ok(Verified {
+        agent_id: agent.id,
+        heartbeat,
+    })
+}
 
-    let recorded = hub
-        .store
-        .record_heartbeat(&heartbeat, request.body, now_ms, hub.config.history)
-        .map_err(|e| {
-            Rejection::internal(format!(
-                "cannot record heartbeat {} of agent {:?}: {e}",
-                heartbeat.seq, agent.id
-            ))
-        })?;
+/// The answer to a verified heartbeat once the store said what became of it (step 6 above).
+pub fn answer(
+    hub: &HubState,
+    verified: &Verified,
+    recorded: Result<Recorded, BackendError>,
+    now_ms: u64,
+) -> Result<Reply, Rejection> {
+    let now = unix_secs(now_ms);
+    let (agent_id, heartbeat) = (&verified.agent_id, &verified.heartbeat);
+    let recorded = recorded.map_err(|e| {
+        crate::reply::store_failure(
+            &e,
+            format!(
+                "cannot record heartbeat {} of agent {agent_id:?}",
+                heartbeat.seq
+            ),
+        )
+    })?;
     match recorded {
         Recorded::Accepted { .. } | Recorded::Duplicate => {}
         Recorded::NotNewer { last_seq } => {
@@ -92,32 +115,36 @@ pub fn handle(
                 409,
                 "seq_not_newer",
                 format!(
-                    "heartbeat seq {} of agent {:?} is not above the last accepted seq {last_seq}: a replay or an out-of-order send; agents must send seqs in increasing order (if the agent's state was wiped, its seq restarted: give it a new id or key)",
-                    heartbeat.seq, agent.id
+                    "heartbeat seq {} of agent {agent_id:?} is not above the last accepted seq {last_seq}: a replay or an out-of-order send; agents must send seqs in increasing order (if the agent's state was wiped, its seq restarted: give it a new id or key)",
+                    heartbeat.seq
                 ),
             )
-            .signed_refusal(&agent.id, heartbeat.seq, &hub.key, now)?)
+            .signed_refusal(agent_id, heartbeat.seq, &hub.key, now)?)
         }
         Recorded::Changed => {
             return Err(Rejection::new(
                 409,
                 "seq_reused",
                 format!(
-                    "heartbeat seq {} of agent {:?} was already accepted with different content; every heartbeat needs a new seq",
-                    heartbeat.seq, agent.id
+                    "heartbeat seq {} of agent {agent_id:?} was already accepted with different content; every heartbeat needs a new seq",
+                    heartbeat.seq
                 ),
             )
-            .signed_refusal(&agent.id, heartbeat.seq, &hub.key, now)?)
+            .signed_refusal(agent_id, heartbeat.seq, &hub.key, now)?)
         }
     }
-    tracing::debug!(agent = %agent.id, seq = heartbeat.seq, duplicate = (recorded == Recorded::Duplicate), "heartbeat accepted");
+    tracing::debug!(agent = %agent_id, seq = heartbeat.seq, duplicate = (recorded == Recorded::Duplicate), "heartbeat accepted");
 
     let assignment = hub
         .config
         .assignments
-        .for_agent(&agent.id)
+        .for_agent(agent_id)
         .filter(|a| a.generation > heartbeat.assignment_generation);
     signed_reply(hub, heartbeat.seq, assignment, now)
+}
+
+fn unix_secs(now_ms: u64) -> i64 {
+    i64::try_from(now_ms / 1000).unwrap_or(i64::MAX)
 }
 
 /// Builds and signs the 200 reply.

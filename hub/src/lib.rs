@@ -17,8 +17,10 @@
 //!
 //! Wire formats, signing and keys come from `outpost_proto`; nothing here re-implements them.
 
+pub mod access;
 pub mod assign;
 pub mod authority;
+pub mod backend;
 pub mod config;
 pub mod durable;
 pub mod enroll;
@@ -30,6 +32,7 @@ pub mod metrics;
 pub mod refusals;
 pub mod registry;
 pub mod reply;
+pub mod secret_file;
 pub mod server;
 pub mod state;
 pub mod status;

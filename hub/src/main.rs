@@ -4,9 +4,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use outpost_hub::access::{self, Role};
+use outpost_hub::backend::{self, BackendKind};
 use outpost_hub::config::{Config, DEFAULT_CONFIG_PATH};
-use outpost_hub::store::Store;
-use outpost_hub::{server, state, status};
+use outpost_hub::{secret_file, server, state, status};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -35,7 +36,37 @@ enum Command {
         /// Print the JSON listing instead of a table.
         #[arg(long)]
         json: bool,
+        /// A file holding a read credential for the running hub (see `credential create`).
+        #[arg(long, env = "OUTPOST_HUB_TOKEN_FILE")]
+        token_file: Option<PathBuf>,
     },
+    /// Apply the database schema's migrations ([store] backend = "postgres"); safe to run again.
+    Migrate {
+        #[arg(long, env = "OUTPOST_HUB_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+    },
+    /// Write everything the store keeps (enrollments, used tokens, assignments, heartbeats) as JSON lines.
+    ///
+    /// With the embedded store the hub must be stopped. Move a hub to PostgreSQL with `export` from the old
+    /// config and `import` into the new one.
+    Export {
+        #[arg(long, env = "OUTPOST_HUB_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// The file to write (never overwritten).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Read what `export` wrote into the store of this config.
+    Import {
+        #[arg(long, env = "OUTPOST_HUB_CONFIG", default_value = DEFAULT_CONFIG_PATH)]
+        config: PathBuf,
+        /// The file `export` wrote.
+        #[arg(long = "in")]
+        input: PathBuf,
+    },
+    /// Make a credential for people and tools (the fleet page, /v1/agents, /metrics, the admin API).
+    #[command(subcommand)]
+    Credential(CredentialCommand),
     /// Remove everything recorded of one agent: its last heartbeat, its history and its enrollment.
     ///
     /// Edits the store directly, so the hub must be stopped. A used bootstrap token stays used. An agent
@@ -46,6 +77,24 @@ enum Command {
         /// The agent's id.
         #[arg(long)]
         agent: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum CredentialCommand {
+    /// Write a new random token to --token-file (mode 0600) and print the hub.toml table that lists its hash.
+    ///
+    /// The token itself is never printed. Add the table to hub.toml and restart the hub (every replica).
+    Create {
+        /// `read` (fleet page, listings, metrics) or `admin` (also the admin API).
+        #[arg(long, value_parser = ["read", "admin"])]
+        role: String,
+        /// Who holds it, for the log.
+        #[arg(long)]
+        name: String,
+        /// Where to write the token; never overwritten.
+        #[arg(long)]
+        token_file: PathBuf,
     },
 }
 
@@ -61,8 +110,20 @@ fn main() -> ExitCode {
     };
     let result = match cli.command {
         Command::Serve { config } => runtime.block_on(serve(&config)),
-        Command::Status { config, json } => runtime.block_on(print_status(&config, json)),
-        Command::Forget { config, agent } => forget(&config, &agent),
+        Command::Status {
+            config,
+            json,
+            token_file,
+        } => runtime.block_on(print_status(&config, json, token_file.as_deref())),
+        Command::Credential(CredentialCommand::Create {
+            role,
+            name,
+            token_file,
+        }) => create_credential(&role, &name, &token_file),
+        Command::Forget { config, agent } => runtime.block_on(forget(&config, &agent)),
+        Command::Migrate { config } => runtime.block_on(migrate(&config)),
+        Command::Export { config, out } => runtime.block_on(export(&config, &out)),
+        Command::Import { config, input } => runtime.block_on(import(&config, &input)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -89,9 +150,13 @@ async fn serve(path: &Path) -> Result<(), String> {
     .map_err(|e| chain(&e))
 }
 
-async fn print_status(path: &Path, json: bool) -> Result<(), String> {
+async fn print_status(path: &Path, json: bool, token_file: Option<&Path>) -> Result<(), String> {
     let config = Config::load(path).map_err(|e| chain(&e))?;
-    let views = status::collect(&config, state::now_ms())
+    let token = token_file
+        .map(secret_file::read)
+        .transpose()
+        .map_err(|e| chain(&e))?;
+    let views = status::collect(&config, state::now_ms(), token.as_deref())
         .await
         .map_err(|e| chain(&e))?;
     if json {
@@ -103,10 +168,95 @@ async fn print_status(path: &Path, json: bool) -> Result<(), String> {
     Ok(())
 }
 
-fn forget(path: &Path, agent: &str) -> Result<(), String> {
+fn create_credential(role: &str, name: &str, token_file: &Path) -> Result<(), String> {
+    let role = if role == "admin" {
+        Role::Admin
+    } else {
+        Role::Read
+    };
+    if name.trim().is_empty() || name.chars().any(char::is_control) {
+        return Err("--name must be a short printable name (who holds the credential)".into());
+    }
+    let token = access::new_token().map_err(|e| chain(&e))?;
+    secret_file::write_new(token_file, &token).map_err(|e| chain(&e))?;
+    eprintln!(
+        "wrote a new {} token to {}; add this table to hub.toml and restart the hub:",
+        role.as_str(),
+        token_file.display()
+    );
+    print!("{}", access::config_table(role, name, &token));
+    Ok(())
+}
+
+async fn migrate(path: &Path) -> Result<(), String> {
     let config = Config::load(path).map_err(|e| chain(&e))?;
-    let store = Store::open(&config.state_dir).map_err(|e| chain(&e))?;
-    let forgotten = store.forget(agent).map_err(|e| chain(&e))?;
+    let BackendKind::Postgres(settings) = &config.store.kind else {
+        return Err(format!(
+            "{} uses the embedded store, which migrates itself; `migrate` is for [store] backend = \"postgres\"",
+            path.display()
+        ));
+    };
+    let applied = backend::postgres::migrate(settings)
+        .await
+        .map_err(|e| chain(&e))?;
+    if applied.is_empty() {
+        println!(
+            "the database schema is up to date (version {})",
+            backend::postgres::migrate::LATEST
+        );
+    } else {
+        println!("applied migrations {applied:?}");
+    }
+    Ok(())
+}
+
+async fn export(path: &Path, out: &Path) -> Result<(), String> {
+    let config = Config::load(path).map_err(|e| chain(&e))?;
+    let store = backend::open(&config, false).await.map_err(|e| chain(&e))?;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(out)
+        .map_err(|e| format!("cannot create {} ({e}); pick a new file", out.display()))?;
+    let mut writer = std::io::BufWriter::new(file);
+    let counts = backend::transfer::export(&*store, &mut writer)
+        .await
+        .map_err(|e| chain(&e))?;
+    println!(
+        "exported {} enrollments, {} used tokens, {} assignments, {} heartbeats to {}",
+        counts.enrollments,
+        counts.used_tokens,
+        counts.assignments,
+        counts.heartbeats,
+        out.display()
+    );
+    Ok(())
+}
+
+async fn import(path: &Path, input: &Path) -> Result<(), String> {
+    let config = Config::load(path).map_err(|e| chain(&e))?;
+    // Serving: records go through the store's group commit like a heartbeat's.
+    let store = backend::open(&config, true).await.map_err(|e| chain(&e))?;
+    let file =
+        std::fs::File::open(input).map_err(|e| format!("cannot open {} ({e})", input.display()))?;
+    let counts = backend::transfer::import(&*store, std::io::BufReader::new(file), config.history)
+        .await
+        .map_err(|e| chain(&e))?;
+    println!(
+        "imported {} enrollments, {} used tokens, {} assignments, {} heartbeats into {}",
+        counts.enrollments,
+        counts.used_tokens,
+        counts.assignments,
+        counts.heartbeats,
+        path.display()
+    );
+    Ok(())
+}
+
+async fn forget(path: &Path, agent: &str) -> Result<(), String> {
+    let config = Config::load(path).map_err(|e| chain(&e))?;
+    let store = backend::open(&config, false).await.map_err(|e| chain(&e))?;
+    let forgotten = store.forget(agent).await.map_err(|e| chain(&e))?;
     if forgotten.nothing() {
         println!("nothing recorded of agent {agent:?}; the store is unchanged");
     } else {

@@ -55,6 +55,8 @@ pub struct Rejection {
     pub retry_after: Option<u64>,
     /// Set for a refusal the agent acts on: the exact body sent, and its signature headers.
     pub signed: Option<SignedBody>,
+    /// A refusal for want of a credential: answered with [`crate::access::CHALLENGE`] so a browser asks.
+    pub challenge: bool,
 }
 
 /// A body and the signature headers over it.
@@ -78,6 +80,15 @@ impl Rejection {
             message: message.into(),
             retry_after: None,
             signed: None,
+            challenge: false,
+        }
+    }
+
+    /// The same refusal, asking the client for a credential (`WWW-Authenticate`).
+    pub fn with_challenge(self) -> Rejection {
+        Rejection {
+            challenge: true,
+            ..self
         }
     }
 
@@ -146,3 +157,21 @@ impl std::fmt::Display for Rejection {
         write!(f, "{} {}: {}", self.status, self.reason, self.message)
     }
 }
+
+/// The refusal for a store failure: 503 with `Retry-After` when the store is only unavailable (the agent
+/// keeps its heartbeat and sends it again), else 500. `what` says what was being done, for the log.
+pub fn store_failure(error: &crate::backend::BackendError, what: String) -> Rejection {
+    if error.is_unavailable() {
+        Rejection::new(
+            503,
+            "store_unavailable",
+            format!("{what}: {error}; try again shortly"),
+        )
+        .retry_after(STORE_RETRY_SECS)
+    } else {
+        Rejection::internal(format!("{what}: {error}"))
+    }
+}
+
+/// Seconds a client is told to wait when the store is unavailable.
+pub const STORE_RETRY_SECS: u64 = 2;

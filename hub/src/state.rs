@@ -6,20 +6,19 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use outpost_proto::keys::{KeyError, Pkcs8Document, PublicKey, SigningKey};
 
 use crate::authority::Authorities;
+use crate::backend::{BackendError, FleetStore};
 use crate::config::Config;
-use crate::durable::GroupCommit;
 use crate::limit::{Limiter, ReadGate};
 use crate::metrics::{HeartbeatCounters, RefusedCounters};
 use crate::refusals::RefusalLog;
 use crate::registry::Registry;
 use crate::status::AgentView;
-use crate::store::{Store, StoreError};
 
 /// Why the hub could not start.
 #[derive(Debug, thiserror::Error)]
@@ -38,15 +37,15 @@ pub enum OpenError {
         #[source]
         source: std::io::Error,
     },
-    #[error(transparent)]
-    Store(#[from] StoreError),
+    #[error("cannot open the hub's store: {0}")]
+    Store(#[from] BackendError),
 }
 
 /// The hub's shared state.
 #[derive(Debug)]
 pub struct HubState {
     pub config: Config,
-    pub store: Store,
+    pub store: Arc<dyn FleetStore>,
     registry: RwLock<Registry>,
     /// Signs every heartbeat reply.
     pub key: SigningKey,
@@ -57,8 +56,6 @@ pub struct HubState {
     pub heartbeats: HeartbeatCounters,
     /// The names a heartbeat's signed `@authority` must be one of.
     pub authorities: Authorities,
-    /// Heartbeats are acknowledged only after their records are flushed, in groups.
-    pub commits: GroupCommit,
     /// Enrollment tries per source address and in total.
     pub enroll_limit: Limiter,
     /// Reads that load heartbeats from disk, a few at a time.
@@ -73,7 +70,7 @@ impl HubState {
     /// Loads or creates the key, opens the store and builds the registry, for a hub bound to `local_addr`
     /// (which settles the default names when `listen` has port 0). The strings returned are warnings for
     /// the log (enrollments the config overrides).
-    pub fn open(
+    pub async fn open(
         config: Config,
         local_addr: SocketAddr,
     ) -> Result<(HubState, Vec<String>), OpenError> {
@@ -91,9 +88,16 @@ impl HubState {
             }
             (None, None) => Authorities::defaults(local_addr, &[]),
         };
-        let (key, key_created) = load_or_create_key(&config.key_file)?;
-        let store = Store::open(&config.state_dir)?;
-        let (registry, mut warnings) = Registry::build(&config, &store.enrollments()?);
+        let key_file = config.key_file.clone();
+        let (key, key_created) = tokio::task::spawn_blocking(move || load_or_create_key(&key_file))
+            .await
+            .map_err(|e| {
+                OpenError::Store(BackendError::Database(format!(
+                    "loading the hub key failed: {e}"
+                )))
+            })??;
+        let store = crate::backend::open(&config, true).await?;
+        let (registry, mut warnings) = Registry::build(&config, &store.enrollments().await?);
         warnings.append(&mut notes);
         let public_key = key.public_key();
         let state = HubState {
@@ -105,7 +109,6 @@ impl HubState {
             key_created,
             heartbeats: HeartbeatCounters::default(),
             authorities,
-            commits: GroupCommit::default(),
             enroll_limit: Limiter::new(
                 crate::enroll::PER_SOURCE,
                 crate::enroll::TOTAL,
@@ -119,8 +122,8 @@ impl HubState {
     }
 
     /// The fleet at `now_ms`, as `GET /v1/agents`, the fleet page and the metrics all show it.
-    pub fn views(&self, now_ms: u64) -> Result<Vec<AgentView>, StoreError> {
-        let records = self.store.agents()?;
+    pub async fn views(&self, now_ms: u64) -> Result<Vec<AgentView>, BackendError> {
+        let records = self.store.agents().await?;
         Ok(crate::status::views(
             &self.config,
             &self.registry(),
@@ -135,7 +138,16 @@ impl HubState {
         self.registry.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// The registry for enrolling; enrollments hold it for their whole check-and-write.
+    /// Rebuilds the registry from the config and the store's enrollments, so agents enrolled through another
+    /// hub replica are known here too. Returns the warnings of the rebuild.
+    pub async fn refresh_registry(&self) -> Result<Vec<String>, BackendError> {
+        let enrollments = self.store.enrollments().await?;
+        let (registry, warnings) = Registry::build(&self.config, &enrollments);
+        *self.registry_mut() = registry;
+        Ok(warnings)
+    }
+
+    /// The registry for enrolling.
     pub fn registry_mut(&self) -> RwLockWriteGuard<'_, Registry> {
         self.registry
             .write()

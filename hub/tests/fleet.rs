@@ -150,7 +150,7 @@ async fn agents_go_offline_after_three_missed_intervals() -> TestResult {
     assert_eq!(hub.agent_view("quiet").await?["status"], "never-seen");
 
     // `status` asks the running hub (the store is locked by it) ...
-    let views = status::collect(&hub.config, now_ms()).await?;
+    let views = status::collect(&hub.config, now_ms(), Some(common::READ_TOKEN)).await?;
     let states: Vec<(&str, &str)> = views
         .iter()
         .map(|v| (v.agent_id.as_str(), v.status.as_str()))
@@ -166,8 +166,8 @@ async fn agents_go_offline_after_three_missed_intervals() -> TestResult {
 
     // ... and reads the store when the hub is down, with the same answer.
     let config = hub.config.clone();
-    let _dir = hub.stop().await;
-    let offline = status::collect(&config, now_ms()).await?;
+    let (_dir, _database) = hub.stop_keeping_store().await;
+    let offline = status::collect(&config, now_ms(), None).await?;
     assert_eq!(offline.len(), 3);
     assert_eq!(offline[0].seq, Some(1));
     let table = status::render_table(&offline);
@@ -265,7 +265,7 @@ async fn heartbeats_over_https_with_a_test_ca() -> TestResult {
     }
 
     // `status` reaches the running hub over TLS, trusting exactly the configured certificate.
-    let views = status::collect(&hub.config, now_ms()).await?;
+    let views = status::collect(&hub.config, now_ms(), Some(common::READ_TOKEN)).await?;
     assert_eq!(views.first().map(|v| v.status.as_str()), Some("online"));
 
     // Plain HTTP to the TLS port gets no HTTP answer.

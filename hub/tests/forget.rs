@@ -20,7 +20,12 @@ fn forget(dir: &std::path::Path, agent: &str) -> std::process::Output {
 async fn forget_needs_the_hub_stopped_then_removes_the_agents_records() -> TestResult {
     let agent = Agent::new("store-042")?;
     let other = Agent::new("store-043")?;
-    let config = format!("{}{}", agent.config_table(""), other.config_table(""));
+    // The embedded store's lock is what this checks (a database is shared by design).
+    let config = format!(
+        "{}{}[store]\nbackend = \"embedded\"\n",
+        agent.config_table(""),
+        other.config_table("")
+    );
     let hub = TestHub::start(&config).await?;
     for seq in 1..=3 {
         assert_eq!(

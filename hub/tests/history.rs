@@ -128,7 +128,11 @@ async fn reading_a_large_history_keeps_memory_bounded() -> TestResult {
         let client = client.clone();
         let url = format!("{}/v1/agents/store-042?limit=100", hub.base());
         readers.push(tokio::spawn(async move {
-            let answer = client.get(url).send().await?;
+            let answer = client
+                .get(url)
+                .bearer_auth(common::READ_TOKEN)
+                .send()
+                .await?;
             let status = answer.status().as_u16();
             let body = answer.bytes().await?;
             Ok::<_, reqwest::Error>((status, body))

@@ -149,8 +149,9 @@ fn a_low_open_files_limit_caps_connections_and_leaves_room_for_the_hubs_files() 
     let mut kept = TcpStream::connect(("127.0.0.1", hub.port))?;
     kept.set_read_timeout(Some(Duration::from_secs(20)))?;
     let get = format!(
-        "GET /v1/agents HTTP/1.1\r\nHost: {}\r\n\r\n",
-        hub.authority()
+        "GET /v1/agents HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\r\n",
+        hub.authority(),
+        common::READ_TOKEN
     );
     assert_eq!(exchange(&mut kept, get.as_bytes())?.0, 200);
 

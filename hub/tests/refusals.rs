@@ -27,6 +27,7 @@ async fn a_flood_of_refusals_is_summarised_and_counted_exactly() -> TestResult {
     }
     let metrics = client
         .get(format!("{}/metrics", hub.base()))
+        .bearer_auth(common::READ_TOKEN)
         .send()
         .await?
         .text()

@@ -90,17 +90,14 @@ impl HeartbeatCounters {
     }
 }
 
-/// Handles `GET /metrics` at `now_ms` (the hub's clock, Unix milliseconds).
-pub fn handle(hub: &HubState, now_ms: u64) -> Result<Reply, Rejection> {
-    let views = hub
-        .views(now_ms)
-        .map_err(|e| Rejection::internal(e.to_string()))?;
+/// Answers `GET /metrics` with the fleet's `views` and the hub's counters.
+pub fn handle(hub: &HubState, views: &[AgentView]) -> Reply {
     let counters = CounterSnapshot {
         refused: hub.refused.snapshot(),
         ..hub.heartbeats.snapshot()
     };
-    let text = render(&views, &counters);
-    Ok(Reply::text(200, CONTENT_TYPE, text))
+    let text = render(views, &counters);
+    Reply::text(200, CONTENT_TYPE, text)
 }
 
 /// The exposition text: every family with its `# HELP` and `# TYPE`, samples in agent id order.

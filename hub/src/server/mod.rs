@@ -4,10 +4,12 @@
 //! Endpoints:
 //! - `POST /v1/heartbeats` -> [`crate::heartbeat`]; `POST /v1/enroll` -> [`crate::enroll`];
 //! - `GET /v1/agents` -> [`crate::status`] and `GET /v1/agents/{id}` -> [`crate::history`] (a page of the
-//!   agent's heartbeats, streamed). They need no credentials: the config allows plain HTTP only on loopback,
-//!   so these are either local or behind the same TLS as heartbeats;
-//! - `GET /` -> [`crate::fleet`] (HTML) and `GET /metrics` -> [`crate::metrics`] (Prometheus), on the same
-//!   terms. Every answer to a heartbeat is counted there, accepted or by its rejection's reason.
+//!   agent's heartbeats, streamed);
+//! - `GET /` -> [`crate::fleet`] (HTML) and `GET /metrics` -> [`crate::metrics`] (Prometheus). Every answer
+//!   to a heartbeat is counted there, accepted or by its rejection's reason.
+//!
+//! The four reads show the fleet's sites, repositories and errors: they need a read credential
+//! ([`crate::access`]) unless the config says `public_read = true`.
 //!
 //! Limits, each named so none is implicit: request headers must arrive within [`HEADER_TIMEOUT`], a body
 //! within [`BODY_TIMEOUT`], a TLS handshake within [`HANDSHAKE_TIMEOUT`]; a heartbeat body over `max_body`
@@ -58,6 +60,9 @@ pub const MAX_CONNECTIONS: usize = 8192;
 /// A streamed reply whose client takes no more bytes for this long is cut off, so it cannot hold a read's
 /// turn forever.
 pub const REPLY_STALL_TIMEOUT: Duration = Duration::from_secs(30);
+/// How often a hub on a shared database re-reads the enrolled agents (an enrollment through one replica is
+/// known to the others within this).
+pub const REGISTRY_REFRESH: Duration = Duration::from_secs(5);
 /// How long to pause accepting after an accept failed (out of descriptors, usually).
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 /// How long a shutdown waits for requests in flight.
@@ -97,7 +102,7 @@ pub struct RunningHub {
     state: Arc<HubState>,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
-    flusher: tokio::task::JoinHandle<()>,
+    refresher: Option<tokio::task::JoinHandle<()>>,
     summaries: tokio::task::JoinHandle<()>,
 }
 
@@ -106,15 +111,14 @@ impl RunningHub {
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         let _ = self.task.await;
-        // No request is left to wait for a flush; the final flush below covers any write still buffered.
-        self.flusher.abort();
-        let _ = self.flusher.await;
+        if let Some(refresher) = self.refresher {
+            refresher.abort();
+            let _ = refresher.await;
+        }
         self.summaries.abort();
         let _ = self.summaries.await;
         log_refusal_summaries(&self.state);
-        let state = self.state;
-        let flushed = tokio::task::spawn_blocking(move || state.store.flush()).await;
-        if let Ok(Err(e)) = flushed {
+        if let Err(e) = self.state.store.close().await {
             tracing::error!("could not flush the store at shutdown: {e}");
         }
     }
@@ -139,16 +143,25 @@ pub async fn start(config: Config) -> Result<RunningHub, ServeError> {
         addr: listen,
         source,
     })?;
-    let (state, warnings) = tokio::task::spawn_blocking(move || HubState::open(config, local_addr))
-        .await
-        .map_err(|e| ServeError::Startup(e.to_string()))??;
+    let shared_store = !matches!(config.store.kind, crate::backend::BackendKind::Embedded);
+    let (state, warnings) = HubState::open(config, local_addr).await?;
     tracing::debug!(names = ?state.authorities.list(), "heartbeats must be signed for one of these names");
     let state = Arc::new(state);
     let (stop, stopped) = watch::channel(false);
-    let flusher = {
+    // On a shared database other replicas enroll agents too: learn of them every REGISTRY_REFRESH.
+    let refresher = shared_store.then(|| {
         let state = state.clone();
-        tokio::spawn(async move { state.commits.run(state.store.clone()).await })
-    };
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(REGISTRY_REFRESH);
+            every.tick().await;
+            loop {
+                every.tick().await;
+                if let Err(e) = state.refresh_registry().await {
+                    tracing::warn!("cannot refresh the enrolled agents from the store: {e}");
+                }
+            }
+        })
+    });
     let summaries = {
         let state = state.clone();
         tokio::spawn(async move {
@@ -177,7 +190,7 @@ pub async fn start(config: Config) -> Result<RunningHub, ServeError> {
         state,
         stop,
         task,
-        flusher,
+        refresher,
         summaries,
     })
 }

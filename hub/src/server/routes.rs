@@ -11,7 +11,8 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 use hyper::header::{
-    HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST, RETRY_AFTER,
+    HeaderName, HeaderValue, AUTHORIZATION, CONNECTION, CONTENT_LENGTH, CONTENT_TYPE, HOST,
+    RETRY_AFTER, WWW_AUTHENTICATE,
 };
 use hyper::http::request::Parts;
 use hyper::{Method, Request, Response, StatusCode};
@@ -20,6 +21,7 @@ use outpost_proto::text::printable;
 
 use super::body::{full, ChannelBody, ReplyBody, StreamError};
 use super::{BODY_TIMEOUT, REPLY_STALL_TIMEOUT};
+use crate::access::Role;
 use crate::history::{self, PageRequest};
 use crate::reply::{Rejection, Reply, JSON};
 use crate::state::{now_ms, HubState};
@@ -32,6 +34,11 @@ pub(super) async fn route(
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
     let query = request.uri().query().map(str::to_owned);
+    if method == Method::GET && is_fleet_read(&path) {
+        if let Err(rejection) = authorize(&state, &request, Role::Read) {
+            return Ok(refused(&state, peer, &method, &path, &rejection));
+        }
+    }
     let outcome = match (&method, path.as_str()) {
         (&Method::POST, "/v1/heartbeats") => {
             let outcome = heartbeat(state.clone(), request).await;
@@ -39,14 +46,12 @@ pub(super) async fn route(
             outcome.map(whole)
         }
         (&Method::POST, "/v1/enroll") => enroll(state.clone(), peer, request).await.map(whole),
-        (&Method::GET, "/") => {
-            let hub = state.clone();
-            read(&state, move || crate::fleet::handle(&hub, now_ms())).await.map(whole)
-        }
-        (&Method::GET, "/metrics") => {
-            let hub = state.clone();
-            read(&state, move || crate::metrics::handle(&hub, now_ms())).await.map(whole)
-        }
+        (&Method::GET, "/") => fleet_read(&state, |_, views, now| crate::fleet::handle(views, now))
+            .await
+            .map(whole),
+        (&Method::GET, "/metrics") => fleet_read(&state, |hub, views, _| crate::metrics::handle(hub, views))
+            .await
+            .map(whole),
         (&Method::GET, "/v1/agents") => agents(state.clone()).await.map(whole),
         (&Method::GET, p) if p.starts_with("/v1/agents/") => {
             let id = p.trim_start_matches("/v1/agents/").to_owned();
@@ -66,6 +71,22 @@ pub(super) async fn route(
         Ok(response) => response,
         Err(rejection) => refused(&state, peer, &method, &path, &rejection),
     })
+}
+
+/// Whether `path` shows fleet data, which needs a read credential ([`crate::access`]).
+fn is_fleet_read(path: &str) -> bool {
+    matches!(path, "/" | "/metrics" | "/v1/agents") || path.starts_with("/v1/agents/")
+}
+
+/// Checks the request's credential for `role`.
+fn authorize<B>(state: &HubState, request: &Request<B>, role: Role) -> Result<String, Rejection> {
+    let headers: Vec<(&str, &str)> = request
+        .headers()
+        .get_all(AUTHORIZATION)
+        .iter()
+        .filter_map(|value| value.to_str().ok().map(|v| ("authorization", v)))
+        .collect();
+    state.config.access.check(&headers, role)
 }
 
 /// Logs a refusal (in full, or counted for the window's summary) and builds its answer.
@@ -92,6 +113,12 @@ fn refused(
     if rejection.status == 413 {
         // The rest of the body was not read; the connection cannot carry another request.
         headers.insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    if rejection.challenge {
+        headers.insert(
+            WWW_AUTHENTICATE,
+            HeaderValue::from_static(crate::access::CHALLENGE),
+        );
     }
     if let Some(secs) = rejection.retry_after {
         headers.insert(RETRY_AFTER, HeaderValue::from(secs));
@@ -127,10 +154,8 @@ fn method_not_allowed(allowed: &str) -> Rejection {
 async fn heartbeat(state: Arc<HubState>, request: Request<Incoming>) -> Result<Reply, Rejection> {
     let (parts, body) = request.into_parts();
     let body = read_body(&parts, body, state.config.max_body, "heartbeat", "max_body").await?;
-    let commits = state.clone();
-    let commits = &commits.commits;
     // Inline, not on the blocking pool: see the module comment of `server`.
-    let reply = (move || {
+    let verified = {
         let headers: Vec<(&str, &str)> = parts
             .headers
             .iter()
@@ -161,14 +186,20 @@ async fn heartbeat(state: Arc<HubState>, request: Request<Incoming>) -> Result<R
             headers: &headers,
             body: &body,
         };
-        crate::heartbeat::handle(&state, &received, now_ms())
-    })()?;
-    // A duplicate is waited for too: its first copy may still be on its way to the disk.
-    commits
-        .wait()
-        .await
-        .map_err(|e| Rejection::internal(e.to_string()))?;
-    Ok(reply)
+        crate::heartbeat::verify(&state, &received, now_ms())?
+    };
+    let received_ms = now_ms();
+    // Returns once the record is durable (see `crate::backend`).
+    let recorded = state
+        .store
+        .record(
+            verified.heartbeat.clone(),
+            body,
+            received_ms,
+            state.config.history,
+        )
+        .await;
+    crate::heartbeat::answer(&state, &verified, recorded, now_ms())
 }
 
 async fn enroll(
@@ -181,18 +212,35 @@ async fn enroll(
     let (parts, body) = request.into_parts();
     let limit = crate::enroll::MAX_ENROLL_BODY;
     let body = read_body(&parts, body, limit, "enrollment", "a fixed limit").await?;
-    blocking(move || crate::enroll::handle(&state, &body, now_ms())).await
+    let hub = state.clone();
+    let checked = on_blocking_pool(move || crate::enroll::check(&hub, &body, now_ms())).await?;
+    let outcome = state.store.enroll(checked.enrollment()).await;
+    crate::enroll::finish(&state, checked, outcome)
 }
 
 async fn agents(state: Arc<HubState>) -> Result<Reply, Rejection> {
+    let _turn = state.reads.enter().await?;
+    let views = state
+        .views(now_ms())
+        .await
+        .map_err(|e| crate::reply::store_failure(&e, "cannot list the agents".into()))?;
+    Reply::json(200, &views)
+}
+
+/// A page built from the fleet's views (the fleet page, the metrics): the views are read in the read's
+/// turn, the page is rendered on the blocking pool.
+async fn fleet_read<F>(state: &Arc<HubState>, render: F) -> Result<Reply, Rejection>
+where
+    F: FnOnce(&HubState, &[crate::status::AgentView], u64) -> Reply + Send + 'static,
+{
+    let _turn = state.reads.enter().await?;
+    let now = now_ms();
+    let views = state
+        .views(now)
+        .await
+        .map_err(|e| crate::reply::store_failure(&e, "cannot read the fleet".into()))?;
     let hub = state.clone();
-    read(&state, move || {
-        let views = hub
-            .views(now_ms())
-            .map_err(|e| Rejection::internal(e.to_string()))?;
-        Reply::json(200, &views)
-    })
-    .await
+    on_blocking_pool(move || Ok(render(&hub, &views, now))).await
 }
 
 /// `GET /v1/agents/{id}`: the head is built on the blocking pool, then each kept heartbeat is read there and
@@ -205,28 +253,25 @@ async fn agent(
 ) -> Result<Response<ReplyBody>, Rejection> {
     let page: PageRequest = history::parse_query(query)?;
     let turn = state.reads.enter().await?;
-    let hub = state.clone();
-    let (head, records) = on_blocking_pool(move || {
-        let record = hub
-            .store
-            .agent(&id)
-            .map_err(|e| Rejection::internal(e.to_string()))?;
-        let view = crate::status::agent_view(&hub.config, &hub.registry(), &id, record, now_ms())
-            .ok_or_else(|| {
-            Rejection::new(
-                404,
-                "unknown_agent",
-                format!("no agent {id:?} is enrolled or on record"),
-            )
-        })?;
-        let kept = hub
-            .store
-            .history_page(&id, page.before, page.limit)
-            .map_err(|e| Rejection::internal(e.to_string()))?;
-        let head = history::head(&view, page.limit, kept.next_before)?;
-        Ok((head, kept.records))
-    })
-    .await?;
+    let failed = |e: crate::backend::BackendError| {
+        crate::reply::store_failure(&e, format!("cannot read the history of agent {id:?}"))
+    };
+    let record = state.store.agent(&id).await.map_err(failed)?;
+    let view = crate::status::agent_view(&state.config, &state.registry(), &id, record, now_ms())
+        .ok_or_else(|| {
+        Rejection::new(
+            404,
+            "unknown_agent",
+            format!("no agent {id:?} is enrolled or on record"),
+        )
+    })?;
+    let kept = state
+        .store
+        .history_page(&id, page.before, page.limit)
+        .await
+        .map_err(failed)?;
+    let head = history::head(&view, page.limit, kept.next_before)?;
+    let records = kept.records;
     let (sender, body) = ChannelBody::channel();
     tokio::spawn(async move {
         let _turn = turn;
@@ -244,15 +289,14 @@ async fn agent(
             return;
         }
         for (index, kept) in records.into_iter().enumerate() {
-            let parts = tokio::task::spawn_blocking(move || {
-                let stored = kept.read().map_err(|e| e.to_string())?;
-                let at = crate::status::format_ms(stored.received_ms);
-                history::item(index == 0, stored.seq, at.as_deref(), stored.body)
-                    .map_err(|e| e.to_string())
-            })
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|read| read);
+            let parts = match state.store.read_kept(kept).await {
+                Ok(stored) => {
+                    let at = crate::status::format_ms(stored.received_ms);
+                    history::item(index == 0, stored.seq, at.as_deref(), stored.body)
+                        .map_err(|e| e.to_string())
+                }
+                Err(e) => Err(e.to_string()),
+            };
             match parts {
                 Ok(parts) => {
                     for part in parts {
@@ -275,23 +319,6 @@ async fn agent(
         .headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(JSON));
     Ok(response)
-}
-
-/// Runs a handler that reads heartbeats from disk on the blocking pool, in its turn ([`crate::limit::ReadGate`]).
-async fn read<F>(state: &HubState, handler: F) -> Result<Reply, Rejection>
-where
-    F: FnOnce() -> Result<Reply, Rejection> + Send + 'static,
-{
-    let _turn = state.reads.enter().await?;
-    blocking(handler).await
-}
-
-/// Runs a synchronous handler on the blocking pool.
-async fn blocking<F>(handler: F) -> Result<Reply, Rejection>
-where
-    F: FnOnce() -> Result<Reply, Rejection> + Send + 'static,
-{
-    on_blocking_pool(handler).await
 }
 
 async fn on_blocking_pool<T, F>(work: F) -> Result<T, Rejection>

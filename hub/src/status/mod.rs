@@ -22,9 +22,10 @@ use outpost_proto::wire::{format_timestamp, AssignmentError, SourceStatus};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite};
 
+use crate::backend::{BackendError, FleetStore};
 use crate::config::Config;
 use crate::registry::Registry;
-use crate::store::{AgentRecord, Store, StoreError};
+use crate::store::AgentRecord;
 
 mod table;
 pub use table::render_table;
@@ -74,7 +75,10 @@ pub struct AgentView {
 #[derive(Debug, thiserror::Error)]
 pub enum StatusError {
     #[error("the hub's store could not be read, and no hub answered on {addr}: {store}")]
-    Store { addr: SocketAddr, store: StoreError },
+    Store {
+        addr: SocketAddr,
+        store: BackendError,
+    },
     #[error("the hub on {addr} did not answer properly: {message}")]
     Remote { addr: SocketAddr, message: String },
     #[error(transparent)]
@@ -194,14 +198,14 @@ pub fn format_ms(ms: u64) -> Option<String> {
     format_timestamp(i64::try_from(ms / 1000).ok()?)
 }
 
-/// Reads the views straight from a store (the hub must not be running: it holds the store's lock).
-pub fn from_store(
+/// Reads the views straight from the store (an embedded store only while no hub runs: it holds the lock).
+pub async fn from_store(
     config: &Config,
-    store: &Store,
+    store: &dyn FleetStore,
     now_ms: u64,
-) -> Result<Vec<AgentView>, StoreError> {
-    let (registry, _) = Registry::build(config, &store.enrollments()?);
-    Ok(views(config, &registry, store.agents()?, now_ms))
+) -> Result<Vec<AgentView>, BackendError> {
+    let (registry, _) = Registry::build(config, &store.enrollments().await?);
+    Ok(views(config, &registry, store.agents().await?, now_ms))
 }
 
 /// The address `status` dials: the listen address, with a wildcard replaced by loopback.
@@ -215,7 +219,12 @@ fn dial_addr(listen: SocketAddr) -> SocketAddr {
 }
 
 /// The fleet's status: from the running hub when one answers on the configured address, else from the store.
-pub async fn collect(config: &Config, now_ms: u64) -> Result<Vec<AgentView>, StatusError> {
+/// `token` is a read credential ([`crate::access`]) for the running hub.
+pub async fn collect(
+    config: &Config,
+    now_ms: u64,
+    token: Option<&str>,
+) -> Result<Vec<AgentView>, StatusError> {
     let addr = dial_addr(config.listen);
     let connected =
         tokio::time::timeout(CONNECT_TIMEOUT, tokio::net::TcpStream::connect(addr)).await;
@@ -223,9 +232,11 @@ pub async fn collect(config: &Config, now_ms: u64) -> Result<Vec<AgentView>, Sta
         Ok(Ok(stream)) => stream,
         // Nothing listens (or the address is unreachable): the hub is not running, so the store is free.
         Ok(Err(_)) | Err(_) => {
-            let store = Store::open(&config.state_dir)
+            let store = crate::backend::open(config, false)
+                .await
                 .map_err(|store| StatusError::Store { addr, store })?;
-            return from_store(config, &store, now_ms)
+            return from_store(config, &*store, now_ms)
+                .await
                 .map_err(|store| StatusError::Store { addr, store });
         }
     };
@@ -238,9 +249,9 @@ pub async fn collect(config: &Config, now_ms: u64) -> Result<Vec<AgentView>, Sta
                 .connect(name, stream)
                 .await
                 .map_err(|e| remote(format!("TLS handshake failed ({e}); is the hub serving the certificate in [tls] cert_file?")))?;
-            get_agents(tls, addr).await
+            get_agents(tls, addr, token).await
         }
-        None => get_agents(stream, addr).await,
+        None => get_agents(stream, addr, token).await,
     }
     .map_err(remote)?;
     serde_json::from_slice(&body).map_err(|e| {
@@ -251,7 +262,7 @@ pub async fn collect(config: &Config, now_ms: u64) -> Result<Vec<AgentView>, Sta
 }
 
 /// `GET /v1/agents` over an established connection; returns the body of a 200.
-async fn get_agents<S>(io: S, addr: SocketAddr) -> Result<Bytes, String>
+async fn get_agents<S>(io: S, addr: SocketAddr, token: Option<&str>) -> Result<Bytes, String>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -260,8 +271,12 @@ where
             .await
             .map_err(|e| format!("HTTP handshake failed: {e}"))?;
         tokio::spawn(connection);
-        let request = hyper::Request::get("/v1/agents")
-            .header(hyper::header::HOST, addr.to_string())
+        let mut request =
+            hyper::Request::get("/v1/agents").header(hyper::header::HOST, addr.to_string());
+        if let Some(token) = token {
+            request = request.header(hyper::header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        let request = request
             .body(Empty::<Bytes>::new())
             .map_err(|e| format!("cannot build the request: {e}"))?;
         let response = sender
@@ -274,6 +289,11 @@ where
             .await
             .map_err(|e| format!("cannot read the answer: {e}"))?
             .to_bytes();
+        if status == hyper::StatusCode::UNAUTHORIZED || status == hyper::StatusCode::FORBIDDEN {
+            return Err(format!(
+                "GET /v1/agents answered {status}: the hub needs a read credential; pass --token-file with a token listed as [[reader]] or [[admin]] (`outpost-hub credential create` makes one)"
+            ));
+        }
         if !status.is_success() {
             return Err(format!(
                 "GET /v1/agents answered {status}: {}",

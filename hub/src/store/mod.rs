@@ -4,7 +4,9 @@
 //! sled (`state_dir/hub.sled`), whose trees are small and change rarely:
 //! - tree `enrolled`: `<agent id>` -> [`Enrollment`] (agents that enrolled with a bootstrap token);
 //! - tree `tokens`:   `<sha-256 of a bootstrap token, hex>` -> `<agent id>` (each token enrolls one agent;
-//!   only the hash is kept, so the store does not hold a usable secret).
+//!   only the hash is kept, so the store does not hold a usable secret);
+//! - tree `assignments`: `<agent id>` -> `outpost.assignment/v1` JSON set through the admin API (its
+//!   generation only grows: see [`Store::set_assignment`]).
 //!
 //! Hubs before the log kept heartbeats in the sled trees `agents` and `history`; opening such a store moves
 //! them into the log once ([`migrate`]).
@@ -20,7 +22,7 @@
 
 use std::path::{Path, PathBuf};
 
-use outpost_proto::wire::Heartbeat;
+use outpost_proto::wire::{Assignment, Heartbeat};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
@@ -149,6 +151,7 @@ pub struct Store {
     log: std::sync::Arc<HeartbeatLog>,
     enrolled: sled::Tree,
     tokens: sled::Tree,
+    assignments: sled::Tree,
     db: sled::Db,
 }
 
@@ -181,6 +184,7 @@ impl Store {
             log: std::sync::Arc::new(HeartbeatLog::open(&state_dir.join("heartbeats"))?),
             enrolled: db.open_tree("enrolled")?,
             tokens: db.open_tree("tokens")?,
+            assignments: db.open_tree("assignments")?,
             db,
         };
         migrate::heartbeats_from_sled(&store)?;
@@ -300,6 +304,65 @@ impl Store {
         };
         self.db.flush()?;
         Ok(forgotten)
+    }
+
+    /// The assignment set for `agent_id` through the admin API.
+    pub fn assignment(&self, agent_id: &str) -> Result<Option<Assignment>, StoreError> {
+        self.assignments
+            .get(agent_id)?
+            .map(|bytes| decode(agent_id, &bytes))
+            .transpose()
+    }
+
+    /// Sets `agent_id`'s assignment with a generation above its previous one and at least `at_least`, in
+    /// one transaction; returns that generation. Flushed.
+    pub fn set_assignment(
+        &self,
+        agent_id: &str,
+        assignment: Assignment,
+        at_least: u64,
+    ) -> Result<u64, StoreError> {
+        let generation = self
+            .assignments
+            .transaction(|tree| -> TxResult<u64> {
+                let previous = match tree.get(agent_id)? {
+                    Some(bytes) => {
+                        decode::<Assignment>(agent_id, &bytes)
+                            .map_err(abort)?
+                            .generation
+                    }
+                    None => 0,
+                };
+                let next =
+                    Assignment::new((previous + 1).max(at_least), assignment.sources.clone());
+                tree.insert(agent_id.as_bytes(), encode(&next).map_err(abort)?)?;
+                Ok(next.generation)
+            })
+            .map_err(unwrap_tx)?;
+        self.db.flush()?;
+        Ok(generation)
+    }
+
+    /// Every used token's hash with the agent it enrolled.
+    pub fn used_tokens(&self) -> Result<Vec<(String, String)>, StoreError> {
+        self.tokens
+            .iter()
+            .map(|entry| {
+                let (token, agent) = entry?;
+                Ok((
+                    String::from_utf8_lossy(&token).into_owned(),
+                    String::from_utf8_lossy(&agent).into_owned(),
+                ))
+            })
+            .collect()
+    }
+
+    /// Marks a token hash used by `agent_id` (an import).
+    pub fn add_used_token(&self, token_sha256: &str, agent_id: &str) -> Result<(), StoreError> {
+        self.tokens
+            .insert(token_sha256.as_bytes(), agent_id.as_bytes())?;
+        self.db.flush()?;
+        Ok(())
     }
 
     /// Makes every heartbeat recorded before this call durable; the group commit calls it.

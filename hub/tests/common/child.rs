@@ -24,14 +24,27 @@ impl ChildHub {
     /// Starts a hub whose config is `body` (agents, history, ...) plus listen and paths. With `open_files`,
     /// it runs under `ulimit -n` of that many.
     pub fn start(body: &str, open_files: Option<u32>) -> Result<ChildHub, TestError> {
+        ChildHub::start_with_key(body, open_files, None)
+    }
+
+    /// [`ChildHub::start`] signing with a copy of the hub key at `key` (replicas share one key).
+    pub fn start_with_key(
+        body: &str,
+        open_files: Option<u32>,
+        key: Option<&Path>,
+    ) -> Result<ChildHub, TestError> {
         let dir = tempfile::tempdir()?;
+        if let Some(key) = key {
+            std::fs::copy(key, dir.path().join("hub.key"))?;
+        }
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
         let config = format!(
-            "listen = \"127.0.0.1:{port}\"\nstate_dir = \"{}\"\nkey_file = \"{}\"\n{body}",
+            "listen = \"127.0.0.1:{port}\"\nstate_dir = \"{}\"\nkey_file = \"{}\"\n{body}\n{}",
             dir.path().join("state").display(),
-            dir.path().join("hub.key").display()
+            dir.path().join("hub.key").display(),
+            super::reader_table()
         );
         let path = dir.path().join("hub.toml");
         std::fs::write(&path, config)?;
@@ -93,6 +106,13 @@ impl ChildHub {
 
     pub fn base(&self) -> String {
         format!("http://{}", self.authority())
+    }
+
+    /// Kills the hub at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) -> Result<(), TestError> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
     }
 
     /// What the hub wrote to stderr so far.

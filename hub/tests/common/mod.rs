@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 
 pub mod child;
+pub mod postgres;
 use std::sync::Arc;
 
 use outpost_hub::config::Config;
@@ -19,6 +20,13 @@ pub type TestResult = Result<(), TestError>;
 
 pub const JSON: &str = "application/json";
 pub const REVISION: &str = "0123456789abcdef0123456789abcdef01234567";
+/// The read credential every test hub lists, and its clients present (fleet data needs one by default).
+pub const READ_TOKEN: &str = "5f0c2b7e9a41d3c8e6b0f2a4c6e8d0b1a3c5e7f9d1b3a5c7e9f0a2b4c6d8e0f1";
+
+/// The `[[reader]]` table for [`READ_TOKEN`].
+pub fn reader_table() -> String {
+    outpost_hub::access::config_table(outpost_hub::access::Role::Read, "tests", READ_TOKEN)
+}
 
 /// Unix seconds now.
 pub fn now() -> i64 {
@@ -117,6 +125,8 @@ pub struct TestHub {
     pub dir: tempfile::TempDir,
     pub config: Config,
     running: Option<RunningHub>,
+    /// The database of a hub on PostgreSQL (`OUTPOST_HUB_TEST_STORE=postgres`), in `dir/pg`.
+    pub pg: Option<postgres::PgCluster>,
     /// `http://127.0.0.1:PORT` or `https://...`.
     pub base: String,
     /// What clients send as `Host`, and hence what heartbeats must sign as `@authority`.
@@ -144,7 +154,12 @@ impl TestHub {
             dir.path().join("state").display(),
             dir.path().join("hub.key").display()
         );
-        let mut client = reqwest::Client::builder();
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            reqwest::header::HeaderValue::from_str(&format!("Bearer {READ_TOKEN}"))?,
+        );
+        let mut client = reqwest::Client::builder().default_headers(headers);
         let scheme = match &tls {
             Some((cert, key, client_config)) => {
                 text.push_str(&format!(
@@ -159,7 +174,14 @@ impl TestHub {
         };
         // Top-level keys first: TOML puts everything after a table header into that table.
         let (top, tables) = split_top_level(body);
-        let text = format!("{top}\n{text}\n{tables}");
+        let pg = match std::env::var("OUTPOST_HUB_TEST_STORE").as_deref() {
+            Ok("postgres") if !body.contains("[store]") => {
+                Some(postgres::PgCluster::init(&dir.path().join("pg"))?)
+            }
+            _ => None,
+        };
+        let store = pg.as_ref().map(|pg| pg.store_table()).unwrap_or_default();
+        let text = format!("{top}\n{text}\n{tables}\n{}\n{store}", reader_table());
         let path = dir.path().join("hub.toml");
         std::fs::write(&path, &text)?;
         let mut config = Config::load(&path)?;
@@ -168,6 +190,7 @@ impl TestHub {
         config.listen = running.local_addr;
         let authority = running.local_addr.to_string();
         Ok(TestHub {
+            pg,
             base: format!("{scheme}://{authority}"),
             authority,
             running: Some(running),
@@ -186,7 +209,16 @@ impl TestHub {
         if let Some(running) = self.running.take() {
             running.shutdown().await;
         }
+        drop(self.pg.take());
         self.dir
+    }
+
+    /// Stops the hub but not its database (if it has one), as when a hub alone goes down.
+    pub async fn stop_keeping_store(mut self) -> (tempfile::TempDir, Option<postgres::PgCluster>) {
+        if let Some(running) = self.running.take() {
+            running.shutdown().await;
+        }
+        (self.dir, self.pg.take())
     }
 
     /// POSTs `body` to /v1/heartbeats signed by `agent` with signature `created` time.

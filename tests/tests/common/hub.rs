@@ -29,7 +29,7 @@ impl Hub {
             .build()
             .unwrap();
         let config_text = format!(
-            "{extra}listen = \"127.0.0.1:{port}\"\nstate_dir = \"{}\"\nkey_file = \"{}\"\nheartbeat_interval = \"1s\"\n[[agent]]\nid = \"test-site\"\npublic_key = \"{agent_key}\"\n",
+            "{extra}public_read = true\nlisten = \"127.0.0.1:{port}\"\nstate_dir = \"{}\"\nkey_file = \"{}\"\nheartbeat_interval = \"1s\"\n[[agent]]\nid = \"test-site\"\npublic_key = \"{agent_key}\"\n",
             dir.join("hub-state").display(),
             dir.join("hub.key").display()
         );
