@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use tokio::sync::watch;
 
+use crate::check;
 use crate::config::{Config, ConfigError};
 use crate::daemon::{self, DaemonError};
 use crate::deploy::{directory, ContextError, TargetContext};
@@ -136,8 +137,31 @@ pub fn status(config: Config, json: bool) -> Result<ExitCode, CommandError> {
     })
 }
 
+/// `outpost check [--connect]`: one line per check, then a summary; the exit codes are in `check::exit`. Loads
+/// the config itself, so that an invalid config is reported like every other finding.
+pub async fn check(path: &Path, connect: bool) -> ExitCode {
+    let (config, first) = match check::load(path) {
+        Ok(loaded) => loaded,
+        Err(finding) => {
+            println!("{}", finding.line());
+            println!("{}", check::summary(std::slice::from_ref(&finding)));
+            return ExitCode::from(check::exit::CONFIG);
+        }
+    };
+    let mut findings = vec![first];
+    findings.extend(check::offline(&config));
+    if connect {
+        findings.extend(check::online(&config).await);
+    }
+    for f in &findings {
+        println!("{}", f.line());
+    }
+    println!("{}", check::summary(&findings));
+    ExitCode::from(check::exit_code(&findings))
+}
+
 /// `outpost status --check`: see [`liveness`].
-pub fn check(config: Config) -> Result<ExitCode, CommandError> {
+pub fn liveness(config: Config) -> Result<ExitCode, CommandError> {
     match liveness::check(&config, report::now()) {
         Ok((pid, sources)) => {
             println!("ok: outpost run (pid {pid}) is polling {sources} sources");

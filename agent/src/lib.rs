@@ -9,6 +9,8 @@
 //!
 //! - [`fuzzing`]: shared by the cargo-fuzz targets and the corpus replay test; not an API
 //! - [`commands`]: what each subcommand does, a thin map onto the modules below (`main.rs` only parses)
+//! - [`check`]: `outpost check`: the config and every file it names, and with `--connect` the Git refs, the
+//!   Kubernetes API and permissions, and the hub
 //! - [`daemon`]: `outpost run`: signals, a failed store, rounds, per-source loops, heartbeats, timing
 //! - [`reconcile`]: the one per-source pipeline (probe, fetch, verify, read, build, apply, record) and its
 //!   failure policy; also `render` and the clean-up of removed sources
@@ -33,6 +35,7 @@
 pub mod fuzzing;
 
 pub mod bundle;
+pub mod check;
 pub mod commands;
 pub mod config;
 pub mod daemon;

@@ -58,6 +58,14 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         from: Option<std::path::PathBuf>,
     },
+    /// Check the config and every file it names without starting anything; with --connect also each source's
+    /// ref, the Kubernetes API and the agent's permissions, and the hub. Exit 0: all passed; 1: a check failed;
+    /// 2: the config is invalid.
+    Check {
+        /// Also check what needs the network.
+        #[arg(long)]
+        connect: bool,
+    },
     /// Print the bundle that would be applied, without applying it.
     Render {
         #[arg(long)]
@@ -72,6 +80,12 @@ fn main() -> anyhow::Result<ExitCode> {
     outpost_agent::install_crypto_provider();
     let cli = Cli::parse();
     logging::init(cli.log_format, &cli.log_level);
+    if let Command::Check { connect } = cli.command {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        return Ok(runtime.block_on(commands::check(&cli.config, connect)));
+    }
     let config = match commands::load_config(&cli.config) {
         Ok(c) => c,
         Err(e) => {
@@ -90,12 +104,13 @@ fn main() -> anyhow::Result<ExitCode> {
         match cli.command {
             Command::Run => commands::run(config).await,
             Command::Sync { source } => commands::sync(config, source).await,
-            Command::Status { check: true, .. } => commands::check(config),
+            Command::Status { check: true, .. } => commands::liveness(config),
             Command::Status { json, .. } => commands::status(config, json),
             Command::Keygen { from } => commands::keygen(config, from.as_deref()),
             Command::Render { source, revision } => {
                 commands::render(config, source, revision).await
             }
+            Command::Check { .. } => unreachable!("answered before the config is loaded"),
         }
     });
     // A Git transfer abandoned at shutdown may still sit in a blocking read; do not wait for it forever.

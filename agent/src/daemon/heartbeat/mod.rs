@@ -16,6 +16,8 @@ use tokio::sync::{watch, Notify};
 
 mod send;
 
+pub use send::client;
+
 use super::assignment::Assignments;
 use super::timing::{jittered, retry_policy};
 use crate::config::{Config, Upstream};

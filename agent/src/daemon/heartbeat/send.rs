@@ -21,7 +21,8 @@ const MAX_REPLY: usize = 4 * 1024 * 1024;
 /// Entries sent per drain before the loop looks at shutdown and new state again.
 const DRAIN_BATCH: usize = 64;
 const CONTENT_TYPE: &str = "application/json";
-pub(super) fn client(upstream: &Upstream) -> Result<reqwest::Client, HeartbeatError> {
+/// The HTTP client heartbeats go out on: the hub's URL, `ca_file` (else the host's or the bundled roots).
+pub fn client(upstream: &Upstream) -> Result<reqwest::Client, HeartbeatError> {
     let builder = reqwest::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT)
         .timeout(REQUEST_TIMEOUT)
