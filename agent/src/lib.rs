@@ -21,6 +21,7 @@ pub mod reconcile;
 pub mod redact;
 pub mod report;
 pub mod schedule;
+pub mod sops;
 pub mod source;
 pub mod store;
 pub mod target;
