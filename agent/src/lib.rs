@@ -26,6 +26,7 @@ pub mod source;
 pub mod store;
 pub mod target;
 pub mod trust;
+pub mod windows;
 
 /// rustls needs one process-wide crypto provider; we use ring (no OpenSSL, no aws-lc-rs). Call before any
 /// client is built, including gix's HTTP transport thread.
