@@ -8,6 +8,7 @@ pub mod assignment;
 pub mod build;
 pub mod commands;
 pub mod config;
+pub mod depends;
 pub mod fsutil;
 /// Shared by the cargo-fuzz targets and the stable corpus replay test; not an API.
 #[doc(hidden)]
