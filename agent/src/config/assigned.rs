@@ -53,7 +53,7 @@ impl Config {
             }
             let value = serde_json::to_value(spec).map_err(|e| invalid(e.to_string()))?;
             let raw = RawSource::deserialize(value).map_err(|e| invalid(e.to_string()))?;
-            let source = validate_source(raw, &this.path).map_err(invalid)?;
+            let source = validate_source(raw, &this.path, &this.agent).map_err(invalid)?;
             merged.assigned_sources.push(source.name.clone());
             merged.sources.push(source);
         }

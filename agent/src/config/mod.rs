@@ -16,6 +16,8 @@ pub use units::{parse_duration, parse_size};
 mod assigned;
 pub use assigned::AssignmentRefused;
 mod kubernetes;
+mod operations;
+pub use operations::{AgentOperations, OutsideWindows, SourceOperations, WindowPolicy};
 mod units;
 mod verify;
 
@@ -70,6 +72,8 @@ pub struct AgentConfig {
     pub limits: Limits,
     /// How many applied revisions keep their bundle in the store (for rollback and `render --revision`).
     pub keep_revisions: usize,
+    /// Maintenance-window defaults for every source.
+    pub operations: AgentOperations,
 }
 
 /// Bounds on what a Git source may hand us; an edge box must not be taken down by one bad commit.
@@ -174,6 +178,8 @@ pub struct SourceConfig {
     pub substitute: bool,
     /// `[source.verify]` with its key files read; shared because every clone of the config carries it.
     pub verify: Option<std::sync::Arc<crate::source::verify::Policy>>,
+    /// SOPS decryption, depends_on, maintenance windows.
+    pub operations: SourceOperations,
 }
 
 // ---- the file as written -------------------------------------------------------------------------------------
@@ -201,6 +207,9 @@ struct RawAgent {
     max_pack_size: Option<String>,
     max_repo_size: Option<String>,
     keep_revisions: Option<usize>,
+    windows: Option<Vec<String>>,
+    timezone: Option<String>,
+    apply_outside_windows: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -233,6 +242,12 @@ struct RawSource {
     #[serde(default)]
     vars: BTreeMap<String, String>,
     substitute: Option<bool>,
+    decryption: Option<operations::RawDecryption>,
+    #[serde(default)]
+    depends_on: Vec<String>,
+    windows: Option<Vec<String>>,
+    timezone: Option<String>,
+    apply_outside_windows: Option<String>,
 }
 
 fn yes() -> bool {
@@ -289,7 +304,7 @@ impl Config {
         let agent = validate_agent(raw.agent, path).map_err(invalid)?;
         let mut sources: Vec<SourceConfig> = Vec::new();
         for raw_source in raw.source {
-            let source = validate_source(raw_source, path).map_err(invalid)?;
+            let source = validate_source(raw_source, path, &agent).map_err(invalid)?;
             if sources.iter().any(|s| s.name == source.name) {
                 return Err(invalid(format!(
                     "source \"{}\": the name is used twice; give each [[source]] a unique name",
@@ -298,6 +313,7 @@ impl Config {
             }
             sources.push(source);
         }
+        operations::check_depends(&sources).map_err(invalid)?;
         Ok(Config {
             path: path.to_owned(),
             agent,
@@ -421,16 +437,23 @@ fn validate_agent(raw: RawAgent, config_path: &Path) -> Result<AgentConfig, Stri
     for key in raw.vars.keys() {
         check_var_name(key).map_err(|m| format!("[agent] vars: {m}"))?;
     }
+    let operations =
+        operations::validate_agent(raw.windows, raw.timezone, raw.apply_outside_windows)?;
     Ok(AgentConfig {
         id,
         state_dir,
         vars: raw.vars,
         limits,
         keep_revisions,
+        operations,
     })
 }
 
-fn validate_source(raw: RawSource, config_path: &Path) -> Result<SourceConfig, String> {
+fn validate_source(
+    raw: RawSource,
+    config_path: &Path,
+    agent: &AgentConfig,
+) -> Result<SourceConfig, String> {
     let name = raw.name;
     if name.is_empty()
         || name.len() > 63
@@ -557,6 +580,18 @@ fn validate_source(raw: RawSource, config_path: &Path) -> Result<SourceConfig, S
         ));
     }
     let substitute = raw.substitute.unwrap_or(!raw.vars.is_empty());
+    let operations = operations::validate_source(
+        &name,
+        operations::RawSourceOperations {
+            decryption: raw.decryption,
+            depends_on: raw.depends_on,
+            windows: raw.windows,
+            timezone: raw.timezone,
+            apply_outside_windows: raw.apply_outside_windows,
+        },
+        &agent.operations,
+        config_path,
+    )?;
     Ok(SourceConfig {
         name,
         url: raw.url,
@@ -576,6 +611,7 @@ fn validate_source(raw: RawSource, config_path: &Path) -> Result<SourceConfig, S
         vars: raw.vars,
         substitute,
         verify,
+        operations,
     })
 }
 
