@@ -22,6 +22,9 @@
 //! - [`report`]: the status model (`State`, `SourceStatus`) and its views: `status.json`, the table, liveness
 //! - [`identity`]: the agent's Ed25519 key
 //! - [`config`]: the TOML file to a validated `Config`
+//! - [`sops`]: SOPS-encrypted files (age identities): parse, check the MAC, decrypt
+//! - [`windows`]: maintenance windows in a time zone (the zone database is built in)
+//! - [`depends`]: `depends_on` between sources: validation, apply order, readiness
 //! - [`signature`]: SSH and OpenPGP signatures on Git commits and tags
 //! - [`http_body`]: reading HTTP answers with a ceiling
 //! - [`trust`]: the CA roots HTTPS trusts
@@ -39,6 +42,7 @@ pub mod check;
 pub mod commands;
 pub mod config;
 pub mod daemon;
+pub mod depends;
 pub mod deploy;
 pub mod fsutil;
 pub mod http_body;
@@ -51,9 +55,11 @@ pub mod redact;
 pub mod report;
 pub mod revision;
 pub mod signature;
+pub mod sops;
 pub mod source;
 pub mod store;
 pub mod trust;
+pub mod windows;
 
 /// rustls needs one process-wide crypto provider; we use ring (no OpenSSL, no aws-lc-rs). Call before any
 /// client is built, including gix's HTTP transport thread.

@@ -32,6 +32,8 @@ pub struct AgentConfig {
     pub limits: Limits,
     /// How many applied revisions keep their bundle in the store (for rollback and `render --revision`).
     pub keep_revisions: usize,
+    /// Maintenance-window defaults for every source.
+    pub operations: super::AgentOperations,
 }
 
 /// Bounds on what a Git source may hand us; an edge box must not be taken down by one bad commit.
@@ -75,6 +77,9 @@ pub(super) struct RawAgent {
     max_pack_size: Option<String>,
     max_repo_size: Option<String>,
     keep_revisions: Option<usize>,
+    windows: Option<Vec<String>>,
+    timezone: Option<String>,
+    apply_outside_windows: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -177,12 +182,15 @@ pub(super) fn validate_agent(raw: RawAgent, config_path: &Path) -> Result<AgentC
     for key in raw.vars.keys() {
         check_var_name(key).map_err(|m| format!("[agent] vars: {m}"))?;
     }
+    let operations =
+        super::operations::validate_agent(raw.windows, raw.timezone, raw.apply_outside_windows)?;
     Ok(AgentConfig {
         id,
         state_dir,
         vars: raw.vars,
         limits,
         keep_revisions,
+        operations,
     })
 }
 

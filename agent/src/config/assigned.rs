@@ -54,7 +54,7 @@ impl Config {
             }
             let value = serde_json::to_value(spec).map_err(|e| invalid(e.to_string()))?;
             let raw = RawSource::deserialize(value).map_err(|e| invalid(e.to_string()))?;
-            let source = validate_source(raw, &this.path).map_err(|p| invalid(p.0))?;
+            let source = validate_source(raw, &this.path, &this.agent).map_err(|p| invalid(p.0))?;
             merged.assigned_sources.push(source.name.clone());
             merged.sources.push(source);
         }

@@ -17,6 +17,7 @@ mod assigned;
 pub use assigned::AssignmentRefused;
 mod git_ref;
 mod kubernetes;
+mod operations;
 mod source;
 mod units;
 pub mod url;
@@ -25,6 +26,7 @@ mod verify;
 pub use agent::{AgentConfig, Limits, Upstream};
 pub use git_ref::{GitRef, SemverRange};
 pub use kubernetes::KubernetesConfig;
+pub use operations::{AgentOperations, OutsideWindows, SourceOperations, WindowPolicy};
 pub use source::{normalise_repo_path, Auth, DirectoryLayout, SourceConfig, TargetSpec};
 
 /// Where the config is read from when neither `--config` nor `OUTPOST_CONFIG` says otherwise.
@@ -120,7 +122,7 @@ impl Config {
         let agent = agent::validate_agent(raw.agent, path).map_err(invalid)?;
         let mut sources: Vec<SourceConfig> = Vec::new();
         for raw_source in raw.source {
-            let source = source::validate_source(raw_source, path).map_err(invalid)?;
+            let source = source::validate_source(raw_source, path, &agent).map_err(invalid)?;
             if sources.iter().any(|s| s.name == source.name) {
                 return Err(invalid(Invalid(format!(
                     "source \"{}\": the name is used twice; give each [[source]] a unique name",
@@ -129,6 +131,7 @@ impl Config {
             }
             sources.push(source);
         }
+        operations::check_depends(&sources).map_err(invalid)?;
         Ok(Config {
             path: path.to_owned(),
             agent,

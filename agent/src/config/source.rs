@@ -73,6 +73,8 @@ pub struct SourceConfig {
     pub substitute: bool,
     /// `[source.verify]` with its key files read; shared because every clone of the config carries it.
     pub verify: Option<std::sync::Arc<crate::signature::Policy>>,
+    /// SOPS decryption, depends_on, maintenance windows.
+    pub operations: super::SourceOperations,
 }
 
 // ---- the file as written -------------------------------------------------------------------------------------
@@ -122,6 +124,12 @@ pub(crate) struct RawSource {
     #[serde(default)]
     vars: BTreeMap<String, String>,
     substitute: Option<bool>,
+    decryption: Option<super::operations::RawDecryption>,
+    #[serde(default)]
+    depends_on: Vec<String>,
+    windows: Option<Vec<String>>,
+    timezone: Option<String>,
+    apply_outside_windows: Option<String>,
 }
 
 fn yes() -> bool {
@@ -138,7 +146,11 @@ pub(super) struct RawAuth {
     known_hosts_file: Option<PathBuf>,
 }
 
-pub(super) fn validate_source(raw: RawSource, config_path: &Path) -> Result<SourceConfig, Invalid> {
+pub(super) fn validate_source(
+    raw: RawSource,
+    config_path: &Path,
+    agent: &AgentConfig,
+) -> Result<SourceConfig, Invalid> {
     let name = raw.name;
     if name.is_empty()
         || name.len() > 63
@@ -267,6 +279,18 @@ pub(super) fn validate_source(raw: RawSource, config_path: &Path) -> Result<Sour
         ).into());
     }
     let substitute = raw.substitute.unwrap_or(!raw.vars.is_empty());
+    let operations = super::operations::validate_source(
+        &name,
+        super::operations::RawSourceOperations {
+            decryption: raw.decryption,
+            depends_on: raw.depends_on,
+            windows: raw.windows,
+            timezone: raw.timezone,
+            apply_outside_windows: raw.apply_outside_windows,
+        },
+        &agent.operations,
+        config_path,
+    )?;
     Ok(SourceConfig {
         name,
         url: raw.url,
@@ -286,6 +310,7 @@ pub(super) fn validate_source(raw: RawSource, config_path: &Path) -> Result<Sour
         vars: raw.vars,
         substitute,
         verify,
+        operations,
     })
 }
 
