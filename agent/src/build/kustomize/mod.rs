@@ -4,7 +4,7 @@
 //! The build is a plain function over a [`RepoFiles`] snapshot. Each kustomization accumulates its resources
 //! (files, and other kustomizations built first), applies its components, runs its generators and then its
 //! transformers in kustomize's fixed order. Two steps run once, at the top, as in kustomize: generated names get
-//! their content hash, and references to renamed ConfigMaps and Secrets are updated. Every field kustomize knows
+//! their content hash, and every name reference is updated to the final name of the object it means. Every field kustomize knows
 //! and Outpost does not implement is refused with the field and the file named: never silently ignored.
 
 mod builtin;
@@ -17,6 +17,7 @@ mod jsonpatch;
 mod labels;
 mod load;
 mod metadata;
+mod nameref;
 mod names;
 mod order;
 mod patches;
@@ -104,8 +105,8 @@ pub(crate) struct Res {
     /// (kustomization file, transformer) of every transformer that changed names or namespaces over it, for
     /// buildMetadata's transformerAnnotations.
     pub transformations: Vec<(String, Value)>,
-    /// `prev.len()` when the current kustomization level began (see `refs::mark`).
-    pub mark: usize,
+    /// kustomize's record of earlier identities, prefixes and suffixes, for the name reference transformer.
+    pub lineage: nameref::Lineage,
     /// Unique within a build: what a var's objref is tied to.
     pub uid: u64,
     /// Earlier kinds (a patch allowed to change the kind): a later patch may still name the original.
@@ -128,7 +129,7 @@ impl Res {
             origin,
             from: None,
             transformations: Vec::new(),
-            mark: 0,
+            lineage: Default::default(),
             prev_kinds: Vec::new(),
             uid: {
                 static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -233,9 +234,8 @@ pub fn build(files: &RepoFiles, root: &str, limits: &Limits) -> Result<Vec<Value
         top.kind,
         &mut config,
     )?;
-    refs::mark(&mut resources);
     refs::add_hashes(&mut resources);
-    refs::fix_references(&mut resources, &config)?;
+    nameref::fix_references(&mut resources, &config)?;
     let declared = ctx.vars.into_inner();
     if !declared.is_empty() {
         declared.resolve(&mut resources, &config)?;
@@ -384,9 +384,7 @@ fn apply(
     }
     generators::run(ctx.files, &k, acc)?;
     builtin::generate(ctx.files, &k, acc)?;
-    refs::mark(acc);
     transform::run(ctx.files, &k, config, acc)?;
-    refs::fix_references(acc, config)?;
     metadata::annotate(&k, acc)?;
     ctx.vars.borrow_mut().bind(&k.file, acc)?;
     chain.pop();

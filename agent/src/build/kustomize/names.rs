@@ -70,6 +70,17 @@ pub fn prefix_suffix(
             || is_namespace(r)
             || (r.kind() == "APIService" && r.group() == "apiregistration.k8s.io");
         if !skip {
+            // kustomize records the prefix and suffix each object received (its name references are later
+            // matched by them) and its identity before the change.
+            if !prefix.is_empty() {
+                r.lineage.prefixes.push(prefix.to_string());
+            }
+            if !suffix.is_empty() {
+                r.lineage.suffixes.push(suffix.to_string());
+            }
+            if !prefix.is_empty() || !suffix.is_empty() {
+                r.store_previous_id();
+            }
             let name = format!("{prefix}{}{suffix}", r.name());
             r.rename(None, Some(&name));
         }
@@ -105,6 +116,10 @@ impl NamespaceOptions {
 pub fn namespace(acc: &mut [Res], o: &NamespaceOptions, config: &TransformerConfig) {
     let ns = o.namespace.as_str();
     for r in acc.iter_mut() {
+        // kustomize records every object's identity before setting a namespace, changed or not.
+        if !ns.is_empty() {
+            r.store_previous_id();
+        }
         let kind = r.kind().to_string();
         let custom = !o.specs.is_empty();
         let selected = !custom

@@ -148,6 +148,15 @@ fn apply_entry(
     // With a target, the patch's own name and namespace are placeholders: they never rename what it patches,
     // unless its options allow a new name (or kind).
     for r in acc.iter_mut().filter(|r| matcher.matches(r)) {
+        // kustomize records the identity before a JSON patch of `patches` (the legacy patchesJson6902 does not)
+        // and before a strategic merge patch allowed to rename or re-kind.
+        let records = match &body {
+            Body::Json(_) => list != "patchesJson6902",
+            Body::Strategic(_) => options.allow_name_change || options.allow_kind_change,
+        };
+        if records {
+            r.store_previous_id();
+        }
         let (old_kind, old_name) = (r.kind().to_string(), r.name().to_string());
         match &body {
             Body::Strategic(docs) => {

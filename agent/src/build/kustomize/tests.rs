@@ -189,3 +189,81 @@ fn builtin_transformer_configs_run_and_unknown_ones_are_named() {
         "{err}"
     );
 }
+
+#[test]
+fn name_references_are_fixed_once_after_every_level() {
+    // kustomize fixes references at the top only: an overlay's replacement still reads the base's reference as
+    // written (`kubectl kustomize` prints `seen: cfg`), and the reference itself ends up with the final name.
+    let files = repo(&[
+        ("base/kustomization.yaml", "namePrefix: b-\nresources: [r.yaml]\n"),
+        (
+            "base/r.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: app}\nspec:\n  template:\n    spec:\n      volumes:\n      - name: v\n        configMap: {name: cfg}\n",
+        ),
+        (
+            "ov/kustomization.yaml",
+            "resources: [../base]\nreplacements:\n- source: {kind: Deployment, fieldPath: spec.template.spec.volumes.0.configMap.name}\n  targets:\n  - select: {kind: ConfigMap}\n    fieldPaths: [metadata.annotations.seen]\n    options: {create: true}\n",
+        ),
+    ]);
+    let out = build(&files, "ov", &Limits::default()).unwrap();
+    let cm = out.iter().find(|o| o["kind"] == "ConfigMap").unwrap();
+    assert_eq!(cm["metadata"]["name"], "b-cfg");
+    assert_eq!(cm["metadata"]["annotations"]["seen"], "cfg");
+    let d = out.iter().find(|o| o["kind"] == "Deployment").unwrap();
+    assert_eq!(
+        d.pointer("/spec/template/spec/volumes/0/configMap/name"),
+        Some(&json!("b-cfg"))
+    );
+}
+
+#[test]
+fn a_reference_two_renamed_objects_answer_to_is_refused_unless_affixes_tell_them_apart() {
+    // Two overlays of one base each get their own copy of the ServiceAccount; each RoleBinding finds its own by
+    // the prefixes it received. An overlay's own `sa` (prefixed like the overlay's copy) makes the reference in
+    // that overlay ambiguous, as in kustomize.
+    let base = [
+        ("base/kustomization.yaml", "namePrefix: p-\nresources: [r.yaml]\n"),
+        (
+            "base/r.yaml",
+            "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: sa}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: rb}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: r}\nsubjects:\n- kind: ServiceAccount\n  name: sa\n",
+        ),
+        ("a/kustomization.yaml", "namePrefix: a-\nresources: [../base]\n"),
+        ("top/kustomization.yaml", "resources: [../a, ../b]\n"),
+    ];
+    let mut ok = base.to_vec();
+    ok.push((
+        "b/kustomization.yaml",
+        "namePrefix: b-\nresources: [../base]\n",
+    ));
+    let out = build(&repo(&ok), "top", &Limits::default()).unwrap();
+    for prefix in ["a-", "b-"] {
+        let rb = out
+            .iter()
+            .find(|o| {
+                o["kind"] == "RoleBinding" && o["metadata"]["name"] == format!("{prefix}p-rb")
+            })
+            .unwrap();
+        assert_eq!(rb["subjects"][0]["name"], format!("{prefix}p-sa"));
+    }
+    let mut clash = base.to_vec();
+    clash.push((
+        "b/kustomization.yaml",
+        "namePrefix: b-\nresources: [../base, sa.yaml]\n",
+    ));
+    clash.push((
+        "b/sa.yaml",
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: sa, namespace: other}\n",
+    ));
+    // In another namespace: not reachable from the RoleBinding, so still unambiguous.
+    build(&repo(&clash), "top", &Limits::default()).unwrap();
+    clash.pop();
+    clash.push((
+        "b/sa.yaml",
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: sa\n  annotations: {x: y}\n",
+    ));
+    let err = build(&repo(&clash), "top", &Limits::default()).unwrap_err();
+    assert!(
+        err.to_string().contains("could mean several objects"),
+        "{err}"
+    );
+}
