@@ -30,7 +30,7 @@ pub fn transformers(files: &RepoFiles, k: &Kustomization) -> Result<Vec<Step>> {
 pub fn generate(files: &RepoFiles, k: &Kustomization, acc: &mut Vec<Res>) -> Result<()> {
     for (i, entry) in k.spec.generators.iter().enumerate() {
         let field = format!("generators[{i}]");
-        for (doc, _) in configs(files, k, entry, &field)? {
+        for (doc, configured_in) in configs(files, k, entry, &field)? {
             let kind = kind_of(k, &doc, &field)?;
             let secret = match kind.as_str() {
                 "ConfigMapGenerator" => false,
@@ -41,8 +41,18 @@ pub fn generate(files: &RepoFiles, k: &Kustomization, acc: &mut Vec<Res>) -> Res
                 }
                 other => return Err(not_builtin(k, &field, other, "generator")),
             };
-            let mut g: Generator = typed(k, &field, strip(&doc))?;
-            g.name = text(&doc, "/metadata/name");
+            // kustomize reads a builtin generator's config leniently: fields it does not know (a top-level
+            // `labels`, say) have no effect there, so they have none here.
+            let mut known = strip(&doc);
+            if let Some(m) = known.as_object_mut() {
+                m.retain(|key, _| GENERATOR_FIELDS.contains(&key.as_str()));
+            }
+            let mut g: Generator = typed(k, &field, known)?;
+            // The generator's own `name` field names the object; `metadata.name` names the generator config
+            // and stands in when there is no `name`.
+            if g.name.is_empty() {
+                g.name = text(&doc, "/metadata/name");
+            }
             if g.namespace.is_none() {
                 g.namespace = doc
                     .pointer("/metadata/namespace")
@@ -50,11 +60,24 @@ pub fn generate(files: &RepoFiles, k: &Kustomization, acc: &mut Vec<Res>) -> Res
                     .map(String::from);
             }
             let by = configured_by(&doc);
-            generators::generate(files, k, &g, &field, secret, &by, acc)?;
+            generators::generate(files, k, &g, &field, secret, (&configured_in, &by), acc)?;
         }
     }
     Ok(())
 }
+
+/// The fields of a builtin ConfigMapGenerator or SecretGenerator config besides its metadata.
+const GENERATOR_FIELDS: [&str; 9] = [
+    "name",
+    "namespace",
+    "behavior",
+    "type",
+    "files",
+    "literals",
+    "envs",
+    "env",
+    "options",
+];
 
 /// IAMPolicyGenerator (`cloud: gke`): a ServiceAccount bound to a Google service account by Workload Identity.
 fn iam_policy(k: &Kustomization, doc: &Value, field: &str) -> Result<Res> {

@@ -243,6 +243,13 @@ pub fn build(files: &RepoFiles, root: &str, limits: &Limits) -> Result<Vec<Value
     for r in resources.iter_mut() {
         labels::stringify_metadata(&mut r.obj);
     }
+    // Objects marked local-config served the build (as sources of replacements or name references) and are
+    // not part of its output, as in kustomize; only the value "false" keeps one.
+    resources.retain(|r| {
+        r.obj
+            .pointer("/metadata/annotations/config.kubernetes.io~1local-config")
+            .is_none_or(|v| v.as_str() == Some("false"))
+    });
     let objects = order::sort(&top, resources.into_iter().map(|r| r.obj).collect())?;
     if objects.len() > limits.max_objects {
         return Err(KustomizeError::TooManyObjects {

@@ -183,9 +183,7 @@ fn reachable(known: &[Known], referrer: &Res) -> Vec<usize> {
     (0..known.len())
         .filter(|&i| {
             let c = &known[i];
-            c.cluster
-                || c.effective_namespace == ns
-                || subject_namespaces.contains(&c.namespace)
+            c.cluster || c.effective_namespace == ns || subject_namespaces.contains(&c.namespace)
         })
         .collect()
 }

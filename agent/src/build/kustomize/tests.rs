@@ -267,3 +267,58 @@ fn a_reference_two_renamed_objects_answer_to_is_refused_unless_affixes_tell_them
         "{err}"
     );
 }
+
+#[test]
+fn local_config_objects_serve_the_build_and_are_left_out() {
+    // kubectl kustomize prints only the Deployment, holding the local Pod's spec.
+    let files = repo(&[
+        (
+            "kustomization.yaml",
+            "resources: [pod.yaml, d.yaml]\nreplacements:\n- source: {kind: Pod, fieldPath: spec}\n  targets:\n  - select: {kind: Deployment}\n    fieldPaths: [spec.template.spec]\n    options: {create: true}\n",
+        ),
+        (
+            "pod.yaml",
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  annotations: {config.kubernetes.io/local-config: \"true\"}\nspec:\n  containers: [{name: app, image: nginx}]\n",
+        ),
+        ("d.yaml", "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n"),
+    ]);
+    let out = build(&files, "", &Limits::default()).unwrap();
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(
+        out[0].pointer("/spec/template/spec/containers/0/image"),
+        Some(&json!("nginx"))
+    );
+}
+
+#[test]
+fn builtin_generator_configs_read_as_kustomize_reads_them() {
+    // The generator's `name` names the ConfigMap (metadata.name names the config); fields kustomize's builtin
+    // generator does not know are without effect (`kubectl kustomize` prints bob-<hash>, without labels).
+    let files = repo(&[
+        ("kustomization.yaml", "generators: [g.yaml]\n"),
+        (
+            "g.yaml",
+            "apiVersion: builtin\nkind: ConfigMapGenerator\nmetadata: {name: notImportantHere}\nname: bob\nlabels: {a: b}\nliterals: [x=1]\n",
+        ),
+    ]);
+    let out = build(&files, "", &Limits::default()).unwrap();
+    let name = out[0]["metadata"]["name"].as_str().unwrap();
+    assert!(name.starts_with("bob-"), "{name}");
+    assert!(out[0]["metadata"].get("labels").is_none(), "{out:?}");
+}
+
+#[test]
+fn legacy_sort_options_with_fifo_are_refused() {
+    let files = repo(&[
+        (
+            "kustomization.yaml",
+            "resources: [cm.yaml]\nsortOptions:\n  order: fifo\n  legacySortOptions: {}\n",
+        ),
+        (
+            "cm.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n",
+        ),
+    ]);
+    let err = build(&files, "", &Limits::default()).unwrap_err();
+    assert!(err.to_string().contains("legacySortOptions"), "{err}");
+}
