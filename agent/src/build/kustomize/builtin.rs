@@ -20,7 +20,7 @@ pub fn transformers(files: &RepoFiles, k: &Kustomization) -> Result<Vec<Step>> {
     for (i, entry) in k.spec.transformers.iter().enumerate() {
         let field = format!("transformers[{i}]");
         for (doc, _) in configs(files, k, entry, &field)? {
-            steps.push(step(k, &doc, &field)?);
+            steps.extend(step(k, &doc, &field)?);
         }
     }
     Ok(steps)
@@ -213,11 +213,11 @@ fn get<T: DeserializeOwned + Default>(
     }
 }
 
-fn step(k: &Kustomization, doc: &Value, field: &str) -> Result<Step> {
+fn step(k: &Kustomization, doc: &Value, field: &str) -> Result<Vec<Step>> {
     let kind = kind_of(k, doc, field)?;
     let by = configured_by(doc);
     let specs: Vec<FieldSpec> = get(k, field, doc, "fieldSpecs")?;
-    Ok(match kind.as_str() {
+    Ok(vec![match kind.as_str() {
         "LabelTransformer" => Step::Labels(get(k, field, doc, "labels")?, specs),
         "AnnotationsTransformer" => Step::Annotations(get(k, field, doc, "annotations")?, specs),
         "NamespaceTransformer" => {
@@ -240,10 +240,11 @@ fn step(k: &Kustomization, doc: &Value, field: &str) -> Result<Step> {
             } else if prefix.is_empty() {
                 Step::Suffix(suffix, specs, by)
             } else {
-                return Err(k.unsupported(
-                    &format!("{field} (PrefixSuffixTransformer with both prefix and suffix)"),
-                    "split it into a prefix and a suffix transformer",
-                ));
+                // kustomize runs a PrefixSuffixTransformer as its prefix transformer, then its suffix one.
+                return Ok(vec![
+                    Step::Prefix(prefix, specs.clone(), by.clone()),
+                    Step::Suffix(suffix, specs, by),
+                ]);
             }
         }
         "ImageTagTransformer" => {
@@ -282,5 +283,5 @@ fn step(k: &Kustomization, doc: &Value, field: &str) -> Result<Step> {
         }
         "ReplacementTransformer" => Step::Replacements(get(k, field, doc, "replacements")?),
         other => return Err(not_builtin(k, field, other, "transformer")),
-    })
+    }])
 }

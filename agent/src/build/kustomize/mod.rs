@@ -9,6 +9,7 @@
 
 mod builtin;
 mod config;
+mod crds;
 mod fieldspec;
 mod files;
 mod generators;
@@ -344,6 +345,12 @@ fn apply(
                 })?;
             config.merge(&extra);
         }
+    }
+    for reference in &k.spec.crds {
+        let path = k.resolve(reference)?;
+        let text = String::from_utf8(k.read(ctx.files, reference)?)
+            .map_err(|_| k.invalid(format!("crds: {reference:?} is not UTF-8")))?;
+        config.merge(&crds::config_from(&path, &text)?);
     }
     let mut seen = Seen::of(acc)?;
     for reference in k.resources() {

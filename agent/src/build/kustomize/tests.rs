@@ -322,3 +322,41 @@ fn legacy_sort_options_with_fifo_are_refused() {
     let err = build(&files, "", &Limits::default()).unwrap_err();
     assert!(err.to_string().contains("legacySortOptions"), "{err}");
 }
+
+#[test]
+fn a_prefix_suffix_transformer_adds_both() {
+    // kubectl kustomize names the Service baked-apple-pie.
+    let files = repo(&[
+        (
+            "kustomization.yaml",
+            "resources: [s.yaml]\ntransformers:\n- |-\n  apiVersion: builtin\n  kind: PrefixSuffixTransformer\n  metadata: {name: x}\n  prefix: baked-\n  suffix: -pie\n  fieldSpecs:\n  - path: metadata/name\n",
+        ),
+        ("s.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: apple}\n"),
+    ]);
+    let out = build(&files, "", &Limits::default()).unwrap();
+    assert_eq!(out[0]["metadata"]["name"], "baked-apple-pie");
+}
+
+#[test]
+fn crds_schema_extensions_make_name_references() {
+    let files = repo(&[
+        (
+            "kustomization.yaml",
+            "crds: [crd.json]\nnamePrefix: x-\nresources: [r.yaml]\n",
+        ),
+        (
+            "crd.json",
+            r#"{"a.v1.MyKind": {"Schema": {"properties": {"kind": {}, "apiVersion": {}, "metadata": {},
+                "spec": {"$ref": "a.v1.Spec"}}}},
+               "a.v1.Spec": {"Schema": {"properties": {"secretRef": {
+                "x-kubernetes-object-ref-api-version": "v1", "x-kubernetes-object-ref-kind": "Secret"}}}}}"#,
+        ),
+        (
+            "r.yaml",
+            "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\n---\napiVersion: a/v1\nkind: MyKind\nmetadata: {name: m}\nspec:\n  secretRef: {name: s}\n",
+        ),
+    ]);
+    let out = build(&files, "", &Limits::default()).unwrap();
+    let m = out.iter().find(|o| o["kind"] == "MyKind").unwrap();
+    assert_eq!(m["spec"]["secretRef"]["name"], "x-s");
+}
