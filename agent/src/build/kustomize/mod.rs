@@ -2,10 +2,11 @@
 //! would print for it.
 //!
 //! The build is a plain function over a [`RepoFiles`] snapshot. Each kustomization accumulates its resources
-//! (files, and other kustomizations built first), applies its components, runs its generators and then its
-//! transformers in kustomize's fixed order. Two steps run once, at the top, as in kustomize: generated names get
-//! their content hash, and every name reference is updated to the final name of the object it means. Every field kustomize knows
-//! and Outpost does not implement is refused with the field and the file named: never silently ignored.
+//! (files, and other kustomizations built first), runs its generators, applies its components and then runs its
+//! transformers in kustomize's fixed order. Three steps run once, at the top, as in kustomize: generated names
+//! get their content hash, every name reference is updated to the final name of the object it means, and
+//! local-config objects are left out. Every field kustomize knows and Outpost does not implement is refused with
+//! the field and the file named: never silently ignored.
 
 mod builtin;
 mod config;
@@ -296,7 +297,7 @@ fn build_dir(
     Ok(acc)
 }
 
-/// Runs the kustomization in `dir` over `acc`: its resources are added, then its components, generators and
+/// Runs the kustomization in `dir` over `acc`: its resources are added, then its generators, components and
 /// transformers act on everything accumulated so far (for a component, that includes its parent's resources).
 fn apply(
     ctx: &Ctx,
@@ -380,6 +381,14 @@ fn apply(
             });
         }
     }
+    if let Some(openapi) = &k.spec.openapi {
+        // `openapi.version` picks a built-in schema: the kustomization gives up its bases' custom one.
+        config.openapi = load_openapi(ctx.files, &k, openapi)?.map(std::sync::Arc::new);
+    }
+    generators::run(ctx.files, &k, acc)?;
+    builtin::generate(ctx.files, &k, acc)?;
+    // Components come after the kustomization's own generators (kustomize v5.5), so a component's transformers
+    // reach the objects they generate, and a component's generator may merge into them.
     for reference in &k.spec.components {
         let path = k.resolve(reference)?;
         if !matches!(ctx.files.get(&path), Some(Entry::Dir))
@@ -392,12 +401,6 @@ fn apply(
         }
         apply(ctx, &path, chain, acc, Kind::Component, config)?;
     }
-    if let Some(openapi) = &k.spec.openapi {
-        // `openapi.version` picks a built-in schema: the kustomization gives up its bases' custom one.
-        config.openapi = load_openapi(ctx.files, &k, openapi)?.map(std::sync::Arc::new);
-    }
-    generators::run(ctx.files, &k, acc)?;
-    builtin::generate(ctx.files, &k, acc)?;
     transform::run(ctx.files, &k, config, acc)?;
     metadata::annotate(&k, acc)?;
     ctx.vars.borrow_mut().bind(&k.file, acc)?;

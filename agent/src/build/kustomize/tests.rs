@@ -360,3 +360,21 @@ fn crds_schema_extensions_make_name_references() {
     let m = out.iter().find(|o| o["kind"] == "MyKind").unwrap();
     assert_eq!(m["spec"]["secretRef"]["name"], "x-s");
 }
+
+#[test]
+fn components_run_after_the_generators_of_their_kustomization() {
+    // kustomize v5.5: a component's nameSuffix reaches the ConfigMap its parent generates
+    // (`kubectl kustomize` prints generated-suffix).
+    let files = repo(&[
+        (
+            "kustomization.yaml",
+            "components: [comp]\nconfigMapGenerator:\n- name: generated\n  literals: [k=v]\n  options: {disableNameSuffixHash: true}\n",
+        ),
+        (
+            "comp/kustomization.yaml",
+            "apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\nnameSuffix: -suffix\n",
+        ),
+    ]);
+    let out = build(&files, "", &Limits::default()).unwrap();
+    assert_eq!(out[0]["metadata"]["name"], "generated-suffix");
+}
