@@ -49,17 +49,28 @@ impl NameReference {
 }
 
 impl TransformerConfig {
+    /// A kustomization's own configuration: its `configurations` files first, then kustomize's defaults.
+    pub fn own(custom: &TransformerConfig) -> TransformerConfig {
+        let mut own = TransformerConfig::default();
+        own.merge(custom);
+        own.merge(TransformerConfig::defaults());
+        own
+    }
+
     /// kustomize's defaults.
     pub fn defaults() -> &'static TransformerConfig {
         static DEFAULTS: OnceLock<TransformerConfig> = OnceLock::new();
         DEFAULTS.get_or_init(|| parse_table(include_str!("fieldspecs.txt")))
     }
 
-    /// Adds another configuration's specs; a spec already present is not repeated.
+    /// Adds another configuration's specs after these, as kustomize merges them: an incoming spec is dropped when
+    /// one already present has the same path and is of the incoming one's kind (or narrower). So a
+    /// `configurations` file naming a kind for `metadata/name` narrows the default that named every kind, and a
+    /// base's narrowed configuration stays narrowed in its overlays.
     pub fn merge(&mut self, other: &TransformerConfig) {
         fn add(to: &mut Vec<FieldSpec>, from: &[FieldSpec]) {
             for s in from {
-                if !to.contains(s) {
+                if !to.iter().any(|have| have.path == s.path && have.within(s)) {
                     to.push(s.clone());
                 }
             }
@@ -126,6 +137,8 @@ fn parse_table(text: &str) -> TransformerConfig {
         };
         let list = match section.as_str() {
             "commonLabels" => &mut c.common_labels,
+            "namePrefix" => &mut c.name_prefix,
+            "nameSuffix" => &mut c.name_suffix,
             "templateLabels" => &mut c.template_labels,
             "commonAnnotations" => &mut c.common_annotations,
             "namespace" => &mut c.namespace,

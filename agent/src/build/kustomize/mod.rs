@@ -227,7 +227,7 @@ pub fn build(files: &RepoFiles, root: &str, limits: &Limits) -> Result<Vec<Value
     // A Component folder built directly is built like a kustomization, as kustomize does.
     let mut resources = Vec::new();
     let top = Kustomization::load(files, root)?;
-    let mut config = TransformerConfig::defaults().clone();
+    let mut config = TransformerConfig::default();
     apply(
         &ctx,
         root,
@@ -270,7 +270,7 @@ fn build_configs(files: &RepoFiles, root: &str, limits: &Limits) -> Result<Vec<V
         vars: Default::default(),
     };
     let mut acc = Vec::new();
-    let mut config = TransformerConfig::defaults().clone();
+    let mut config = TransformerConfig::default();
     apply(
         &ctx,
         root,
@@ -291,7 +291,7 @@ fn build_dir(
     config: &mut TransformerConfig,
 ) -> Result<Vec<Res>> {
     let mut acc = Vec::new();
-    let mut own = TransformerConfig::defaults().clone();
+    let mut own = TransformerConfig::default();
     apply(ctx, dir, chain, &mut acc, Kind::Kustomization, &mut own)?;
     config.merge(&own);
     Ok(acc)
@@ -331,28 +331,6 @@ fn apply(
     k.expect_kind(expect)?;
     ctx.vars.borrow_mut().add(&k.file, &k.spec.vars)?;
     chain.push(dir.to_string());
-    for reference in &k.spec.configurations {
-        let bytes = k.read(ctx.files, reference)?;
-        let path = k.resolve(reference)?;
-        let text = String::from_utf8(bytes)
-            .map_err(|_| k.invalid(format!("configurations: {reference:?} is not UTF-8")))?;
-        for doc in crate::build::parse_documents(&path, &text)
-            .map_err(|e| KustomizeError::Manifest(e.to_string()))?
-        {
-            let extra: TransformerConfig =
-                serde_json::from_value(doc).map_err(|e| KustomizeError::Invalid {
-                    file: path.clone(),
-                    message: format!("not a transformer configuration: {e}"),
-                })?;
-            config.merge(&extra);
-        }
-    }
-    for reference in &k.spec.crds {
-        let path = k.resolve(reference)?;
-        let text = String::from_utf8(k.read(ctx.files, reference)?)
-            .map_err(|_| k.invalid(format!("crds: {reference:?} is not UTF-8")))?;
-        config.merge(&crds::config_from(&path, &text)?);
-    }
     let mut seen = Seen::of(acc)?;
     for reference in k.resources() {
         let path = k.resolve(reference)?;
@@ -381,6 +359,32 @@ fn apply(
             });
         }
     }
+    // The configurations of the resources' kustomizations come first, then this one's own (its `configurations`
+    // and `crds`, then the defaults), as kustomize accumulates them.
+    let mut custom = TransformerConfig::default();
+    for reference in &k.spec.configurations {
+        let bytes = k.read(ctx.files, reference)?;
+        let path = k.resolve(reference)?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| k.invalid(format!("configurations: {reference:?} is not UTF-8")))?;
+        for doc in crate::build::parse_documents(&path, &text)
+            .map_err(|e| KustomizeError::Manifest(e.to_string()))?
+        {
+            let extra: TransformerConfig =
+                serde_json::from_value(doc).map_err(|e| KustomizeError::Invalid {
+                    file: path.clone(),
+                    message: format!("not a transformer configuration: {e}"),
+                })?;
+            custom.merge(&extra);
+        }
+    }
+    for reference in &k.spec.crds {
+        let path = k.resolve(reference)?;
+        let text = String::from_utf8(k.read(ctx.files, reference)?)
+            .map_err(|_| k.invalid(format!("crds: {reference:?} is not UTF-8")))?;
+        custom.merge(&crds::config_from(&path, &text)?);
+    }
+    config.merge(&TransformerConfig::own(&custom));
     if let Some(openapi) = &k.spec.openapi {
         // `openapi.version` picks a built-in schema: the kustomization gives up its bases' custom one.
         config.openapi = load_openapi(ctx.files, &k, openapi)?.map(std::sync::Arc::new);

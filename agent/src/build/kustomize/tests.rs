@@ -378,3 +378,40 @@ fn components_run_after_the_generators_of_their_kustomization() {
     let out = build(&files, "", &Limits::default()).unwrap();
     assert_eq!(out[0]["metadata"]["name"], "generated-suffix");
 }
+
+#[test]
+fn configurations_merge_as_kustomize_merges_field_specs() {
+    // A kustomization's own `namePrefix` spec for Foo replaces the default for every kind (kubectl: cm, p-foo);
+    // over a base that keeps the default, both apply, so Foo is prefixed twice (kubectl: p-cm, p-p-foo).
+    let narrow = "namePrefix:\n- path: metadata/name\n  kind: Foo\n";
+    let objects = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm}\n---\napiVersion: x/v1\nkind: Foo\nmetadata: {name: foo}\n";
+    let names = |out: Vec<Value>| -> Vec<String> {
+        let mut n: Vec<String> = out
+            .iter()
+            .map(|o| o["metadata"]["name"].as_str().unwrap().to_string())
+            .collect();
+        n.sort();
+        n
+    };
+    let single = repo(&[
+        (
+            "kustomization.yaml",
+            "namePrefix: p-\nresources: [r.yaml]\nconfigurations: [c.yaml]\n",
+        ),
+        ("c.yaml", narrow),
+        ("r.yaml", objects),
+    ]);
+    let out = build(&single, "", &Limits::default()).unwrap();
+    assert_eq!(names(out), ["cm", "p-foo"]);
+    let over_base = repo(&[
+        (
+            "kustomization.yaml",
+            "namePrefix: p-\nresources: [base]\nconfigurations: [c.yaml]\n",
+        ),
+        ("c.yaml", narrow),
+        ("base/kustomization.yaml", "resources: [r.yaml]\n"),
+        ("base/r.yaml", objects),
+    ]);
+    let out = build(&over_base, "", &Limits::default()).unwrap();
+    assert_eq!(names(out), ["p-cm", "p-p-foo"]);
+}

@@ -69,14 +69,14 @@ fn from_fields(k: &Kustomization, config: &TransformerConfig) -> Vec<Step> {
     if let Some(p) = s.name_prefix.as_deref().filter(|p| !p.is_empty()) {
         steps.push(Step::Prefix(
             p.into(),
-            Vec::new(),
+            config.name_prefix.clone(),
             builtin_by("PrefixTransformer"),
         ));
     }
     if let Some(p) = s.name_suffix.as_deref().filter(|p| !p.is_empty()) {
         steps.push(Step::Suffix(
             p.into(),
-            Vec::new(),
+            config.name_suffix.clone(),
             builtin_by("SuffixTransformer"),
         ));
     }
