@@ -20,7 +20,7 @@ pub fn transformers(files: &RepoFiles, k: &Kustomization) -> Result<Vec<Step>> {
     for (i, entry) in k.spec.transformers.iter().enumerate() {
         let field = format!("transformers[{i}]");
         for (doc, _) in configs(files, k, entry, &field)? {
-            steps.extend(step(k, &doc, &field)?);
+            steps.extend(step(files, k, &doc, &field)?);
         }
     }
     Ok(steps)
@@ -197,6 +197,22 @@ fn strip(doc: &Value) -> Value {
     d
 }
 
+/// The config with the map under `key` holding strings: kustomize reads builtin configs into string maps,
+/// turning a number or a boolean written plain (`area: 51`) into its text.
+fn scalars_as_strings(doc: &Value, key: &str) -> Value {
+    let mut doc = doc.clone();
+    if let Some(map) = doc.get_mut(key).and_then(Value::as_object_mut) {
+        for v in map.values_mut() {
+            match v {
+                Value::Number(n) => *v = Value::String(n.to_string()),
+                Value::Bool(b) => *v = Value::String(b.to_string()),
+                _ => {}
+            }
+        }
+    }
+    doc
+}
+
 fn typed<T: DeserializeOwned>(k: &Kustomization, field: &str, v: Value) -> Result<T> {
     serde_json::from_value(v).map_err(|e| k.invalid(format!("{field}: {e}")))
 }
@@ -213,13 +229,24 @@ fn get<T: DeserializeOwned + Default>(
     }
 }
 
-fn step(k: &Kustomization, doc: &Value, field: &str) -> Result<Vec<Step>> {
+fn step(files: &RepoFiles, k: &Kustomization, doc: &Value, field: &str) -> Result<Vec<Step>> {
     let kind = kind_of(k, doc, field)?;
     let by = configured_by(doc);
     let specs: Vec<FieldSpec> = get(k, field, doc, "fieldSpecs")?;
     Ok(vec![match kind.as_str() {
-        "LabelTransformer" => Step::Labels(get(k, field, doc, "labels")?, specs),
-        "AnnotationsTransformer" => Step::Annotations(get(k, field, doc, "annotations")?, specs),
+        "LabelTransformer" => Step::Labels(
+            get(k, field, &scalars_as_strings(doc, "labels"), "labels")?,
+            specs,
+        ),
+        "AnnotationsTransformer" => Step::Annotations(
+            get(
+                k,
+                field,
+                &scalars_as_strings(doc, "annotations"),
+                "annotations",
+            )?,
+            specs,
+        ),
         "NamespaceTransformer" => {
             let mut o = NamespaceOptions::new(&text(doc, "/metadata/namespace"), &k.file, by);
             o.specs = specs;
@@ -282,6 +309,13 @@ fn step(k: &Kustomization, doc: &Value, field: &str) -> Result<Vec<Step>> {
             Step::StrategicMerge(entries)
         }
         "ReplacementTransformer" => Step::Replacements(get(k, field, doc, "replacements")?),
+        "ValueAddTransformer" => {
+            let config = typed(k, field, strip(doc))?;
+            Step::ValueAdd(
+                super::valueadd::configure(files, k, field, config)?,
+                field.to_string(),
+            )
+        }
         other => return Err(not_builtin(k, field, other, "transformer")),
     }])
 }

@@ -27,6 +27,7 @@ mod refs;
 mod replacements;
 mod smp;
 mod transform;
+mod valueadd;
 mod vars;
 
 use serde_json::Value;

@@ -371,7 +371,7 @@ fn without_identity(mut patch: Value) -> Value {
 
 /// A patch `target`: exact group, version and kind; anchored regular expressions for name and namespace; label
 /// and annotation selectors.
-struct Matcher<'a> {
+pub(super) struct Matcher<'a> {
     target: &'a Target,
     name: Option<regex::Regex>,
     namespace: Option<regex::Regex>,
@@ -388,7 +388,7 @@ enum Requirement {
 }
 
 impl<'a> Matcher<'a> {
-    fn new(target: &'a Target) -> std::result::Result<Matcher<'a>, String> {
+    pub(super) fn new(target: &'a Target) -> std::result::Result<Matcher<'a>, String> {
         let anchored = |p: &Option<String>| -> std::result::Result<Option<regex::Regex>, String> {
             p.as_ref()
                 .map(|p| {
@@ -407,7 +407,7 @@ impl<'a> Matcher<'a> {
         })
     }
 
-    fn matches(&self, r: &Res) -> bool {
+    pub(super) fn matches(&self, r: &Res) -> bool {
         let t = self.target;
         let eq = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
         if !eq(&t.group, r.group()) || !eq(&t.version, r.version()) || !eq(&t.kind, r.kind()) {

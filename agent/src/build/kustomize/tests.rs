@@ -415,3 +415,22 @@ fn configurations_merge_as_kustomize_merges_field_specs() {
     let out = build(&over_base, "", &Limits::default()).unwrap();
     assert_eq!(names(out), ["p-cm", "p-p-foo"]);
 }
+
+#[test]
+fn value_add_and_plain_scalars_in_builtin_configs() {
+    // kubectl kustomize: namespace dog-222 (the folder's name), external projects/dog-222/x, area: "51".
+    let files = repo(&[
+        (
+            "dog-222/kustomization.yaml",
+            "resources: [r.yaml]\ntransformers:\n- |-\n  apiVersion: builtin\n  kind: ValueAddTransformer\n  metadata: {name: v}\n  targets:\n  - fieldPath: metadata/namespace\n  - selector: {kind: Thing}\n    fieldPath: spec/ref\n    filePathPosition: 2\n- |-\n  apiVersion: builtin\n  kind: AnnotationsTransformer\n  metadata: {name: a}\n  annotations: {area: 51}\n  fieldSpecs: [{path: metadata/annotations, create: true}]\n",
+        ),
+        (
+            "dog-222/r.yaml",
+            "apiVersion: x/v1\nkind: Thing\nmetadata: {name: t}\nspec: {ref: projects/x}\n",
+        ),
+    ]);
+    let out = build(&files, "dog-222", &Limits::default()).unwrap();
+    assert_eq!(out[0]["metadata"]["namespace"], "dog-222");
+    assert_eq!(out[0]["spec"]["ref"], "projects/dog-222/x");
+    assert_eq!(out[0]["metadata"]["annotations"]["area"], "51");
+}

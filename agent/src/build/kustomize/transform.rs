@@ -29,6 +29,8 @@ pub enum Step {
     Replicas(Vec<Replica>, Vec<FieldSpec>),
     Images(Vec<Image>, Vec<FieldSpec>),
     Replacements(Vec<Value>),
+    /// A builtin ValueAddTransformer and the `transformers` entry that configured it.
+    ValueAdd(super::valueadd::ValueAdd, String),
 }
 
 /// What a field's transformer is recorded as (buildMetadata transformerAnnotations).
@@ -154,6 +156,7 @@ pub fn run_step(
             }
         }
         Step::Replacements(list) => replacements::run(files, k, &list, acc)?,
+        Step::ValueAdd(v, field) => super::valueadd::run(k, &field, &v, acc)?,
     }
     Ok(())
 }
