@@ -8,6 +8,9 @@ use std::sync::OnceLock;
 use serde::Deserialize;
 
 use super::fieldspec::FieldSpec;
+use super::files::RepoFiles;
+use super::load::Kustomization;
+use super::{KustomizeError, Result};
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -160,6 +163,34 @@ fn split_kind(s: &str) -> (String, Option<String>) {
         Some((k, g)) => (k.to_string(), Some(g.to_string())),
         None => (s.to_string(), None),
     }
+}
+
+/// A kustomization's `configurations` files and `crds`, merged in the order listed.
+pub fn custom(files: &RepoFiles, k: &Kustomization) -> Result<TransformerConfig> {
+    let mut custom = TransformerConfig::default();
+    for reference in &k.spec.configurations {
+        let bytes = k.read(files, reference)?;
+        let path = k.resolve(reference)?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| k.invalid(format!("configurations: {reference:?} is not UTF-8")))?;
+        for doc in crate::build::parse_documents(&path, &text)
+            .map_err(|e| KustomizeError::Manifest(e.to_string()))?
+        {
+            let extra: TransformerConfig =
+                serde_json::from_value(doc).map_err(|e| KustomizeError::Invalid {
+                    file: path.clone(),
+                    message: format!("not a transformer configuration: {e}"),
+                })?;
+            custom.merge(&extra);
+        }
+    }
+    for reference in &k.spec.crds {
+        let path = k.resolve(reference)?;
+        let text = String::from_utf8(k.read(files, reference)?)
+            .map_err(|_| k.invalid(format!("crds: {reference:?} is not UTF-8")))?;
+        custom.merge(&super::crds::config_from(&path, &text)?);
+    }
+    Ok(custom)
 }
 
 #[cfg(test)]

@@ -362,30 +362,7 @@ fn apply(
     }
     // The configurations of the resources' kustomizations come first, then this one's own (its `configurations`
     // and `crds`, then the defaults), as kustomize accumulates them.
-    let mut custom = TransformerConfig::default();
-    for reference in &k.spec.configurations {
-        let bytes = k.read(ctx.files, reference)?;
-        let path = k.resolve(reference)?;
-        let text = String::from_utf8(bytes)
-            .map_err(|_| k.invalid(format!("configurations: {reference:?} is not UTF-8")))?;
-        for doc in crate::build::parse_documents(&path, &text)
-            .map_err(|e| KustomizeError::Manifest(e.to_string()))?
-        {
-            let extra: TransformerConfig =
-                serde_json::from_value(doc).map_err(|e| KustomizeError::Invalid {
-                    file: path.clone(),
-                    message: format!("not a transformer configuration: {e}"),
-                })?;
-            custom.merge(&extra);
-        }
-    }
-    for reference in &k.spec.crds {
-        let path = k.resolve(reference)?;
-        let text = String::from_utf8(k.read(ctx.files, reference)?)
-            .map_err(|_| k.invalid(format!("crds: {reference:?} is not UTF-8")))?;
-        custom.merge(&crds::config_from(&path, &text)?);
-    }
-    config.merge(&TransformerConfig::own(&custom));
+    config.merge(&TransformerConfig::own(&config::custom(ctx.files, &k)?));
     if let Some(openapi) = &k.spec.openapi {
         // `openapi.version` picks a built-in schema: the kustomization gives up its bases' custom one.
         config.openapi = load_openapi(ctx.files, &k, openapi)?.map(std::sync::Arc::new);
