@@ -20,7 +20,7 @@ pub fn transformers(files: &RepoFiles, k: &Kustomization) -> Result<Vec<Step>> {
     for (i, entry) in k.spec.transformers.iter().enumerate() {
         let field = format!("transformers[{i}]");
         for (doc, _) in configs(files, k, entry, &field)? {
-            steps.push(step(k, &doc, &field)?);
+            steps.extend(step(files, k, &doc, &field)?);
         }
     }
     Ok(steps)
@@ -30,7 +30,7 @@ pub fn transformers(files: &RepoFiles, k: &Kustomization) -> Result<Vec<Step>> {
 pub fn generate(files: &RepoFiles, k: &Kustomization, acc: &mut Vec<Res>) -> Result<()> {
     for (i, entry) in k.spec.generators.iter().enumerate() {
         let field = format!("generators[{i}]");
-        for (doc, _) in configs(files, k, entry, &field)? {
+        for (doc, configured_in) in configs(files, k, entry, &field)? {
             let kind = kind_of(k, &doc, &field)?;
             let secret = match kind.as_str() {
                 "ConfigMapGenerator" => false,
@@ -41,8 +41,18 @@ pub fn generate(files: &RepoFiles, k: &Kustomization, acc: &mut Vec<Res>) -> Res
                 }
                 other => return Err(not_builtin(k, &field, other, "generator")),
             };
-            let mut g: Generator = typed(k, &field, strip(&doc))?;
-            g.name = text(&doc, "/metadata/name");
+            // kustomize reads a builtin generator's config leniently: fields it does not know (a top-level
+            // `labels`, say) have no effect there, so they have none here.
+            let mut known = strip(&doc);
+            if let Some(m) = known.as_object_mut() {
+                m.retain(|key, _| GENERATOR_FIELDS.contains(&key.as_str()));
+            }
+            let mut g: Generator = typed(k, &field, known)?;
+            // The generator's own `name` field names the object; `metadata.name` names the generator config
+            // and stands in when there is no `name`.
+            if g.name.is_empty() {
+                g.name = text(&doc, "/metadata/name");
+            }
             if g.namespace.is_none() {
                 g.namespace = doc
                     .pointer("/metadata/namespace")
@@ -50,11 +60,24 @@ pub fn generate(files: &RepoFiles, k: &Kustomization, acc: &mut Vec<Res>) -> Res
                     .map(String::from);
             }
             let by = configured_by(&doc);
-            generators::generate(files, k, &g, &field, secret, &by, acc)?;
+            generators::generate(files, k, &g, &field, secret, (&configured_in, &by), acc)?;
         }
     }
     Ok(())
 }
+
+/// The fields of a builtin ConfigMapGenerator or SecretGenerator config besides its metadata.
+const GENERATOR_FIELDS: [&str; 9] = [
+    "name",
+    "namespace",
+    "behavior",
+    "type",
+    "files",
+    "literals",
+    "envs",
+    "env",
+    "options",
+];
 
 /// IAMPolicyGenerator (`cloud: gke`): a ServiceAccount bound to a Google service account by Workload Identity.
 fn iam_policy(k: &Kustomization, doc: &Value, field: &str) -> Result<Res> {
@@ -174,6 +197,22 @@ fn strip(doc: &Value) -> Value {
     d
 }
 
+/// The config with the map under `key` holding strings: kustomize reads builtin configs into string maps,
+/// turning a number or a boolean written plain (`area: 51`) into its text.
+fn scalars_as_strings(doc: &Value, key: &str) -> Value {
+    let mut doc = doc.clone();
+    if let Some(map) = doc.get_mut(key).and_then(Value::as_object_mut) {
+        for v in map.values_mut() {
+            match v {
+                Value::Number(n) => *v = Value::String(n.to_string()),
+                Value::Bool(b) => *v = Value::String(b.to_string()),
+                _ => {}
+            }
+        }
+    }
+    doc
+}
+
 fn typed<T: DeserializeOwned>(k: &Kustomization, field: &str, v: Value) -> Result<T> {
     serde_json::from_value(v).map_err(|e| k.invalid(format!("{field}: {e}")))
 }
@@ -190,13 +229,24 @@ fn get<T: DeserializeOwned + Default>(
     }
 }
 
-fn step(k: &Kustomization, doc: &Value, field: &str) -> Result<Step> {
+fn step(files: &RepoFiles, k: &Kustomization, doc: &Value, field: &str) -> Result<Vec<Step>> {
     let kind = kind_of(k, doc, field)?;
     let by = configured_by(doc);
     let specs: Vec<FieldSpec> = get(k, field, doc, "fieldSpecs")?;
-    Ok(match kind.as_str() {
-        "LabelTransformer" => Step::Labels(get(k, field, doc, "labels")?, specs),
-        "AnnotationsTransformer" => Step::Annotations(get(k, field, doc, "annotations")?, specs),
+    Ok(vec![match kind.as_str() {
+        "LabelTransformer" => Step::Labels(
+            get(k, field, &scalars_as_strings(doc, "labels"), "labels")?,
+            specs,
+        ),
+        "AnnotationsTransformer" => Step::Annotations(
+            get(
+                k,
+                field,
+                &scalars_as_strings(doc, "annotations"),
+                "annotations",
+            )?,
+            specs,
+        ),
         "NamespaceTransformer" => {
             let mut o = NamespaceOptions::new(&text(doc, "/metadata/namespace"), &k.file, by);
             o.specs = specs;
@@ -217,10 +267,11 @@ fn step(k: &Kustomization, doc: &Value, field: &str) -> Result<Step> {
             } else if prefix.is_empty() {
                 Step::Suffix(suffix, specs, by)
             } else {
-                return Err(k.unsupported(
-                    &format!("{field} (PrefixSuffixTransformer with both prefix and suffix)"),
-                    "split it into a prefix and a suffix transformer",
-                ));
+                // kustomize runs a PrefixSuffixTransformer as its prefix transformer, then its suffix one.
+                return Ok(vec![
+                    Step::Prefix(prefix, specs.clone(), by.clone()),
+                    Step::Suffix(suffix, specs, by),
+                ]);
             }
         }
         "ImageTagTransformer" => {
@@ -258,6 +309,13 @@ fn step(k: &Kustomization, doc: &Value, field: &str) -> Result<Step> {
             Step::StrategicMerge(entries)
         }
         "ReplacementTransformer" => Step::Replacements(get(k, field, doc, "replacements")?),
+        "ValueAddTransformer" => {
+            let config = typed(k, field, strip(doc))?;
+            Step::ValueAdd(
+                super::valueadd::configure(files, k, field, config)?,
+                field.to_string(),
+            )
+        }
         other => return Err(not_builtin(k, field, other, "transformer")),
-    })
+    }])
 }

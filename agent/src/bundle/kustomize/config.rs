@@ -8,6 +8,9 @@ use std::sync::OnceLock;
 use serde::Deserialize;
 
 use super::fieldspec::FieldSpec;
+use super::files::RepoFiles;
+use super::load::Kustomization;
+use super::{KustomizeError, Result};
 
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -49,17 +52,28 @@ impl NameReference {
 }
 
 impl TransformerConfig {
+    /// A kustomization's own configuration: its `configurations` files first, then kustomize's defaults.
+    pub fn own(custom: &TransformerConfig) -> TransformerConfig {
+        let mut own = TransformerConfig::default();
+        own.merge(custom);
+        own.merge(TransformerConfig::defaults());
+        own
+    }
+
     /// kustomize's defaults.
     pub fn defaults() -> &'static TransformerConfig {
         static DEFAULTS: OnceLock<TransformerConfig> = OnceLock::new();
         DEFAULTS.get_or_init(|| parse_table(include_str!("fieldspecs.txt")))
     }
 
-    /// Adds another configuration's specs; a spec already present is not repeated.
+    /// Adds another configuration's specs after these, as kustomize merges them: an incoming spec is dropped when
+    /// one already present has the same path and is of the incoming one's kind (or narrower). So a
+    /// `configurations` file naming a kind for `metadata/name` narrows the default that named every kind, and a
+    /// base's narrowed configuration stays narrowed in its overlays.
     pub fn merge(&mut self, other: &TransformerConfig) {
         fn add(to: &mut Vec<FieldSpec>, from: &[FieldSpec]) {
             for s in from {
-                if !to.contains(s) {
+                if !to.iter().any(|have| have.path == s.path && have.within(s)) {
                     to.push(s.clone());
                 }
             }
@@ -126,6 +140,8 @@ fn parse_table(text: &str) -> TransformerConfig {
         };
         let list = match section.as_str() {
             "commonLabels" => &mut c.common_labels,
+            "namePrefix" => &mut c.name_prefix,
+            "nameSuffix" => &mut c.name_suffix,
             "templateLabels" => &mut c.template_labels,
             "commonAnnotations" => &mut c.common_annotations,
             "namespace" => &mut c.namespace,
@@ -147,6 +163,34 @@ fn split_kind(s: &str) -> (String, Option<String>) {
         Some((k, g)) => (k.to_string(), Some(g.to_string())),
         None => (s.to_string(), None),
     }
+}
+
+/// A kustomization's `configurations` files and `crds`, merged in the order listed.
+pub fn custom(files: &RepoFiles, k: &Kustomization) -> Result<TransformerConfig> {
+    let mut custom = TransformerConfig::default();
+    for reference in &k.spec.configurations {
+        let bytes = k.read(files, reference)?;
+        let path = k.resolve(reference)?;
+        let text = String::from_utf8(bytes)
+            .map_err(|_| k.invalid(format!("configurations: {reference:?} is not UTF-8")))?;
+        for doc in crate::bundle::parse_documents(&path, &text)
+            .map_err(|e| KustomizeError::Manifest(e.to_string()))?
+        {
+            let extra: TransformerConfig =
+                serde_json::from_value(doc).map_err(|e| KustomizeError::Invalid {
+                    file: path.clone(),
+                    message: format!("not a transformer configuration: {e}"),
+                })?;
+            custom.merge(&extra);
+        }
+    }
+    for reference in &k.spec.crds {
+        let path = k.resolve(reference)?;
+        let text = String::from_utf8(k.read(files, reference)?)
+            .map_err(|_| k.invalid(format!("crds: {reference:?} is not UTF-8")))?;
+        custom.merge(&super::crds::config_from(&path, &text)?);
+    }
+    Ok(custom)
 }
 
 #[cfg(test)]

@@ -42,6 +42,25 @@ impl FieldSpec {
         eq(&self.kind, r.kind()) && eq(&group, r.group()) && eq(&self.version, r.version())
     }
 
+    /// True when every group, version and kind `other` names is this spec's too (an empty one names any).
+    pub fn within(&self, other: &FieldSpec) -> bool {
+        let group = |g: &Option<String>| {
+            g.as_deref()
+                .map(|g| g.split('/').next().unwrap_or(g).to_string())
+                .unwrap_or_default()
+        };
+        let fits = |mine: String, theirs: String| theirs.is_empty() || mine == theirs;
+        fits(group(&self.group), group(&other.group))
+            && fits(
+                self.version.clone().unwrap_or_default(),
+                other.version.clone().unwrap_or_default(),
+            )
+            && fits(
+                self.kind.clone().unwrap_or_default(),
+                other.kind.clone().unwrap_or_default(),
+            )
+    }
+
     /// The path's steps, `\/` kept as a slash; a step ending in `[]` names a list (never created).
     pub fn steps(&self) -> Vec<String> {
         split_path(&self.path)

@@ -17,26 +17,28 @@ pub fn run(files: &RepoFiles, k: &Kustomization, acc: &mut Vec<Res>) -> Result<(
     for (index, g) in k.spec.config_map_generator.iter().enumerate() {
         let field = format!("configMapGenerator[{index}]");
         let by = json!({"apiVersion": "builtin", "kind": "ConfigMapGenerator"});
-        generate(files, k, g, &field, false, &by, acc)?;
+        generate(files, k, g, &field, false, (&k.file, &by), acc)?;
     }
     for (index, g) in k.spec.secret_generator.iter().enumerate() {
         let field = format!("secretGenerator[{index}]");
         let by = json!({"apiVersion": "builtin", "kind": "SecretGenerator"});
-        generate(files, k, g, &field, true, &by, acc)?;
+        generate(files, k, g, &field, true, (&k.file, &by), acc)?;
     }
     Ok(())
 }
 
-/// One ConfigMap or Secret; `by` is the generator as buildMetadata's origin annotation names it.
+/// One ConfigMap or Secret; `origin` is the file that configured the generator and the generator as
+/// buildMetadata's origin annotation names them.
 pub fn generate(
     files: &RepoFiles,
     k: &Kustomization,
     g: &Generator,
     field: &str,
     secret: bool,
-    by: &Value,
+    origin: (&str, &Value),
     acc: &mut Vec<Res>,
 ) -> Result<()> {
+    let (configured_in, by) = origin;
     let bad = |message: String| k.invalid(format!("{field} ({}): {message}", g.name));
     if g.name.is_empty() {
         return Err(k.invalid(format!("{field} has no name; every generator needs one")));
@@ -77,10 +79,13 @@ pub fn generate(
         if let Some(disable) = options.disable_name_suffix_hash {
             existing.hash = !disable;
         }
-        existing.from = Some(super::Origin::Generator {
-            file: k.file.clone(),
-            by: by.clone(),
-        });
+        // A merge keeps the origin of the object it merges into (as kustomize does); a replacement is new.
+        if behavior == "replace" || existing.from.is_none() {
+            existing.from = Some(super::Origin::Generator {
+                file: configured_in.to_string(),
+                by: by.clone(),
+            });
+        }
         return Ok(());
     }
     let mut meta = Map::new();
@@ -111,7 +116,7 @@ pub fn generate(
     let mut r = Res::new(Value::Object(obj), format!("{}, {field}", k.file));
     r.hash = options.disable_name_suffix_hash != Some(true);
     r.from = Some(super::Origin::Generator {
-        file: k.file.clone(),
+        file: configured_in.to_string(),
         by: by.clone(),
     });
     let id = crate::bundle::identity(&r.obj).unwrap_or_default();

@@ -38,6 +38,7 @@ const SUPPORTED: &[&str] = &[
     "transformers",
     "generators",
     "configurations",
+    "crds",
     "replacements",
     "vars",
     "openapi",
@@ -100,10 +101,6 @@ const REFUSED: &[(&str, &str)] = &[
     ),
     ("validators", "plugins are never run"),
     (
-        "crds",
-        "CRD schema annotations are not read; list the fields that refer to other objects in a `configurations` file (nameReference, commonLabels) instead",
-    ),
-    (
         "nameReference",
         "it belongs in a `configurations` file, not in the kustomization itself",
     ),
@@ -141,6 +138,7 @@ pub struct Spec {
     pub transformers: Vec<String>,
     pub generators: Vec<String>,
     pub configurations: Vec<String>,
+    pub crds: Vec<String>,
     pub replacements: Vec<Value>,
     pub vars: Vec<Value>,
     pub openapi: Option<OpenApi>,
@@ -392,14 +390,6 @@ impl Kustomization {
             spec,
         };
         Ok(k)
-    }
-
-    pub fn unsupported(&self, field: &str, why: &str) -> KustomizeError {
-        KustomizeError::Unsupported {
-            file: self.file.clone(),
-            field: field.into(),
-            why: why.into(),
-        }
     }
 
     pub fn invalid(&self, message: String) -> KustomizeError {

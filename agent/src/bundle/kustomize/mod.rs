@@ -2,13 +2,15 @@
 //! would print for it.
 //!
 //! The build is a plain function over a [`RepoFiles`] snapshot. Each kustomization accumulates its resources
-//! (files, and other kustomizations built first), applies its components, runs its generators and then its
-//! transformers in kustomize's fixed order. Two steps run once, at the top, as in kustomize: generated names get
-//! their content hash, and references to renamed ConfigMaps and Secrets are updated. Every field kustomize knows
-//! and Outpost does not implement is refused with the field and the file named: never silently ignored.
+//! (files, and other kustomizations built first), runs its generators, applies its components and then runs its
+//! transformers in kustomize's fixed order. Three steps run once, at the top, as in kustomize: generated names
+//! get their content hash, every name reference is updated to the final name of the object it means, and
+//! local-config objects are left out. Every field kustomize knows and Outpost does not implement is refused with
+//! the field and the file named: never silently ignored.
 
 mod builtin;
 mod config;
+mod crds;
 mod fieldspec;
 mod generators;
 mod images;
@@ -16,6 +18,7 @@ mod jsonpatch;
 mod labels;
 mod load;
 mod metadata;
+mod nameref;
 mod names;
 mod order;
 mod patches;
@@ -23,6 +26,7 @@ mod refs;
 mod replacements;
 mod smp;
 mod transform;
+mod valueadd;
 mod vars;
 
 use serde_json::Value;
@@ -99,8 +103,8 @@ pub(crate) struct Res {
     /// (kustomization file, transformer) of every transformer that changed names or namespaces over it, for
     /// buildMetadata's transformerAnnotations.
     pub transformations: Vec<(String, Value)>,
-    /// `prev.len()` when the current kustomization level began (see `refs::mark`).
-    pub mark: usize,
+    /// kustomize's record of earlier identities, prefixes and suffixes, for the name reference transformer.
+    pub lineage: nameref::Lineage,
     /// Unique within a build: what a var's objref is tied to.
     pub uid: u64,
     /// Earlier kinds (a patch allowed to change the kind): a later patch may still name the original.
@@ -123,7 +127,7 @@ impl Res {
             origin,
             from: None,
             transformations: Vec::new(),
-            mark: 0,
+            lineage: Default::default(),
             prev_kinds: Vec::new(),
             uid: {
                 static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -219,7 +223,7 @@ pub fn build(files: &RepoFiles, root: &str, limits: &Limits) -> Result<Vec<Value
     // A Component folder built directly is built like a kustomization, as kustomize does.
     let mut resources = Vec::new();
     let top = Kustomization::load(files, root)?;
-    let mut config = TransformerConfig::defaults().clone();
+    let mut config = TransformerConfig::default();
     apply(
         &ctx,
         root,
@@ -228,9 +232,8 @@ pub fn build(files: &RepoFiles, root: &str, limits: &Limits) -> Result<Vec<Value
         top.kind,
         &mut config,
     )?;
-    refs::mark(&mut resources);
     refs::add_hashes(&mut resources);
-    refs::fix_references(&mut resources, &config)?;
+    nameref::fix_references(&mut resources, &config)?;
     let declared = ctx.vars.into_inner();
     if !declared.is_empty() {
         declared.resolve(&mut resources, &config)?;
@@ -238,6 +241,13 @@ pub fn build(files: &RepoFiles, root: &str, limits: &Limits) -> Result<Vec<Value
     for r in resources.iter_mut() {
         labels::stringify_metadata(&mut r.obj);
     }
+    // Objects marked local-config served the build (as sources of replacements or name references) and are
+    // not part of its output, as in kustomize; only the value "false" keeps one.
+    resources.retain(|r| {
+        r.obj
+            .pointer("/metadata/annotations/config.kubernetes.io~1local-config")
+            .is_none_or(|v| v.as_str() == Some("false"))
+    });
     let objects = order::sort(&top, resources.into_iter().map(|r| r.obj).collect())?;
     if objects.len() > limits.max_objects {
         return Err(KustomizeError::TooManyObjects {
@@ -256,7 +266,7 @@ fn build_configs(files: &RepoFiles, root: &str, limits: &Limits) -> Result<Vec<V
         vars: Default::default(),
     };
     let mut acc = Vec::new();
-    let mut config = TransformerConfig::defaults().clone();
+    let mut config = TransformerConfig::default();
     apply(
         &ctx,
         root,
@@ -277,13 +287,13 @@ fn build_dir(
     config: &mut TransformerConfig,
 ) -> Result<Vec<Res>> {
     let mut acc = Vec::new();
-    let mut own = TransformerConfig::defaults().clone();
+    let mut own = TransformerConfig::default();
     apply(ctx, dir, chain, &mut acc, Kind::Kustomization, &mut own)?;
     config.merge(&own);
     Ok(acc)
 }
 
-/// Runs the kustomization in `dir` over `acc`: its resources are added, then its components, generators and
+/// Runs the kustomization in `dir` over `acc`: its resources are added, then its generators, components and
 /// transformers act on everything accumulated so far (for a component, that includes its parent's resources).
 fn apply(
     ctx: &Ctx,
@@ -317,22 +327,6 @@ fn apply(
     k.expect_kind(expect)?;
     ctx.vars.borrow_mut().add(&k.file, &k.spec.vars)?;
     chain.push(dir.to_string());
-    for reference in &k.spec.configurations {
-        let bytes = k.read(ctx.files, reference)?;
-        let path = k.resolve(reference)?;
-        let text = String::from_utf8(bytes)
-            .map_err(|_| k.invalid(format!("configurations: {reference:?} is not UTF-8")))?;
-        for doc in crate::bundle::parse_documents(&path, &text)
-            .map_err(|e| KustomizeError::Manifest(e.to_string()))?
-        {
-            let extra: TransformerConfig =
-                serde_json::from_value(doc).map_err(|e| KustomizeError::Invalid {
-                    file: path.clone(),
-                    message: format!("not a transformer configuration: {e}"),
-                })?;
-            config.merge(&extra);
-        }
-    }
     let mut seen = Seen::of(acc)?;
     for reference in k.resources() {
         let path = k.resolve(reference)?;
@@ -361,6 +355,17 @@ fn apply(
             });
         }
     }
+    // The configurations of the resources' kustomizations come first, then this one's own (its `configurations`
+    // and `crds`, then the defaults), as kustomize accumulates them.
+    config.merge(&TransformerConfig::own(&config::custom(ctx.files, &k)?));
+    if let Some(openapi) = &k.spec.openapi {
+        // `openapi.version` picks a built-in schema: the kustomization gives up its bases' custom one.
+        config.openapi = load_openapi(ctx.files, &k, openapi)?.map(std::sync::Arc::new);
+    }
+    generators::run(ctx.files, &k, acc)?;
+    builtin::generate(ctx.files, &k, acc)?;
+    // Components come after the kustomization's own generators (kustomize v5.5), so a component's transformers
+    // reach the objects they generate, and a component's generator may merge into them.
     for reference in &k.spec.components {
         let path = k.resolve(reference)?;
         if !matches!(ctx.files.get(&path), Some(Entry::Dir))
@@ -373,15 +378,7 @@ fn apply(
         }
         apply(ctx, &path, chain, acc, Kind::Component, config)?;
     }
-    if let Some(openapi) = &k.spec.openapi {
-        // `openapi.version` picks a built-in schema: the kustomization gives up its bases' custom one.
-        config.openapi = load_openapi(ctx.files, &k, openapi)?.map(std::sync::Arc::new);
-    }
-    generators::run(ctx.files, &k, acc)?;
-    builtin::generate(ctx.files, &k, acc)?;
-    refs::mark(acc);
     transform::run(ctx.files, &k, config, acc)?;
-    refs::fix_references(acc, config)?;
     metadata::annotate(&k, acc)?;
     ctx.vars.borrow_mut().bind(&k.file, acc)?;
     chain.pop();

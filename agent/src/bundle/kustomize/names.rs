@@ -52,6 +52,9 @@ fn is_namespace(r: &Res) -> bool {
     r.kind() == "Namespace" && r.api_version() == "v1"
 }
 
+/// Adds `prefix` and `suffix` where the field specs say: the name of every object a `metadata/name` spec
+/// selects (once per such spec, as in kustomize), and any other field a spec names. No specs means the default,
+/// every object's name.
 pub fn prefix_suffix(
     acc: &mut [Res],
     prefix: &str,
@@ -60,18 +63,41 @@ pub fn prefix_suffix(
     file: &str,
     by: Value,
 ) {
+    let default = [FieldSpec::new(None, "metadata/name", false)];
+    let specs = if specs.is_empty() {
+        &default[..]
+    } else {
+        specs
+    };
     for r in acc.iter_mut() {
-        let custom_only = !specs.is_empty()
-            && !specs
-                .iter()
-                .any(|s| s.path == "metadata/name" && s.selects(r));
-        let skip = custom_only
-            || matches!(r.kind(), "CustomResourceDefinition")
+        let skip = matches!(r.kind(), "CustomResourceDefinition")
             || is_namespace(r)
             || (r.kind() == "APIService" && r.group() == "apiregistration.k8s.io");
         if !skip {
-            let name = format!("{prefix}{}{suffix}", r.name());
-            r.rename(None, Some(&name));
+            let selected: Vec<&FieldSpec> = specs.iter().filter(|s| s.selects(r)).collect();
+            for spec in selected {
+                if spec.path != "metadata/name" {
+                    fieldspec::visit(&mut r.obj, spec, &mut |v| {
+                        if let Some(old) = v.as_str() {
+                            *v = Value::String(format!("{prefix}{old}{suffix}"));
+                        }
+                    });
+                    continue;
+                }
+                // kustomize records the prefix and suffix each object received (its name references are
+                // later matched by them) and its identity before the change.
+                if !prefix.is_empty() {
+                    r.lineage.prefixes.push(prefix.to_string());
+                }
+                if !suffix.is_empty() {
+                    r.lineage.suffixes.push(suffix.to_string());
+                }
+                if !prefix.is_empty() || !suffix.is_empty() {
+                    r.store_previous_id();
+                }
+                let name = format!("{prefix}{}{suffix}", r.name());
+                r.rename(None, Some(&name));
+            }
         }
         r.transformations.push((file.to_string(), by.clone()));
     }
@@ -105,6 +131,10 @@ impl NamespaceOptions {
 pub fn namespace(acc: &mut [Res], o: &NamespaceOptions, config: &TransformerConfig) {
     let ns = o.namespace.as_str();
     for r in acc.iter_mut() {
+        // kustomize records every object's identity before setting a namespace, changed or not.
+        if !ns.is_empty() {
+            r.store_previous_id();
+        }
         let kind = r.kind().to_string();
         let custom = !o.specs.is_empty();
         let selected = !custom

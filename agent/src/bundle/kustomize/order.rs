@@ -43,6 +43,9 @@ pub fn sort(top: &Kustomization, objects: Vec<Value>) -> Result<Vec<Value>> {
         return Ok(legacy(objects));
     };
     match options.order.as_deref() {
+        Some("fifo") if options.legacy_sort_options.is_some() => Err(top.invalid(
+            "sortOptions.legacySortOptions is set but sortOptions.order is fifo; remove legacySortOptions, or set order: legacy".into(),
+        )),
         Some("fifo") => Ok(objects),
         Some("legacy") => Ok(match &options.legacy_sort_options {
             Some(custom) => by_rank(objects, &custom.order_first, &custom.order_last),

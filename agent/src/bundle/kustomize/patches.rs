@@ -148,6 +148,15 @@ fn apply_entry(
     // With a target, the patch's own name and namespace are placeholders: they never rename what it patches,
     // unless its options allow a new name (or kind).
     for r in acc.iter_mut().filter(|r| matcher.matches(r)) {
+        // kustomize records the identity before a JSON patch of `patches` (the legacy patchesJson6902 does not)
+        // and before a strategic merge patch allowed to rename or re-kind.
+        let records = match &body {
+            Body::Json(_) => list != "patchesJson6902",
+            Body::Strategic(_) => options.allow_name_change || options.allow_kind_change,
+        };
+        if records {
+            r.store_previous_id();
+        }
         let (old_kind, old_name) = (r.kind().to_string(), r.name().to_string());
         match &body {
             Body::Strategic(docs) => {
@@ -362,7 +371,7 @@ fn without_identity(mut patch: Value) -> Value {
 
 /// A patch `target`: exact group, version and kind; anchored regular expressions for name and namespace; label
 /// and annotation selectors.
-struct Matcher<'a> {
+pub(super) struct Matcher<'a> {
     target: &'a Target,
     name: Option<regex::Regex>,
     namespace: Option<regex::Regex>,
@@ -379,7 +388,7 @@ enum Requirement {
 }
 
 impl<'a> Matcher<'a> {
-    fn new(target: &'a Target) -> std::result::Result<Matcher<'a>, String> {
+    pub(super) fn new(target: &'a Target) -> std::result::Result<Matcher<'a>, String> {
         let anchored = |p: &Option<String>| -> std::result::Result<Option<regex::Regex>, String> {
             p.as_ref()
                 .map(|p| {
@@ -398,7 +407,7 @@ impl<'a> Matcher<'a> {
         })
     }
 
-    fn matches(&self, r: &Res) -> bool {
+    pub(super) fn matches(&self, r: &Res) -> bool {
         let t = self.target;
         let eq = |want: &Option<String>, have: &str| want.as_deref().is_none_or(|w| w == have);
         if !eq(&t.group, r.group()) || !eq(&t.version, r.version()) || !eq(&t.kind, r.kind()) {

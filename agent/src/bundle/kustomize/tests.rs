@@ -189,3 +189,248 @@ fn builtin_transformer_configs_run_and_unknown_ones_are_named() {
         "{err}"
     );
 }
+
+#[test]
+fn name_references_are_fixed_once_after_every_level() {
+    // kustomize fixes references at the top only: an overlay's replacement still reads the base's reference as
+    // written (`kubectl kustomize` prints `seen: cfg`), and the reference itself ends up with the final name.
+    let files = repo(&[
+        ("base/kustomization.yaml", "namePrefix: b-\nresources: [r.yaml]\n"),
+        (
+            "base/r.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cfg}\n---\napiVersion: apps/v1\nkind: Deployment\nmetadata: {name: app}\nspec:\n  template:\n    spec:\n      volumes:\n      - name: v\n        configMap: {name: cfg}\n",
+        ),
+        (
+            "ov/kustomization.yaml",
+            "resources: [../base]\nreplacements:\n- source: {kind: Deployment, fieldPath: spec.template.spec.volumes.0.configMap.name}\n  targets:\n  - select: {kind: ConfigMap}\n    fieldPaths: [metadata.annotations.seen]\n    options: {create: true}\n",
+        ),
+    ]);
+    let out = build(&files, "ov", &Limits::default()).unwrap();
+    let cm = out.iter().find(|o| o["kind"] == "ConfigMap").unwrap();
+    assert_eq!(cm["metadata"]["name"], "b-cfg");
+    assert_eq!(cm["metadata"]["annotations"]["seen"], "cfg");
+    let d = out.iter().find(|o| o["kind"] == "Deployment").unwrap();
+    assert_eq!(
+        d.pointer("/spec/template/spec/volumes/0/configMap/name"),
+        Some(&json!("b-cfg"))
+    );
+}
+
+#[test]
+fn a_reference_two_renamed_objects_answer_to_is_refused_unless_affixes_tell_them_apart() {
+    // Two overlays of one base each get their own copy of the ServiceAccount; each RoleBinding finds its own by
+    // the prefixes it received. An overlay's own `sa` (prefixed like the overlay's copy) makes the reference in
+    // that overlay ambiguous, as in kustomize.
+    let base = [
+        ("base/kustomization.yaml", "namePrefix: p-\nresources: [r.yaml]\n"),
+        (
+            "base/r.yaml",
+            "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: sa}\n---\napiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\nmetadata: {name: rb}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: Role, name: r}\nsubjects:\n- kind: ServiceAccount\n  name: sa\n",
+        ),
+        ("a/kustomization.yaml", "namePrefix: a-\nresources: [../base]\n"),
+        ("top/kustomization.yaml", "resources: [../a, ../b]\n"),
+    ];
+    let mut ok = base.to_vec();
+    ok.push((
+        "b/kustomization.yaml",
+        "namePrefix: b-\nresources: [../base]\n",
+    ));
+    let out = build(&repo(&ok), "top", &Limits::default()).unwrap();
+    for prefix in ["a-", "b-"] {
+        let rb = out
+            .iter()
+            .find(|o| {
+                o["kind"] == "RoleBinding" && o["metadata"]["name"] == format!("{prefix}p-rb")
+            })
+            .unwrap();
+        assert_eq!(rb["subjects"][0]["name"], format!("{prefix}p-sa"));
+    }
+    let mut clash = base.to_vec();
+    clash.push((
+        "b/kustomization.yaml",
+        "namePrefix: b-\nresources: [../base, sa.yaml]\n",
+    ));
+    clash.push((
+        "b/sa.yaml",
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: sa, namespace: other}\n",
+    ));
+    // In another namespace: not reachable from the RoleBinding, so still unambiguous.
+    build(&repo(&clash), "top", &Limits::default()).unwrap();
+    clash.pop();
+    clash.push((
+        "b/sa.yaml",
+        "apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: sa\n  annotations: {x: y}\n",
+    ));
+    let err = build(&repo(&clash), "top", &Limits::default()).unwrap_err();
+    assert!(
+        err.to_string().contains("could mean several objects"),
+        "{err}"
+    );
+}
+
+#[test]
+fn local_config_objects_serve_the_build_and_are_left_out() {
+    // kubectl kustomize prints only the Deployment, holding the local Pod's spec.
+    let files = repo(&[
+        (
+            "kustomization.yaml",
+            "resources: [pod.yaml, d.yaml]\nreplacements:\n- source: {kind: Pod, fieldPath: spec}\n  targets:\n  - select: {kind: Deployment}\n    fieldPaths: [spec.template.spec]\n    options: {create: true}\n",
+        ),
+        (
+            "pod.yaml",
+            "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\n  annotations: {config.kubernetes.io/local-config: \"true\"}\nspec:\n  containers: [{name: app, image: nginx}]\n",
+        ),
+        ("d.yaml", "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: d}\n"),
+    ]);
+    let out = build(&files, "", &Limits::default()).unwrap();
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert_eq!(
+        out[0].pointer("/spec/template/spec/containers/0/image"),
+        Some(&json!("nginx"))
+    );
+}
+
+#[test]
+fn builtin_generator_configs_read_as_kustomize_reads_them() {
+    // The generator's `name` names the ConfigMap (metadata.name names the config); fields kustomize's builtin
+    // generator does not know are without effect (`kubectl kustomize` prints bob-<hash>, without labels).
+    let files = repo(&[
+        ("kustomization.yaml", "generators: [g.yaml]\n"),
+        (
+            "g.yaml",
+            "apiVersion: builtin\nkind: ConfigMapGenerator\nmetadata: {name: notImportantHere}\nname: bob\nlabels: {a: b}\nliterals: [x=1]\n",
+        ),
+    ]);
+    let out = build(&files, "", &Limits::default()).unwrap();
+    let name = out[0]["metadata"]["name"].as_str().unwrap();
+    assert!(name.starts_with("bob-"), "{name}");
+    assert!(out[0]["metadata"].get("labels").is_none(), "{out:?}");
+}
+
+#[test]
+fn legacy_sort_options_with_fifo_are_refused() {
+    let files = repo(&[
+        (
+            "kustomization.yaml",
+            "resources: [cm.yaml]\nsortOptions:\n  order: fifo\n  legacySortOptions: {}\n",
+        ),
+        (
+            "cm.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n",
+        ),
+    ]);
+    let err = build(&files, "", &Limits::default()).unwrap_err();
+    assert!(err.to_string().contains("legacySortOptions"), "{err}");
+}
+
+#[test]
+fn a_prefix_suffix_transformer_adds_both() {
+    // kubectl kustomize names the Service baked-apple-pie.
+    let files = repo(&[
+        (
+            "kustomization.yaml",
+            "resources: [s.yaml]\ntransformers:\n- |-\n  apiVersion: builtin\n  kind: PrefixSuffixTransformer\n  metadata: {name: x}\n  prefix: baked-\n  suffix: -pie\n  fieldSpecs:\n  - path: metadata/name\n",
+        ),
+        ("s.yaml", "apiVersion: v1\nkind: Service\nmetadata: {name: apple}\n"),
+    ]);
+    let out = build(&files, "", &Limits::default()).unwrap();
+    assert_eq!(out[0]["metadata"]["name"], "baked-apple-pie");
+}
+
+#[test]
+fn crds_schema_extensions_make_name_references() {
+    let files = repo(&[
+        (
+            "kustomization.yaml",
+            "crds: [crd.json]\nnamePrefix: x-\nresources: [r.yaml]\n",
+        ),
+        (
+            "crd.json",
+            r#"{"a.v1.MyKind": {"Schema": {"properties": {"kind": {}, "apiVersion": {}, "metadata": {},
+                "spec": {"$ref": "a.v1.Spec"}}}},
+               "a.v1.Spec": {"Schema": {"properties": {"secretRef": {
+                "x-kubernetes-object-ref-api-version": "v1", "x-kubernetes-object-ref-kind": "Secret"}}}}}"#,
+        ),
+        (
+            "r.yaml",
+            "apiVersion: v1\nkind: Secret\nmetadata: {name: s}\n---\napiVersion: a/v1\nkind: MyKind\nmetadata: {name: m}\nspec:\n  secretRef: {name: s}\n",
+        ),
+    ]);
+    let out = build(&files, "", &Limits::default()).unwrap();
+    let m = out.iter().find(|o| o["kind"] == "MyKind").unwrap();
+    assert_eq!(m["spec"]["secretRef"]["name"], "x-s");
+}
+
+#[test]
+fn components_run_after_the_generators_of_their_kustomization() {
+    // kustomize v5.5: a component's nameSuffix reaches the ConfigMap its parent generates
+    // (`kubectl kustomize` prints generated-suffix).
+    let files = repo(&[
+        (
+            "kustomization.yaml",
+            "components: [comp]\nconfigMapGenerator:\n- name: generated\n  literals: [k=v]\n  options: {disableNameSuffixHash: true}\n",
+        ),
+        (
+            "comp/kustomization.yaml",
+            "apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\nnameSuffix: -suffix\n",
+        ),
+    ]);
+    let out = build(&files, "", &Limits::default()).unwrap();
+    assert_eq!(out[0]["metadata"]["name"], "generated-suffix");
+}
+
+#[test]
+fn configurations_merge_as_kustomize_merges_field_specs() {
+    // A kustomization's own `namePrefix` spec for Foo replaces the default for every kind (kubectl: cm, p-foo);
+    // over a base that keeps the default, both apply, so Foo is prefixed twice (kubectl: p-cm, p-p-foo).
+    let narrow = "namePrefix:\n- path: metadata/name\n  kind: Foo\n";
+    let objects = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: cm}\n---\napiVersion: x/v1\nkind: Foo\nmetadata: {name: foo}\n";
+    let names = |out: Vec<Value>| -> Vec<String> {
+        let mut n: Vec<String> = out
+            .iter()
+            .map(|o| o["metadata"]["name"].as_str().unwrap().to_string())
+            .collect();
+        n.sort();
+        n
+    };
+    let single = repo(&[
+        (
+            "kustomization.yaml",
+            "namePrefix: p-\nresources: [r.yaml]\nconfigurations: [c.yaml]\n",
+        ),
+        ("c.yaml", narrow),
+        ("r.yaml", objects),
+    ]);
+    let out = build(&single, "", &Limits::default()).unwrap();
+    assert_eq!(names(out), ["cm", "p-foo"]);
+    let over_base = repo(&[
+        (
+            "kustomization.yaml",
+            "namePrefix: p-\nresources: [base]\nconfigurations: [c.yaml]\n",
+        ),
+        ("c.yaml", narrow),
+        ("base/kustomization.yaml", "resources: [r.yaml]\n"),
+        ("base/r.yaml", objects),
+    ]);
+    let out = build(&over_base, "", &Limits::default()).unwrap();
+    assert_eq!(names(out), ["p-cm", "p-p-foo"]);
+}
+
+#[test]
+fn value_add_and_plain_scalars_in_builtin_configs() {
+    // kubectl kustomize: namespace dog-222 (the folder's name), external projects/dog-222/x, area: "51".
+    let files = repo(&[
+        (
+            "dog-222/kustomization.yaml",
+            "resources: [r.yaml]\ntransformers:\n- |-\n  apiVersion: builtin\n  kind: ValueAddTransformer\n  metadata: {name: v}\n  targets:\n  - fieldPath: metadata/namespace\n  - selector: {kind: Thing}\n    fieldPath: spec/ref\n    filePathPosition: 2\n- |-\n  apiVersion: builtin\n  kind: AnnotationsTransformer\n  metadata: {name: a}\n  annotations: {area: 51}\n  fieldSpecs: [{path: metadata/annotations, create: true}]\n",
+        ),
+        (
+            "dog-222/r.yaml",
+            "apiVersion: x/v1\nkind: Thing\nmetadata: {name: t}\nspec: {ref: projects/x}\n",
+        ),
+    ]);
+    let out = build(&files, "dog-222", &Limits::default()).unwrap();
+    assert_eq!(out[0]["metadata"]["namespace"], "dog-222");
+    assert_eq!(out[0]["spec"]["ref"], "projects/dog-222/x");
+    assert_eq!(out[0]["metadata"]["annotations"]["area"], "51");
+}

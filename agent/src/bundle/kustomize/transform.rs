@@ -29,6 +29,8 @@ pub enum Step {
     Replicas(Vec<Replica>, Vec<FieldSpec>),
     Images(Vec<Image>, Vec<FieldSpec>),
     Replacements(Vec<Value>),
+    /// A builtin ValueAddTransformer and the `transformers` entry that configured it.
+    ValueAdd(super::valueadd::ValueAdd, String),
 }
 
 /// What a field's transformer is recorded as (buildMetadata transformerAnnotations).
@@ -69,14 +71,14 @@ fn from_fields(k: &Kustomization, config: &TransformerConfig) -> Vec<Step> {
     if let Some(p) = s.name_prefix.as_deref().filter(|p| !p.is_empty()) {
         steps.push(Step::Prefix(
             p.into(),
-            Vec::new(),
+            config.name_prefix.clone(),
             builtin_by("PrefixTransformer"),
         ));
     }
     if let Some(p) = s.name_suffix.as_deref().filter(|p| !p.is_empty()) {
         steps.push(Step::Suffix(
             p.into(),
-            Vec::new(),
+            config.name_suffix.clone(),
             builtin_by("SuffixTransformer"),
         ));
     }
@@ -154,6 +156,7 @@ pub fn run_step(
             }
         }
         Step::Replacements(list) => replacements::run(files, k, &list, acc)?,
+        Step::ValueAdd(v, field) => super::valueadd::run(k, &field, &v, acc)?,
     }
     Ok(())
 }
