@@ -21,7 +21,7 @@
 //! This is synchronous code over bytes: the server reads the request, [`verify`] decides whether it is
 //! trusted, the store records it ([`crate::backend::FleetStore::record`]), and [`answer`] builds the reply.
 
-use outpost_proto::sfv::{BareItem, Dictionary, Member};
+use outpost_proto::sfv::{self, BareItem, ListEntry};
 use outpost_proto::signature::SignatureError;
 use outpost_proto::signed::{
     sign_response, verify_request, ReceivedRequest, SignedMessageError, LABEL,
@@ -200,7 +200,7 @@ fn keyid(headers: &[(&str, &str)]) -> Result<String, Rejection> {
     if lines.is_empty() {
         return Err(unsigned());
     }
-    let dictionary = Dictionary::parse(&lines.join(", ")).map_err(|e| {
+    let dictionary = sfv::parse_dictionary(&lines.join(", ")).map_err(|e| {
         Rejection::new(
             401,
             "bad_signature",
@@ -208,7 +208,7 @@ fn keyid(headers: &[(&str, &str)]) -> Result<String, Rejection> {
         )
     })?;
     let params = match dictionary.get(LABEL) {
-        Some(Member::InnerList(list)) => &list.params,
+        Some(ListEntry::InnerList(list)) => &list.params,
         _ => {
             return Err(Rejection::new(
                 401,
@@ -220,7 +220,7 @@ fn keyid(headers: &[(&str, &str)]) -> Result<String, Rejection> {
         }
     };
     match params.get("keyid") {
-        Some(BareItem::String(keyid)) => Ok(keyid.clone()),
+        Some(BareItem::String(keyid)) => Ok(keyid.as_str().to_owned()),
         _ => Err(Rejection::new(
             401,
             "bad_signature",

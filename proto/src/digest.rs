@@ -5,7 +5,7 @@
 //! several); we ignore those and require a `sha-256` member that matches, because an algorithm we do not check
 //! protects nothing.
 
-use crate::sfv::{BareItem, Dictionary, Item, Member, ParseError};
+use crate::sfv::{self, BareItem, Item, ListEntry, ParseError};
 
 /// The header name, lowercased as RFC 9421 component identifiers need it.
 pub const CONTENT_DIGEST: &str = "content-digest";
@@ -34,15 +34,15 @@ pub fn content_digest(body: &[u8]) -> String {
 
 /// Checks a received `Content-Digest` value (several field lines joined with `", "`) against `body`.
 pub fn verify_content_digest(header: &str, body: &[u8]) -> Result<(), DigestError> {
-    let dictionary = Dictionary::parse(header)?;
+    let dictionary = sfv::parse_dictionary(header)?;
     let claimed = match dictionary.get(SHA_256) {
-        Some(Member::Item(Item {
-            value: BareItem::ByteSequence(bytes),
+        Some(ListEntry::Item(Item {
+            bare_item: BareItem::ByteSequence(bytes),
             ..
         })) if bytes.len() == 32 => bytes,
         Some(_) => return Err(DigestError::NotSha256Bytes),
         None => {
-            let keys: Vec<&str> = dictionary.keys().collect();
+            let keys: Vec<&str> = dictionary.keys().map(|k| k.as_str()).collect();
             let found = if keys.is_empty() {
                 "nothing".to_owned()
             } else {

@@ -4,7 +4,7 @@
 //! Everything here is plain synchronous code over bytes and strings:
 //! - [`keys`]: Ed25519 keys (PKCS#8 files kept private, the `ed25519:` text form, OpenSSH-style fingerprints);
 //! - [`digest`]: RFC 9530 `Content-Digest` (sha-256) over a message body;
-//! - [`sfv`]: the RFC 8941 structured-field subset that the two RFCs above rely on;
+//! - [`sfv`]: RFC 8941 structured fields, which the two RFCs above rely on, through the `sfv` crate;
 //! - [`signature`]: RFC 9421 HTTP Message Signatures over requests and responses;
 //! - [`signed`]: Outpost's signing policy on whole messages (digest + signature, the covered components, the
 //!   key id), the functions the agent and hub call;

@@ -17,7 +17,9 @@
 mod message;
 
 use crate::keys::{PublicKey, SigningKey};
-use crate::sfv::{self, BareItem, Dictionary, InnerList, Item, Member, ParseError, SerializeError};
+use crate::sfv::{
+    self, BareItem, Dictionary, InnerList, Item, ListEntry, Parameters, ParseError, SerializeError,
+};
 
 pub use message::Message;
 
@@ -147,12 +149,12 @@ impl SignatureParams {
         }
     }
 
-    fn to_sfv(&self) -> sfv::Parameters {
-        let mut params = sfv::Parameters::default();
+    fn to_sfv(&self) -> Result<Parameters, SerializeError> {
+        let mut params = Parameters::new();
         let integers = [("created", self.created), ("expires", self.expires)];
         for (name, value) in integers {
             if let Some(value) = value {
-                params.insert(name, BareItem::Integer(value));
+                params.insert(sfv::key(name)?, BareItem::Integer(sfv::integer(value)?));
             }
         }
         let strings = [
@@ -163,28 +165,29 @@ impl SignatureParams {
         ];
         for (name, value) in strings {
             if let Some(value) = value {
-                params.insert(name, BareItem::String(value.clone()));
+                params.insert(sfv::key(name)?, BareItem::String(sfv::string(value)?));
             }
         }
-        params
+        Ok(params)
     }
 
     /// Reads the known parameters; unknown ones stay in the base (through the inner list) but have no meaning.
-    fn from_sfv(params: &sfv::Parameters) -> Result<Self, SignatureError> {
+    fn from_sfv(params: &Parameters) -> Result<Self, SignatureError> {
         let mut out = SignatureParams::default();
-        for (name, value) in params.iter() {
+        for (name, value) in params {
+            let name = name.as_str();
             let type_error = |expected| SignatureError::ParameterType {
                 name: name.to_owned(),
                 expected,
             };
             match (name, value) {
-                ("created", BareItem::Integer(n)) => out.created = Some(*n),
-                ("expires", BareItem::Integer(n)) => out.expires = Some(*n),
+                ("created", BareItem::Integer(n)) => out.created = Some(i64::from(*n)),
+                ("expires", BareItem::Integer(n)) => out.expires = Some(i64::from(*n)),
                 ("created" | "expires", _) => return Err(type_error("an integer (Unix seconds)")),
-                ("keyid", BareItem::String(s)) => out.keyid = Some(s.clone()),
-                ("alg", BareItem::String(s)) => out.alg = Some(s.clone()),
-                ("nonce", BareItem::String(s)) => out.nonce = Some(s.clone()),
-                ("tag", BareItem::String(s)) => out.tag = Some(s.clone()),
+                ("keyid", BareItem::String(s)) => out.keyid = Some(s.as_str().to_owned()),
+                ("alg", BareItem::String(s)) => out.alg = Some(s.as_str().to_owned()),
+                ("nonce", BareItem::String(s)) => out.nonce = Some(s.as_str().to_owned()),
+                ("tag", BareItem::String(s)) => out.tag = Some(s.as_str().to_owned()),
                 ("keyid" | "alg" | "nonce" | "tag", _) => {
                     return Err(type_error("a quoted string"))
                 }
@@ -214,26 +217,25 @@ pub fn sign(
     params: &SignatureParams,
     key: &SigningKey,
 ) -> Result<SignedFields, SignatureError> {
-    let input = InnerList {
-        items: components
-            .iter()
-            .map(|c| Item::new(BareItem::String((*c).to_owned())))
-            .collect(),
-        params: params.to_sfv(),
-    };
+    let items = components
+        .iter()
+        .map(|c| Ok(Item::new(BareItem::String(sfv::string(c)?))))
+        .collect::<Result<Vec<_>, SerializeError>>()?;
+    let input = InnerList::with_params(items, params.to_sfv()?);
+    let label = sfv::key(label)?;
     let base = signature_base(message, &input)?;
     let signature = key.sign(base.as_bytes());
 
-    let mut input_field = Dictionary::default();
-    input_field.insert(label, Member::InnerList(input));
-    let mut signature_field = Dictionary::default();
+    let mut input_field = Dictionary::new();
+    input_field.insert(label.clone(), ListEntry::InnerList(input));
+    let mut signature_field = Dictionary::new();
     signature_field.insert(
         label,
-        Member::Item(Item::new(BareItem::ByteSequence(signature.to_vec()))),
+        ListEntry::Item(Item::new(BareItem::ByteSequence(signature.to_vec()))),
     );
     Ok(SignedFields {
-        signature_input: input_field.serialize()?,
-        signature: signature_field.serialize()?,
+        signature_input: sfv::serialize_dictionary(&input_field),
+        signature: sfv::serialize_dictionary(&signature_field),
         base,
     })
 }
@@ -243,31 +245,32 @@ pub fn signature_base(message: &Message, input: &InnerList) -> Result<String, Si
     let mut base = String::new();
     let mut seen: Vec<&str> = Vec::with_capacity(input.items.len());
     for (index, item) in input.items.iter().enumerate() {
-        let BareItem::String(component) = &item.value else {
+        let BareItem::String(component) = &item.bare_item else {
             return Err(SignatureError::ComponentNotAString { index });
         };
+        let component = component.as_str();
         if !item.params.is_empty() {
             return Err(SignatureError::ComponentParameters {
-                component: component.clone(),
+                component: component.to_owned(),
             });
         }
         if component == "@signature-params" {
             return Err(SignatureError::SignatureParamsCovered);
         }
-        if seen.contains(&component.as_str()) {
+        if seen.contains(&component) {
             return Err(SignatureError::DuplicateComponent {
-                component: component.clone(),
+                component: component.to_owned(),
             });
         }
         seen.push(component);
         let value = message.component_value(component)?;
-        base.push_str(&sfv::serialize_bare_item(&item.value)?);
+        base.push_str(&sfv::serialize_bare_item(&item.bare_item));
         base.push_str(": ");
         base.push_str(&value);
         base.push('\n');
     }
     base.push_str("\"@signature-params\": ");
-    base.push_str(&input.serialize()?);
+    base.push_str(&sfv::serialize_inner_list(input));
     Ok(base)
 }
 
@@ -305,8 +308,8 @@ pub fn verify(message: &Message, policy: &VerifyPolicy<'_>) -> Result<Verified, 
     let params = SignatureParams::from_sfv(&input.params)?;
     let mut components = Vec::with_capacity(input.items.len());
     for (index, item) in input.items.iter().enumerate() {
-        match &item.value {
-            BareItem::String(name) => components.push(name.clone()),
+        match &item.bare_item {
+            BareItem::String(name) => components.push(name.as_str().to_owned()),
             _ => return Err(SignatureError::ComponentNotAString { index }),
         }
     }
@@ -370,8 +373,8 @@ pub fn verify(message: &Message, policy: &VerifyPolicy<'_>) -> Result<Verified, 
 fn signature_input(message: &Message, label: &str) -> Result<InnerList, SignatureError> {
     let example = "sig=(\"@method\" \"@path\");created=1700000000;keyid=\"...\"";
     match labelled_member(message, SIGNATURE_INPUT, "Signature-Input", example, label)? {
-        Member::InnerList(list) => Ok(list),
-        Member::Item(_) => Err(SignatureError::NotAnInnerList {
+        ListEntry::InnerList(list) => Ok(list),
+        ListEntry::Item(_) => Err(SignatureError::NotAnInnerList {
             label: label.to_owned(),
         }),
     }
@@ -385,8 +388,8 @@ fn signature_bytes(message: &Message, label: &str) -> Result<Vec<u8>, SignatureE
         "sig=:<base64 of 64 bytes>:",
         label,
     )? {
-        Member::Item(Item {
-            value: BareItem::ByteSequence(bytes),
+        ListEntry::Item(Item {
+            bare_item: BareItem::ByteSequence(bytes),
             ..
         }) if bytes.len() == 64 => Ok(bytes),
         _ => Err(SignatureError::NotASignature {
@@ -401,18 +404,18 @@ fn labelled_member(
     header: &'static str,
     example: &'static str,
     label: &str,
-) -> Result<Member, SignatureError> {
+) -> Result<ListEntry, SignatureError> {
     let value = message
         .header(name)
         .ok_or(SignatureError::MissingHeader { header })?;
-    let dictionary =
-        Dictionary::parse(&value).map_err(|source| SignatureError::MalformedHeader {
+    let mut dictionary =
+        sfv::parse_dictionary(&value).map_err(|source| SignatureError::MalformedHeader {
             header,
             example,
             source,
         })?;
-    dictionary.get(label).cloned().ok_or_else(|| {
-        let labels: Vec<&str> = dictionary.keys().collect();
+    dictionary.swap_remove(label).ok_or_else(|| {
+        let labels: Vec<&str> = dictionary.keys().map(|k| k.as_str()).collect();
         let found = if labels.is_empty() {
             "none".to_owned()
         } else {
