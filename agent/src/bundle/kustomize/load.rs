@@ -495,9 +495,9 @@ pub fn objects(path: &str, bytes: &[u8]) -> Result<Vec<Res>> {
     let mut out = Vec::new();
     for (index, doc) in docs.into_iter().enumerate() {
         let document = index + 1;
-        blank_subject_namespace(&doc).map_err(|message| KustomizeError::Invalid {
+        blank_subject_namespace(&doc).map_err(|problem| KustomizeError::Invalid {
             file: format!("{path}, document {document}"),
-            message,
+            message: problem.to_string(),
         })?;
         for obj in crate::bundle::flatten(doc, path, document)
             .map_err(|e| KustomizeError::Manifest(e.to_string()))?
@@ -511,7 +511,7 @@ pub fn objects(path: &str, bytes: &[u8]) -> Result<Vec<Res>> {
 }
 
 /// kustomize refuses an RBAC subject with `namespace:` written but left blank.
-fn blank_subject_namespace(doc: &Value) -> std::result::Result<(), String> {
+fn blank_subject_namespace(doc: &Value) -> std::result::Result<(), super::problem::Problem> {
     let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("");
     if kind != "RoleBinding" && kind != "ClusterRoleBinding" {
         return Ok(());
@@ -526,9 +526,10 @@ fn blank_subject_namespace(doc: &Value) -> std::result::Result<(), String> {
         if s.get("namespace")
             .is_some_and(|n| n.is_null() || n.as_str() == Some(""))
         {
-            return Err(format!(
-                "{kind} subjects[{i}].namespace is blank; name the namespace or remove the key"
-            ));
+            return Err(super::problem::Problem::BlankSubjectNamespace {
+                kind: kind.to_string(),
+                index: i,
+            });
         }
     }
     Ok(())

@@ -22,6 +22,7 @@ mod nameref;
 mod names;
 mod order;
 mod patches;
+mod problem;
 mod refs;
 mod replacements;
 mod smp;

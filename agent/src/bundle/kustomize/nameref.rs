@@ -14,6 +14,7 @@ use serde_json::Value;
 use super::config::TransformerConfig;
 use super::fieldspec::{self, FieldSpec};
 use super::names::cluster_scoped;
+use super::problem::Problem;
 use super::{KustomizeError, Res, Result};
 
 /// kustomize's namespace key for cluster-scoped objects (never equal to a real namespace).
@@ -206,7 +207,7 @@ impl Lookup<'_> {
         old: &str,
         candidates: &[usize],
         identical: fn(&Known, &Known) -> bool,
-    ) -> std::result::Result<Option<usize>, String> {
+    ) -> std::result::Result<Option<usize>, Problem> {
         let referrer = self.referrer;
         let mut hits: Vec<usize> = candidates
             .iter()
@@ -243,17 +244,17 @@ impl Lookup<'_> {
                     return Ok(Some(*first));
                 }
                 let names: Vec<String> = hits.iter().map(|&i| self.known[i].describe()).collect();
-                Err(format!(
-                    "the reference {old:?} could mean several objects ({}): each was once called {old:?} and none fits the referrer's name prefixes and suffixes better (kustomize refuses this too); write the reference as the final name of the one meant, or give them distinct names",
-                    names.join(", ")
-                ))
+                Err(Problem::Ambiguous {
+                    old: old.to_string(),
+                    candidates: names.join(", "),
+                })
             }
         }
     }
 
     /// The new value for one referring value: a name, or a map with `name` (and maybe `namespace`) such as an
     /// RBAC subject or a webhook's service. Nothing when it refers to no renamed object.
-    fn fix(&self, reachable: &[usize], v: &mut Value) -> std::result::Result<(), String> {
+    fn fix(&self, reachable: &[usize], v: &mut Value) -> std::result::Result<(), Problem> {
         match v {
             Value::String(old) => {
                 if let Some(i) = self.select(old, reachable, |a, b| a.name == b.name)? {
@@ -264,7 +265,7 @@ impl Lookup<'_> {
             }
             Value::Object(map) => {
                 let Some(old) = map.get("name") else {
-                    return Err("the field holds no `name` to update; fix the nameReference field spec in `configurations`".into());
+                    return Err(Problem::NoName);
                 };
                 let Some(old) = old.as_str() else {
                     return Ok(());

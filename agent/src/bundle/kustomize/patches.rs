@@ -7,6 +7,7 @@ use serde_json::Value;
 
 use super::files::RepoFiles;
 use super::load::{Kustomization, Patch, PatchOptions, Target};
+use super::problem::Problem;
 use super::smp::Schema;
 use super::{jsonpatch, smp, KustomizeError, Res, Result};
 
@@ -144,7 +145,7 @@ fn apply_entry(
             )),
         };
     };
-    let matcher = Matcher::new(target).map_err(|m| patch_error(k, index, m))?;
+    let matcher = Matcher::new(target).map_err(|m| patch_error(k, index, m.to_string()))?;
     // With a target, the patch's own name and namespace are placeholders: they never rename what it patches,
     // unless its options allow a new name (or kind).
     for r in acc.iter_mut().filter(|r| matcher.matches(r)) {
@@ -388,12 +389,13 @@ enum Requirement {
 }
 
 impl<'a> Matcher<'a> {
-    pub(super) fn new(target: &'a Target) -> std::result::Result<Matcher<'a>, String> {
-        let anchored = |p: &Option<String>| -> std::result::Result<Option<regex::Regex>, String> {
+    pub(super) fn new(target: &'a Target) -> std::result::Result<Matcher<'a>, Problem> {
+        let anchored = |p: &Option<String>| -> std::result::Result<Option<regex::Regex>, Problem> {
             p.as_ref()
                 .map(|p| {
-                    regex::Regex::new(&format!("^(?:{p})$")).map_err(|e| {
-                        format!("target pattern {p:?} is not a valid regular expression: {e}")
+                    regex::Regex::new(&format!("^(?:{p})$")).map_err(|e| Problem::Pattern {
+                        pattern: p.clone(),
+                        source: Box::new(e),
                     })
                 })
                 .transpose()
@@ -447,7 +449,7 @@ fn satisfied(reqs: &[Requirement], map: Option<&serde_json::Map<String, Value>>)
 }
 
 /// Kubernetes label selector syntax: `a=b`, `a==b`, `a!=b`, `a`, `!a`, `a in (x,y)`, `a notin (x)`.
-fn selector(text: Option<&str>) -> std::result::Result<Vec<Requirement>, String> {
+fn selector(text: Option<&str>) -> std::result::Result<Vec<Requirement>, Problem> {
     let Some(text) = text else {
         return Ok(Vec::new());
     };
@@ -492,7 +494,10 @@ fn selector(text: Option<&str>) -> std::result::Result<Vec<Requirement>, String>
         {
             Requirement::Exists(part.into())
         } else {
-            return Err(format!("label selector {text:?} is not valid at {part:?}"));
+            return Err(Problem::Selector {
+                text: text.to_string(),
+                part: part.to_string(),
+            });
         };
         out.push(req);
     }

@@ -79,7 +79,9 @@ fn json_patch_operations_and_errors() {
     jsonpatch::apply(&mut v, ops.as_array().unwrap()).unwrap();
     assert_eq!(v, json!({"a": {}, "c": [0, 2, 3]}));
     let bad = json!([{"op": "remove", "path": "/nothere"}]);
-    let err = jsonpatch::apply(&mut v, bad.as_array().unwrap()).unwrap_err();
+    let err = jsonpatch::apply(&mut v, bad.as_array().unwrap())
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("operation 1") && err.contains("/nothere"),
         "{err}"
