@@ -180,7 +180,7 @@ async fn allowed(
     resource: &str,
     namespace: Option<&str>,
     verb: &str,
-) -> Result<bool, String> {
+) -> Result<bool, Refusal> {
     let mut attributes = json!({"group": group, "resource": resource, "verb": verb});
     if let Some(ns) = namespace {
         attributes["namespace"] = json!(ns);
@@ -205,9 +205,19 @@ async fn allowed(
             .pointer("/status/allowed")
             .and_then(Value::as_bool)
             == Some(true)),
-        Err(Ok(f)) => Err(f.describe()),
-        Err(Err(e)) => Err(e.to_string()),
+        Err(Ok(f)) => Err(Refusal::Api(f.describe())),
+        Err(Err(e)) => Err(Refusal::Unreachable(e)),
     }
+}
+
+/// Why a SelfSubjectAccessReview got no answer.
+#[derive(Debug, thiserror::Error)]
+enum Refusal {
+    /// The API server's own words (with its hint), e.g. the review API is forbidden.
+    #[error("{0}")]
+    Api(String),
+    #[error(transparent)]
+    Unreachable(#[from] kube::KubeError),
 }
 
 /// The hub answers over the configured URL and TLS settings. A signed no-op needs an endpoint the hub does not

@@ -48,9 +48,20 @@ fn state_dir(dir: &Path) -> Finding {
     }
 }
 
+/// Why a folder cannot be written.
+#[derive(Debug, thiserror::Error)]
+enum NotWritable {
+    #[error("cannot write in it ({0})")]
+    Denied(std::io::Error),
+    #[error("exists but is not a folder")]
+    NotAFolder,
+    #[error("no existing parent folder")]
+    NoParent,
+}
+
 /// `Ok(true)`: exists and a file can be created in it; `Ok(false)`: missing but its nearest existing parent is
 /// writable.
-fn writable_dir(dir: &Path) -> Result<bool, String> {
+fn writable_dir(dir: &Path) -> Result<bool, NotWritable> {
     if dir.is_dir() {
         let probe = dir.join(format!(".outpost-check-{}", std::process::id()));
         return match std::fs::File::create(&probe) {
@@ -58,17 +69,17 @@ fn writable_dir(dir: &Path) -> Result<bool, String> {
                 let _ = std::fs::remove_file(&probe);
                 Ok(true)
             }
-            Err(e) => Err(format!("cannot write in it ({e})")),
+            Err(e) => Err(NotWritable::Denied(e)),
         };
     }
     if dir.exists() {
-        return Err("exists but is not a folder".into());
+        return Err(NotWritable::NotAFolder);
     }
     let parent = dir
         .ancestors()
         .skip(1)
         .find(|p| p.is_dir())
-        .ok_or_else(|| "no existing parent folder".to_string())?;
+        .ok_or(NotWritable::NoParent)?;
     writable_dir(parent).map(|_| false)
 }
 

@@ -20,6 +20,7 @@ mod load;
 mod metadata;
 mod nameref;
 mod names;
+mod objects;
 mod order;
 mod patches;
 mod problem;
@@ -345,7 +346,7 @@ fn apply(
             }
             _ => {
                 let bytes = k.read(ctx.files, reference)?;
-                for r in load::objects(&path, &bytes)? {
+                for r in objects::read(&path, &bytes)? {
                     seen.add(acc, r, &k.file)?;
                 }
             }
