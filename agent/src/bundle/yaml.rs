@@ -76,11 +76,30 @@ pub struct Cost {
     pub documents: usize,
 }
 
+/// What a mapping that names one key twice means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RepeatedKeys {
+    /// The last value wins: how plain manifests have always been read (and how kubectl reads them).
+    LastWins,
+    /// Refused, naming the line: how kustomize reads the resource files of a build.
+    Refuse,
+}
+
 /// Parses every document of a file (JSON when it is named `*.json`); empty documents are skipped.
 pub fn parse_documents(
     path: &str,
     text: &str,
     objects_left: usize,
+) -> Result<Vec<Value>, BuildError> {
+    parse_documents_with(path, text, objects_left, RepeatedKeys::LastWins)
+}
+
+/// [`parse_documents`], saying what a repeated mapping key means.
+pub fn parse_documents_with(
+    path: &str,
+    text: &str,
+    objects_left: usize,
+    repeated: RepeatedKeys,
 ) -> Result<Vec<Value>, BuildError> {
     let budget = Budget::for_file(text.len(), objects_left);
     if path.to_ascii_lowercase().ends_with(".json") {
@@ -105,8 +124,12 @@ pub fn parse_documents(
     }
     let text = super::octal::rewrite(text);
     scan(path, &text, &budget)?;
-    let docs: Vec<Value> = serde_saphyr::from_multiple_with_options(&text, options(&budget))
-        .map_err(|e| {
+    let mut options = options(&budget);
+    if repeated == RepeatedKeys::Refuse {
+        options.duplicate_keys = serde_saphyr::DuplicateKeyPolicy::Error;
+    }
+    let docs: Vec<Value> =
+        serde_saphyr::from_multiple_with_options(&text, options).map_err(|e| {
             let at = e
                 .location()
                 .map(|l| format!(", line {}, column {}", l.line(), l.column()))

@@ -5,6 +5,7 @@ use serde_json::Value;
 
 use super::problem::Problem;
 use super::{KustomizeError, Res, Result};
+use crate::bundle::yaml;
 
 /// The objects of a resource file (multi-document YAML, JSON, `kind: List`).
 pub fn read(path: &str, bytes: &[u8]) -> Result<Vec<Res>> {
@@ -15,7 +16,9 @@ pub fn read(path: &str, bytes: &[u8]) -> Result<Vec<Res>> {
             e.valid_up_to()
         ),
     })?;
-    let docs = crate::bundle::parse_documents(path, text)
+    // kustomize reads resources strictly: a key written twice in one mapping is an error (kustomization files
+    // themselves are read leniently, the last value winning, and so are they here).
+    let docs = yaml::parse_documents_with(path, text, usize::MAX, yaml::RepeatedKeys::Refuse)
         .map_err(|e| KustomizeError::Manifest(e.to_string()))?;
     let mut out = Vec::new();
     for (index, doc) in docs.into_iter().enumerate() {

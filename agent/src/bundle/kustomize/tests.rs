@@ -436,3 +436,21 @@ fn value_add_and_plain_scalars_in_builtin_configs() {
     assert_eq!(out[0]["spec"]["ref"], "projects/dog-222/x");
     assert_eq!(out[0]["metadata"]["annotations"]["area"], "51");
 }
+
+/// kustomize refuses a mapping that names one key twice (kustomize's TestDuplicateKeys); plain manifests keep
+/// the last value, as they always have.
+#[test]
+fn a_key_written_twice_is_refused_in_a_kustomize_build() {
+    let cm = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\ndata:\n  x: one\n  x: two\n";
+    let files = repo(&[
+        ("kustomization.yaml", "resources:\n- cm.yaml\n"),
+        ("cm.yaml", cm),
+    ]);
+    let err = build(&files, "", &Limits::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("cm.yaml"), "{err}");
+    assert!(err.to_ascii_lowercase().contains("duplicate"), "{err}");
+    let plain = crate::bundle::yaml::parse_documents("cm.yaml", cm, 10).unwrap();
+    assert_eq!(plain[0]["data"]["x"], "two");
+}
