@@ -184,34 +184,23 @@ impl Pkcs8Document {
     /// Reads a key file, refusing it unless only its owner can read or write it (mode 0600 or stricter).
     /// The mode is checked on the opened file, so the file read is the file checked.
     pub fn load(path: &Path) -> Result<Self, KeyError> {
-        let io = |action, source| KeyError::Io {
-            action,
-            path: path.to_owned(),
-            source,
-        };
-        let file = File::open(path).map_err(|e| io("open", e))?;
-        let metadata = file.metadata().map_err(|e| io("inspect", e))?;
-        if !metadata.is_file() {
-            return Err(KeyError::NotAFile {
+        let mut bytes = read_private(path, MAX_KEY_FILE_LEN).map_err(|e| match e {
+            PrivateFile::Io { action, source } => KeyError::Io {
+                action,
                 path: path.to_owned(),
-            });
-        }
-        let mode = metadata.mode() & 0o7777;
-        if mode & 0o077 != 0 {
-            return Err(KeyError::Permissions {
+                source,
+            },
+            PrivateFile::NotAFile => KeyError::NotAFile {
+                path: path.to_owned(),
+            },
+            PrivateFile::Permissions { mode } => KeyError::Permissions {
                 path: path.to_owned(),
                 mode,
-            });
-        }
-        let mut bytes = Vec::new();
-        file.take(MAX_KEY_FILE_LEN + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| io("read", e))?;
-        if bytes.len() as u64 > MAX_KEY_FILE_LEN {
-            return Err(KeyError::TooLarge {
+            },
+            PrivateFile::TooLarge => KeyError::TooLarge {
                 path: path.to_owned(),
-            });
-        }
+            },
+        })?;
         let parsed = Self::from_pem_or_der(&bytes);
         bytes.fill(0);
         std::hint::black_box(&bytes);
@@ -376,4 +365,43 @@ impl FromStr for PublicKey {
         let raw: [u8; 32] = raw.try_into().map_err(|_| error())?;
         Ok(PublicKey(raw))
     }
+}
+
+/// Why a private file (a key, an age identity) was not read. Each caller words it for its own file.
+#[derive(Debug)]
+pub enum PrivateFile {
+    Io {
+        action: &'static str,
+        source: std::io::Error,
+    },
+    NotAFile,
+    /// Other users may read or write it: the mode found.
+    Permissions {
+        mode: u32,
+    },
+    TooLarge,
+}
+
+/// Reads a file that holds a secret, refusing it unless only its owner can read or write it (mode 0600 or
+/// stricter) and unless it is at most `max_len` bytes. The mode is checked on the opened file, so the file read
+/// is the file checked.
+pub fn read_private(path: &Path, max_len: u64) -> Result<Vec<u8>, PrivateFile> {
+    let io = |action, source| PrivateFile::Io { action, source };
+    let file = File::open(path).map_err(|e| io("open", e))?;
+    let metadata = file.metadata().map_err(|e| io("inspect", e))?;
+    if !metadata.is_file() {
+        return Err(PrivateFile::NotAFile);
+    }
+    let mode = metadata.mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(PrivateFile::Permissions { mode });
+    }
+    let mut bytes = Vec::new();
+    file.take(max_len + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| io("read", e))?;
+    if bytes.len() as u64 > max_len {
+        return Err(PrivateFile::TooLarge);
+    }
+    Ok(bytes)
 }

@@ -4,9 +4,7 @@
 //! Like the agent's signing key, it is refused unless only its owner can read it (mode 0600 or stricter), and
 //! the mode is checked on the opened file. Secret text never reaches an error message or `Debug` output.
 
-use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use super::cipher::DataKey;
@@ -57,34 +55,24 @@ impl std::fmt::Debug for Identities {
 impl Identities {
     /// Reads an identities file, refusing it unless only its owner can read or write it.
     pub fn load(path: &Path) -> Result<Identities, IdentityError> {
-        let io = |action, source| IdentityError::Io {
-            action,
-            path: path.to_owned(),
-            source,
-        };
-        let file = File::open(path).map_err(|e| io("open", e))?;
-        let metadata = file.metadata().map_err(|e| io("inspect", e))?;
-        if !metadata.is_file() {
-            return Err(IdentityError::NotAFile {
+        use outpost_proto::keys::{read_private, PrivateFile};
+        let mut bytes = read_private(path, MAX_IDENTITIES_FILE_LEN).map_err(|e| match e {
+            PrivateFile::Io { action, source } => IdentityError::Io {
+                action,
                 path: path.to_owned(),
-            });
-        }
-        let mode = metadata.mode() & 0o7777;
-        if mode & 0o077 != 0 {
-            return Err(IdentityError::Permissions {
+                source,
+            },
+            PrivateFile::NotAFile => IdentityError::NotAFile {
+                path: path.to_owned(),
+            },
+            PrivateFile::Permissions { mode } => IdentityError::Permissions {
                 path: path.to_owned(),
                 mode,
-            });
-        }
-        let mut bytes = Vec::new();
-        file.take(MAX_IDENTITIES_FILE_LEN + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| io("read", e))?;
-        if bytes.len() as u64 > MAX_IDENTITIES_FILE_LEN {
-            return Err(IdentityError::TooLarge {
+            },
+            PrivateFile::TooLarge => IdentityError::TooLarge {
                 path: path.to_owned(),
-            });
-        }
+            },
+        })?;
         let parsed = Identities::parse(
             &String::from_utf8_lossy(&bytes),
             &path.display().to_string(),
