@@ -20,7 +20,9 @@ use std::pin::Pin;
 use bytes::Bytes;
 use outpost_proto::wire::{Assignment, Heartbeat};
 
-use crate::store::{AgentRecord, Enrolled, Enrollment, Forgotten, Recorded, StoreError, Stored};
+use crate::store::{
+    AgentRecord, Enrolled, Enrollment, Forgotten, IssuedToken, Labels, Recorded, StoreError, Stored,
+};
 
 pub mod config;
 pub mod embedded;
@@ -132,6 +134,22 @@ pub trait FleetStore: Send + Sync + std::fmt::Debug {
         assignment: Assignment,
         at_least: u64,
     ) -> StoreFuture<'a, u64>;
+
+    /// Every agent's labels (set through the admin API or by the token that enrolled it).
+    fn labels(&self) -> StoreFuture<'_, Vec<(String, Labels)>>;
+
+    /// Replaces one agent's labels; an empty set removes them.
+    fn set_labels<'a>(&'a self, agent_id: &'a str, labels: Labels) -> StoreFuture<'a, ()>;
+
+    /// Removes one agent's enrollment, so its key is refused; its records stay. Returns whether it was
+    /// enrolled.
+    fn revoke<'a>(&'a self, agent_id: &'a str) -> StoreFuture<'a, bool>;
+
+    /// Records a bootstrap token made by `outpost-hub token create` (its hash, labels and expiry).
+    fn add_issued_token(&self, token: IssuedToken) -> StoreFuture<'_, ()>;
+
+    /// The issued token with this hash, if any.
+    fn issued_token<'a>(&'a self, token_sha256: &'a str) -> StoreFuture<'a, Option<IssuedToken>>;
 
     /// The hashes of used bootstrap tokens, with the agent each enrolled (for export).
     fn used_tokens(&self) -> StoreFuture<'_, Vec<(String, String)>>;
