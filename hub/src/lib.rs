@@ -18,6 +18,7 @@
 //! Wire formats, signing and keys come from `outpost_proto`; nothing here re-implements them.
 
 pub mod access;
+pub mod admin;
 pub mod assign;
 pub mod authority;
 pub mod backend;

@@ -40,6 +40,7 @@ pub(super) async fn route(
         }
     }
     let outcome = match (&method, path.as_str()) {
+        (_, p) if p.starts_with("/v1/admin/") => admin(state.clone(), request).await.map(whole),
         (&Method::POST, "/v1/heartbeats") => {
             let outcome = heartbeat(state.clone(), request).await;
             state.heartbeats.count(&outcome);
@@ -64,7 +65,7 @@ pub(super) async fn route(
         _ => Err(Rejection::new(
             404,
             "not_found",
-            format!("no endpoint {path}; the hub serves POST /v1/heartbeats, POST /v1/enroll, GET /v1/agents, GET /v1/agents/{{id}}, GET / and GET /metrics"),
+            format!("no endpoint {path}; the hub serves POST /v1/heartbeats, POST /v1/enroll, GET /v1/agents, GET /v1/agents/{{id}}, GET / and GET /metrics, and the admin API under /v1/admin/"),
         )),
     };
     Ok(match outcome {
@@ -135,6 +136,7 @@ fn endpoint(path: &str) -> &'static str {
         p if p.starts_with("/v1/agents/") => "agent",
         "/" => "fleet",
         "/metrics" => "metrics",
+        p if p.starts_with("/v1/admin/") => "admin",
         _ => "other",
     }
 }
@@ -189,17 +191,17 @@ async fn heartbeat(state: Arc<HubState>, request: Request<Incoming>) -> Result<R
         crate::heartbeat::verify(&state, &received, now_ms())?
     };
     let received_ms = now_ms();
-    // Returns once the record is durable (see `crate::backend`).
-    let recorded = state
-        .store
-        .record(
+    // The record returns once it is durable (see `crate::backend`); the assignment is read meanwhile.
+    let (recorded, stored) = tokio::join!(
+        state.store.record(
             verified.heartbeat.clone(),
             body,
             received_ms,
             state.config.history,
-        )
-        .await;
-    crate::heartbeat::answer(&state, &verified, recorded, now_ms())
+        ),
+        state.store.assignment(&verified.agent_id)
+    );
+    crate::heartbeat::answer(&state, &verified, recorded, stored, now_ms())
 }
 
 async fn enroll(
@@ -213,9 +215,40 @@ async fn enroll(
     let limit = crate::enroll::MAX_ENROLL_BODY;
     let body = read_body(&parts, body, limit, "enrollment", "a fixed limit").await?;
     let hub = state.clone();
-    let checked = on_blocking_pool(move || crate::enroll::check(&hub, &body, now_ms())).await?;
+    let mut checked = on_blocking_pool(move || crate::enroll::check(&hub, &body, now_ms())).await?;
+    let failed = |e: crate::backend::BackendError| {
+        crate::reply::store_failure(&e, "cannot look up the bootstrap token".into())
+    };
+    let issued = match checked.issued_lookup() {
+        Some(hash) => state.store.issued_token(hash).await.map_err(failed)?,
+        None => None,
+    };
+    crate::enroll::check_token(&mut checked, issued, now_ms())?;
+    crate::enroll::check_agent(&state, &checked)?;
     let outcome = state.store.enroll(checked.enrollment()).await;
-    crate::enroll::finish(&state, checked, outcome)
+    let labels = std::mem::take(&mut checked.labels);
+    let id = checked.enrollment().agent_id;
+    let reply = crate::enroll::finish(&state, checked, outcome)?;
+    // Also on a retry (200), so labels a failed first try did not set are set now.
+    if !labels.is_empty() {
+        state.store.set_labels(&id, labels).await.map_err(|e| {
+            crate::reply::store_failure(
+                &e,
+                format!("enrolled agent {id:?} but cannot set its labels"),
+            )
+        })?;
+    }
+    Ok(reply)
+}
+
+/// The admin API ([`crate::admin`]): an admin credential, then the action named by method and path.
+async fn admin(state: Arc<HubState>, request: Request<Incoming>) -> Result<Reply, Rejection> {
+    let by = authorize(&state, &request, Role::Admin)?;
+    let action = crate::admin::route(request.method().as_str(), request.uri().path())?;
+    let (parts, body) = request.into_parts();
+    let limit = state.config.max_body;
+    let body = read_body(&parts, body, limit, "admin request", "max_body").await?;
+    crate::admin::handle(&state, action, &body, &by, now_ms()).await
 }
 
 async fn agents(state: Arc<HubState>) -> Result<Reply, Rejection> {

@@ -209,7 +209,7 @@ pub async fn from_store(
 }
 
 /// The address `status` dials: the listen address, with a wildcard replaced by loopback.
-fn dial_addr(listen: SocketAddr) -> SocketAddr {
+pub(crate) fn dial_addr(listen: SocketAddr) -> SocketAddr {
     let ip = match listen.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),
