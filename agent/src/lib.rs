@@ -9,6 +9,7 @@
 //!
 //! - [`fuzzing`]: shared by the cargo-fuzz targets and the corpus replay test; not an API
 //! - [`commands`]: what each subcommand does, a thin map onto the modules below (`main.rs` only parses)
+//! - [`enroll`]: `outpost enroll`: join a hub with a bootstrap token, check its key, write `[upstream]`
 //! - [`daemon`]: `outpost run`: signals, a failed store, rounds, per-source loops, heartbeats, timing
 //! - [`reconcile`]: the one per-source pipeline (probe, fetch, verify, read, build, apply, record) and its
 //!   failure policy; also `render` and the clean-up of removed sources
@@ -37,6 +38,7 @@ pub mod commands;
 pub mod config;
 pub mod daemon;
 pub mod deploy;
+pub mod enroll;
 pub mod fsutil;
 pub mod http_body;
 pub mod identity;
