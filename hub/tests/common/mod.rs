@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 pub mod child;
 pub mod postgres;
+pub mod proxy;
 use std::sync::Arc;
 
 use outpost_hub::config::Config;
