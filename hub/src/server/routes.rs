@@ -47,9 +47,17 @@ pub(super) async fn route(
             outcome.map(whole)
         }
         (&Method::POST, "/v1/enroll") => enroll(state.clone(), peer, request).await.map(whole),
-        (&Method::GET, "/") => fleet_read(&state, |_, views, now| crate::fleet::handle(views, now))
-            .await
-            .map(whole),
+        (&Method::GET, "/") => {
+            match crate::fleet::select::parse_query(query.as_deref()) {
+                Ok(filter) => fleet_read(&state, move |_, views, now| crate::fleet::handle(views, &filter, now))
+                    .await
+                    .map(whole),
+                Err(rejection) => Err(rejection),
+            }
+        }
+        (&Method::GET, p) if p.starts_with("/agents/") => {
+            agent_page(state.clone(), p.trim_start_matches("/agents/").to_owned()).await.map(whole)
+        }
         (&Method::GET, "/metrics") => fleet_read(&state, |hub, views, _| crate::metrics::handle(hub, views))
             .await
             .map(whole),
@@ -59,7 +67,7 @@ pub(super) async fn route(
             agent(state.clone(), id, query.as_deref()).await
         }
         (_, "/v1/heartbeats" | "/v1/enroll") => Err(method_not_allowed("POST")),
-        (_, p) if p == "/" || p == "/metrics" || p == "/v1/agents" || p.starts_with("/v1/agents/") => {
+        (_, p) if is_fleet_read(p) => {
             Err(method_not_allowed("GET"))
         }
         _ => Err(Rejection::new(
@@ -76,7 +84,9 @@ pub(super) async fn route(
 
 /// Whether `path` shows fleet data, which needs a read credential ([`crate::access`]).
 fn is_fleet_read(path: &str) -> bool {
-    matches!(path, "/" | "/metrics" | "/v1/agents") || path.starts_with("/v1/agents/")
+    matches!(path, "/" | "/metrics" | "/v1/agents")
+        || path.starts_with("/v1/agents/")
+        || path.starts_with("/agents/")
 }
 
 /// Checks the request's credential for `role`.
@@ -135,6 +145,7 @@ fn endpoint(path: &str) -> &'static str {
         "/v1/agents" => "agents",
         p if p.starts_with("/v1/agents/") => "agent",
         "/" => "fleet",
+        p if p.starts_with("/agents/") => "agent_page",
         "/metrics" => "metrics",
         p if p.starts_with("/v1/admin/") => "admin",
         _ => "other",
@@ -274,6 +285,39 @@ where
         .map_err(|e| crate::reply::store_failure(&e, "cannot read the fleet".into()))?;
     let hub = state.clone();
     on_blocking_pool(move || Ok(render(&hub, &views, now))).await
+}
+
+/// `GET /agents/{id}`: one agent's HTML page ([`crate::fleet::agent_page`]) with its newest kept heartbeats.
+async fn agent_page(state: Arc<HubState>, id: String) -> Result<Reply, Rejection> {
+    use crate::fleet::agent_page::{Recent, RECENT};
+    let _turn = state.reads.enter().await?;
+    let failed = |e: crate::backend::BackendError| {
+        crate::reply::store_failure(&e, format!("cannot read agent {id:?}"))
+    };
+    let record = state.store.agent(&id).await.map_err(failed)?;
+    let view = crate::status::agent_view(&state.config, &state.registry(), &id, record, now_ms())
+        .ok_or_else(|| {
+        Rejection::new(
+            404,
+            "unknown_agent",
+            format!("no agent {id:?} is enrolled or on record"),
+        )
+    })?;
+    let kept = state
+        .store
+        .history_page(&id, None, RECENT)
+        .await
+        .map_err(failed)?;
+    let mut recent = Vec::with_capacity(kept.records.len());
+    for kept in kept.records.into_iter().rev() {
+        let stored = state.store.read_kept(kept).await.map_err(failed)?;
+        recent.extend(Recent::from_body(
+            stored.seq,
+            stored.received_ms,
+            &stored.body,
+        ));
+    }
+    on_blocking_pool(move || Ok(crate::fleet::agent_page::handle(&view, &recent))).await
 }
 
 /// `GET /v1/agents/{id}`: the head is built on the blocking pool, then each kept heartbeat is read there and
