@@ -116,6 +116,17 @@ async fn admin_api(pg: Option<&PgCluster>) -> TestResult {
     assert_eq!(set.status, 200, "{:?}", set.json());
     assert_eq!(set.json()?["generation"], 4, "above the config's 3");
     assert_eq!(assigned(&hub, &shop, 2, 3).await?, Some((4, "shop".into())));
+    // The fleet's views show what the hub now assigns, not the config's generation.
+    assert_eq!(
+        hub.agent_view("shop-berlin").await?["assigned_generation"],
+        4
+    );
+    assert_eq!(
+        hub.agent_view("store-fixed").await?["assigned_generation"],
+        3
+    );
+    let one = hub.get("/v1/agents/shop-berlin").await?.json()?;
+    assert_eq!(one["assigned_generation"], 4, "{one}");
     assert_eq!(assigned(&hub, &shop, 3, 4).await?, None, "up to date");
     assert_eq!(
         assigned(&hub, &fixed, 2, 0).await?,

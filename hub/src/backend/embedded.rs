@@ -176,6 +176,10 @@ impl FleetStore for Embedded {
         Box::pin(self.blocking(move |store| store.set_assignment(&id, assignment, at_least)))
     }
 
+    fn assignment_generations(&self) -> StoreFuture<'_, Vec<(String, u64)>> {
+        Box::pin(self.blocking(|store| store.assignment_generations()))
+    }
+
     fn labels(&self) -> StoreFuture<'_, Vec<(String, Labels)>> {
         Box::pin(self.blocking(|store| store.labels()))
     }

@@ -126,6 +126,9 @@ pub trait FleetStore: Send + Sync + std::fmt::Debug {
     /// The assignment set for one agent through the admin API, if any (static ones come from the config).
     fn assignment<'a>(&'a self, agent_id: &'a str) -> StoreFuture<'a, Option<Assignment>>;
 
+    /// The generation of every agent's stored assignment (for the fleet's "assigned" column).
+    fn assignment_generations(&self) -> StoreFuture<'_, Vec<(String, u64)>>;
+
     /// Sets one agent's assignment; the store gives it a generation above both its previous one and
     /// `at_least` (the config's generation for the agent), so generations only grow. Returns the generation.
     fn set_assignment<'a>(

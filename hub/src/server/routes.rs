@@ -295,14 +295,22 @@ async fn agent_page(state: Arc<HubState>, id: String) -> Result<Reply, Rejection
         crate::reply::store_failure(&e, format!("cannot read agent {id:?}"))
     };
     let record = state.store.agent(&id).await.map_err(failed)?;
-    let view = crate::status::agent_view(&state.config, &state.registry(), &id, record, now_ms())
-        .ok_or_else(|| {
-        Rejection::new(
-            404,
-            "unknown_agent",
-            format!("no agent {id:?} is enrolled or on record"),
-        )
-    })?;
+    let stored = state.store.assignment(&id).await.map_err(failed)?;
+    let mut view =
+        crate::status::agent_view(&state.config, &state.registry(), &id, record, now_ms())
+            .ok_or_else(|| {
+                Rejection::new(
+                    404,
+                    "unknown_agent",
+                    format!("no agent {id:?} is enrolled or on record"),
+                )
+            })?;
+    if let Some(stored) = stored {
+        crate::status::with_stored_generations(
+            std::slice::from_mut(&mut view),
+            &[(id.clone(), stored.generation)],
+        );
+    }
     let kept = state
         .store
         .history_page(&id, None, RECENT)
@@ -334,14 +342,22 @@ async fn agent(
         crate::reply::store_failure(&e, format!("cannot read the history of agent {id:?}"))
     };
     let record = state.store.agent(&id).await.map_err(failed)?;
-    let view = crate::status::agent_view(&state.config, &state.registry(), &id, record, now_ms())
-        .ok_or_else(|| {
-        Rejection::new(
-            404,
-            "unknown_agent",
-            format!("no agent {id:?} is enrolled or on record"),
-        )
-    })?;
+    let stored = state.store.assignment(&id).await.map_err(failed)?;
+    let mut view =
+        crate::status::agent_view(&state.config, &state.registry(), &id, record, now_ms())
+            .ok_or_else(|| {
+                Rejection::new(
+                    404,
+                    "unknown_agent",
+                    format!("no agent {id:?} is enrolled or on record"),
+                )
+            })?;
+    if let Some(stored) = stored {
+        crate::status::with_stored_generations(
+            std::slice::from_mut(&mut view),
+            &[(id.clone(), stored.generation)],
+        );
+    }
     let kept = state
         .store
         .history_page(&id, page.before, page.limit)

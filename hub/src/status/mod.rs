@@ -126,6 +126,21 @@ pub fn views(
     views
 }
 
+/// Raises each view's `assigned_generation` to the agent's stored assignment (set through the admin API), as
+/// heartbeat replies serve the higher of the config's and the stored one.
+pub fn with_stored_generations(views: &mut [AgentView], stored: &[(String, u64)]) {
+    let stored: std::collections::HashMap<&str, u64> =
+        stored.iter().map(|(id, g)| (id.as_str(), *g)).collect();
+    for view in views {
+        if let Some(generation) = stored.get(view.agent_id.as_str()) {
+            view.assigned_generation = Some(
+                view.assigned_generation
+                    .map_or(*generation, |g| g.max(*generation)),
+            );
+        }
+    }
+}
+
 /// The view of one agent; `None` when the hub neither knows it nor holds a heartbeat of it.
 pub fn agent_view(
     config: &Config,
@@ -205,7 +220,9 @@ pub async fn from_store(
     now_ms: u64,
 ) -> Result<Vec<AgentView>, BackendError> {
     let (registry, _) = Registry::build(config, &store.enrollments().await?);
-    Ok(views(config, &registry, store.agents().await?, now_ms))
+    let mut views = views(config, &registry, store.agents().await?, now_ms);
+    with_stored_generations(&mut views, &store.assignment_generations().await?);
+    Ok(views)
 }
 
 /// The address `status` dials: the listen address, with a wildcard replaced by loopback.

@@ -48,6 +48,19 @@ impl Store {
         Ok(())
     }
 
+    /// The generation of every stored assignment.
+    pub fn assignment_generations(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.assignments
+            .iter()
+            .map(|entry| {
+                let (id, bytes) = entry?;
+                let id = String::from_utf8_lossy(&id).into_owned();
+                let assignment: outpost_proto::wire::Assignment = decode(&id, &bytes)?;
+                Ok((id, assignment.generation))
+            })
+            .collect()
+    }
+
     /// Removes `agent_id`'s enrollment so its key is refused from now on; its heartbeats, labels and
     /// assignment stay (unlike [`Store::forget`]). Returns whether it was enrolled. Flushed.
     pub fn revoke(&self, agent_id: &str) -> Result<bool, StoreError> {

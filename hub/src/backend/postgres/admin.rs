@@ -55,6 +55,17 @@ pub(super) async fn set_labels(
     Ok(())
 }
 
+pub(super) async fn assignment_generations(
+    pool: &Pool,
+) -> Result<Vec<(String, u64)>, BackendError> {
+    let client = pool.get().await.map_err(pool_error)?;
+    let rows = client
+        .query("SELECT agent_id, generation FROM assignments", &[])
+        .await
+        .map_err(classify)?;
+    Ok(rows.iter().map(|r| (r.get(0), from_db(r.get(1)))).collect())
+}
+
 pub(super) async fn revoke(pool: &Pool, agent_id: &str) -> Result<bool, BackendError> {
     let client = pool.get().await.map_err(pool_error)?;
     let removed = client

@@ -409,6 +409,10 @@ impl FleetStore for Postgres {
         })
     }
 
+    fn assignment_generations(&self) -> StoreFuture<'_, Vec<(String, u64)>> {
+        Box::pin(admin::assignment_generations(&self.pool))
+    }
+
     fn labels(&self) -> StoreFuture<'_, Vec<(String, Labels)>> {
         Box::pin(admin::labels(&self.pool))
     }
