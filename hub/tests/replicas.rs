@@ -247,6 +247,7 @@ async fn a_replica_killed_mid_load_loses_no_acknowledged_heartbeat() -> TestResu
 /// replicas); one replica is SIGKILLed mid-load, the proxy skips it, and no acknowledged heartbeat is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agents_fail_over_through_a_proxy_without_losing_an_acknowledged_heartbeat() -> TestResult {
+    const PER_AGENT: u64 = 100;
     let pg = PgCluster::start()?;
     let agents: Vec<Agent> = (0..12)
         .map(|i| Agent::new(&format!("kiosk-{i:03}")))
@@ -266,11 +267,14 @@ async fn agents_fail_over_through_a_proxy_without_losing_an_acknowledged_heartbe
         .into_iter()
         .map(|agent| {
             let id = agent.id.clone();
-            let task = tokio::spawn(agent_loop(client.clone(), bases.clone(), agent, 40));
+            let task = tokio::spawn(agent_loop(client.clone(), bases.clone(), agent, PER_AGENT));
             (id, task)
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Mid-load by count, not by time: a tenth of the heartbeats went through, most are still to come.
+    while proxy.served().iter().sum::<usize>() < 12 * PER_AGENT as usize / 10 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let before = proxy.served();
     assert!(
         before.iter().all(|n| *n > 0),
@@ -280,7 +284,7 @@ async fn agents_fail_over_through_a_proxy_without_losing_an_acknowledged_heartbe
     let mut acked = Vec::new();
     for (id, task) in loops {
         let seqs = task.await??;
-        assert_eq!(seqs.len(), 40, "{id}");
+        assert_eq!(seqs.len(), PER_AGENT as usize, "{id}");
         acked.push((id, seqs));
     }
     let after = proxy.served();
