@@ -127,6 +127,7 @@ impl HubState {
         let stored = self.store.assignment_generations().await?;
         let mut views = crate::status::views(&self.config, &self.registry(), records, now_ms);
         crate::status::with_stored_generations(&mut views, &stored);
+        crate::status::with_labels(&mut views, self.store.labels().await?);
         Ok(views)
     }
 

@@ -128,6 +128,20 @@ async fn the_fleet_page_filters_pages_and_links_each_agent() -> TestResult {
     );
     assert_eq!(hub.get("/?state=nonsense").await?.status, 400);
 
+    // Labels (set through the admin API) show under the id and filter the list.
+    let labels = serde_json::json!({"labels": {"site": "berlin"}});
+    let set = hub
+        .admin("PUT", "/v1/admin/agents/shop-2/labels", Some(labels))
+        .await?;
+    assert_eq!(set.status, 200);
+    let by_label = String::from_utf8(hub.get("/?label=site%3Dberlin").await?.body)?;
+    assert!(by_label.contains("1 matching agents"), "{by_label}");
+    assert!(
+        by_label.contains("<a class=\"label\" href=\"/?label=site%3Dberlin\">site=berlin</a>"),
+        "{by_label}"
+    );
+    assert_eq!(hub.agent_view("shop-2").await?["labels"]["site"], "berlin");
+
     let page = hub.get("/agents/shop-0").await?;
     assert_eq!(page.status, 200);
     let html = String::from_utf8(page.body)?;

@@ -166,6 +166,7 @@ mod tests {
             assigned_generation: Some(3),
             dropped: Some(0),
             assignment_error: None,
+            labels: Default::default(),
             sources: vec![failed],
         };
         let recent = [

@@ -148,11 +148,14 @@ fn filter_form(page: &mut String, filter: &Filter) {
             if selected { " selected" } else { "" }
         );
     }
-    let _ = writeln!(
+    let _ =
+        writeln!(
         page,
         "</select></label> <label>Id or error contains <input name=\"q\" value=\"{}\"></label> \
+         <label>Label <input name=\"label\" placeholder=\"site=berlin\" value=\"{}\"></label> \
          <button type=\"submit\">Show</button> <a href=\"/\">all</a></form>",
-        escape(filter.text.as_deref().unwrap_or_default())
+        escape(filter.text.as_deref().unwrap_or_default()),
+        escape(&filter.label.as_ref().map(|(k, v)| format!("{k}={v}")).unwrap_or_default())
     );
 }
 
@@ -187,10 +190,11 @@ fn agent_rows(page: &mut String, view: &AgentView) {
     }
     let _ = write!(
         page,
-        "<tr><td rowspan=\"{rows}\"><a href=\"/agents/{}\"><code>{}</code></a></td><td rowspan=\"{rows}\" class=\"{class}\">{}</td>\
+        "<tr><td rowspan=\"{rows}\"><a href=\"/agents/{}\"><code>{}</code></a>{}</td><td rowspan=\"{rows}\" class=\"{class}\">{}</td>\
          <td rowspan=\"{rows}\">{last_seen}</td><td rowspan=\"{rows}\">{}</td><td rowspan=\"{rows}\">{generation}</td>",
         escape(&select::percent_path(&view.agent_id)),
         escape(&view.agent_id),
+        labels(view),
         escape(&view.status),
         escape(view.agent_version.as_deref().unwrap_or("-")),
     );
@@ -205,6 +209,21 @@ fn agent_rows(page: &mut String, view: &AgentView) {
         source_cells(page, source, view.online);
         page.push_str("</tr>\n");
     }
+}
+
+/// The agent's labels under its id, each a link to the agents sharing it.
+fn labels(view: &AgentView) -> String {
+    let mut out = String::new();
+    for (key, value) in &view.labels {
+        let pair = format!("{key}={value}");
+        let _ = write!(
+            out,
+            "<br><a class=\"label\" href=\"/?label={}\">{}</a>",
+            escape(&select::percent_path(&pair)),
+            escape(&pair)
+        );
+    }
+    out
 }
 
 pub(crate) fn source_cells(page: &mut String, source: &SourceStatus, online: bool) {
@@ -278,6 +297,7 @@ mod tests {
             assigned_generation: Some(3),
             dropped: Some(0),
             assignment_error: None,
+            labels: Default::default(),
             sources,
         }
     }

@@ -73,6 +73,8 @@ pub struct Filter {
     pub state: Option<StateFilter>,
     /// Text searched in agent ids and sources' errors, case-insensitively.
     pub text: Option<String>,
+    /// `key=value`: only agents with this label.
+    pub label: Option<(String, String)>,
     /// From 0.
     pub page: usize,
 }
@@ -86,6 +88,12 @@ impl Filter {
         }
         if let Some(text) = &self.text {
             parts.push(format!("q={}", percent_encode(text)));
+        }
+        if let Some((key, value)) = &self.label {
+            parts.push(format!(
+                "label={}",
+                percent_encode(&format!("{key}={value}"))
+            ));
         }
         if page > 0 {
             parts.push(format!("page={page}"));
@@ -120,12 +128,19 @@ pub fn parse_query(query: Option<&str>) -> Result<Filter, Rejection> {
                 let text: String = value.trim().chars().take(MAX_TEXT).collect();
                 filter.text = (!text.is_empty()).then_some(text);
             }
+            "label" if value.trim().is_empty() => {}
+            "label" => {
+                let (key, wanted) = value.split_once('=').ok_or_else(|| {
+                    bad(format!("label {value:?} is not key=value, like site=berlin"))
+                })?;
+                filter.label = Some((key.trim().to_owned(), wanted.trim().to_owned()));
+            }
             "page" => {
                 filter.page = value
                     .parse()
                     .map_err(|_| bad(format!("page {value:?} is not a number")))?
             }
-            _ => return Err(bad(format!("unknown parameter {key:?}; use state, q and page"))),
+            _ => return Err(bad(format!("unknown parameter {key:?}; use state, q, label and page"))),
         }
     }
     Ok(filter)
@@ -190,6 +205,12 @@ pub fn select<'a>(views: &'a [AgentView], filter: &Filter) -> (Vec<&'a AgentView
         .iter()
         .filter(|v| filter.state.is_none_or(|s| s.matches(v)))
         .filter(|v| filter.text.as_deref().is_none_or(|t| matches_text(v, t)))
+        .filter(|v| {
+            filter
+                .label
+                .as_ref()
+                .is_none_or(|(key, value)| v.labels.get(key) == Some(value))
+        })
         .collect();
     matching.sort_by(|a, b| {
         has_problem(b)
@@ -281,6 +302,7 @@ mod tests {
             assigned_generation: None,
             dropped: None,
             assignment_error: None,
+            labels: Default::default(),
             sources: states
                 .iter()
                 .enumerate()
@@ -365,6 +387,14 @@ mod tests {
         let text = parse_query(Some("state=&q=image+pull"))?;
         assert_eq!(text.text.as_deref(), Some("image pull"));
         assert_eq!(select(&views, &text).1, 2);
+        let mut labelled = views.clone();
+        labelled[2].labels.insert("site".into(), "berlin".into());
+        let site = parse_query(Some("label=site%3Dberlin"))?;
+        assert_eq!(ids(&select(&labelled, &site).0), ["c-offline"]);
+        assert_eq!(
+            parse_query(Some("label=site")).map_err(|r| r.status),
+            Err(400)
+        );
         let by_id = parse_query(Some("q=NEVER"))?;
         assert_eq!(ids(&select(&views, &by_id).0), ["e-never"]);
         let many: Vec<AgentView> = (0..250)
@@ -398,14 +428,18 @@ mod tests {
         let filter = Filter {
             state: Some(StateFilter::Source(SourceState::Stale)),
             text: Some("a&b c%".into()),
+            label: Some(("site".into(), "lyon".into())),
             page: 0,
         };
         let query = filter.query(3);
-        assert_eq!(query, "?state=Stale&q=a%26b%20c%25&page=3");
+        assert_eq!(
+            query,
+            "?state=Stale&q=a%26b%20c%25&label=site%3Dlyon&page=3"
+        );
         let back = parse_query(Some(&query[1..]))?;
         assert_eq!(
-            (back.state, back.text, back.page),
-            (filter.state, filter.text, 3)
+            (back.state, back.text, back.label, back.page),
+            (filter.state, filter.text, filter.label, 3)
         );
         assert_eq!(percent_decode("%e2%82%ac%zz%"), "€%zz%");
         Ok(())

@@ -21,6 +21,7 @@ fn view(id: &str, status: &str, sources: Vec<SourceStatus>) -> AgentView {
         assigned_generation: Some(2),
         dropped: None,
         assignment_error: None,
+        labels: Default::default(),
         sources,
     }
 }

@@ -69,6 +69,9 @@ pub struct AgentView {
     pub assignment_error: Option<AssignmentError>,
     /// Per source, as of `last_seen`.
     pub sources: Vec<SourceStatus>,
+    /// Labels set through the admin API or by the token that enrolled the agent.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// Why `outpost-hub status` could not get the fleet's status.
@@ -141,6 +144,17 @@ pub fn with_stored_generations(views: &mut [AgentView], stored: &[(String, u64)]
     }
 }
 
+/// Gives each view its agent's labels.
+pub fn with_labels(views: &mut [AgentView], labels: Vec<(String, crate::store::Labels)>) {
+    let mut labels: std::collections::HashMap<String, crate::store::Labels> =
+        labels.into_iter().collect();
+    for view in views {
+        if let Some(set) = labels.remove(&view.agent_id) {
+            view.labels = set;
+        }
+    }
+}
+
 /// The view of one agent; `None` when the hub neither knows it nor holds a heartbeat of it.
 pub fn agent_view(
     config: &Config,
@@ -205,6 +219,7 @@ fn view(
         dropped: heartbeat.map(|h| h.dropped),
         assignment_error: heartbeat.and_then(|h| h.assignment_error.clone()),
         sources: heartbeat.map(|h| h.sources.clone()).unwrap_or_default(),
+        labels: BTreeMap::new(),
     }
 }
 
@@ -222,6 +237,7 @@ pub async fn from_store(
     let (registry, _) = Registry::build(config, &store.enrollments().await?);
     let mut views = views(config, &registry, store.agents().await?, now_ms);
     with_stored_generations(&mut views, &store.assignment_generations().await?);
+    with_labels(&mut views, store.labels().await?);
     Ok(views)
 }
 
