@@ -104,13 +104,13 @@ pub enum AgentsCommand {
         #[arg(long)]
         labels: String,
     },
-    /// Set the agent's assignment from a TOML file of [[source]] tables; prints the new generation.
+    /// Set the agent's assignment from a TOML file of `[[source]]` tables; prints the new generation.
     Assign {
         #[command(flatten)]
         target: Target,
         #[arg(long)]
         agent: String,
-        /// [[source]] tables, each as an [[assignment.source]] of hub.toml.
+        /// `[[source]]` tables, each as an `[[assignment.source]]` of hub.toml.
         #[arg(long)]
         sources: PathBuf,
     },
