@@ -33,6 +33,8 @@ pub enum CommandError {
     Targets(#[from] ContextError),
     #[error(transparent)]
     Identity(#[from] IdentityError),
+    #[error(transparent)]
+    Enroll(#[from] crate::enroll::EnrollError),
     #[error("no source named {name:?} in {file}; known sources: {known}")]
     UnknownSource {
         name: String,
@@ -200,6 +202,32 @@ pub fn keygen(config: Config, from: Option<&Path>) -> Result<ExitCode, CommandEr
     println!("{}", key.public);
     println!("fingerprint {}", key.public.fingerprint());
     eprintln!("{} {}", key.action, key.path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `outpost enroll`: see [`crate::enroll`]; prints what it did, never the token.
+pub async fn enroll(
+    config: Config,
+    hub: &str,
+    token_file: &Path,
+    fingerprint: &str,
+    ca_file: Option<&Path>,
+) -> Result<ExitCode, CommandError> {
+    let done = crate::enroll::enroll(&config, hub, token_file, fingerprint, ca_file).await?;
+    println!(
+        "enrolled agent {:?} (key {}) at {hub}; hub key {} checked",
+        done.agent_id,
+        done.fingerprint,
+        done.hub_key.fingerprint()
+    );
+    if done.config_written {
+        println!(
+            "wrote [upstream] to {}; start or restart `outpost run`",
+            config.path.display()
+        );
+    } else {
+        println!("{} already names this hub and key", config.path.display());
+    }
     Ok(ExitCode::SUCCESS)
 }
 

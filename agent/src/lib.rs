@@ -11,6 +11,7 @@
 //! - [`commands`]: what each subcommand does, a thin map onto the modules below (`main.rs` only parses)
 //! - [`check`]: `outpost check`: the config and every file it names, and with `--connect` the Git refs, the
 //!   Kubernetes API and permissions, and the hub
+//! - [`enroll`]: `outpost enroll`: join a hub with a bootstrap token, check its key, write `[upstream]`
 //! - [`daemon`]: `outpost run`: signals, a failed store, rounds, per-source loops, heartbeats, timing
 //! - [`reconcile`]: the one per-source pipeline (probe, fetch, verify, read, build, apply, record) and its
 //!   failure policy; also `render` and the clean-up of removed sources
@@ -44,6 +45,7 @@ pub mod config;
 pub mod daemon;
 pub mod depends;
 pub mod deploy;
+pub mod enroll;
 pub mod fsutil;
 pub mod http_body;
 pub mod identity;

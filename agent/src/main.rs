@@ -66,6 +66,21 @@ enum Command {
         #[arg(long)]
         connect: bool,
     },
+    /// Join a hub: send this agent's key with a bootstrap token, check the hub's key, write [upstream].
+    Enroll {
+        /// The hub's base URL, e.g. https://hub.example.com:8443.
+        #[arg(long)]
+        hub: String,
+        /// The file `outpost-hub token create` wrote (mode 0600); the token is never printed.
+        #[arg(long, value_name = "FILE")]
+        token_file: PathBuf,
+        /// The hub key's fingerprint (SHA256:...), from the hub's operator: the answer must match it.
+        #[arg(long, value_name = "FP")]
+        hub_key_fingerprint: String,
+        /// CA certificates (PEM) for the hub's TLS certificate, when it is not from a public CA.
+        #[arg(long, value_name = "FILE")]
+        ca_file: Option<PathBuf>,
+    },
     /// Print the bundle that would be applied, without applying it.
     Render {
         #[arg(long)]
@@ -107,6 +122,21 @@ fn main() -> anyhow::Result<ExitCode> {
             Command::Status { check: true, .. } => commands::liveness(config),
             Command::Status { json, .. } => commands::status(config, json),
             Command::Keygen { from } => commands::keygen(config, from.as_deref()),
+            Command::Enroll {
+                hub,
+                token_file,
+                hub_key_fingerprint,
+                ca_file,
+            } => {
+                commands::enroll(
+                    config,
+                    &hub,
+                    &token_file,
+                    &hub_key_fingerprint,
+                    ca_file.as_deref(),
+                )
+                .await
+            }
             Command::Render { source, revision } => {
                 commands::render(config, source, revision).await
             }

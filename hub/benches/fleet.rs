@@ -217,7 +217,7 @@ async fn main() -> Result<(), TestError> {
     let db = pg.client().await?;
     let row = db
         .query_one(
-            "SELECT pg_database_size(current_database()), (SELECT count(*) FROM heartbeats), (SELECT sum(accepted) FROM agents)",
+            "SELECT pg_database_size(current_database()), (SELECT count(*) FROM heartbeats), (SELECT sum(accepted)::bigint FROM agents)",
             &[],
         )
         .await?;

@@ -1,7 +1,8 @@
 //! `POST /v1/enroll`: an agent registers its public key once, with a one-time bootstrap token.
 //!
-//! The operator writes a random token into `bootstrap_token_file` and hands it to whoever installs the
-//! agent; the agent presents `{"agent_id", "public_key", "token"}`. Rules:
+//! The operator makes a token with `outpost-hub token create` (the hub keeps its hash, the labels it gives
+//! and its expiry), or writes one into `bootstrap_token_file`, and hands it to whoever installs the agent;
+//! `outpost enroll` presents `{"agent_id", "public_key", "token"}`. Rules:
 //! - the token is read from its file on every request, so writing a new token needs no restart; the file is
 //!   a secret and must be private to the hub's user (mode 0600), like key files;
 //! - each token enrolls exactly one agent: its sha-256 is recorded with the agent it enrolled, and any other
@@ -36,7 +37,7 @@ use crate::limit::{retry_after_secs, Rate};
 use crate::registry::{KnownAgent, Origin};
 use crate::reply::{Rejection, Reply};
 use crate::state::HubState;
-use crate::store::{Enrolled, Enrollment};
+use crate::store::{Enrolled, Enrollment, IssuedToken, Labels};
 
 /// The largest enrollment body accepted: three short strings.
 pub const MAX_ENROLL_BODY: usize = 16 * 1024;
@@ -75,29 +76,35 @@ struct EnrollReply<'a> {
     hub_key: String,
 }
 
-/// An enrollment that passed every check the hub can make alone; the store decides the rest.
+/// An enrollment whose body is valid; its token is settled by [`check_token`], its id and key by
+/// [`check_agent`], and the store decides the rest.
 #[derive(Debug)]
 pub struct Checked {
     enrollment: Enrollment,
     public_key: PublicKey,
+    /// Labels the agent starts with (from the token `outpost-hub token create` issued).
+    pub labels: Labels,
+    /// `None`: the token is the bootstrap token file's. `Some`: it must be an issued one; the file's problem,
+    /// if reading it failed, is the answer when it is not.
+    lookup: Option<Option<Rejection>>,
 }
 
 impl Checked {
     pub fn enrollment(&self) -> Enrollment {
         self.enrollment.clone()
     }
+
+    /// The hex sha-256 of the presented token, when it must be looked up among the issued tokens.
+    pub fn issued_lookup(&self) -> Option<&str> {
+        self.lookup
+            .as_ref()
+            .map(|_| self.enrollment.token_sha256.as_str())
+    }
 }
 
-/// Checks one enrollment received at `now_ms`: the body, the token, and the agents the hub knows. Reads
-/// the token file, so it runs on the blocking pool.
+/// Checks one enrollment received at `now_ms`: the body, and whether the token is the bootstrap token
+/// file's. Reads that file, so it runs on the blocking pool.
 pub fn check(hub: &HubState, body: &[u8], now_ms: u64) -> Result<Checked, Rejection> {
-    let Some(token_file) = &hub.config.bootstrap_token_file else {
-        return Err(Rejection::new(
-            404,
-            "enrollment_disabled",
-            "this hub does not enroll agents (no bootstrap_token_file is configured); ask its operator to list your agent's public key in the hub config",
-        ));
-    };
     let request: EnrollRequest = serde_json::from_slice(body).map_err(|e| {
         Rejection::new(
             400,
@@ -121,46 +128,82 @@ pub fn check(hub: &HubState, body: &[u8], now_ms: u64) -> Result<Checked, Reject
             "public_key must be the `ed25519:...` text that `outpost keygen` prints",
         )
     })?;
+    let presented = request.token.trim();
+    let lookup = match &hub.config.bootstrap_token_file {
+        Some(file) => match read_token(file) {
+            Ok(expected) if same_token(&expected, presented) => None,
+            Ok(_) => Some(None),
+            Err(problem) => Some(Some(problem)),
+        },
+        None => Some(None),
+    };
+    Ok(Checked {
+        enrollment: Enrollment {
+            agent_id: request.agent_id,
+            public_key: public_key.to_string(),
+            enrolled_at_ms: now_ms,
+            token_sha256: sha256_hex(presented.as_bytes()),
+        },
+        public_key,
+        labels: Labels::new(),
+        lookup,
+    })
+}
 
-    let expected = read_token(token_file)?;
-    if !same_token(&expected, request.token.trim()) {
-        return Err(Rejection::new(
+/// Settles a token that is not the file's: `issued` is what the store holds under its hash. An issued
+/// token past its expiry enrolls nobody.
+pub fn check_token(
+    checked: &mut Checked,
+    issued: Option<IssuedToken>,
+    now_ms: u64,
+) -> Result<(), Rejection> {
+    let Some(file_problem) = checked.lookup.take() else {
+        return Ok(());
+    };
+    let id = &checked.enrollment.agent_id;
+    match issued {
+        Some(token) if token.expires_at_ms.is_some_and(|at| at <= now_ms) => Err(Rejection::new(
+            403,
+            "token_expired",
+            format!("the bootstrap token presented by agent {id:?} has expired; ask the hub's operator for a new one (`outpost-hub token create`)"),
+        )),
+        Some(token) => {
+            checked.labels = token.labels;
+            Ok(())
+        }
+        None => Err(file_problem.unwrap_or_else(|| Rejection::new(
             403,
             "bad_token",
-            format!("the bootstrap token presented by agent {:?} is not the hub's current token; ask the hub's operator for a fresh one", request.agent_id),
-        ));
+            format!("the bootstrap token presented by agent {id:?} is neither one this hub issued (`outpost-hub token create`) nor its bootstrap token file's; ask the hub's operator for a fresh one"),
+        ))),
     }
+}
 
+/// Checks the id and key against the agents the hub knows, once the token is good (so a guesser learns
+/// nothing about which ids exist).
+pub fn check_agent(hub: &HubState, checked: &Checked) -> Result<(), Rejection> {
+    let id = &checked.enrollment.agent_id;
+    let public_key = &checked.public_key;
     let registry = hub.registry();
-    if let Some(known) = registry.get(&request.agent_id) {
-        if known.public_key != public_key || known.origin == Origin::Config {
+    if let Some(known) = registry.get(id) {
+        if known.public_key != *public_key || known.origin == Origin::Config {
             return Err(Rejection::new(
                 409,
                 "already_enrolled",
                 format!(
-                    "agent {:?} is already known to the hub with {}; enrollment cannot change an agent's key: ask the hub's operator to update its [[agent]] entry",
-                    request.agent_id,
-                    if known.public_key == public_key { "this key (from the config)" } else { "another key" }
+                    "agent {id:?} is already known to the hub with {}; enrollment cannot change an agent's key: ask the hub's operator to revoke it first (`outpost-hub agents revoke`) or update its [[agent]] entry",
+                    if known.public_key == *public_key { "this key (from the config)" } else { "another key" }
                 ),
             ));
         }
-    } else if let Err(conflict) = registry.check_new(&request.agent_id, &public_key) {
+    } else if let Err(conflict) = registry.check_new(id, public_key) {
         return Err(Rejection::new(
             409,
             "already_enrolled",
             conflict.to_string(),
         ));
     }
-
-    Ok(Checked {
-        enrollment: Enrollment {
-            agent_id: request.agent_id,
-            public_key: public_key.to_string(),
-            enrolled_at_ms: now_ms,
-            token_sha256: sha256_hex(expected.as_bytes()),
-        },
-        public_key,
-    })
+    Ok(())
 }
 
 /// The answer once the store recorded (durably) or refused the enrollment.
@@ -172,6 +215,7 @@ pub fn finish(
     let Checked {
         enrollment,
         public_key,
+        ..
     } = checked;
     let request = &enrollment;
     let fingerprint = public_key.fingerprint();
@@ -329,7 +373,7 @@ fn read_token(path: &Path) -> Result<String, Rejection> {
     Ok(token.to_owned())
 }
 
-fn sha256_hex(bytes: &[u8]) -> String {
+pub fn sha256_hex(bytes: &[u8]) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, bytes);
     digest.as_ref().iter().map(|b| format!("{b:02x}")).collect()
 }

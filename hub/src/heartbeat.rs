@@ -16,7 +16,10 @@
 //!
 //! The reply is `{"ack_seq": N, "assignment": ...}`, signed with the hub key (RFC 9421 response signature).
 //! The assignment is sent only when it is newer than the generation the agent reports running; an agent
-//! that is up to date gets `null`, which keeps heartbeats small on metered uplinks.
+//! that is up to date gets `null`, which keeps heartbeats small on metered uplinks. Of the config's
+//! `[[assignment]]` for the agent and the one set through the admin API (in the store), the higher
+//! generation wins: the store gives a new one a generation above the config's ([`crate::admin`]), and an
+//! operator who edits the config to a higher generation takes the agent back.
 //!
 //! This is synchronous code over bytes: the server reads the request, [`verify`] decides whether it is
 //! trusted, the store records it ([`crate::backend::FleetStore::record`]), and [`answer`] builds the reply.
@@ -95,6 +98,7 @@ pub fn answer(
     hub: &HubState,
     verified: &Verified,
     recorded: Result<Recorded, BackendError>,
+    stored: Result<Option<Assignment>, BackendError>,
     now_ms: u64,
 ) -> Result<Reply, Rejection> {
     let now = unix_secs(now_ms);
@@ -135,12 +139,26 @@ pub fn answer(
     }
     tracing::debug!(agent = %agent_id, seq = heartbeat.seq, duplicate = (recorded == Recorded::Duplicate), "heartbeat accepted");
 
-    let assignment = hub
-        .config
-        .assignments
-        .for_agent(agent_id)
+    let stored = stored.map_err(|e| {
+        crate::reply::store_failure(
+            &e,
+            format!("cannot read the assignment of agent {agent_id:?}"),
+        )
+    })?;
+    let assignment = newest(hub.config.assignments.for_agent(agent_id), stored.as_ref())
         .filter(|a| a.generation > heartbeat.assignment_generation);
     signed_reply(hub, heartbeat.seq, assignment, now)
+}
+
+/// The higher generation of the config's assignment and the stored one.
+pub fn newest<'a>(
+    config: Option<&'a Assignment>,
+    stored: Option<&'a Assignment>,
+) -> Option<&'a Assignment> {
+    match (config, stored) {
+        (Some(c), Some(s)) => Some(if s.generation > c.generation { s } else { c }),
+        (c, s) => c.or(s),
+    }
 }
 
 fn unix_secs(now_ms: u64) -> i64 {

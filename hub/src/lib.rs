@@ -10,14 +10,17 @@
 //! - [`limit`]: how often a source may enroll and how many disk reads run at once; [`refusals`]: refused
 //!   requests summarised in the log instead of one line each;
 //! - handlers, plain synchronous functions over bytes: [`heartbeat`], [`enroll`], [`status`], [`history`]
-//!   (an agent's heartbeats a page at a time), and for people and monitoring, [`fleet`] (the HTML page) and
-//!   [`metrics`] (Prometheus);
+//!   (an agent's heartbeats a page at a time), and for people and monitoring, [`fleet`] (the HTML pages: counts,
+//!   a filtered page of agents, one page per agent) and [`metrics`] (Prometheus, through the client crate);
+//! - [`admin`]: the admin API behind `[[admin]]` credentials ([`access`]): enroll, revoke, forget, label and
+//!   assign agents, issue bootstrap tokens; and the `outpost-hub agents` / `token create` commands that call it;
 //! - [`reply`]: the answers they return, accepted or refused; [`durable`]: a heartbeat's reply waits until its
 //!   record is on disk (group commit).
 //!
 //! Wire formats, signing and keys come from `outpost_proto`; nothing here re-implements them.
 
 pub mod access;
+pub mod admin;
 pub mod assign;
 pub mod authority;
 pub mod backend;

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use outpost_hub::access::{self, Role};
+use outpost_hub::admin::cli::{AgentsCommand, TokenCommand};
 use outpost_hub::backend::{self, BackendKind};
 use outpost_hub::config::{Config, DEFAULT_CONFIG_PATH};
 use outpost_hub::{secret_file, server, state, status};
@@ -64,6 +65,12 @@ enum Command {
         #[arg(long = "in")]
         input: PathBuf,
     },
+    /// Change the fleet through the running hub's admin API (needs an [[admin]] credential).
+    #[command(subcommand)]
+    Agents(AgentsCommand),
+    /// Make a bootstrap token for `outpost enroll`, through the running hub's admin API.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Make a credential for people and tools (the fleet page, /v1/agents, /metrics, the admin API).
     #[command(subcommand)]
     Credential(CredentialCommand),
@@ -120,6 +127,14 @@ fn main() -> ExitCode {
             name,
             token_file,
         }) => create_credential(&role, &name, &token_file),
+        Command::Agents(command) => runtime
+            .block_on(outpost_hub::admin::cli::agents(command))
+            .map(|text| print!("{text}"))
+            .map_err(|e| chain(&e)),
+        Command::Token(command) => runtime
+            .block_on(outpost_hub::admin::cli::token(command, state::now_ms()))
+            .map(|text| print!("{text}"))
+            .map_err(|e| chain(&e)),
         Command::Forget { config, agent } => runtime.block_on(forget(&config, &agent)),
         Command::Migrate { config } => runtime.block_on(migrate(&config)),
         Command::Export { config, out } => runtime.block_on(export(&config, &out)),

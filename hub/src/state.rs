@@ -124,12 +124,11 @@ impl HubState {
     /// The fleet at `now_ms`, as `GET /v1/agents`, the fleet page and the metrics all show it.
     pub async fn views(&self, now_ms: u64) -> Result<Vec<AgentView>, BackendError> {
         let records = self.store.agents().await?;
-        Ok(crate::status::views(
-            &self.config,
-            &self.registry(),
-            records,
-            now_ms,
-        ))
+        let stored = self.store.assignment_generations().await?;
+        let mut views = crate::status::views(&self.config, &self.registry(), records, now_ms);
+        crate::status::with_stored_generations(&mut views, &stored);
+        crate::status::with_labels(&mut views, self.store.labels().await?);
+        Ok(views)
     }
 
     /// The registry for reading. A panic elsewhere while holding the lock leaves the map itself intact

@@ -10,7 +10,13 @@ use std::process::Command;
 
 use common::{Agent, TestError, TestHub, TestResult, READ_TOKEN};
 
-const FLEET_READS: [&str; 4] = ["/", "/metrics", "/v1/agents", "/v1/agents/store-042"];
+const FLEET_READS: [&str; 5] = [
+    "/",
+    "/agents/store-042",
+    "/metrics",
+    "/v1/agents",
+    "/v1/agents/store-042",
+];
 
 async fn anonymous(
     hub: &TestHub,

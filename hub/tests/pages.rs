@@ -76,3 +76,85 @@ async fn the_fleet_page_and_metrics_show_what_heartbeats_said() -> TestResult {
     hub.stop().await;
     Ok(())
 }
+
+/// The fleet page for many agents (issue 18, item 7): counts first, a filtered page of agents, and each
+/// agent's own page with its recent heartbeats, over real HTTP with a read credential.
+#[tokio::test]
+async fn the_fleet_page_filters_pages_and_links_each_agent() -> TestResult {
+    let agents: Vec<Agent> = (0..3)
+        .map(|i| Agent::new(&format!("shop-{i}")))
+        .collect::<Result<_, _>>()?;
+    let body: String = agents.iter().map(|a| a.config_table("")).collect();
+    let hub = TestHub::start(&body).await?;
+    for seq in 1..=3 {
+        assert_eq!(
+            hub.send(&agents[0], &agents[0].heartbeat(seq, 0))
+                .await?
+                .status,
+            200
+        );
+    }
+    let mut failing = agents[1].heartbeat(1, 0);
+    failing.sources[0].state = outpost_proto::wire::SourceState::Failed;
+    failing.sources[0].last_error = Some("ImagePullBackOff on shop-web".into());
+    assert_eq!(hub.send(&agents[1], &failing).await?.status, 200);
+
+    let html = String::from_utf8(hub.get("/").await?.body)?;
+    assert!(
+        html.contains("<a href=\"/?state=online\">online</a>: 2"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<a href=\"/?state=never-seen\">never seen</a>: 1"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<a href=\"/?state=Failed\">Failed</a>: 1"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<form method=\"get\" action=\"/\">") && !html.contains("<script"),
+        "{html}"
+    );
+    let problem = html.find("/agents/shop-1").ok_or("shop-1 not linked")?;
+    let fine = html.find("/agents/shop-0").ok_or("shop-0 not linked")?;
+    assert!(problem < fine, "problems first: {html}");
+
+    let filtered = String::from_utf8(hub.get("/?state=&q=imagepull").await?.body)?;
+    assert!(filtered.contains("1 matching agents"), "{filtered}");
+    assert!(
+        filtered.contains("/agents/shop-1") && !filtered.contains("/agents/shop-0\""),
+        "{filtered}"
+    );
+    assert_eq!(hub.get("/?state=nonsense").await?.status, 400);
+
+    // Labels (set through the admin API) show under the id and filter the list.
+    let labels = serde_json::json!({"labels": {"site": "berlin"}});
+    let set = hub
+        .admin("PUT", "/v1/admin/agents/shop-2/labels", Some(labels))
+        .await?;
+    assert_eq!(set.status, 200);
+    let by_label = String::from_utf8(hub.get("/?label=site%3Dberlin").await?.body)?;
+    assert!(by_label.contains("1 matching agents"), "{by_label}");
+    assert!(
+        by_label.contains("<a class=\"label\" href=\"/?label=site%3Dberlin\">site=berlin</a>"),
+        "{by_label}"
+    );
+    assert_eq!(hub.agent_view("shop-2").await?["labels"]["site"], "berlin");
+
+    let page = hub.get("/agents/shop-0").await?;
+    assert_eq!(page.status, 200);
+    let html = String::from_utf8(page.body)?;
+    assert!(html.contains("<h1><code>shop-0</code></h1>"), "{html}");
+    let (three, one) = (html.find("<tr><td>3</td>"), html.find("<tr><td>1</td>"));
+    assert!(
+        three.is_some() && three < one,
+        "newest heartbeat first: {html}"
+    );
+    assert_eq!(hub.get("/agents/nobody").await?.status, 404);
+    // Like every fleet read, it needs the read credential.
+    let anonymous = reqwest::get(format!("{}/agents/shop-0", hub.base)).await?;
+    assert_eq!(anonymous.status().as_u16(), 401);
+    hub.stop().await;
+    Ok(())
+}

@@ -1,7 +1,8 @@
 //! Several hub replicas on one PostgreSQL (issue 18, item 2), as real `outpost-hub serve` processes sharing
 //! one hub key and one name: heartbeats alternate between them, replays and reused seqs are refused the same
 //! way on both, a replica killed mid-load loses no acknowledged heartbeat, and a database restart answers 503
-//! (the agent keeps the heartbeat) and loses nothing acknowledged either.
+//! (the agent keeps the heartbeat) and loses nothing acknowledged either. The failover also runs through a test
+//! proxy in front of both replicas, the one address agents know.
 
 mod common;
 
@@ -239,6 +240,58 @@ async fn a_replica_killed_mid_load_loses_no_acknowledged_heartbeat() -> TestResu
         assert_eq!(seqs.len(), 40, "{id}");
         acked.push((id, seqs));
     }
+    check_nothing_acknowledged_is_lost(&pg, acked).await
+}
+
+/// The agents know one address, a load balancer's (a test proxy alternating connections between the two
+/// replicas); one replica is SIGKILLed mid-load, the proxy skips it, and no acknowledged heartbeat is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_fail_over_through_a_proxy_without_losing_an_acknowledged_heartbeat() -> TestResult {
+    const PER_AGENT: u64 = 100;
+    let pg = PgCluster::start()?;
+    let agents: Vec<Agent> = (0..12)
+        .map(|i| Agent::new(&format!("kiosk-{i:03}")))
+        .collect::<Result<_, _>>()?;
+    let text = body(&agents, &pg);
+    let mut a = replica(&text, None)?;
+    let b = replica(&text, Some(&a.dir.path().join("hub.key")))?;
+    let proxy =
+        common::proxy::Proxy::start(vec![a.authority().parse()?, b.authority().parse()?]).await?;
+    let bases = Arc::new(vec![format!("http://{}", proxy.addr)]);
+    // A connection per request, so the proxy spreads heartbeats over both replicas.
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .pool_max_idle_per_host(0)
+        .build()?;
+    let loops: Vec<_> = agents
+        .into_iter()
+        .map(|agent| {
+            let id = agent.id.clone();
+            let task = tokio::spawn(agent_loop(client.clone(), bases.clone(), agent, PER_AGENT));
+            (id, task)
+        })
+        .collect();
+    // Mid-load by count, not by time: a tenth of the heartbeats went through, most are still to come.
+    while proxy.served().iter().sum::<usize>() < 12 * PER_AGENT as usize / 10 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let before = proxy.served();
+    assert!(
+        before.iter().all(|n| *n > 0),
+        "both replicas served: {before:?}"
+    );
+    a.kill()?;
+    let mut acked = Vec::new();
+    for (id, task) in loops {
+        let seqs = task.await??;
+        assert_eq!(seqs.len(), PER_AGENT as usize, "{id}");
+        acked.push((id, seqs));
+    }
+    let after = proxy.served();
+    assert!(
+        after[1] > before[1],
+        "the survivor took over: {before:?} -> {after:?}"
+    );
     check_nothing_acknowledged_is_lost(&pg, acked).await
 }
 

@@ -12,7 +12,7 @@ use outpost_proto::wire::{Assignment, Heartbeat};
 
 use super::{BackendError, FleetStore, KeptRef, Page, StoreFuture};
 use crate::durable::GroupCommit;
-use crate::store::{Enrollment, Store};
+use crate::store::{Enrollment, IssuedToken, Labels, Store};
 
 /// The embedded store and its group commit.
 #[derive(Debug)]
@@ -162,8 +162,8 @@ impl FleetStore for Embedded {
     }
 
     fn assignment<'a>(&'a self, agent_id: &'a str) -> StoreFuture<'a, Option<Assignment>> {
-        let id = agent_id.to_owned();
-        Box::pin(self.blocking(move |store| store.assignment(&id)))
+        // Inline: every heartbeat's reply asks, and a small sled tree answers from its cache.
+        Box::pin(async move { Ok(self.store.assignment(agent_id)?) })
     }
 
     fn set_assignment<'a>(
@@ -174,6 +174,33 @@ impl FleetStore for Embedded {
     ) -> StoreFuture<'a, u64> {
         let id = agent_id.to_owned();
         Box::pin(self.blocking(move |store| store.set_assignment(&id, assignment, at_least)))
+    }
+
+    fn assignment_generations(&self) -> StoreFuture<'_, Vec<(String, u64)>> {
+        Box::pin(self.blocking(|store| store.assignment_generations()))
+    }
+
+    fn labels(&self) -> StoreFuture<'_, Vec<(String, Labels)>> {
+        Box::pin(self.blocking(|store| store.labels()))
+    }
+
+    fn set_labels<'a>(&'a self, agent_id: &'a str, labels: Labels) -> StoreFuture<'a, ()> {
+        let id = agent_id.to_owned();
+        Box::pin(self.blocking(move |store| store.set_labels(&id, &labels)))
+    }
+
+    fn revoke<'a>(&'a self, agent_id: &'a str) -> StoreFuture<'a, bool> {
+        let id = agent_id.to_owned();
+        Box::pin(self.blocking(move |store| store.revoke(&id)))
+    }
+
+    fn add_issued_token(&self, token: IssuedToken) -> StoreFuture<'_, ()> {
+        Box::pin(self.blocking(move |store| store.add_issued_token(&token)))
+    }
+
+    fn issued_token<'a>(&'a self, token_sha256: &'a str) -> StoreFuture<'a, Option<IssuedToken>> {
+        let hash = token_sha256.to_owned();
+        Box::pin(self.blocking(move |store| store.issued_token(&hash)))
     }
 
     fn used_tokens(&self) -> StoreFuture<'_, Vec<(String, String)>> {

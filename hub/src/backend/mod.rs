@@ -20,7 +20,9 @@ use std::pin::Pin;
 use bytes::Bytes;
 use outpost_proto::wire::{Assignment, Heartbeat};
 
-use crate::store::{AgentRecord, Enrolled, Enrollment, Forgotten, Recorded, StoreError, Stored};
+use crate::store::{
+    AgentRecord, Enrolled, Enrollment, Forgotten, IssuedToken, Labels, Recorded, StoreError, Stored,
+};
 
 pub mod config;
 pub mod embedded;
@@ -124,6 +126,9 @@ pub trait FleetStore: Send + Sync + std::fmt::Debug {
     /// The assignment set for one agent through the admin API, if any (static ones come from the config).
     fn assignment<'a>(&'a self, agent_id: &'a str) -> StoreFuture<'a, Option<Assignment>>;
 
+    /// The generation of every agent's stored assignment (for the fleet's "assigned" column).
+    fn assignment_generations(&self) -> StoreFuture<'_, Vec<(String, u64)>>;
+
     /// Sets one agent's assignment; the store gives it a generation above both its previous one and
     /// `at_least` (the config's generation for the agent), so generations only grow. Returns the generation.
     fn set_assignment<'a>(
@@ -132,6 +137,22 @@ pub trait FleetStore: Send + Sync + std::fmt::Debug {
         assignment: Assignment,
         at_least: u64,
     ) -> StoreFuture<'a, u64>;
+
+    /// Every agent's labels (set through the admin API or by the token that enrolled it).
+    fn labels(&self) -> StoreFuture<'_, Vec<(String, Labels)>>;
+
+    /// Replaces one agent's labels; an empty set removes them.
+    fn set_labels<'a>(&'a self, agent_id: &'a str, labels: Labels) -> StoreFuture<'a, ()>;
+
+    /// Removes one agent's enrollment, so its key is refused; its records stay. Returns whether it was
+    /// enrolled.
+    fn revoke<'a>(&'a self, agent_id: &'a str) -> StoreFuture<'a, bool>;
+
+    /// Records a bootstrap token made by `outpost-hub token create` (its hash, labels and expiry).
+    fn add_issued_token(&self, token: IssuedToken) -> StoreFuture<'_, ()>;
+
+    /// The issued token with this hash, if any.
+    fn issued_token<'a>(&'a self, token_sha256: &'a str) -> StoreFuture<'a, Option<IssuedToken>>;
 
     /// The hashes of used bootstrap tokens, with the agent each enrolled (for export).
     fn used_tokens(&self) -> StoreFuture<'_, Vec<(String, String)>>;

@@ -1,4 +1,5 @@
-//! `GET /metrics`: the fleet and the hub's heartbeat counters in the Prometheus text exposition format 0.0.4.
+//! `GET /metrics`: the fleet and the hub's heartbeat counters in the Prometheus text exposition format 0.0.4,
+//! written by the Prometheus client crate (`prometheus`), not by hand.
 //!
 //! [`render`] is a pure function of the fleet views (the same [`AgentView`]s as `GET /v1/agents`, so the
 //! honesty rule of [`crate::status`] holds here too) and a [`CounterSnapshot`]. An offline agent's sources
@@ -11,9 +12,10 @@
 //! refusals ([`crate::refusals`]), so this is where their exact number is.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
+
+use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder};
 
 use crate::reply::{Rejection, Reply};
 use crate::state::HubState;
@@ -100,176 +102,132 @@ pub fn handle(hub: &HubState, views: &[AgentView]) -> Reply {
     Reply::text(200, CONTENT_TYPE, text)
 }
 
-/// The exposition text: every family with its `# HELP` and `# TYPE`, samples in agent id order.
+/// The exposition text, built with the Prometheus client's registry and text encoder: every family with its
+/// `# HELP` and `# TYPE` (a family without samples is left out, as the client does), label values escaped.
 pub fn render(views: &[AgentView], counters: &CounterSnapshot) -> String {
-    let mut out = String::new();
+    match exposition(views, counters) {
+        Ok(text) => text,
+        // Only a programming error (a clashing name or label set) gets here; say so in the scrape.
+        Err(e) => format!("# outpost-hub could not build its metrics: {e}\n"),
+    }
+}
 
-    family(
-        &mut out,
+fn gauge(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<IntGaugeVec> {
+    let vec = IntGaugeVec::new(Opts::new(name, help), labels)?;
+    registry.register(Box::new(vec.clone()))?;
+    Ok(vec)
+}
+
+fn counter(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    labels: &[&str],
+) -> prometheus::Result<IntCounterVec> {
+    let vec = IntCounterVec::new(Opts::new(name, help), labels)?;
+    registry.register(Box::new(vec.clone()))?;
+    Ok(vec)
+}
+
+/// Prometheus values are signed; a count or generation past `i64::MAX` never happens and is clamped.
+fn signed(value: u64) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+fn exposition(views: &[AgentView], counters: &CounterSnapshot) -> prometheus::Result<String> {
+    // A registry per scrape: the per-agent series follow the fleet as it is now, with no stale ones left.
+    let registry = Registry::new();
+    let agents = gauge(
+        &registry,
         "outpost_hub_agents",
-        "gauge",
         "Agents known to the hub, by status (offline: no heartbeat within three intervals).",
-    );
+        &["status"],
+    )?;
     for status in ["online", "offline", "never-seen"] {
         let count = views.iter().filter(|v| v.status == status).count();
-        sample(&mut out, "outpost_hub_agents", &[("status", status)], count);
+        agents
+            .with_label_values(&[status])
+            .set(signed(count as u64));
     }
-
-    family(
-        &mut out,
+    let online = gauge(
+        &registry,
         "outpost_hub_agent_online",
-        "gauge",
         "1 while the agent's last heartbeat is younger than three of its intervals, else 0.",
-    );
-    for view in views {
-        let online = u8::from(view.online);
-        sample(
-            &mut out,
-            "outpost_hub_agent_online",
-            &[("agent", &view.agent_id)],
-            online,
-        );
-    }
-
-    family(
-        &mut out,
+        &["agent"],
+    )?;
+    let last_seen = gauge(
+        &registry,
         "outpost_hub_agent_last_seen_seconds",
-        "gauge",
         "Seconds since the hub accepted the agent's last heartbeat; absent for agents never seen.",
-    );
-    for view in views {
-        if let Some(ago) = view.last_seen_secs_ago {
-            let labels = [("agent", view.agent_id.as_str())];
-            sample(
-                &mut out,
-                "outpost_hub_agent_last_seen_seconds",
-                &labels,
-                ago,
-            );
-        }
-    }
-
-    family(
-        &mut out,
+        &["agent"],
+    )?;
+    let source_state = gauge(
+        &registry,
         "outpost_hub_source_state",
-        "gauge",
         "1 for the state each source of an online agent reports; offline agents' sources are left out.",
-    );
-    for view in views.iter().filter(|v| v.online) {
-        for source in &view.sources {
-            let labels = [
-                ("agent", view.agent_id.as_str()),
-                ("source", source.name.as_str()),
-                ("state", source.state.as_str()),
-            ];
-            sample(&mut out, "outpost_hub_source_state", &labels, 1);
-        }
-    }
-
-    family(
-        &mut out,
+        &["agent", "source", "state"],
+    )?;
+    let refused_assignment = gauge(
+        &registry,
         "outpost_hub_agent_assignment_refused",
-        "gauge",
         "The generation of the assignment an online agent refuses, labelled by why; absent while none is refused.",
-    );
-    for view in views.iter().filter(|v| v.online) {
+        &["agent", "kind"],
+    )?;
+    for view in views {
+        let id = view.agent_id.as_str();
+        online.with_label_values(&[id]).set(i64::from(view.online));
+        if let Some(ago) = view.last_seen_secs_ago {
+            last_seen.with_label_values(&[id]).set(signed(ago));
+        }
+        if !view.online {
+            continue;
+        }
+        for source in &view.sources {
+            source_state
+                .with_label_values(&[id, source.name.as_str(), source.state.as_str()])
+                .set(1);
+        }
         if let Some(refused) = &view.assignment_error {
-            let labels = [
-                ("agent", view.agent_id.as_str()),
-                ("kind", refused.kind.as_str()),
-            ];
-            sample(
-                &mut out,
-                "outpost_hub_agent_assignment_refused",
-                &labels,
-                refused.generation,
-            );
+            refused_assignment
+                .with_label_values(&[id, refused.kind.as_str()])
+                .set(signed(refused.generation));
         }
     }
-
-    family(
-        &mut out,
+    let accepted = counter(
+        &registry,
         "outpost_hub_heartbeats_accepted_total",
-        "counter",
         "Heartbeats answered 200 since the hub started.",
-    );
-    let accepted = counters.accepted;
-    sample(
-        &mut out,
-        "outpost_hub_heartbeats_accepted_total",
         &[],
-        accepted,
-    );
-
-    family(
-        &mut out,
+    )?;
+    accepted
+        .with_label_values::<&str>(&[])
+        .inc_by(counters.accepted);
+    let rejected = counter(
+        &registry,
         "outpost_hub_heartbeats_rejected_total",
-        "counter",
         "Heartbeats refused since the hub started, by the reason token of the refusal.",
-    );
+        &["reason"],
+    )?;
     for (reason, count) in &counters.rejected {
-        let labels = [("reason", *reason)];
-        sample(
-            &mut out,
-            "outpost_hub_heartbeats_rejected_total",
-            &labels,
-            count,
-        );
+        rejected.with_label_values(&[*reason]).inc_by(*count);
     }
-
-    family(
-        &mut out,
+    let refused = counter(
+        &registry,
         "outpost_hub_requests_refused_total",
-        "counter",
         "Requests of any endpoint refused since the hub started, by endpoint and reason token (the log only summarises them).",
-    );
+        &["endpoint", "reason"],
+    )?;
     for ((endpoint, reason), count) in &counters.refused {
-        let labels = [("endpoint", *endpoint), ("reason", *reason)];
-        sample(
-            &mut out,
-            "outpost_hub_requests_refused_total",
-            &labels,
-            count,
-        );
+        refused
+            .with_label_values(&[*endpoint, *reason])
+            .inc_by(*count);
     }
-    out
-}
-
-/// The `# HELP` and `# TYPE` lines of a family. Help texts are constants here, free of `\` and newlines,
-/// so they need none of the escaping label values get.
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
-}
-
-fn sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: impl std::fmt::Display) {
-    out.push_str(name);
-    if !labels.is_empty() {
-        out.push('{');
-        for (index, (label, value)) in labels.iter().enumerate() {
-            if index > 0 {
-                out.push(',');
-            }
-            let _ = write!(out, "{label}=\"{}\"", escape_label(value));
-        }
-        out.push('}');
-    }
-    let _ = writeln!(out, " {value}");
-}
-
-/// A label value as the exposition format wants it: backslash, double quote and line feed escaped. Agent
-/// ids and source names come from configs and agents, so they may hold any of these.
-pub fn escape_label(value: &str) -> String {
-    let mut escaped = String::with_capacity(value.len());
-    for c in value.chars() {
-        match c {
-            '\\' => escaped.push_str("\\\\"),
-            '"' => escaped.push_str("\\\""),
-            '\n' => escaped.push_str("\\n"),
-            c => escaped.push(c),
-        }
-    }
-    escaped
+    TextEncoder::new().encode_to_string(&registry.gather())
 }
 
 #[cfg(test)]

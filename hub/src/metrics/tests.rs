@@ -21,6 +21,7 @@ fn view(id: &str, status: &str, sources: Vec<SourceStatus>) -> AgentView {
         assigned_generation: Some(2),
         dropped: None,
         assignment_error: None,
+        labels: Default::default(),
         sources,
     }
 }
@@ -141,9 +142,13 @@ fn value_of(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f
 
 #[test]
 fn label_values_are_escaped() {
-    assert_eq!(escape_label(r#"a\b"c"#), r#"a\\b\"c"#);
-    assert_eq!(escape_label("two\nlines"), "two\\nlines");
-    assert_eq!(escape_label("store-042"), "store-042");
+    let source = SourceStatus::new("a\\b\"c\nd", SourceState::Ready);
+    let text = render(
+        &[view("store-042", "online", vec![source])],
+        &CounterSnapshot::default(),
+    );
+    let line = r#"outpost_hub_source_state{agent="store-042",source="a\\b\"c\nd",state="Ready"} 1"#;
+    assert!(text.lines().any(|l| l == line), "{text}");
 }
 
 #[test]

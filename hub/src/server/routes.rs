@@ -40,15 +40,24 @@ pub(super) async fn route(
         }
     }
     let outcome = match (&method, path.as_str()) {
+        (_, p) if p.starts_with("/v1/admin/") => admin(state.clone(), request).await.map(whole),
         (&Method::POST, "/v1/heartbeats") => {
             let outcome = heartbeat(state.clone(), request).await;
             state.heartbeats.count(&outcome);
             outcome.map(whole)
         }
         (&Method::POST, "/v1/enroll") => enroll(state.clone(), peer, request).await.map(whole),
-        (&Method::GET, "/") => fleet_read(&state, |_, views, now| crate::fleet::handle(views, now))
-            .await
-            .map(whole),
+        (&Method::GET, "/") => {
+            match crate::fleet::select::parse_query(query.as_deref()) {
+                Ok(filter) => fleet_read(&state, move |_, views, now| crate::fleet::handle(views, &filter, now))
+                    .await
+                    .map(whole),
+                Err(rejection) => Err(rejection),
+            }
+        }
+        (&Method::GET, p) if p.starts_with("/agents/") => {
+            agent_page(state.clone(), p.trim_start_matches("/agents/").to_owned()).await.map(whole)
+        }
         (&Method::GET, "/metrics") => fleet_read(&state, |hub, views, _| crate::metrics::handle(hub, views))
             .await
             .map(whole),
@@ -58,13 +67,13 @@ pub(super) async fn route(
             agent(state.clone(), id, query.as_deref()).await
         }
         (_, "/v1/heartbeats" | "/v1/enroll") => Err(method_not_allowed("POST")),
-        (_, p) if p == "/" || p == "/metrics" || p == "/v1/agents" || p.starts_with("/v1/agents/") => {
+        (_, p) if is_fleet_read(p) => {
             Err(method_not_allowed("GET"))
         }
         _ => Err(Rejection::new(
             404,
             "not_found",
-            format!("no endpoint {path}; the hub serves POST /v1/heartbeats, POST /v1/enroll, GET /v1/agents, GET /v1/agents/{{id}}, GET / and GET /metrics"),
+            format!("no endpoint {path}; the hub serves POST /v1/heartbeats, POST /v1/enroll, GET /v1/agents, GET /v1/agents/{{id}}, GET / and GET /metrics, and the admin API under /v1/admin/"),
         )),
     };
     Ok(match outcome {
@@ -75,7 +84,9 @@ pub(super) async fn route(
 
 /// Whether `path` shows fleet data, which needs a read credential ([`crate::access`]).
 fn is_fleet_read(path: &str) -> bool {
-    matches!(path, "/" | "/metrics" | "/v1/agents") || path.starts_with("/v1/agents/")
+    matches!(path, "/" | "/metrics" | "/v1/agents")
+        || path.starts_with("/v1/agents/")
+        || path.starts_with("/agents/")
 }
 
 /// Checks the request's credential for `role`.
@@ -134,7 +145,9 @@ fn endpoint(path: &str) -> &'static str {
         "/v1/agents" => "agents",
         p if p.starts_with("/v1/agents/") => "agent",
         "/" => "fleet",
+        p if p.starts_with("/agents/") => "agent_page",
         "/metrics" => "metrics",
+        p if p.starts_with("/v1/admin/") => "admin",
         _ => "other",
     }
 }
@@ -189,17 +202,17 @@ async fn heartbeat(state: Arc<HubState>, request: Request<Incoming>) -> Result<R
         crate::heartbeat::verify(&state, &received, now_ms())?
     };
     let received_ms = now_ms();
-    // Returns once the record is durable (see `crate::backend`).
-    let recorded = state
-        .store
-        .record(
+    // The record returns once it is durable (see `crate::backend`); the assignment is read meanwhile.
+    let (recorded, stored) = tokio::join!(
+        state.store.record(
             verified.heartbeat.clone(),
             body,
             received_ms,
             state.config.history,
-        )
-        .await;
-    crate::heartbeat::answer(&state, &verified, recorded, now_ms())
+        ),
+        state.store.assignment(&verified.agent_id)
+    );
+    crate::heartbeat::answer(&state, &verified, recorded, stored, now_ms())
 }
 
 async fn enroll(
@@ -213,9 +226,40 @@ async fn enroll(
     let limit = crate::enroll::MAX_ENROLL_BODY;
     let body = read_body(&parts, body, limit, "enrollment", "a fixed limit").await?;
     let hub = state.clone();
-    let checked = on_blocking_pool(move || crate::enroll::check(&hub, &body, now_ms())).await?;
+    let mut checked = on_blocking_pool(move || crate::enroll::check(&hub, &body, now_ms())).await?;
+    let failed = |e: crate::backend::BackendError| {
+        crate::reply::store_failure(&e, "cannot look up the bootstrap token".into())
+    };
+    let issued = match checked.issued_lookup() {
+        Some(hash) => state.store.issued_token(hash).await.map_err(failed)?,
+        None => None,
+    };
+    crate::enroll::check_token(&mut checked, issued, now_ms())?;
+    crate::enroll::check_agent(&state, &checked)?;
     let outcome = state.store.enroll(checked.enrollment()).await;
-    crate::enroll::finish(&state, checked, outcome)
+    let labels = std::mem::take(&mut checked.labels);
+    let id = checked.enrollment().agent_id;
+    let reply = crate::enroll::finish(&state, checked, outcome)?;
+    // Also on a retry (200), so labels a failed first try did not set are set now.
+    if !labels.is_empty() {
+        state.store.set_labels(&id, labels).await.map_err(|e| {
+            crate::reply::store_failure(
+                &e,
+                format!("enrolled agent {id:?} but cannot set its labels"),
+            )
+        })?;
+    }
+    Ok(reply)
+}
+
+/// The admin API ([`crate::admin`]): an admin credential, then the action named by method and path.
+async fn admin(state: Arc<HubState>, request: Request<Incoming>) -> Result<Reply, Rejection> {
+    let by = authorize(&state, &request, Role::Admin)?;
+    let action = crate::admin::route(request.method().as_str(), request.uri().path())?;
+    let (parts, body) = request.into_parts();
+    let limit = state.config.max_body;
+    let body = read_body(&parts, body, limit, "admin request", "max_body").await?;
+    crate::admin::handle(&state, action, &body, &by, now_ms()).await
 }
 
 async fn agents(state: Arc<HubState>) -> Result<Reply, Rejection> {
@@ -243,6 +287,47 @@ where
     on_blocking_pool(move || Ok(render(&hub, &views, now))).await
 }
 
+/// `GET /agents/{id}`: one agent's HTML page ([`crate::fleet::agent_page`]) with its newest kept heartbeats.
+async fn agent_page(state: Arc<HubState>, id: String) -> Result<Reply, Rejection> {
+    use crate::fleet::agent_page::{Recent, RECENT};
+    let _turn = state.reads.enter().await?;
+    let failed = |e: crate::backend::BackendError| {
+        crate::reply::store_failure(&e, format!("cannot read agent {id:?}"))
+    };
+    let record = state.store.agent(&id).await.map_err(failed)?;
+    let stored = state.store.assignment(&id).await.map_err(failed)?;
+    let mut view =
+        crate::status::agent_view(&state.config, &state.registry(), &id, record, now_ms())
+            .ok_or_else(|| {
+                Rejection::new(
+                    404,
+                    "unknown_agent",
+                    format!("no agent {id:?} is enrolled or on record"),
+                )
+            })?;
+    if let Some(stored) = stored {
+        crate::status::with_stored_generations(
+            std::slice::from_mut(&mut view),
+            &[(id.clone(), stored.generation)],
+        );
+    }
+    let kept = state
+        .store
+        .history_page(&id, None, RECENT)
+        .await
+        .map_err(failed)?;
+    let mut recent = Vec::with_capacity(kept.records.len());
+    for kept in kept.records.into_iter().rev() {
+        let stored = state.store.read_kept(kept).await.map_err(failed)?;
+        recent.extend(Recent::from_body(
+            stored.seq,
+            stored.received_ms,
+            &stored.body,
+        ));
+    }
+    on_blocking_pool(move || Ok(crate::fleet::agent_page::handle(&view, &recent))).await
+}
+
 /// `GET /v1/agents/{id}`: the head is built on the blocking pool, then each kept heartbeat is read there and
 /// handed to the client before the next is read (see [`crate::history`]). The read's turn is held until the
 /// reply's last byte is produced.
@@ -257,14 +342,22 @@ async fn agent(
         crate::reply::store_failure(&e, format!("cannot read the history of agent {id:?}"))
     };
     let record = state.store.agent(&id).await.map_err(failed)?;
-    let view = crate::status::agent_view(&state.config, &state.registry(), &id, record, now_ms())
-        .ok_or_else(|| {
-        Rejection::new(
-            404,
-            "unknown_agent",
-            format!("no agent {id:?} is enrolled or on record"),
-        )
-    })?;
+    let stored = state.store.assignment(&id).await.map_err(failed)?;
+    let mut view =
+        crate::status::agent_view(&state.config, &state.registry(), &id, record, now_ms())
+            .ok_or_else(|| {
+                Rejection::new(
+                    404,
+                    "unknown_agent",
+                    format!("no agent {id:?} is enrolled or on record"),
+                )
+            })?;
+    if let Some(stored) = stored {
+        crate::status::with_stored_generations(
+            std::slice::from_mut(&mut view),
+            &[(id.clone(), stored.generation)],
+        );
+    }
     let kept = state
         .store
         .history_page(&id, page.before, page.limit)

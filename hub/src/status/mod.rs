@@ -69,6 +69,9 @@ pub struct AgentView {
     pub assignment_error: Option<AssignmentError>,
     /// Per source, as of `last_seen`.
     pub sources: Vec<SourceStatus>,
+    /// Labels set through the admin API or by the token that enrolled the agent.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
 }
 
 /// Why `outpost-hub status` could not get the fleet's status.
@@ -124,6 +127,32 @@ pub fn views(
     }
     views.sort_by(|a, b| a.agent_id.cmp(&b.agent_id));
     views
+}
+
+/// Raises each view's `assigned_generation` to the agent's stored assignment (set through the admin API), as
+/// heartbeat replies serve the higher of the config's and the stored one.
+pub fn with_stored_generations(views: &mut [AgentView], stored: &[(String, u64)]) {
+    let stored: std::collections::HashMap<&str, u64> =
+        stored.iter().map(|(id, g)| (id.as_str(), *g)).collect();
+    for view in views {
+        if let Some(generation) = stored.get(view.agent_id.as_str()) {
+            view.assigned_generation = Some(
+                view.assigned_generation
+                    .map_or(*generation, |g| g.max(*generation)),
+            );
+        }
+    }
+}
+
+/// Gives each view its agent's labels.
+pub fn with_labels(views: &mut [AgentView], labels: Vec<(String, crate::store::Labels)>) {
+    let mut labels: std::collections::HashMap<String, crate::store::Labels> =
+        labels.into_iter().collect();
+    for view in views {
+        if let Some(set) = labels.remove(&view.agent_id) {
+            view.labels = set;
+        }
+    }
 }
 
 /// The view of one agent; `None` when the hub neither knows it nor holds a heartbeat of it.
@@ -190,6 +219,7 @@ fn view(
         dropped: heartbeat.map(|h| h.dropped),
         assignment_error: heartbeat.and_then(|h| h.assignment_error.clone()),
         sources: heartbeat.map(|h| h.sources.clone()).unwrap_or_default(),
+        labels: BTreeMap::new(),
     }
 }
 
@@ -205,11 +235,14 @@ pub async fn from_store(
     now_ms: u64,
 ) -> Result<Vec<AgentView>, BackendError> {
     let (registry, _) = Registry::build(config, &store.enrollments().await?);
-    Ok(views(config, &registry, store.agents().await?, now_ms))
+    let mut views = views(config, &registry, store.agents().await?, now_ms);
+    with_stored_generations(&mut views, &store.assignment_generations().await?);
+    with_labels(&mut views, store.labels().await?);
+    Ok(views)
 }
 
 /// The address `status` dials: the listen address, with a wildcard replaced by loopback.
-fn dial_addr(listen: SocketAddr) -> SocketAddr {
+pub(crate) fn dial_addr(listen: SocketAddr) -> SocketAddr {
     let ip = match listen.ip() {
         IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
         IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V6(Ipv6Addr::LOCALHOST),

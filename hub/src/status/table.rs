@@ -156,6 +156,7 @@ mod tests {
             assigned_generation: Some(1),
             dropped: Some(0),
             assignment_error: None,
+            labels: Default::default(),
             sources,
         }
     }

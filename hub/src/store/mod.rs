@@ -6,7 +6,10 @@
 //! - tree `tokens`:   `<sha-256 of a bootstrap token, hex>` -> `<agent id>` (each token enrolls one agent;
 //!   only the hash is kept, so the store does not hold a usable secret);
 //! - tree `assignments`: `<agent id>` -> `outpost.assignment/v1` JSON set through the admin API (its
-//!   generation only grows: see [`Store::set_assignment`]).
+//!   generation only grows: see [`Store::set_assignment`]);
+//! - tree `labels`: `<agent id>` -> the agent's labels (JSON object), set through the admin API;
+//! - tree `issued`: `<sha-256 of a token, hex>` -> [`IssuedToken`] (bootstrap tokens made with
+//!   `outpost-hub token create`: their labels and expiry; see [`admin`]).
 //!
 //! Hubs before the log kept heartbeats in the sled trees `agents` and `history`; opening such a store moves
 //! them into the log once ([`migrate`]).
@@ -27,10 +30,12 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
 
+mod admin;
 pub mod log;
 mod migrate;
 mod segment;
 
+pub use admin::{IssuedToken, Labels};
 use log::HeartbeatLog;
 pub use log::{HistoryPage, Kept, Stored};
 
@@ -152,6 +157,8 @@ pub struct Store {
     enrolled: sled::Tree,
     tokens: sled::Tree,
     assignments: sled::Tree,
+    labels: sled::Tree,
+    issued: sled::Tree,
     db: sled::Db,
 }
 
@@ -185,6 +192,8 @@ impl Store {
             enrolled: db.open_tree("enrolled")?,
             tokens: db.open_tree("tokens")?,
             assignments: db.open_tree("assignments")?,
+            labels: db.open_tree("labels")?,
+            issued: db.open_tree("issued")?,
             db,
         };
         migrate::heartbeats_from_sled(&store)?;
@@ -302,6 +311,7 @@ impl Store {
             history: history.unwrap_or(0),
             enrollment: self.enrolled.remove(agent_id)?.is_some(),
         };
+        self.labels.remove(agent_id)?;
         self.db.flush()?;
         Ok(forgotten)
     }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 pub mod child;
 pub mod postgres;
+pub mod proxy;
 use std::sync::Arc;
 
 use outpost_hub::config::Config;
@@ -23,9 +24,17 @@ pub const REVISION: &str = "0123456789abcdef0123456789abcdef01234567";
 /// The read credential every test hub lists, and its clients present (fleet data needs one by default).
 pub const READ_TOKEN: &str = "5f0c2b7e9a41d3c8e6b0f2a4c6e8d0b1a3c5e7f9d1b3a5c7e9f0a2b4c6d8e0f1";
 
-/// The `[[reader]]` table for [`READ_TOKEN`].
+/// The admin credential every test hub lists (issue 18 item 3).
+pub const ADMIN_TOKEN: &str = "a1d2m3i4n5b6c7d8e9f0a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1d2";
+
+/// The `[[reader]]` table for [`READ_TOKEN`] and the `[[admin]]` table for [`ADMIN_TOKEN`].
 pub fn reader_table() -> String {
-    outpost_hub::access::config_table(outpost_hub::access::Role::Read, "tests", READ_TOKEN)
+    use outpost_hub::access::{config_table, Role};
+    format!(
+        "{}{}",
+        config_table(Role::Read, "tests", READ_TOKEN),
+        config_table(Role::Admin, "test-admin", ADMIN_TOKEN)
+    )
 }
 
 /// Unix seconds now.
@@ -270,6 +279,37 @@ impl TestHub {
                 .await?,
         )
         .await
+    }
+
+    /// An admin API request with [`ADMIN_TOKEN`] (`method` GET, POST, PUT or DELETE).
+    pub async fn admin(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> Result<Answer, TestError> {
+        let method = reqwest::Method::from_bytes(method.as_bytes())?;
+        let mut request = reqwest::Client::new()
+            .request(method, format!("{}{path}", self.base))
+            .header("Authorization", format!("Bearer {ADMIN_TOKEN}"));
+        if let Some(body) = body {
+            request = request
+                .header("Content-Type", JSON)
+                .body(serde_json::to_vec(&body)?);
+        }
+        answer(request.send().await?).await
+    }
+
+    /// The hub's config file with `listen` set to the port it got, for the command-line tools.
+    pub fn config_for_tools(&self) -> Result<PathBuf, TestError> {
+        let text = std::fs::read_to_string(&self.config.path)?;
+        let text = text.replace(
+            "listen = \"127.0.0.1:0\"",
+            &format!("listen = \"{}\"", self.config.listen),
+        );
+        let path = self.dir.path().join("tools.toml");
+        std::fs::write(&path, text)?;
+        Ok(path)
     }
 
     /// The `GET /v1/agents` entry of `id`.

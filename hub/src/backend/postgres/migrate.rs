@@ -47,6 +47,18 @@ const MIGRATIONS: &[&str] = &[
         generation bigint NOT NULL CHECK (generation > 0),
         sources bytea NOT NULL
     );",
+    // 2: the admin API (issue 18 items 3 and 6): agents' labels, and bootstrap tokens made by
+    // `outpost-hub token create` (only their hash), with the labels they give and their expiry.
+    "CREATE TABLE labels (
+        agent_id text PRIMARY KEY,
+        labels bytea NOT NULL
+    );
+    CREATE TABLE issued_tokens (
+        token_sha256 text PRIMARY KEY,
+        labels bytea NOT NULL,
+        created_at_ms bigint NOT NULL,
+        expires_at_ms bigint
+    );",
 ];
 
 /// The schema version this hub needs.

@@ -14,25 +14,24 @@
 //! connection, and each heartbeat acknowledged only after that transaction commits. A database that cannot
 //! be reached makes [`BackendError::Unavailable`] (503 to the agent, which keeps the heartbeat).
 
-use std::time::Duration;
-
 use bytes::Bytes;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use deadpool_postgres::Pool;
 use outpost_proto::wire::{Assignment, Heartbeat, SourceSpec};
 use tokio_postgres::error::SqlState;
 
 use super::config::PostgresSettings;
 use super::{BackendError, FleetStore, KeptRef, Page, StoreFuture};
-use crate::store::{AgentRecord, Enrolled, Enrollment, Forgotten, Recorded, Stored};
+use crate::store::{
+    AgentRecord, Enrolled, Enrollment, Forgotten, IssuedToken, Labels, Recorded, Stored,
+};
 
+mod admin;
 pub mod migrate;
+mod pool;
 mod record;
 mod tls;
 
-/// How long a request waits for a free connection before the hub answers 503.
-pub const POOL_WAIT_TIMEOUT: Duration = Duration::from_secs(5);
-/// How long opening a connection may take.
-pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub use pool::{connect, CONNECT_TIMEOUT, POOL_WAIT_TIMEOUT};
 
 /// The open database.
 #[derive(Debug)]
@@ -135,39 +134,6 @@ impl Postgres {
     async fn client(&self) -> Result<deadpool_postgres::Object, BackendError> {
         self.pool.get().await.map_err(pool_error)
     }
-}
-
-/// The pool for `settings`, over TLS when `ca_file` is set. Connections are opened lazily.
-pub fn connect(settings: &PostgresSettings) -> Result<Pool, BackendError> {
-    let mut pg = settings.pg.clone();
-    pg.connect_timeout(CONNECT_TIMEOUT);
-    if pg.get_application_name().is_none() {
-        pg.application_name("outpost-hub");
-    }
-    if let Some(file) = &settings.password_file {
-        let password = crate::secret_file::read(file)
-            .map_err(|e| BackendError::Database(format!("store.password_file: {e}")))?;
-        pg.password(password);
-    }
-    let manager_config = ManagerConfig {
-        recycling_method: RecyclingMethod::Fast,
-    };
-    let manager = match &settings.ca_file {
-        Some(ca_file) => {
-            pg.ssl_mode(tokio_postgres::config::SslMode::Require);
-            let tls = tls::connector(ca_file)?;
-            Manager::from_config(pg, tls, manager_config)
-        }
-        None => Manager::from_config(pg, tokio_postgres::NoTls, manager_config),
-    };
-    Pool::builder(manager)
-        .max_size(settings.pool_size)
-        .runtime(Runtime::Tokio1)
-        .wait_timeout(Some(POOL_WAIT_TIMEOUT))
-        .create_timeout(Some(CONNECT_TIMEOUT))
-        .recycle_timeout(Some(CONNECT_TIMEOUT))
-        .build()
-        .map_err(|e| BackendError::Database(format!("cannot build the connection pool: {e}")))
 }
 
 /// Applies the migrations the database lacks (`outpost-hub migrate`); returns the versions applied.
@@ -386,6 +352,9 @@ impl FleetStore for Postgres {
                 .execute("DELETE FROM enrollments WHERE agent_id = $1", &[&agent_id])
                 .await
                 .map_err(classify)?;
+            tx.execute("DELETE FROM labels WHERE agent_id = $1", &[&agent_id])
+                .await
+                .map_err(classify)?;
             tx.commit().await.map_err(classify)?;
             Ok(Forgotten {
                 heartbeat: heartbeat > 0,
@@ -428,9 +397,9 @@ impl FleetStore for Postgres {
             let client = self.client().await?;
             let row = client
                 .query_one(
-                    "INSERT INTO assignments (agent_id, generation, sources) VALUES ($1, GREATEST(1, $2), $3)
+                    "INSERT INTO assignments (agent_id, generation, sources) VALUES ($1, GREATEST(1, $2::bigint), $3)
                      ON CONFLICT (agent_id) DO UPDATE
-                       SET generation = GREATEST(assignments.generation + 1, $2), sources = EXCLUDED.sources
+                       SET generation = GREATEST(assignments.generation + 1, $2::bigint), sources = EXCLUDED.sources
                      RETURNING generation",
                     &[&agent_id, &to_db(at_least), &sources],
                 )
@@ -438,6 +407,30 @@ impl FleetStore for Postgres {
                 .map_err(classify)?;
             Ok(from_db(row.get(0)))
         })
+    }
+
+    fn assignment_generations(&self) -> StoreFuture<'_, Vec<(String, u64)>> {
+        Box::pin(admin::assignment_generations(&self.pool))
+    }
+
+    fn labels(&self) -> StoreFuture<'_, Vec<(String, Labels)>> {
+        Box::pin(admin::labels(&self.pool))
+    }
+
+    fn set_labels<'a>(&'a self, agent_id: &'a str, labels: Labels) -> StoreFuture<'a, ()> {
+        Box::pin(async move { admin::set_labels(&self.pool, agent_id, &labels).await })
+    }
+
+    fn revoke<'a>(&'a self, agent_id: &'a str) -> StoreFuture<'a, bool> {
+        Box::pin(admin::revoke(&self.pool, agent_id))
+    }
+
+    fn add_issued_token(&self, token: IssuedToken) -> StoreFuture<'_, ()> {
+        Box::pin(async move { admin::add_issued_token(&self.pool, &token).await })
+    }
+
+    fn issued_token<'a>(&'a self, token_sha256: &'a str) -> StoreFuture<'a, Option<IssuedToken>> {
+        Box::pin(admin::issued_token(&self.pool, token_sha256))
     }
 
     fn used_tokens(&self) -> StoreFuture<'_, Vec<(String, String)>> {

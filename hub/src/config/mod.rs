@@ -9,19 +9,21 @@
 //! - every `[[assignment]]` is a valid `outpost.assignment/v1` body, and no agent can match two of them with
 //!   the same generation (the agent would see two different "generation N" and accept whichever came first).
 
-use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use outpost_proto::keys::PublicKey;
 use outpost_proto::signed::Freshness;
-use outpost_proto::wire::{Assignment, SourceSpec, MAX_BODY_BYTES};
+use outpost_proto::wire::MAX_BODY_BYTES;
 
-use crate::access::{Access, Credential, Role};
-use crate::assign::{AssignmentRule, Assignments};
+use crate::access::Access;
+use crate::assign::Assignments;
 use crate::backend::config::{RawStore, StoreConfig};
 use serde::Deserialize;
+
+mod tables;
+use tables::{RawAgent, RawAssignment, RawCredential};
 
 /// Where `outpost-hub` looks for its config when `--config` is not given.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/outpost/hub.toml";
@@ -130,33 +132,9 @@ struct RawConfig {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawCredential {
-    name: String,
-    token_sha256: String,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct RawTls {
     cert_file: PathBuf,
     key_file: PathBuf,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawAgent {
-    id: String,
-    public_key: String,
-    heartbeat_interval: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RawAssignment {
-    agents: Vec<String>,
-    generation: u64,
-    #[serde(default, rename = "source")]
-    sources: Vec<SourceSpec>,
 }
 
 impl Config {
@@ -276,48 +254,6 @@ impl Checker<'_> {
         })
     }
 
-    fn access(
-        &self,
-        public_read: bool,
-        readers: Vec<RawCredential>,
-        admins: Vec<RawCredential>,
-    ) -> Result<Access, ConfigError> {
-        let mut credentials: Vec<Credential> = Vec::new();
-        let tables = [(Role::Read, readers), (Role::Admin, admins)];
-        for (role, raw) in tables {
-            for (index, entry) in raw.into_iter().enumerate() {
-                let key = |name: &str| format!("{}[{index}].{name}", role.table());
-                if entry.name.trim().is_empty() || entry.name.chars().any(char::is_control) {
-                    return Err(self.invalid(
-                        key("name"),
-                        "must be a short printable name for the log (who holds this credential)",
-                    ));
-                }
-                let Some(token_sha256) = crate::access::parse_sha256(&entry.token_sha256) else {
-                    return Err(self.invalid(
-                        key("token_sha256"),
-                        "is not 64 hex digits; paste what `outpost-hub credential create` printed (the hash, never the token itself)",
-                    ));
-                };
-                if credentials.iter().any(|c| c.token_sha256 == token_sha256) {
-                    return Err(self.invalid(
-                        key("token_sha256"),
-                        "is listed twice; give every credential its own token",
-                    ));
-                }
-                credentials.push(Credential {
-                    name: entry.name,
-                    role,
-                    token_sha256,
-                });
-            }
-        }
-        Ok(Access {
-            public_read,
-            credentials,
-        })
-    }
-
     fn listen(&self, text: Option<&str>, tls: bool) -> Result<SocketAddr, ConfigError> {
         let text = text.unwrap_or(DEFAULT_LISTEN);
         let addr: SocketAddr = text.parse().map_err(|_| {
@@ -385,87 +321,6 @@ impl Checker<'_> {
             )),
         }
     }
-
-    fn agents(&self, raw: Vec<RawAgent>) -> Result<Vec<AgentEntry>, ConfigError> {
-        let mut ids = HashSet::new();
-        let mut fingerprints = HashSet::new();
-        let mut agents = Vec::with_capacity(raw.len());
-        for (index, agent) in raw.into_iter().enumerate() {
-            let key = |name: &str| format!("agent[{index}].{name}");
-            if !is_agent_id(&agent.id) {
-                return Err(self.invalid(
-                    key("id"),
-                    format!("= {:?} is not an agent id; use 1-253 letters, digits, '.', '_' or '-' (the agent's [agent] id)", agent.id),
-                ));
-            }
-            if !ids.insert(agent.id.clone()) {
-                return Err(self.invalid(
-                    key("id"),
-                    format!("= {:?} is listed twice; list each agent once", agent.id),
-                ));
-            }
-            let public_key: PublicKey = agent.public_key.parse().map_err(|_| {
-                self.invalid(
-                    key("public_key"),
-                    format!("= {:?} is not a public key; copy the `ed25519:...` line that `outpost keygen` prints on the agent", agent.public_key),
-                )
-            })?;
-            if !fingerprints.insert(public_key.fingerprint()) {
-                return Err(self.invalid(
-                    key("public_key"),
-                    format!("of agent {:?} is already the key of another agent; every agent needs its own key (run `outpost keygen` on each)", agent.id),
-                ));
-            }
-            let heartbeat_interval = agent
-                .heartbeat_interval
-                .map(|text| self.interval(&key("heartbeat_interval"), &text))
-                .transpose()?;
-            agents.push(AgentEntry {
-                id: agent.id,
-                public_key,
-                heartbeat_interval,
-            });
-        }
-        Ok(agents)
-    }
-
-    fn assignments(&self, raw: Vec<RawAssignment>) -> Result<Assignments, ConfigError> {
-        let mut rules = Vec::with_capacity(raw.len());
-        for (index, table) in raw.into_iter().enumerate() {
-            let key = |name: &str| format!("assignment[{index}].{name}");
-            if table.agents.is_empty() {
-                return Err(self.invalid(
-                    key("agents"),
-                    "is empty; list agent ids, or [\"*\"] for every agent",
-                ));
-            }
-            for agent in &table.agents {
-                if agent != "*" && !is_agent_id(agent) {
-                    return Err(self.invalid(
-                        key("agents"),
-                        format!("contains {agent:?}, which is neither an agent id nor \"*\""),
-                    ));
-                }
-            }
-            let assignment = Assignment::new(table.generation, table.sources);
-            assignment.validate().map_err(|e| {
-                self.invalid(
-                    format!("assignment[{index}]"),
-                    format!("is not a valid assignment: {e}"),
-                )
-            })?;
-            rules.push(AssignmentRule {
-                agents: table.agents,
-                assignment,
-            });
-        }
-        Assignments::new(rules).map_err(|clash| {
-            self.invalid(
-                format!("assignment[{}].generation", clash.second),
-                clash.to_string(),
-            )
-        })
-    }
 }
 
 /// Agent ids as the heartbeat wire format allows them (a host name fits).
@@ -496,174 +351,4 @@ pub fn parse_size(text: &str) -> Option<u64> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const KEY_A: &str = "ed25519:11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=";
-    const KEY_B: &str = "ed25519:Pcgey5ND1cgYMtUHz9oIMGbMfgf1dH0UuqKiChqCaIM=";
-
-    fn parse(text: &str) -> Result<Config, ConfigError> {
-        Config::parse(text, Path::new("/etc/outpost/hub.toml"))
-    }
-
-    fn problem(text: &str) -> String {
-        match parse(text) {
-            Ok(_) => panic!("config accepted:\n{text}"),
-            Err(e) => e.to_string(),
-        }
-    }
-
-    #[test]
-    fn defaults_and_relative_paths() -> Result<(), ConfigError> {
-        let config = parse("state_dir = \"state\"\nkey_file = \"keys/hub.key\"\n")?;
-        assert_eq!(config.listen.to_string(), "127.0.0.1:8443");
-        assert_eq!(config.state_dir, Path::new("/etc/outpost/state"));
-        assert_eq!(config.key_file, Path::new("/etc/outpost/keys/hub.key"));
-        assert_eq!(config.max_body, MAX_BODY_BYTES);
-        assert_eq!(config.freshness, Freshness::default());
-        assert_eq!(config.heartbeat_interval, Duration::from_secs(30));
-        Ok(())
-    }
-
-    #[test]
-    fn unknown_keys_are_named() {
-        let message = problem("listen = \"127.0.0.1:1\"\nlisten_port = 5\n");
-        assert!(message.contains("listen_port"), "{message}");
-        let message = problem("[[agent]]\nid = \"a\"\npublic_key = \"x\"\ncolor = 1\n");
-        assert!(message.contains("color"), "{message}");
-    }
-
-    #[test]
-    fn plain_http_only_on_loopback() {
-        let message = problem("listen = \"0.0.0.0:8443\"\n");
-        assert!(
-            message.contains("`listen`") && message.contains("[tls]"),
-            "{message}"
-        );
-        assert!(parse("listen = \"[::1]:8443\"\n").is_ok());
-        let with_tls =
-            "listen = \"0.0.0.0:8443\"\n[tls]\ncert_file = \"c.pem\"\nkey_file = \"k.pem\"\n";
-        assert!(parse(with_tls).is_ok());
-        let message = problem("listen = \"localhost:8443\"\n");
-        assert!(message.contains("not an IP address"), "{message}");
-    }
-
-    #[test]
-    fn agents_are_checked() {
-        let message = problem(&format!(
-            "[[agent]]\nid = \"a b\"\npublic_key = \"{KEY_A}\"\n"
-        ));
-        assert!(message.contains("agent[0].id"), "{message}");
-        let message = problem("[[agent]]\nid = \"a\"\npublic_key = \"ssh-ed25519 AAAA\"\n");
-        assert!(
-            message.contains("agent[0].public_key") && message.contains("outpost keygen"),
-            "{message}"
-        );
-        let twice = format!("[[agent]]\nid = \"a\"\npublic_key = \"{KEY_A}\"\n[[agent]]\nid = \"b\"\npublic_key = \"{KEY_A}\"\n");
-        assert!(problem(&twice).contains("agent[1].public_key"));
-        let both = format!("[[agent]]\nid = \"a\"\npublic_key = \"{KEY_A}\"\nheartbeat_interval = \"10s\"\n[[agent]]\nid = \"b\"\npublic_key = \"{KEY_B}\"\n");
-        let config = parse(&both).map_err(|e| e.to_string());
-        assert_eq!(
-            config.as_ref().map(|c| c.heartbeat_interval_of("a")),
-            Ok(Duration::from_secs(10))
-        );
-        assert_eq!(
-            config.as_ref().map(|c| c.heartbeat_interval_of("b")),
-            Ok(Duration::from_secs(30))
-        );
-    }
-
-    #[test]
-    fn assignments_pick_the_highest_generation() -> Result<(), ConfigError> {
-        let text = r#"
-[[assignment]]
-agents = ["*"]
-generation = 3
-[[assignment.source]]
-name = "platform"
-url = "https://git.example.com/platform.git"
-branch = "main"
-target = "kubernetes"
-
-[[assignment]]
-agents = ["store-042"]
-generation = 3
-[[assignment.source]]
-name = "special"
-url = "https://git.example.com/special.git"
-tag = "v1"
-target = "directory:/srv/outpost"
-
-[[assignment]]
-agents = ["store-043"]
-generation = 2
-"#;
-        let config = parse(text)?;
-        let name = |id: &str| {
-            config
-                .assignments
-                .for_agent(id)
-                .map(|a| (a.generation, a.sources.first().map(|s| s.name.clone())))
-        };
-        assert_eq!(name("store-042"), Some((3, Some("special".into()))));
-        assert_eq!(name("store-043"), Some((3, Some("platform".into()))));
-        assert_eq!(name("other"), Some((3, Some("platform".into()))));
-        let none = parse("")?;
-        assert!(none.assignments.for_agent("store-042").is_none());
-        Ok(())
-    }
-
-    #[test]
-    fn assignments_are_validated() {
-        let secret = "[[assignment]]\nagents = [\"*\"]\ngeneration = 1\n[[assignment.source]]\nname = \"a\"\nurl = \"https://u:p@h/r\"\nbranch = \"main\"\ntarget = \"kubernetes\"\n";
-        let message = problem(secret);
-        assert!(
-            message.contains("assignment[0]") && message.contains("password"),
-            "{message}"
-        );
-        let token = "[[assignment]]\nagents = [\"*\"]\ngeneration = 1\n[[assignment.source]]\nname = \"a\"\nurl = \"https://h/r\"\nbranch = \"main\"\ntarget = \"kubernetes\"\ntoken = \"x\"\n";
-        assert!(problem(token).contains("token"));
-        let zero = "[[assignment]]\nagents = [\"*\"]\ngeneration = 0\n";
-        assert!(problem(zero).contains("generation"));
-        let clash = "[[assignment]]\nagents = [\"a\", \"b\"]\ngeneration = 4\n[[assignment]]\nagents = [\"b\"]\ngeneration = 4\n";
-        let message = problem(clash);
-        assert!(
-            message.contains("assignment[1].generation") && message.contains("\"b\""),
-            "{message}"
-        );
-        assert!(problem("[[assignment]]\nagents = []\ngeneration = 1\n")
-            .contains("assignment[0].agents"));
-    }
-
-    #[test]
-    fn names_are_host_and_port() -> Result<(), ConfigError> {
-        assert_eq!(parse("")?.names, None);
-        let config = parse("names = [\"hub.example.com:8443\", \"hub.example.com\"]\n")?;
-        assert_eq!(
-            config.names,
-            Some(vec![
-                "hub.example.com:8443".into(),
-                "hub.example.com".into()
-            ])
-        );
-        let message = problem("names = [\"https://hub.example.com\"]\n");
-        assert!(message.contains("names[0]"), "{message}");
-        assert!(problem("names = []\n").contains("`names` is empty"));
-        Ok(())
-    }
-
-    #[test]
-    fn units() {
-        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("250ms"), Some(Duration::from_millis(250)));
-        for bad in ["", "5", "m", "5 minutes", "-1s", "1.5s"] {
-            assert_eq!(parse_duration(bad), None, "{bad:?}");
-        }
-        assert_eq!(parse_size("1MiB"), Some(1 << 20));
-        assert_eq!(parse_size("2048"), Some(2048));
-        assert_eq!(parse_size("1GiB"), None);
-        assert_eq!(parse_size("MiB"), None);
-        assert!(problem("max_body = \"2MiB\"\n").contains("max_body"));
-        assert!(problem("freshness = \"2h\"\n").contains("freshness"));
-    }
-}
+mod tests;

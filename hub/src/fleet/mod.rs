@@ -1,6 +1,11 @@
 //! `GET /`: the fleet as an HTML page for a person at a browser; it reloads itself every
 //! [`REFRESH_SECS`] seconds with a `<meta>` refresh, so it needs no JavaScript.
 //!
+//! For a fleet of thousands the page leads with counts (agents online / offline / never seen, agents with a
+//! problem, sources by state, each a link to the agents behind it), then a form (state, text in an id or an
+//! error) and one page of [`select::PAGE_SIZE`] matching agents, problems first ([`select`]); each agent links
+//! to its own page, `GET /agents/{id}` ([`agent_page`]), with its sources and recent heartbeats.
+//!
 //! [`render`] is a pure function of the same [`AgentView`]s as `GET /v1/agents`, and keeps the honesty rule
 //! of [`crate::status`]: an offline agent is marked in red, and its sources' states are shown in brackets as
 //! what they were at its last heartbeat, never as current. Everything an agent or a config supplied (ids,
@@ -14,6 +19,11 @@ use outpost_proto::wire::{format_timestamp, SourceStatus};
 use crate::reply::Reply;
 use crate::status::AgentView;
 
+pub mod agent_page;
+pub mod select;
+
+use select::{Filter, StateFilter};
+
 /// The media type of the page.
 pub const CONTENT_TYPE: &str = "text/html; charset=utf-8";
 /// Seconds between the page's reloads: a third of the default heartbeat interval, so a change shows soon.
@@ -21,7 +31,7 @@ pub const REFRESH_SECS: u32 = 10;
 /// Revisions are shown this long, as `git log --oneline` would.
 const REVISION_CHARS: usize = 12;
 
-const STYLE: &str = "body{font-family:sans-serif;margin:1.5em}\
+pub(crate) const STYLE: &str = "body{font-family:sans-serif;margin:1.5em}\
 table{border-collapse:collapse}\
 th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top}\
 th{background:#f3f3f3}\
@@ -29,13 +39,15 @@ th{background:#f3f3f3}\
 .history{color:#777}.error{color:#c00;white-space:pre-wrap;font-family:monospace}\
 code{font-family:monospace}";
 
-/// Answers `GET /` with the fleet's `views` at `now_ms` (the hub's clock, Unix milliseconds).
-pub fn handle(views: &[AgentView], now_ms: u64) -> Reply {
-    Reply::text(200, CONTENT_TYPE, render(views, now_ms))
+/// Answers `GET /?state=…&q=…&page=N` with the fleet's `views` at `now_ms` (the hub's clock, Unix
+/// milliseconds).
+pub fn handle(views: &[AgentView], filter: &Filter, now_ms: u64) -> Reply {
+    Reply::text(200, CONTENT_TYPE, render(views, filter, now_ms))
 }
 
-/// The whole page: one table row per source (one per agent without sources), agent cells spanning them.
-pub fn render(views: &[AgentView], now_ms: u64) -> String {
+/// The page: counts, the filter form, then one table row per source (one per agent without sources) of the
+/// selected page of agents, agent cells spanning them.
+pub fn render(views: &[AgentView], filter: &Filter, now_ms: u64) -> String {
     let generated = i64::try_from(now_ms / 1000)
         .ok()
         .and_then(format_timestamp)
@@ -50,16 +62,101 @@ pub fn render(views: &[AgentView], now_ms: u64) -> String {
          <h1>Outpost fleet</h1>\n<p>{online} of {} agents online, as of {generated} (hub clock).</p>\n",
         views.len()
     );
+    counts_table(&mut page, &select::counts(views));
+    filter_form(&mut page, filter);
+    let (selected, total) = select::select(views, filter);
+    let first = filter.page * select::PAGE_SIZE;
+    let _ = write!(
+        page,
+        "<p>{} matching agents{}",
+        total,
+        if selected.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", {} to {} shown, problems first",
+                first + 1,
+                first + selected.len()
+            )
+        }
+    );
+    if filter.page > 0 {
+        let _ = write!(
+            page,
+            " · <a href=\"/{}\">previous page</a>",
+            escape(&filter.query(filter.page - 1))
+        );
+    }
+    if first + selected.len() < total {
+        let _ = write!(
+            page,
+            " · <a href=\"/{}\">next page</a>",
+            escape(&filter.query(filter.page + 1))
+        );
+    }
+    page.push_str("</p>\n");
     page.push_str(
         "<table>\n<thead><tr><th>Agent</th><th>Status</th><th>Last seen</th><th>Version</th>\
          <th>Generation<br>running / assigned</th><th>Source</th><th>State</th><th>Applied</th>\
          <th>Last error</th></tr></thead>\n<tbody>\n",
     );
-    for view in views {
+    for view in selected {
         agent_rows(&mut page, view);
     }
     page.push_str("</tbody>\n</table>\n</body>\n</html>\n");
     page
+}
+
+/// Agents by status and sources by state, each count a link to the agents behind it.
+fn counts_table(page: &mut String, counts: &select::Counts) {
+    let link = |state: &str, label: &str, n: usize| {
+        format!("<td><a href=\"/?state={state}\">{label}</a>: {n}</td>")
+    };
+    let _ = write!(
+        page,
+        "<table class=\"counts\">\n<tr><th>Agents</th>{}{}{}{}</tr>\n<tr><th>Sources</th>",
+        link("online", "online", counts.online),
+        link("offline", "offline", counts.offline),
+        link("never-seen", "never seen", counts.never_seen),
+        link("problems", "with a problem", counts.problems),
+    );
+    for (state, n) in &counts.sources {
+        page.push_str(&link(state, state, *n));
+    }
+    page.push_str("</tr>\n</table>\n");
+}
+
+/// A plain GET form: works without JavaScript, and its URL can be bookmarked.
+fn filter_form(page: &mut String, filter: &Filter) {
+    page.push_str("<form method=\"get\" action=\"/\"><label>State <select name=\"state\"><option value=\"\">any</option>");
+    let states = [
+        "problems",
+        "online",
+        "offline",
+        "never-seen",
+        "Ready",
+        "Progressing",
+        "Failed",
+        "Stale",
+        "Suspended",
+    ];
+    for state in states {
+        let selected = filter.state.map(StateFilter::as_str) == Some(state);
+        let _ = write!(
+            page,
+            "<option value=\"{state}\"{}>{state}</option>",
+            if selected { " selected" } else { "" }
+        );
+    }
+    let _ =
+        writeln!(
+        page,
+        "</select></label> <label>Id or error contains <input name=\"q\" value=\"{}\"></label> \
+         <label>Label <input name=\"label\" placeholder=\"site=berlin\" value=\"{}\"></label> \
+         <button type=\"submit\">Show</button> <a href=\"/\">all</a></form>",
+        escape(filter.text.as_deref().unwrap_or_default()),
+        escape(&filter.label.as_ref().map(|(k, v)| format!("{k}={v}")).unwrap_or_default())
+    );
 }
 
 fn agent_rows(page: &mut String, view: &AgentView) {
@@ -93,9 +190,11 @@ fn agent_rows(page: &mut String, view: &AgentView) {
     }
     let _ = write!(
         page,
-        "<tr><td rowspan=\"{rows}\"><code>{}</code></td><td rowspan=\"{rows}\" class=\"{class}\">{}</td>\
+        "<tr><td rowspan=\"{rows}\"><a href=\"/agents/{}\"><code>{}</code></a>{}</td><td rowspan=\"{rows}\" class=\"{class}\">{}</td>\
          <td rowspan=\"{rows}\">{last_seen}</td><td rowspan=\"{rows}\">{}</td><td rowspan=\"{rows}\">{generation}</td>",
+        escape(&select::percent_path(&view.agent_id)),
         escape(&view.agent_id),
+        labels(view),
         escape(&view.status),
         escape(view.agent_version.as_deref().unwrap_or("-")),
     );
@@ -112,7 +211,22 @@ fn agent_rows(page: &mut String, view: &AgentView) {
     }
 }
 
-fn source_cells(page: &mut String, source: &SourceStatus, online: bool) {
+/// The agent's labels under its id, each a link to the agents sharing it.
+fn labels(view: &AgentView) -> String {
+    let mut out = String::new();
+    for (key, value) in &view.labels {
+        let pair = format!("{key}={value}");
+        let _ = write!(
+            out,
+            "<br><a class=\"label\" href=\"/?label={}\">{}</a>",
+            escape(&select::percent_path(&pair)),
+            escape(&pair)
+        );
+    }
+    out
+}
+
+pub(crate) fn source_cells(page: &mut String, source: &SourceStatus, online: bool) {
     let state = if online {
         format!("<td>{}</td>", source.state)
     } else {
@@ -183,6 +297,7 @@ mod tests {
             assigned_generation: Some(3),
             dropped: Some(0),
             assignment_error: None,
+            labels: Default::default(),
             sources,
         }
     }
@@ -213,7 +328,7 @@ mod tests {
             seen("store-043", false, vec![ready]),
             never_seen("store-044"),
         ];
-        let page = render(&views, NOW_MS);
+        let page = render(&views, &Filter::default(), NOW_MS);
         assert!(
             page.contains("<meta http-equiv=\"refresh\" content=\"10\">"),
             "{page}"
@@ -239,10 +354,36 @@ mod tests {
         assert!(page.contains("class=\"history\" title=\"as of the last heartbeat\">(Ready)"));
         // Two sources: the agent's cells span both rows.
         assert!(
-            page.contains("<td rowspan=\"2\"><code>store-042</code>"),
+            page.contains(
+                "<td rowspan=\"2\"><a href=\"/agents/store-042\"><code>store-042</code></a>"
+            ),
             "{page}"
         );
         assert!(page.contains(".offline{color:#c00"), "{page}");
+    }
+
+    #[test]
+    fn ten_thousand_agents_make_one_short_page() {
+        let mut ready = SourceStatus::new("platform", SourceState::Ready);
+        ready.applied_revision = Some("0123456789abcdef0123456789abcdef01234567".into());
+        let views: Vec<AgentView> = (0..10_000)
+            .map(|i| seen(&format!("store-{i:05}"), i % 10 != 0, vec![ready.clone()]))
+            .collect();
+        let page = render(&views, &Filter::default(), NOW_MS);
+        assert!(
+            page.contains("9000 of 10000 agents online"),
+            "{}",
+            &page[..2000]
+        );
+        assert!(page.contains("<a href=\"/?state=offline\">offline</a>: 1000"));
+        assert_eq!(
+            page.matches("<a href=\"/agents/").count(),
+            select::PAGE_SIZE
+        );
+        assert!(page.contains("next page"));
+        // The offline agents (problems) lead the list.
+        assert!(page.contains("/agents/store-00000\""), "{}", &page[..4000]);
+        assert!(page.len() < 100 * 1024, "{} bytes", page.len());
     }
 
     #[test]
@@ -257,7 +398,7 @@ mod tests {
             kind: RefusalKind::NameClash,
             reason: "source \"<script>x</script>\" clashes".into(),
         });
-        let page = render(&[view], NOW_MS);
+        let page = render(&[view], &Filter::default(), NOW_MS);
         assert!(!page.contains("<script"), "{page}");
         assert!(!page.contains("<img"), "{page}");
         assert!(!page.contains("<b>"), "{page}");
@@ -281,7 +422,11 @@ mod tests {
     fn control_characters_are_shown_not_sent() {
         let mut source = SourceStatus::new("apps\u{1b}[2J", SourceState::Failed);
         source.last_error = Some("\u{1b}]0;owned\u{7}first\r\nsecond\u{9b}31m".into());
-        let page = render(&[seen("store-042", true, vec![source])], NOW_MS);
+        let page = render(
+            &[seen("store-042", true, vec![source])],
+            &Filter::default(),
+            NOW_MS,
+        );
         assert!(
             !page.chars().any(|c| c != '\n' && c.is_control()),
             "{page:?}"
