@@ -26,6 +26,7 @@ mod patches;
 mod problem;
 mod refs;
 mod replacements;
+mod selector;
 mod smp;
 mod transform;
 mod valueadd;
