@@ -46,6 +46,18 @@ pub const HISTORY_LEN: u64 = 50;
 /// sled's default page cache is 1 GiB; an edge box has a few hundred MiB in all.
 const CACHE_BYTES: u64 = 1024 * 1024;
 
+/// What failed underneath the store, kept as the error's source.
+#[derive(Debug, thiserror::Error)]
+pub enum Cause {
+    #[error(transparent)]
+    Sled(#[from] sled::Error),
+    #[error(transparent)]
+    Os(#[from] std::io::Error),
+    /// A write failed earlier in this process, so this one was not tried.
+    #[error("an earlier write to the store failed, so this process writes no more to it")]
+    FailedBefore,
+}
+
 /// How often, and how far apart, [`Store::open_exclusive`] tries a store that `outpost status` holds briefly.
 const OPEN_ATTEMPTS: u32 = 20;
 const OPEN_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
@@ -61,20 +73,29 @@ pub enum StoreError {
     },
     #[error("the store {dir} is in use by another outpost process (is `outpost run` running? {holder}); `outpost status` works beside it, other commands need it stopped")]
     Locked { dir: PathBuf, holder: String },
-    #[error("cannot open the store {dir}: {message}; check that state_dir is writable and the disk is not full")]
-    Open { dir: PathBuf, message: String },
-    #[error("store {dir}: {message}; check that the disk under state_dir has free space and is healthy (what was recorded before is kept)")]
-    Io { dir: PathBuf, message: String },
+    #[error("cannot open the store {dir}: {cause}; check that state_dir is writable and the disk is not full")]
+    Open {
+        dir: PathBuf,
+        #[source]
+        cause: Cause,
+    },
+    #[error("store {dir}: {cause}; check that the disk under state_dir has free space and is healthy (what was recorded before is kept)")]
+    Io {
+        dir: PathBuf,
+        #[source]
+        cause: Cause,
+    },
     #[error("store {dir}: writing to disk did not finish within {limit:?}; the disk under state_dir is full or failing: free space there (a restarted agent resumes from its last good state)")]
     FlushStuck {
         dir: PathBuf,
         limit: std::time::Duration,
     },
-    #[error("store {dir}: record {key} is unreadable ({message}); move the state directory away to start afresh")]
+    #[error("store {dir}: record {key} is unreadable ({cause}); move the state directory away to start afresh")]
     Corrupt {
         dir: PathBuf,
         key: String,
-        message: String,
+        #[source]
+        cause: serde_json::Error,
     },
     #[error("the store {dir} was written by a newer outpost (layout {found}, this one reads {SCHEMA}); upgrade the agent")]
     NewerSchema { dir: PathBuf, found: u32 },
@@ -149,7 +170,7 @@ impl Store {
         let dir = state_dir.join("store");
         std::fs::create_dir_all(&dir).map_err(|e| StoreError::Open {
             dir: dir.clone(),
-            message: e.to_string(),
+            cause: e.into(),
         })?;
         let db = sled::Config::new()
             .path(&dir)
@@ -157,8 +178,7 @@ impl Store {
             .flush_every_ms(Some(1000))
             .open()
             .map_err(|e| {
-                let message = e.to_string();
-                if message.contains("could not acquire lock") {
+                if e.to_string().contains("could not acquire lock") {
                     StoreError::Locked {
                         dir: dir.clone(),
                         holder: pid_holder(state_dir),
@@ -166,13 +186,13 @@ impl Store {
                 } else {
                     StoreError::Open {
                         dir: dir.clone(),
-                        message,
+                        cause: e.into(),
                     }
                 }
             })?;
         let tree = db.open_tree(TREE).map_err(|e| StoreError::Open {
             dir: dir.clone(),
-            message: e.to_string(),
+            cause: e.into(),
         })?;
         let store = Store {
             db,
@@ -385,8 +405,7 @@ impl Store {
     /// failed, later flushes fail at once rather than pile up stuck threads.
     pub fn flush(&self) -> Result<(), StoreError> {
         if self.failed() {
-            return Err(self
-                .io("an earlier write to the store failed, so this process writes no more to it"));
+            return Err(self.io(Cause::FailedBefore));
         }
         let (done, result) = std::sync::mpsc::channel();
         let db = self.db.clone();
@@ -421,11 +440,11 @@ impl Store {
         }
     }
 
-    pub(super) fn io(&self, e: impl std::fmt::Display) -> StoreError {
+    pub(super) fn io(&self, cause: impl Into<Cause>) -> StoreError {
         self.failed.store(true, std::sync::atomic::Ordering::SeqCst);
         StoreError::Io {
             dir: self.dir.clone(),
-            message: e.to_string(),
+            cause: cause.into(),
         }
     }
 
@@ -434,10 +453,10 @@ impl Store {
         key: &str,
         bytes: &[u8],
     ) -> Result<T, StoreError> {
-        serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        serde_json::from_slice(bytes).map_err(|cause| StoreError::Corrupt {
             dir: self.dir.clone(),
             key: key.to_string(),
-            message: e.to_string(),
+            cause,
         })
     }
 }
