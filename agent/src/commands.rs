@@ -97,6 +97,13 @@ pub async fn sync(config: Config, only: Option<String>) -> Result<ExitCode, Comm
             Ok(PassOutcome::Unchanged { revision }) => {
                 println!("{}: unchanged at {revision}", source.name)
             }
+            Ok(PassOutcome::Waiting { revision, why }) => {
+                println!(
+                    "{}: {revision} not applied yet: {}",
+                    source.name,
+                    printable(&why)
+                )
+            }
             Err(e) => {
                 failed += 1;
                 println!("{}: FAILED: {}", source.name, printable(&e.to_string()));

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 
 use super::timing::{jittered, retry_policy, MAX_START_DELAY};
 use crate::config::Config;
+use crate::depends::{apply_order, Dependent};
 use crate::deploy::{Leadership, TargetContext};
 use crate::reconcile::{prune_removed_sources, ReconcileError, Reconciler};
 use crate::report::{Board, SourceStatus};
@@ -31,7 +32,11 @@ pub async fn run(
         reconcilers.push(Arc::new(Reconciler::for_source(config, s, targets)?));
     }
 
-    for r in reconcilers.iter().filter(|r| r.may_apply()) {
+    // After a reboot offline, dependencies come back before what depends on them (`depends_on`).
+    for r in restore_order(config, &reconcilers)
+        .into_iter()
+        .filter(|r| r.may_apply())
+    {
         let restored = r.restore_last_good().await;
         crate::mem::release_free_memory();
         match restored {
@@ -170,4 +175,25 @@ fn read_record(r: &Reconciler, store: &Store) -> Option<SourceStatus> {
         .map(|record| record.status)
         .map_err(|e| tracing::warn!(source = r.name(), "cannot read the source's record: {e}"))
         .ok()
+}
+
+/// The reconcilers in `depends_on` order (the config checked the graph at load, so it always has one; should it
+/// not, the config's own order is kept).
+fn restore_order<'a>(
+    config: &Config,
+    reconcilers: &'a [Arc<Reconciler>],
+) -> Vec<&'a Arc<Reconciler>> {
+    let nodes: Vec<Dependent> = config
+        .sources
+        .iter()
+        .map(|s| Dependent {
+            name: &s.name,
+            depends_on: &s.operations.depends_on,
+        })
+        .collect();
+    let order = apply_order(&nodes).unwrap_or_else(|_| nodes.iter().map(|n| n.name).collect());
+    order
+        .iter()
+        .filter_map(|name| reconcilers.iter().find(|r| r.name() == *name))
+        .collect()
 }

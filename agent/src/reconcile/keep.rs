@@ -2,6 +2,7 @@
 //! (unchanged, offline, after a reboot), recording a failure and carrying out the failure policy (a rollback
 //! or a re-apply), and standing by while another replica holds the leader lease.
 
+use super::gate::{self, Hold};
 use super::{
     entry, error_policy, short, Deploy, Failure, Origin, PassOutcome, ReconcileError, Reconciler,
     Recovery,
@@ -16,6 +17,9 @@ impl<S: Origin, T: Deploy> Reconciler<S, T> {
     /// Re-applies the stored last good bundle without touching the network: what `outpost run` does first after a
     /// reboot. Returns the revision applied, if the source has one.
     pub async fn restore_last_good(&self) -> Result<Option<String>, ReconcileError> {
+        if !gate::may_touch(&self.config, gate::now()) {
+            return Ok(None);
+        }
         let Some(revision) = self.store.record(self.name())?.status.last_good else {
             return Ok(None);
         };
@@ -58,9 +62,14 @@ impl<S: Origin, T: Deploy> Reconciler<S, T> {
         record: &SourceRecord,
         revision: &str,
     ) -> Result<PassOutcome, ReconcileError> {
-        let applied = match self.reapply(revision).await {
-            Ok(a) => a,
-            Err(e) => return Err(self.fail(record, Some(revision), e).await),
+        // Outside its windows with `apply_outside_windows = "none"`, not even drift is corrected.
+        let applied = if gate::may_touch(&self.config, gate::now()) {
+            match self.reapply(revision).await {
+                Ok(a) => a,
+                Err(e) => return Err(self.fail(record, Some(revision), e).await),
+            }
+        } else {
+            Applied::default()
         };
         if applied.changed {
             tracing::info!(
@@ -145,12 +154,12 @@ impl<S: Origin, T: Deploy> Reconciler<S, T> {
                     message = format!("{message}; rolling back to {} failed too: {e}", short(to))
                 }
             },
-            Recovery::Reapply(last_good) => {
+            Recovery::Reapply(last_good) if gate::may_touch(&self.config, gate::now()) => {
                 if let Err(e) = self.reapply(last_good).await {
                     tracing::warn!(source = self.name(), revision = %last_good, "re-applying the last good revision failed: {e}");
                 }
             }
-            Recovery::Leave => {}
+            Recovery::Reapply(_) | Recovery::Leave => {}
         }
         let state = next.state;
         tracing::warn!(source = self.name(), state = state.as_str(), "{message}");
@@ -224,5 +233,44 @@ impl<S: Origin, T: Deploy> Reconciler<S, T> {
             )?;
         }
         Ok(PassOutcome::Standby { revision })
+    }
+
+    /// A new revision that may not be applied yet ([`Hold`]): the site keeps its last good revision (drift still
+    /// corrected, unless `apply_outside_windows = "none"` says otherwise) and the status says what it waits for.
+    pub(super) async fn wait(
+        &self,
+        record: &SourceRecord,
+        revision: &str,
+        hold: Hold,
+    ) -> Result<PassOutcome, ReconcileError> {
+        if let Some(last_good) = &record.status.last_good {
+            if gate::may_touch(&self.config, gate::now()) {
+                if let Err(e) = self.reapply(last_good).await {
+                    tracing::warn!(source = self.name(), revision = %last_good, "re-applying the last good revision failed: {e}");
+                }
+            }
+        }
+        let why = hold.to_string();
+        if record.status.state != State::Waiting
+            || record.status.last_error.as_deref() != Some(why.as_str())
+        {
+            tracing::info!(source = self.name(), revision, "not applied yet: {why}");
+            let message = why.clone();
+            self.store.update(
+                self.name(),
+                entry(State::Waiting, Some(revision), Some(&why)),
+                None,
+                self.keep,
+                |r| {
+                    r.status.state = State::Waiting;
+                    r.status.last_error = Some(message);
+                    r.status.last_seen = Some(now());
+                },
+            )?;
+        }
+        Ok(PassOutcome::Waiting {
+            revision: revision.to_string(),
+            why,
+        })
     }
 }

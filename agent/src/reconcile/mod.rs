@@ -7,6 +7,7 @@
 //! Network steps give way to shutdown; writes to the target and the store never do, so SIGTERM cannot leave a
 //! half-recorded revision.
 
+mod gate;
 mod keep;
 mod policy;
 mod ports;
@@ -75,6 +76,9 @@ pub enum PassOutcome {
     Applied { revision: String, objects: usize },
     /// Another replica holds the leader lease: the revision was fetched into the cache, not applied.
     Standby { revision: String },
+    /// The revision was fetched, verified and built, and waits: outside its maintenance windows, or for the
+    /// sources it depends on.
+    Waiting { revision: String, why: String },
 }
 
 /// Everything one source's pass needs; built once per source and reused by every pass.
@@ -199,6 +203,10 @@ impl<S: Origin, T: Deploy> Reconciler<S, T> {
             Ok(b) => b,
             Err(e) => return Err(self.fail(&record, Some(&revision), e).await),
         };
+        if let Some(hold) = gate::hold(&self.config, &self.store, gate::now())? {
+            drop(bundle);
+            return self.wait(&record, &revision, hold).await;
+        }
         let applied = match self
             .target
             .apply(self.name(), &revision, &bundle, &Mode::Normal)

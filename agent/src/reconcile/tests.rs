@@ -7,6 +7,7 @@ use super::*;
 use crate::config::Config;
 use crate::deploy::{kube::KubeError, Applied, Drift, Drifted, Leadership};
 use crate::revision::{ManifestFile, Manifests};
+use crate::store::HistoryEntry;
 
 const A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
 const B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
@@ -190,9 +191,14 @@ struct Harness {
 }
 
 fn harness(rollback: bool) -> Harness {
+    harness_with(&format!("rollback = {rollback}\n"))
+}
+
+/// `extra` is more TOML for the `web` source's table; more tables may follow it.
+fn harness_with(extra: &str) -> Harness {
     let dir = tempfile::tempdir().unwrap();
     let text = format!(
-        "[agent]\nid = \"site-1\"\nstate_dir = \"{}\"\n[[source]]\nname = \"web\"\nurl = \"https://git.example/fleet.git\"\nbranch = \"main\"\ntarget = \"directory:/srv/manifests\"\nrollback = {rollback}\n",
+        "[agent]\nid = \"site-1\"\nstate_dir = \"{}\"\n[[source]]\nname = \"web\"\nurl = \"https://git.example/fleet.git\"\nbranch = \"main\"\ntarget = \"directory:/srv/manifests\"\n{extra}\n",
         dir.path().display()
     );
     let config = Config::parse(std::path::Path::new("agent.toml"), &text).unwrap();
@@ -422,5 +428,94 @@ async fn a_reboot_offline_restores_the_last_good_from_the_store() {
     h.target.state.lock().unwrap().holds = None;
     h.origin.set_offline(true);
     assert_eq!(h.r.restore_last_good().await.unwrap().as_deref(), Some(A));
+    assert_eq!(h.target.holds().as_deref(), Some(A));
+}
+
+/// Windows are read against the test clock; only this test sets it, and only sources with windows read it.
+#[tokio::test]
+async fn a_new_revision_waits_for_its_window_and_drift_is_corrected_meanwhile() {
+    let h = harness_with(
+        "windows = [\"Tue 02:00-05:00\"]\ntimezone = \"Europe/Berlin\"\n[[source]]\nname = \"other\"\nurl = \"https://git.example/o.git\"\nbranch = \"main\"\ntarget = \"kubernetes\"",
+    );
+    // Monday 2026-12-07 10:00 in Berlin: closed. The revision is built (a broken one would fail now) but waits.
+    std::env::set_var(gate::TEST_CLOCK, "2026-12-07T09:00:00Z");
+    h.origin.push(A, &configmap("a"));
+    let outcome = h.pass().await.unwrap();
+    let PassOutcome::Waiting { revision, why } = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert_eq!(revision, A);
+    assert!(
+        why.contains("the next opens at 2026-12-08T01:00:00Z"),
+        "{why}"
+    );
+    assert_eq!(h.status().state, State::Waiting);
+    assert_eq!(h.target.holds(), None, "nothing applied outside the window");
+    h.origin.push(B, "kind: [unclosed");
+    assert!(
+        matches!(h.pass().await, Err(ReconcileError::Build { .. })),
+        "broken commits are known early"
+    );
+    // Tuesday 03:00 in Berlin: open.
+    h.origin.push(A, &configmap("a"));
+    std::env::set_var(gate::TEST_CLOCK, "2026-12-08T02:00:00Z");
+    assert!(matches!(
+        h.pass().await.unwrap(),
+        PassOutcome::Applied { .. }
+    ));
+    assert_eq!(h.status().state, State::Ready);
+    // Closed again, with a new revision waiting: the last good keeps being corrected.
+    std::env::set_var(gate::TEST_CLOCK, "2026-12-09T12:00:00Z");
+    h.origin.push(B, &configmap("b"));
+    h.target.state.lock().unwrap().holds = None;
+    assert!(matches!(
+        h.pass().await.unwrap(),
+        PassOutcome::Waiting { .. }
+    ));
+    assert_eq!(
+        h.target.holds().as_deref(),
+        Some(A),
+        "drift corrected outside the window"
+    );
+    std::env::remove_var(gate::TEST_CLOCK);
+}
+
+#[tokio::test]
+async fn a_source_waits_for_the_sources_it_depends_on() {
+    let h = harness_with(
+        "depends_on = [\"platform\"]\n[[source]]\nname = \"platform\"\nurl = \"https://git.example/p.git\"\nbranch = \"main\"\ntarget = \"kubernetes\"",
+    );
+    let set_platform = |state: State, applied: &str, fetched: &str| {
+        let entry = HistoryEntry {
+            at: now(),
+            state,
+            revision: None,
+            message: None,
+        };
+        h.store
+            .update("platform", entry, None, 3, |r| {
+                r.status.state = state;
+                r.status.applied = Some(applied.into());
+                r.status.fetched = Some(fetched.into());
+            })
+            .unwrap();
+    };
+    h.origin.push(A, &configmap("a"));
+    let outcome = h.pass().await.unwrap();
+    assert!(
+        matches!(&outcome, PassOutcome::Waiting { why, .. } if why == "waiting for \"platform\" (no status yet)" || why.contains("\"platform\"")),
+        "{outcome:?}"
+    );
+    set_platform(State::Failed, A, B);
+    let PassOutcome::Waiting { why, .. } = h.pass().await.unwrap() else {
+        panic!("must wait while platform is Failed")
+    };
+    assert_eq!(why, "waiting for \"platform\" (not Ready)");
+    assert_eq!(h.target.holds(), None);
+    set_platform(State::Ready, B, B);
+    assert!(matches!(
+        h.pass().await.unwrap(),
+        PassOutcome::Applied { .. }
+    ));
     assert_eq!(h.target.holds().as_deref(), Some(A));
 }

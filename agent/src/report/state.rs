@@ -25,6 +25,9 @@ pub enum State {
     Stale,
     /// Not applying: another replica holds the leader lease.
     Suspended,
+    /// A new revision is fetched and built but waits for a maintenance window or for the sources it depends on;
+    /// the last good revision keeps running.
+    Waiting,
 }
 
 impl State {
@@ -36,13 +39,15 @@ impl State {
             State::Failed => "Failed",
             State::Stale => "Stale",
             State::Suspended => "Suspended",
+            State::Waiting => "Waiting",
         }
     }
 
-    /// The heartbeat's form. The wire has no `Pending`: a source not polled yet is on its way, `Progressing`.
+    /// The heartbeat's form. The wire has no `Pending` or `Waiting`: a source not polled yet, or holding a new
+    /// revision back, is on its way, `Progressing` (its `last_error` says what it waits for).
     pub fn to_wire(self) -> wire::SourceState {
         match self {
-            State::Pending | State::Progressing => wire::SourceState::Progressing,
+            State::Pending | State::Progressing | State::Waiting => wire::SourceState::Progressing,
             State::Ready => wire::SourceState::Ready,
             State::Failed => wire::SourceState::Failed,
             State::Stale => wire::SourceState::Stale,

@@ -1,0 +1,108 @@
+//! Issue 20's operational controls in the daemon's pipeline, run with the real binary: maintenance windows
+//! against a clock the test sets (`OUTPOST_TEST_NOW`), and `depends_on` across three sources with a failing
+//! middle one.
+
+mod common;
+
+use common::{configmap, Site};
+use outpost_tests::GitRepo;
+
+fn sync_at(site: &Site, now: &str) -> String {
+    site.write_config();
+    let out = site
+        .command(&["sync"])
+        .env("OUTPOST_TEST_NOW", now)
+        .output()
+        .expect("run outpost sync");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    eprintln!(
+        "sync at {now}:\n{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn a_new_revision_waits_for_its_maintenance_window() {
+    let repo = GitRepo::new();
+    repo.write("deploy/app.yaml", configmap("app", "1").as_bytes());
+    let first = repo.commit("1");
+    let mut site = Site::new();
+    site.source(
+        "app",
+        &repo.file_url(),
+        "branch = \"main\"",
+        "deploy",
+        "windows = [\"Sat,Sun 00:00-24:00\"]\ntimezone = \"Europe/Berlin\"",
+    );
+    // Friday 2026-12-11 12:00 in Berlin: closed.
+    let out = sync_at(&site, "2026-12-11T11:00:00Z");
+    assert!(
+        out.contains(&format!(
+            "app: {first} not applied yet: outside the maintenance windows"
+        )),
+        "{out}"
+    );
+    assert!(
+        out.contains("the next opens at 2026-12-11T23:00:00Z"),
+        "{out}"
+    );
+    assert!(!site.applied_file("app").exists());
+    assert_eq!(site.source_status("app")["state"], "Waiting");
+    // Saturday: open.
+    let out = sync_at(&site, "2026-12-12T10:00:00Z");
+    assert!(out.contains(&format!("app: applied {first}")), "{out}");
+    assert_eq!(site.applied_version("app", "app").as_deref(), Some("1"));
+}
+
+#[test]
+fn depends_on_holds_a_source_behind_a_failing_one() {
+    let repo = GitRepo::new();
+    repo.write("base/a.yaml", configmap("base", "1").as_bytes());
+    repo.write("middle/b.yaml", b"kind: [unclosed");
+    repo.write("top/c.yaml", configmap("top", "1").as_bytes());
+    repo.commit("1");
+    let mut site = Site::new();
+    site.source("base", &repo.file_url(), "branch = \"main\"", "base", "");
+    site.source(
+        "middle",
+        &repo.file_url(),
+        "branch = \"main\"",
+        "middle",
+        "depends_on = [\"base\"]",
+    );
+    site.source(
+        "top",
+        &repo.file_url(),
+        "branch = \"main\"",
+        "top",
+        "depends_on = [\"middle\"]",
+    );
+    let out = site.sync_fails();
+    assert!(out.contains("middle: FAILED"), "{out}");
+    assert!(
+        out.contains("top:") && out.contains("not applied yet: waiting for \"middle\" (not Ready)"),
+        "{out}"
+    );
+    assert!(site.applied_file("base").exists());
+    assert!(!site.applied_file("top").exists());
+    assert_eq!(site.source_status("top")["state"], "Waiting");
+
+    repo.write("middle/b.yaml", configmap("middle", "1").as_bytes());
+    repo.commit("fix");
+    site.sync_ok();
+    assert_eq!(site.applied_version("top", "top").as_deref(), Some("1"));
+
+    // A source that depends on itself is a config error, said before anything runs.
+    site.source(
+        "loop",
+        &repo.file_url(),
+        "branch = \"main\"",
+        "top",
+        "depends_on = [\"loop\"]",
+    );
+    let out = site.run(&["sync"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("depends_on"), "{stderr}");
+}
