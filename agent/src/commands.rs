@@ -9,6 +9,7 @@ use tokio::sync::watch;
 
 use crate::check;
 use crate::config::{Config, ConfigError};
+use crate::control::{self, ControlError};
 use crate::daemon::{self, DaemonError};
 use crate::deploy::{directory, ContextError, TargetContext};
 use crate::identity::{self, IdentityError};
@@ -33,6 +34,8 @@ pub enum CommandError {
     Targets(#[from] ContextError),
     #[error(transparent)]
     Identity(#[from] IdentityError),
+    #[error(transparent)]
+    Control(#[from] ControlError),
     #[error(transparent)]
     Enroll(#[from] crate::enroll::EnrollError),
     #[error("no source named {name:?} in {file}; known sources: {known}")]
@@ -96,6 +99,9 @@ pub async fn sync(config: Config, only: Option<String>) -> Result<ExitCode, Comm
             }
             Ok(PassOutcome::Unchanged { revision }) => {
                 println!("{}: unchanged at {revision}", source.name)
+            }
+            Ok(PassOutcome::Suspended { why }) => {
+                println!("{}: {}", source.name, printable(&why))
             }
             Ok(PassOutcome::Waiting { revision, why }) => {
                 println!(
@@ -234,6 +240,38 @@ pub async fn enroll(
         );
     } else {
         println!("{} already names this hub and key", config.path.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `outpost suspend --source NAME --reason TEXT`: the source keeps its last good revision and does nothing else,
+/// from the running daemon's next pass on, across restarts, until `outpost resume`.
+pub fn suspend(config: Config, name: &str, reason: String) -> Result<ExitCode, CommandError> {
+    if config.source(name).is_none() {
+        return Err(unknown_source(&config, name));
+    }
+    let suspension = control::Suspension {
+        reason,
+        by: control::local_user(),
+        at: report::now(),
+    };
+    control::suspend(&config.agent.state_dir, name, &suspension)?;
+    println!(
+        "{name}: {} (from its next poll; `outpost resume --source {name}` resumes it)",
+        printable(&suspension.to_string())
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `outpost resume --source NAME`.
+pub fn resume(config: Config, name: &str) -> Result<ExitCode, CommandError> {
+    if config.source(name).is_none() {
+        return Err(unknown_source(&config, name));
+    }
+    if control::resume(&config.agent.state_dir, name)? {
+        println!("{name}: resumed (from its next poll)");
+    } else {
+        println!("{name}: was not suspended");
     }
     Ok(ExitCode::SUCCESS)
 }

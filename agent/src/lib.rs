@@ -20,6 +20,7 @@
 //! - [`bundle`]: a revision's files to a Bundle: plain YAML, kustomize, substitution
 //! - [`source`]: Git: probe the ref, fetch into the cache, check signatures, read a revision's files
 //! - [`revision`]: the files of a revision, the seam between `source` and `bundle`
+//! - [`control`]: `outpost suspend` / `resume`: files under `state_dir/control/` every pass reads
 //! - [`report`]: the status model (`State`, `SourceStatus`) and its views: `status.json`, the table, liveness
 //! - [`identity`]: the agent's Ed25519 key
 //! - [`config`]: the TOML file to a validated `Config`
@@ -42,6 +43,7 @@ pub mod bundle;
 pub mod check;
 pub mod commands;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod depends;
 pub mod deploy;

@@ -81,6 +81,20 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         ca_file: Option<PathBuf>,
     },
+    /// Suspend a source: it keeps its last good revision and does nothing else until resumed. Works beside a
+    /// running `outpost run` (from the source's next poll) and across restarts.
+    Suspend {
+        #[arg(long)]
+        source: String,
+        /// Why, for `outpost status` and the hub.
+        #[arg(long)]
+        reason: String,
+    },
+    /// Resume a suspended source.
+    Resume {
+        #[arg(long)]
+        source: String,
+    },
     /// Print the bundle that would be applied, without applying it.
     Render {
         #[arg(long)]
@@ -140,6 +154,8 @@ fn main() -> anyhow::Result<ExitCode> {
             Command::Render { source, revision } => {
                 commands::render(config, source, revision).await
             }
+            Command::Suspend { source, reason } => commands::suspend(config, &source, reason),
+            Command::Resume { source } => commands::resume(config, &source),
             Command::Check { .. } => unreachable!("answered before the config is loaded"),
         }
     });

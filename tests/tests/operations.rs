@@ -1,10 +1,12 @@
 //! Issue 20's operational controls in the daemon's pipeline, run with the real binary: maintenance windows
 //! against a clock the test sets (`OUTPOST_TEST_NOW`), and `depends_on` across three sources with a failing
-//! middle one.
+//! middle one; and suspend / resume beside a running daemon.
 
 mod common;
 
-use common::{configmap, Site};
+use std::time::Duration;
+
+use common::{configmap, wait_until, Site};
 use outpost_tests::GitRepo;
 
 fn sync_at(site: &Site, now: &str) -> String {
@@ -105,4 +107,67 @@ fn depends_on_holds_a_source_behind_a_failing_one() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("depends_on"), "{stderr}");
+}
+
+#[test]
+fn suspend_and_resume_reach_a_running_daemon_and_outlast_a_restart() {
+    let repo = GitRepo::new();
+    repo.write("deploy/app.yaml", configmap("app", "1").as_bytes());
+    repo.commit("1");
+    let mut site = Site::new();
+    site.source("app", &repo.file_url(), "branch = \"main\"", "deploy", "");
+    site.sync_ok();
+    let daemon = site.spawn_daemon();
+
+    let out = site.run(&[
+        "suspend",
+        "--source",
+        "app",
+        "--reason",
+        "stocktaking until Monday",
+    ]);
+    assert!(out.status.success());
+    repo.write("deploy/app.yaml", configmap("app", "2").as_bytes());
+    repo.commit("2");
+    wait_until(
+        Duration::from_secs(20),
+        "the daemon to see the suspension",
+        || {
+            site.try_source_status("app")
+                .is_some_and(|s| s["state"] == "Suspended")
+        },
+    );
+    let status = site.source_status("app");
+    let error = status["last_error"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        error.contains("suspended by ") && error.contains("stocktaking until Monday"),
+        "{status}"
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(
+        site.applied_version("app", "app").as_deref(),
+        Some("1"),
+        "nothing new applied while suspended"
+    );
+
+    // A restart keeps it suspended.
+    assert!(daemon.terminate(), "the daemon stops cleanly");
+    let out = site.run(&["sync"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("app: suspended by"), "{stdout}");
+    assert_eq!(site.applied_version("app", "app").as_deref(), Some("1"));
+
+    let daemon = site.spawn_daemon();
+    assert!(site.run(&["resume", "--source", "app"]).status.success());
+    wait_until(
+        Duration::from_secs(20),
+        "the new revision after resume",
+        || site.applied_version("app", "app").as_deref() == Some("2"),
+    );
+    assert!(daemon.terminate());
+    let out = site.run(&["suspend", "--source", "nope", "--reason", "x"]);
+    assert!(!out.status.success(), "an unknown source is refused");
 }

@@ -273,4 +273,34 @@ impl<S: Origin, T: Deploy> Reconciler<S, T> {
             why,
         })
     }
+
+    /// Suspended by the operator: the last good revision stays applied and nothing else happens; the status says
+    /// who suspended it and why (heartbeats carry it as `Suspended`).
+    pub(super) fn suspended(
+        &self,
+        record: &SourceRecord,
+        suspension: crate::control::Suspension,
+    ) -> Result<PassOutcome, ReconcileError> {
+        let why = format!(
+            "{suspension}; `outpost resume --source {}` resumes it",
+            self.name()
+        );
+        if record.status.state != State::Suspended
+            || record.status.last_error.as_deref() != Some(why.as_str())
+        {
+            tracing::info!(source = self.name(), "{why}");
+            let message = why.clone();
+            self.store.update(
+                self.name(),
+                entry(State::Suspended, None, Some(&why)),
+                None,
+                self.keep,
+                |r| {
+                    r.status.state = State::Suspended;
+                    r.status.last_error = Some(message);
+                },
+            )?;
+        }
+        Ok(PassOutcome::Suspended { why })
+    }
 }

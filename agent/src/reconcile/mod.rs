@@ -79,11 +79,14 @@ pub enum PassOutcome {
     /// The revision was fetched, verified and built, and waits: outside its maintenance windows, or for the
     /// sources it depends on.
     Waiting { revision: String, why: String },
+    /// The operator suspended the source (`outpost suspend`): nothing was fetched or applied.
+    Suspended { why: String },
 }
 
 /// Everything one source's pass needs; built once per source and reused by every pass.
 pub struct Reconciler<S = Source, T = Target> {
     pub config: SourceConfig,
+    state_dir: std::path::PathBuf,
     source: S,
     target: T,
     store: Arc<Store>,
@@ -114,6 +117,7 @@ impl Reconciler {
             target,
             targets.store.clone(),
             Settings {
+                state_dir: config.agent.state_dir.clone(),
                 limits,
                 keep: config.agent.keep_revisions,
                 vars: source.vars(&config.agent),
@@ -125,6 +129,8 @@ impl Reconciler {
 /// What a pass needs beyond its stages: bounds on what a revision may hold, how many bundles to keep, and the
 /// substitution variables.
 pub struct Settings {
+    /// Where `outpost suspend` leaves its files (`control`).
+    pub state_dir: std::path::PathBuf,
     pub limits: Limits,
     pub keep: usize,
     pub vars: Option<BTreeMap<String, String>>,
@@ -138,7 +144,12 @@ impl<S: Origin, T: Deploy> Reconciler<S, T> {
         store: Arc<Store>,
         settings: Settings,
     ) -> Self {
-        let Settings { limits, keep, vars } = settings;
+        let Settings {
+            state_dir,
+            limits,
+            keep,
+            vars,
+        } = settings;
         // A commit, a path and the variables fully determine a bundle; the URL or ref that led to the commit do
         // not matter. The verify mode is part of the key so that turning `[source.verify]` on (or making it
         // stricter) checks the revision already running at once, instead of trusting it until the next push.
@@ -152,6 +163,7 @@ impl<S: Origin, T: Deploy> Reconciler<S, T> {
         }
         Reconciler {
             config: config.clone(),
+            state_dir,
             source,
             target,
             store,
@@ -177,6 +189,9 @@ impl<S: Origin, T: Deploy> Reconciler<S, T> {
         shutdown: &watch::Receiver<bool>,
     ) -> Result<PassOutcome, ReconcileError> {
         let record = self.store.record(self.name())?;
+        if let Some(suspension) = crate::control::suspension(&self.state_dir, self.name()) {
+            return self.suspended(&record, suspension);
+        }
         let probe = match cancellable(shutdown, self.source.probe()).await {
             None => return Err(ReconcileError::Cancelled(self.name().into())),
             Some(Ok(p)) => p,

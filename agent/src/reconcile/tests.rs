@@ -211,6 +211,7 @@ fn harness_with(extra: &str) -> Harness {
         target.clone(),
         store.clone(),
         Settings {
+            state_dir: dir.path().to_path_buf(),
             limits: Limits::default(),
             keep: 3,
             vars: None,
