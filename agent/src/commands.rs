@@ -276,6 +276,41 @@ pub fn resume(config: Config, name: &str) -> Result<ExitCode, CommandError> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `outpost reconcile --source NAME`: poll the source now, like `flux reconcile`. With `outpost run` running, it
+/// leaves a request and wakes the daemon (SIGUSR1), which polls the source at once; without one, it runs the
+/// pass itself, as `outpost sync --source NAME` does.
+pub async fn reconcile(config: Config, name: String) -> Result<ExitCode, CommandError> {
+    if config.source(&name).is_none() {
+        return Err(unknown_source(&config, &name));
+    }
+    let dir = config.agent.state_dir.clone();
+    match Store::open(&dir) {
+        Ok(store) => {
+            drop(store);
+            sync(config, Some(name)).await
+        }
+        Err(StoreError::Locked { .. }) => {
+            control::request_reconcile(&dir, &name)?;
+            let pid = std::fs::read_to_string(dir.join(store::PID_FILE))
+                .ok()
+                .and_then(|p| p.trim().parse::<i32>().ok())
+                .filter(|p| *p > 0);
+            // SAFETY: kill(2) with a pid read from the daemon's pid file and a signal number; no memory is shared.
+            let woken = pid.is_some_and(|pid| unsafe { libc::kill(pid, libc::SIGUSR1) } == 0);
+            if woken {
+                println!(
+                    "{name}: asked outpost run (pid {}) to poll it now; `outpost status` shows the result",
+                    pid.unwrap_or_default()
+                );
+            } else {
+                println!("{name}: asked outpost run to poll it; it does so at its next poll at the latest (the daemon could not be woken)");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 fn unknown_source(config: &Config, name: &str) -> CommandError {
     let known: Vec<&str> = config.sources.iter().map(|s| s.name.as_str()).collect();
     CommandError::UnknownSource {

@@ -90,6 +90,31 @@ pub fn suspension(state_dir: &Path, source: &str) -> Option<Suspension> {
     )
 }
 
+fn reconcile_file(state_dir: &Path, source: &str) -> PathBuf {
+    state_dir
+        .join("control")
+        .join(format!("reconcile-{source}"))
+}
+
+/// Asks for a poll of `source` now (`outpost reconcile`): the daemon takes the request when it is woken
+/// (SIGUSR1), or at the latest before its next poll.
+pub fn request_reconcile(state_dir: &Path, source: &str) -> Result<(), ControlError> {
+    let path = reconcile_file(state_dir, source);
+    let write = |source| ControlError::Write {
+        path: path.clone(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(write)?;
+    }
+    fsutil::write_replace(&path, b"").map_err(write)
+}
+
+/// True, once, when a poll of `source` was asked for.
+pub fn take_reconcile(state_dir: &Path, source: &str) -> bool {
+    std::fs::remove_file(reconcile_file(state_dir, source)).is_ok()
+}
+
 /// The local user running this command, for `Suspension::by`.
 pub fn local_user() -> String {
     ["SUDO_USER", "USER", "LOGNAME"]
@@ -131,6 +156,15 @@ mod tests {
         assert!(resume(dir.path(), "web").unwrap());
         assert!(!resume(dir.path(), "web").unwrap());
         assert_eq!(suspension(dir.path(), "web"), None);
+    }
+
+    #[test]
+    fn a_reconcile_request_is_taken_once() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(!take_reconcile(dir.path(), "web"));
+        request_reconcile(dir.path(), "web").unwrap();
+        assert!(take_reconcile(dir.path(), "web"));
+        assert!(!take_reconcile(dir.path(), "web"));
     }
 
     #[test]

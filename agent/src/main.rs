@@ -95,6 +95,11 @@ enum Command {
         #[arg(long)]
         source: String,
     },
+    /// Poll a source now, like `flux reconcile`: wakes a running `outpost run`, else runs one pass.
+    Reconcile {
+        #[arg(long)]
+        source: String,
+    },
     /// Print the bundle that would be applied, without applying it.
     Render {
         #[arg(long)]
@@ -156,6 +161,7 @@ fn main() -> anyhow::Result<ExitCode> {
             }
             Command::Suspend { source, reason } => commands::suspend(config, &source, reason),
             Command::Resume { source } => commands::resume(config, &source),
+            Command::Reconcile { source } => commands::reconcile(config, source).await,
             Command::Check { .. } => unreachable!("answered before the config is loaded"),
         }
     });

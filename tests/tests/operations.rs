@@ -171,3 +171,44 @@ fn suspend_and_resume_reach_a_running_daemon_and_outlast_a_restart() {
     let out = site.run(&["suspend", "--source", "nope", "--reason", "x"]);
     assert!(!out.status.success(), "an unknown source is refused");
 }
+
+#[test]
+fn reconcile_polls_now_beside_a_running_daemon() {
+    let repo = GitRepo::new();
+    repo.write("deploy/app.yaml", configmap("app", "1").as_bytes());
+    repo.commit("1");
+    let mut site = Site::new();
+    // An hour between polls: only `outpost reconcile` can bring the new revision in time.
+    site.source(
+        "app",
+        &repo.file_url(),
+        "branch = \"main\"",
+        "deploy",
+        "interval = \"1h\"",
+    );
+    // Without a daemon, reconcile runs the pass itself.
+    let out = site.run(&["reconcile", "--source", "app"]);
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("app: applied"),
+        "{out:?}"
+    );
+    let daemon = site.spawn_daemon();
+    wait_until(Duration::from_secs(20), "the daemon's status", || {
+        site.try_source_status("app")
+            .is_some_and(|s| s["next_poll"].is_number())
+    });
+    repo.write("deploy/app.yaml", configmap("app", "2").as_bytes());
+    repo.commit("2");
+    let out = site.run(&["reconcile", "--source", "app"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("asked outpost run (pid"), "{stdout}");
+    wait_until(
+        Duration::from_secs(20),
+        "the new revision, long before the next poll",
+        || site.applied_version("app", "app").as_deref() == Some("2"),
+    );
+    assert!(daemon
+        .log()
+        .contains("polling now: asked by `outpost reconcile`"));
+    assert!(daemon.terminate());
+}

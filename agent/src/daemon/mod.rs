@@ -53,6 +53,8 @@ pub async fn run(config: Config) -> Result<ExitCode, DaemonError> {
         });
     }
     tokio::spawn(exit_when_store_fails(store.clone(), stop));
+    let poke = Arc::new(tokio::sync::Notify::new());
+    tokio::spawn(wake_on_sigusr1(poke.clone()));
     // Each round runs the config file's sources plus the hub's accepted assignment; a newer assignment ends the
     // round (like a graceful stop, in-flight writes finish) and the next one starts with it.
     loop {
@@ -70,7 +72,7 @@ pub async fn run(config: Config) -> Result<ExitCode, DaemonError> {
             })
         };
         let (targets, election) = TargetContext::connect(&running, &store, Some(&round)).await?;
-        sources::run(&running, &targets, round, reload).await?;
+        sources::run(&running, &targets, round, reload, poke.clone()).await?;
         forward.abort();
         if let Some(election) = election {
             // Let it release the lease, so a successor does not wait for it to expire.
@@ -120,6 +122,18 @@ async fn exit_when_store_fails(store: Arc<Store>, stop: Arc<watch::Sender<bool>>
     tokio::time::sleep(FAILED_STOP_GRACE).await;
     tracing::error!("the stop did not finish within {FAILED_STOP_GRACE:?}; exiting now");
     std::process::exit(1);
+}
+
+/// `outpost reconcile` leaves a request file and sends SIGUSR1; every source loop then looks for its own.
+async fn wake_on_sigusr1(poke: Arc<tokio::sync::Notify>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {
+        // Without the handler, requests are still taken before each source's next poll.
+        return;
+    };
+    while usr1.recv().await.is_some() {
+        poke.notify_waiters();
+    }
 }
 
 async fn wait_for_signal() {

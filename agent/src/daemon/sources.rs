@@ -6,6 +6,7 @@
 //! touch the network.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use backoff::backoff::Backoff;
 use tokio::sync::watch;
@@ -24,6 +25,7 @@ pub async fn run(
     targets: &TargetContext,
     shutdown: watch::Receiver<bool>,
     reload: Arc<tokio::sync::Notify>,
+    poke: Arc<tokio::sync::Notify>,
 ) -> Result<(), ReconcileError> {
     let store = targets.store.clone();
     let board = Arc::new(Board::new(config, store.snapshot(config)?));
@@ -93,7 +95,10 @@ pub async fn run(
         let shutdown = shutdown.clone();
         let changed = changed.clone();
         let leader = targets.leader.clone();
-        tasks.spawn(async move { source_loop(r, store, board, changed, leader, shutdown).await });
+        let poke = poke.clone();
+        tasks.spawn(
+            async move { source_loop(r, store, board, changed, leader, shutdown, poke).await },
+        );
     }
     // The daemon lives until shutdown even with no source to run: heartbeats, and an assignment from the hub,
     // may still come.
@@ -119,6 +124,7 @@ async fn source_loop(
     changed: Arc<tokio::sync::Notify>,
     mut leader: Option<watch::Receiver<Leadership>>,
     mut shutdown: watch::Receiver<bool>,
+    poke: Arc<tokio::sync::Notify>,
 ) {
     let interval = r.config.interval;
     let mut backoff = retry_policy(interval);
@@ -145,10 +151,31 @@ async fn source_loop(
                 _ => std::future::pending::<()>().await,
             }
         };
-        tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
-            _ = takeover => {}
-            _ = shutdown.wait_for(|stop| *stop) => break,
+        // `outpost reconcile` asks for a poll now: a request made while this source was busy is taken here.
+        if crate::control::take_reconcile(r.state_dir(), r.name()) {
+            delay = Duration::ZERO;
+        }
+        let deadline = tokio::time::Instant::now() + delay;
+        tokio::pin!(takeover);
+        let mut stopping = false;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep_until(deadline) => break,
+                _ = &mut takeover => break,
+                _ = poke.notified() => {
+                    if crate::control::take_reconcile(r.state_dir(), r.name()) {
+                        tracing::info!(source = r.name(), "polling now: asked by `outpost reconcile`");
+                        break;
+                    }
+                }
+                _ = shutdown.wait_for(|stop| *stop) => {
+                    stopping = true;
+                    break;
+                }
+            }
+        }
+        if stopping {
+            break;
         }
         let result = r.pass(&shutdown).await;
         delay = match &result {

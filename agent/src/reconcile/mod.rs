@@ -174,6 +174,11 @@ impl<S: Origin, T: Deploy> Reconciler<S, T> {
         }
     }
 
+    /// Where operator controls for this source live (`control`).
+    pub fn state_dir(&self) -> &std::path::Path {
+        &self.state_dir
+    }
+
     pub fn name(&self) -> &str {
         &self.config.name
     }
