@@ -287,17 +287,17 @@ where
     on_blocking_pool(move || Ok(render(&hub, &views, now))).await
 }
 
-/// `GET /agents/{id}`: one agent's HTML page ([`crate::fleet::agent_page`]) with its newest kept heartbeats.
-async fn agent_page(state: Arc<HubState>, id: String) -> Result<Reply, Rejection> {
-    use crate::fleet::agent_page::{Recent, RECENT};
-    let _turn = state.reads.enter().await?;
-    let failed = |e: crate::backend::BackendError| {
-        crate::reply::store_failure(&e, format!("cannot read agent {id:?}"))
-    };
-    let record = state.store.agent(&id).await.map_err(failed)?;
-    let stored = state.store.assignment(&id).await.map_err(failed)?;
+/// One agent's view as the fleet shows it, with the assignment generation the store holds for it; 404 when the
+/// hub knows nothing of it. Shared by its HTML page and its JSON history.
+async fn agent_view(
+    state: &HubState,
+    id: &str,
+    failed: impl Fn(crate::backend::BackendError) -> Rejection,
+) -> Result<crate::status::AgentView, Rejection> {
+    let record = state.store.agent(id).await.map_err(&failed)?;
+    let stored = state.store.assignment(id).await.map_err(&failed)?;
     let mut view =
-        crate::status::agent_view(&state.config, &state.registry(), &id, record, now_ms())
+        crate::status::agent_view(&state.config, &state.registry(), id, record, now_ms())
             .ok_or_else(|| {
                 Rejection::new(
                     404,
@@ -308,9 +308,20 @@ async fn agent_page(state: Arc<HubState>, id: String) -> Result<Reply, Rejection
     if let Some(stored) = stored {
         crate::status::with_stored_generations(
             std::slice::from_mut(&mut view),
-            &[(id.clone(), stored.generation)],
+            &[(id.to_string(), stored.generation)],
         );
     }
+    Ok(view)
+}
+
+/// `GET /agents/{id}`: one agent's HTML page ([`crate::fleet::agent_page`]) with its newest kept heartbeats.
+async fn agent_page(state: Arc<HubState>, id: String) -> Result<Reply, Rejection> {
+    use crate::fleet::agent_page::{Recent, RECENT};
+    let _turn = state.reads.enter().await?;
+    let failed = |e: crate::backend::BackendError| {
+        crate::reply::store_failure(&e, format!("cannot read agent {id:?}"))
+    };
+    let view = agent_view(&state, &id, failed).await?;
     let kept = state
         .store
         .history_page(&id, None, RECENT)
@@ -341,23 +352,7 @@ async fn agent(
     let failed = |e: crate::backend::BackendError| {
         crate::reply::store_failure(&e, format!("cannot read the history of agent {id:?}"))
     };
-    let record = state.store.agent(&id).await.map_err(failed)?;
-    let stored = state.store.assignment(&id).await.map_err(failed)?;
-    let mut view =
-        crate::status::agent_view(&state.config, &state.registry(), &id, record, now_ms())
-            .ok_or_else(|| {
-                Rejection::new(
-                    404,
-                    "unknown_agent",
-                    format!("no agent {id:?} is enrolled or on record"),
-                )
-            })?;
-    if let Some(stored) = stored {
-        crate::status::with_stored_generations(
-            std::slice::from_mut(&mut view),
-            &[(id.clone(), stored.generation)],
-        );
-    }
+    let view = agent_view(&state, &id, failed).await?;
     let kept = state
         .store
         .history_page(&id, page.before, page.limit)
