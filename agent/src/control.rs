@@ -51,16 +51,20 @@ pub fn suspend(
     source: &str,
     suspension: &Suspension,
 ) -> Result<(), ControlError> {
-    let path = suspension_file(state_dir, source);
-    let write = |source| ControlError::Write {
-        path: path.clone(),
+    let bytes = serde_json::to_vec_pretty(suspension).expect("a suspension serialises");
+    write(&suspension_file(state_dir, source), &bytes)
+}
+
+/// Replaces one control file whole (the daemon never reads half of one), creating `control/` when needed.
+fn write(path: &Path, bytes: &[u8]) -> Result<(), ControlError> {
+    let failed = |source| ControlError::Write {
+        path: path.to_path_buf(),
         source,
     };
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(write)?;
+        std::fs::create_dir_all(dir).map_err(failed)?;
     }
-    let bytes = serde_json::to_vec_pretty(suspension).expect("a suspension serialises");
-    fsutil::write_replace(&path, &bytes).map_err(write)
+    fsutil::write_replace(path, bytes).map_err(failed)
 }
 
 /// Resumes `source`; `false` when it was not suspended.
@@ -99,15 +103,7 @@ fn reconcile_file(state_dir: &Path, source: &str) -> PathBuf {
 /// Asks for a poll of `source` now (`outpost reconcile`): the daemon takes the request when it is woken
 /// (SIGUSR1), or at the latest before its next poll.
 pub fn request_reconcile(state_dir: &Path, source: &str) -> Result<(), ControlError> {
-    let path = reconcile_file(state_dir, source);
-    let write = |source| ControlError::Write {
-        path: path.clone(),
-        source,
-    };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(write)?;
-    }
-    fsutil::write_replace(&path, b"").map_err(write)
+    write(&reconcile_file(state_dir, source), b"")
 }
 
 /// True, once, when a poll of `source` was asked for.
