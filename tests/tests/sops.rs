@@ -5,7 +5,9 @@
 
 mod common;
 
-use common::{configmap, files_holding, sops_testdata, write_identities, Site};
+use std::time::Duration;
+
+use common::{configmap, files_holding, sops_testdata, wait_until, write_identities, Site};
 use outpost_tests::GitRepo;
 
 /// Plaintexts of the test files, as they could appear on disk: `global-secret.yaml`'s value as written and in
@@ -71,11 +73,16 @@ fn encrypted_resources_and_generator_inputs_apply_and_stay_encrypted_at_rest() {
     );
     assert_no_plaintext_in(&site);
 
-    // Offline after a reboot with the target emptied: the last good comes back from the store, decrypted.
+    // A reboot without network and with the target emptied: `outpost run` re-applies the last good from the
+    // store at start, decrypted.
     std::fs::remove_file(site.applied_file("app")).unwrap();
     let moved = repo.bare_path().with_extension("away");
     std::fs::rename(repo.bare_path(), &moved).unwrap();
-    site.run(&["sync"]);
+    let daemon = site.spawn_daemon();
+    wait_until(Duration::from_secs(20), "the last good re-applied", || {
+        site.applied_file("app").exists()
+    });
+    assert!(daemon.terminate(), "outpost run exits cleanly on SIGTERM");
     let restored = site.applied("app");
     assert!(
         restored.contains("global-value") && restored.contains("dmFsdWU="),
