@@ -35,6 +35,7 @@ pub mod metrics;
 pub mod refusals;
 pub mod registry;
 pub mod reply;
+pub mod rollout;
 pub mod secret_file;
 pub mod server;
 pub mod state;
