@@ -14,9 +14,9 @@
 //! its assignment with the release's source at `commit = "<new>"` (a new, higher generation), and rolling back
 //! means writing it again with the previous commit.
 
-// pub mod api;
+pub mod api;
 // pub mod cli;
-// pub mod driver;
+pub mod driver;
 pub mod model;
 // pub mod page;
 pub mod plan;

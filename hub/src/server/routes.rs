@@ -44,6 +44,7 @@ pub(super) async fn route(
         (&Method::POST, "/v1/heartbeats") => {
             let outcome = heartbeat(state.clone(), request).await;
             state.heartbeats.count(&outcome);
+            state.rollout_wake.notify_one();
             outcome.map(whole)
         }
         (&Method::POST, "/v1/enroll") => enroll(state.clone(), peer, request).await.map(whole),
@@ -255,11 +256,23 @@ async fn enroll(
 /// The admin API ([`crate::admin`]): an admin credential, then the action named by method and path.
 async fn admin(state: Arc<HubState>, request: Request<Incoming>) -> Result<Reply, Rejection> {
     let by = authorize(&state, &request, Role::Admin)?;
-    let action = crate::admin::route(request.method().as_str(), request.uri().path())?;
+    let (method, path) = (
+        request.method().as_str().to_owned(),
+        request.uri().path().to_owned(),
+    );
+    // Releases and rollouts (issue 19) are one dispatch of their own.
+    let action = if crate::rollout::api::owns(&path) {
+        None
+    } else {
+        Some(crate::admin::route(&method, &path)?)
+    };
     let (parts, body) = request.into_parts();
     let limit = state.config.max_body;
     let body = read_body(&parts, body, limit, "admin request", "max_body").await?;
-    crate::admin::handle(&state, action, &body, &by, now_ms()).await
+    match action {
+        Some(action) => crate::admin::handle(&state, action, &body, &by, now_ms()).await,
+        None => crate::rollout::api::handle(&state, &method, &path, &body, &by, now_ms()).await,
+    }
 }
 
 async fn agents(state: Arc<HubState>) -> Result<Reply, Rejection> {
