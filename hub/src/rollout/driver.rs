@@ -149,13 +149,18 @@ pub async fn apply(
     Ok(())
 }
 
-/// The release's source with its ref replaced by `commit`.
-pub fn pinned(source: &SourceSpec, commit: &str) -> SourceSpec {
+/// Written in a release's `target` or `path`, replaced by each site's agent id (a per-site folder).
+pub const AGENT_ID_VAR: &str = "${agent_id}";
+
+/// The release's source for `site`, its ref replaced by `commit` and [`AGENT_ID_VAR`] by the site's id.
+pub fn pinned(source: &SourceSpec, commit: &str, site: &str) -> SourceSpec {
     SourceSpec {
         branch: None,
         tag: None,
         semver: None,
         commit: Some(commit.to_owned()),
+        target: source.target.replace(AGENT_ID_VAR, site),
+        path: source.path.as_ref().map(|p| p.replace(AGENT_ID_VAR, site)),
         ..source.clone()
     }
 }
@@ -171,7 +176,7 @@ pub async fn pin(
     let from_config = state.config.assignments.for_agent(site);
     let stored = state.store.assignment(site).await?;
     let current = crate::heartbeat::newest(from_config, stored.as_ref());
-    let wanted = pinned(source, commit);
+    let wanted = pinned(source, commit, site);
     let mut sources = current.map(|a| a.sources.clone()).unwrap_or_default();
     if let Some(current) = current {
         if sources.iter().any(|s| *s == wanted) {

@@ -15,7 +15,7 @@
 //! means writing it again with the previous commit.
 
 pub mod api;
-// pub mod cli;
+pub mod cli;
 pub mod driver;
 pub mod model;
 // pub mod page;
