@@ -18,7 +18,7 @@ pub mod api;
 pub mod cli;
 pub mod driver;
 pub mod model;
-// pub mod page;
+pub mod page;
 pub mod plan;
 pub mod step;
 

@@ -50,7 +50,9 @@ pub(super) async fn route(
         (&Method::POST, "/v1/enroll") => enroll(state.clone(), peer, request).await.map(whole),
         (&Method::GET, "/") => {
             match crate::fleet::select::parse_query(query.as_deref()) {
-                Ok(filter) => fleet_read(&state, move |_, views, now| crate::fleet::handle(views, &filter, now))
+                Ok(filter) => fleet_read(&state, move |hub, views, now| {
+                    crate::rollout::page::with_section(crate::fleet::handle(views, &filter, now), &hub.rollouts())
+                })
                     .await
                     .map(whole),
                 Err(rejection) => Err(rejection),
@@ -59,7 +61,9 @@ pub(super) async fn route(
         (&Method::GET, p) if p.starts_with("/agents/") => {
             agent_page(state.clone(), p.trim_start_matches("/agents/").to_owned()).await.map(whole)
         }
-        (&Method::GET, "/metrics") => fleet_read(&state, |hub, views, _| crate::metrics::handle(hub, views))
+        (&Method::GET, "/metrics") => fleet_read(&state, |hub, views, _| {
+            crate::rollout::page::with_metrics(crate::metrics::handle(hub, views), &hub.rollouts())
+        })
             .await
             .map(whole),
         (&Method::GET, "/v1/agents") => agents(state.clone()).await.map(whole),
