@@ -81,7 +81,7 @@ pub enum RolloutCommand {
         #[command(flatten)]
         target: Target,
         #[command(flatten)]
-        start: StartArgs,
+        start: Box<StartArgs>,
     },
     /// Every rollout (or one, with --id): phase, waves, counts and failed sites.
     Status {

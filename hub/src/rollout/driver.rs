@@ -179,7 +179,7 @@ pub async fn pin(
     let wanted = pinned(source, commit, site);
     let mut sources = current.map(|a| a.sources.clone()).unwrap_or_default();
     if let Some(current) = current {
-        if sources.iter().any(|s| *s == wanted) {
+        if sources.contains(&wanted) {
             return Ok(current.generation);
         }
     }

@@ -47,9 +47,9 @@ pub fn section(rollouts: &[Rollout]) -> String {
     let mut out = String::from("<h2>Rollouts</h2>\n");
     for r in shown {
         let s = Summary::from(r);
-        let _ = write!(
+        let _ = writeln!(
             out,
-            "<h3><code>{}</code>: release <code>{}</code> {} &rarr; {}, <span class=\"phase\">{}</span></h3>\n",
+            "<h3><code>{}</code>: release <code>{}</code> {} &rarr; {}, <span class=\"phase\">{}</span></h3>",
             escape(&s.id),
             escape(&s.release),
             escape(short(&s.from_commit)),
@@ -243,7 +243,7 @@ mod tests {
             "text/html",
             "<h1>Outpost fleet</h1>\n<p>1 of 1</p>\n<table>".into(),
         );
-        let page = String::from_utf8(with_section(page, &[r.clone()]).body).unwrap();
+        let page = String::from_utf8(with_section(page, std::slice::from_ref(&r)).body).unwrap();
         assert!(
             page.find("<h2>Rollouts</h2>") < page.find("<table>"),
             "{page}"

@@ -394,17 +394,13 @@ fn return_deferred(
         })
         .map(|(id, _)| id.clone())
         .collect();
-    let mut busy = in_flight(r);
-    for id in back {
-        if busy >= limit {
-            break;
-        }
+    let room = limit.saturating_sub(in_flight(r));
+    for id in back.into_iter().take(room) {
         r.event(
             now_ms,
             format!("{id}: back online, pinned to {}", short(&r.to_commit)),
         );
         pin(r, &id, now_ms, decisions);
-        busy += 1;
     }
 }
 
