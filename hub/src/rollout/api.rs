@@ -18,10 +18,10 @@ use std::sync::Arc;
 use outpost_proto::wire::{Assignment, SourceSpec};
 use serde::{Deserialize, Serialize};
 
+use super::control;
 use super::driver;
 use super::model::{Release, Rollout, SpecError};
 use super::plan::{plan, StartRequest};
-use super::step;
 use crate::reply::{store_failure, Rejection, Reply};
 use crate::state::HubState;
 use crate::store::Labels;
@@ -187,9 +187,9 @@ pub async fn handle(
             let verb = *verb;
             let owner = format!("{}/admin", state.rollout_owner);
             let outcome = driver::control(state, id, &owner, |r| match verb {
-                "pause" => step::pause(r, by, now_ms).map(|()| Vec::new()),
-                "resume" => step::resume(r, by, now_ms).map(|()| Vec::new()),
-                _ => step::abort(r, by, now_ms),
+                "pause" => control::pause(r, by, now_ms).map(|()| Vec::new()),
+                "resume" => control::resume(r, by, now_ms).map(|()| Vec::new()),
+                _ => control::abort(r, by, now_ms),
             })
             .await
             .map_err(failed("cannot change the rollout"))?;

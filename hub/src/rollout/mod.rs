@@ -16,6 +16,7 @@
 
 pub mod api;
 pub mod cli;
+pub mod control;
 pub mod driver;
 pub mod model;
 pub mod page;

@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 
 use outpost_proto::wire::SourceState;
 
-use super::model::{DeferReason, OnFailure, Phase, Rollout, Site, SiteState, SpecError};
+use super::model::{DeferReason, OnFailure, Phase, Rollout, Site, SiteState};
 use super::plan::short;
 
 /// How the agent words a revision held back by maintenance windows (agent `reconcile::gate::Hold::Window`).
@@ -333,7 +333,7 @@ fn breach(r: &Rollout) -> Option<String> {
 }
 
 /// Re-pins every site pinned to the new commit to the previous one and stops the rollout in `phase`.
-fn rollback(
+pub(super) fn rollback(
     r: &mut Rollout,
     phase: Phase,
     reason: String,
@@ -482,58 +482,4 @@ fn advance(
         r.event(now_ms, text);
         r.current_wave += 1;
     }
-}
-
-/// Stops pinning new sites (the operator's `pause`).
-pub fn pause(r: &mut Rollout, by: &str, now_ms: u64) -> Result<(), SpecError> {
-    if r.phase != Phase::Progressing {
-        return Err(SpecError::Invalid(format!(
-            "rollout {:?} is {}, not Progressing; only a progressing rollout can be paused",
-            r.id,
-            r.phase.as_str()
-        )));
-    }
-    r.phase = Phase::Paused;
-    r.reason = Some(format!("paused by {by}"));
-    r.event(now_ms, format!("paused by {by}"));
-    r.updated_ms = now_ms;
-    Ok(())
-}
-
-/// Goes on after a pause. Failures still standing count again at the next step: a rollout paused by a
-/// breach pauses again unless the failed sites recovered (or use `abort`).
-pub fn resume(r: &mut Rollout, by: &str, now_ms: u64) -> Result<(), SpecError> {
-    if r.phase != Phase::Paused {
-        return Err(SpecError::Invalid(format!(
-            "rollout {:?} is {}, not Paused; only a paused rollout can be resumed",
-            r.id,
-            r.phase.as_str()
-        )));
-    }
-    r.phase = Phase::Progressing;
-    r.reason = None;
-    r.event(now_ms, format!("resumed by {by}"));
-    r.updated_ms = now_ms;
-    Ok(())
-}
-
-/// Rolls back now (the operator's `abort`): every site pinned to the new commit is re-pinned to the previous.
-pub fn abort(r: &mut Rollout, by: &str, now_ms: u64) -> Result<Vec<Decision>, SpecError> {
-    if !matches!(r.phase, Phase::Progressing | Phase::Paused) {
-        return Err(SpecError::Invalid(format!(
-            "rollout {:?} is {}; only a progressing or paused rollout can be aborted",
-            r.id,
-            r.phase.as_str()
-        )));
-    }
-    let mut decisions = Vec::new();
-    rollback(
-        r,
-        Phase::Aborted,
-        format!("aborted by {by}"),
-        now_ms,
-        &mut decisions,
-    );
-    r.updated_ms = now_ms;
-    Ok(decisions)
 }
