@@ -88,6 +88,21 @@ impl Hub {
         text
     }
 
+    /// A page the hub serves without credentials (`public_read = true`), as text.
+    fn get(&self, path: &str) -> String {
+        use std::io::{Read, Write};
+        let mut stream = std::net::TcpStream::connect(&self.addr).unwrap();
+        write!(
+            stream,
+            "GET {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            self.addr
+        )
+        .unwrap();
+        let mut text = String::new();
+        stream.read_to_string(&mut text).unwrap();
+        text
+    }
+
     fn rollout(&self, id: &str) -> Value {
         serde_json::from_str(&self.admin(&["rollout", "status", "--id", id, "--json"])).unwrap()
     }
@@ -329,6 +344,22 @@ fn rollouts_move_waves_roll_back_defer_offline_sites_and_survive_a_hub_restart()
     }
     let status = hub.admin(&["rollout", "status", "--id", "bad"]);
     assert!(status.contains("failed shop-00:"), "{status}");
+    let page = hub.get("/");
+    assert!(
+        page.contains("<h2>Rollouts</h2>") && page.contains("<code>bad</code>"),
+        "{page}"
+    );
+    assert!(
+        page.contains("Failed sites:") && page.contains("<code>shop-00</code>"),
+        "{page}"
+    );
+    let metrics = hub.get("/metrics");
+    assert!(
+        metrics.contains(
+            "outpost_hub_rollout_phase{phase=\"RolledBack\",release=\"shop\",rollout=\"bad\"} 1"
+        ),
+        "{metrics}"
+    );
     // The canary is back on v2 (re-pinned), and keeps it.
     wait_until(WAIT, "the canary runs v2 again", || {
         hub.agents().as_array().is_some_and(|a| {
