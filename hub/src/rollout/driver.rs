@@ -23,6 +23,8 @@ use crate::status::AgentView;
 pub const LEASE_TTL: Duration = Duration::from_secs(30);
 /// How long an operator's pause, resume or abort waits for a step in flight to give the lease up.
 pub const CONTROL_WAIT: Duration = Duration::from_secs(5);
+/// How often an operator's change asks again for a lease held by a step in flight.
+const CONTROL_RETRY: Duration = Duration::from_millis(50);
 /// Heartbeats wake the driver, but never more often than this: a large fleet sends many per second.
 pub const MIN_STEP_GAP: Duration = Duration::from_millis(200);
 
@@ -236,7 +238,7 @@ where
                 "rollout {id:?} is being stepped by another hub replica; try again"
             )));
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(CONTROL_RETRY).await;
     };
     let before = current.clone();
     match change(&mut current) {
