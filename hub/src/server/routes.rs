@@ -44,12 +44,15 @@ pub(super) async fn route(
         (&Method::POST, "/v1/heartbeats") => {
             let outcome = heartbeat(state.clone(), request).await;
             state.heartbeats.count(&outcome);
+            state.rollout_wake.notify_one();
             outcome.map(whole)
         }
         (&Method::POST, "/v1/enroll") => enroll(state.clone(), peer, request).await.map(whole),
         (&Method::GET, "/") => {
             match crate::fleet::select::parse_query(query.as_deref()) {
-                Ok(filter) => fleet_read(&state, move |_, views, now| crate::fleet::handle(views, &filter, now))
+                Ok(filter) => fleet_read(&state, move |hub, views, now| {
+                    crate::rollout::page::with_section(crate::fleet::handle(views, &filter, now), &hub.rollouts())
+                })
                     .await
                     .map(whole),
                 Err(rejection) => Err(rejection),
@@ -58,7 +61,9 @@ pub(super) async fn route(
         (&Method::GET, p) if p.starts_with("/agents/") => {
             agent_page(state.clone(), p.trim_start_matches("/agents/").to_owned()).await.map(whole)
         }
-        (&Method::GET, "/metrics") => fleet_read(&state, |hub, views, _| crate::metrics::handle(hub, views))
+        (&Method::GET, "/metrics") => fleet_read(&state, |hub, views, _| {
+            crate::rollout::page::with_metrics(crate::metrics::handle(hub, views), &hub.rollouts())
+        })
             .await
             .map(whole),
         (&Method::GET, "/v1/agents") => agents(state.clone()).await.map(whole),
@@ -255,11 +260,23 @@ async fn enroll(
 /// The admin API ([`crate::admin`]): an admin credential, then the action named by method and path.
 async fn admin(state: Arc<HubState>, request: Request<Incoming>) -> Result<Reply, Rejection> {
     let by = authorize(&state, &request, Role::Admin)?;
-    let action = crate::admin::route(request.method().as_str(), request.uri().path())?;
+    let (method, path) = (
+        request.method().as_str().to_owned(),
+        request.uri().path().to_owned(),
+    );
+    // Releases and rollouts (issue 19) are one dispatch of their own.
+    let action = if crate::rollout::api::owns(&path) {
+        None
+    } else {
+        Some(crate::admin::route(&method, &path)?)
+    };
     let (parts, body) = request.into_parts();
     let limit = state.config.max_body;
     let body = read_body(&parts, body, limit, "admin request", "max_body").await?;
-    crate::admin::handle(&state, action, &body, &by, now_ms()).await
+    match action {
+        Some(action) => crate::admin::handle(&state, action, &body, &by, now_ms()).await,
+        None => crate::rollout::api::handle(&state, &method, &path, &body, &by, now_ms()).await,
+    }
 }
 
 async fn agents(state: Arc<HubState>) -> Result<Reply, Rejection> {
