@@ -127,7 +127,8 @@ impl Drop for Hub {
 }
 
 fn commit_manifest(repo: &GitRepo, version: &str) -> String {
-    let text = format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: shop\ndata:\n  version: \"{version}\"\n");
+    // `${RING}` and `${SITE}` are the release's per-site values (from the site's label and its id).
+    let text = format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: shop\ndata:\n  version: \"{version}\"\n  ring: \"${{RING}}\"\n  site: \"${{SITE}}\"\n");
     repo.write("deploy/shop.yaml", text.as_bytes());
     repo.commit(&format!("shop {version}"))
 }
@@ -210,7 +211,7 @@ fn rollouts_move_waves_roll_back_defer_offline_sites_and_survive_a_hub_restart()
         let labels = if i == 0 {
             "app=shop,ring=canary"
         } else {
-            "app=shop"
+            "app=shop,ring=main"
         };
         hub.admin(&[
             "agents",
@@ -232,7 +233,7 @@ fn rollouts_move_waves_roll_back_defer_offline_sites_and_survive_a_hub_restart()
     std::fs::write(
         &source,
         format!(
-            "[[source]]\nname = \"shop\"\nurl = \"{}\"\nbranch = \"main\"\npath = \"deploy\"\ninterval = \"1s\"\ntarget = \"directory:{}/${{agent_id}}\"\n",
+            "[[source]]\nname = \"shop\"\nurl = \"{}\"\nbranch = \"main\"\npath = \"deploy\"\ninterval = \"1s\"\ntarget = \"directory:{}/${{agent_id}}\"\n[source.vars]\nRING = \"${{label:ring}}\"\nSITE = \"${{agent_id}}\"\n",
             repo.file_url(),
             root.display()
         ),
@@ -256,6 +257,17 @@ fn rollouts_move_waves_roll_back_defer_offline_sites_and_survive_a_hub_restart()
             .iter()
             .all(|s| applied_version(&root, &s.agent_id).as_deref() == Some("v1"))
     });
+    // Per-site values: each site's ring label and its id reached its manifests.
+    for (i, site) in sites.iter().enumerate() {
+        let applied =
+            std::fs::read_to_string(root.join(&site.agent_id).join("shop.yaml")).unwrap();
+        let ring = if i == 0 { "canary" } else { "main" };
+        assert!(
+            applied.contains(&format!("ring: {ring}"))
+                && applied.contains(&format!("site: {}", site.agent_id)),
+            "{applied}"
+        );
+    }
 
     // 1. Three waves: the canary, half the fleet, the rest.
     let v2 = commit_manifest(&repo, "v2");

@@ -258,7 +258,12 @@ async fn put_release(
         "{\"source\": {...}, \"selector\": {...}, \"commit\": \"<40 hex>\"}",
     )?;
     crate::admin::check_labels(&request.selector).map_err(bad)?;
-    let pinned = driver::pinned(&request.source, &request.commit, "site");
+    let pinned = driver::pinned(
+        &request.source,
+        &request.commit,
+        "site",
+        &crate::store::Labels::new(),
+    );
     Assignment::new(1, vec![pinned]).validate().map_err(|e| {
         bad(format!(
             "the release's source is not valid with commit {:?}: {e}",

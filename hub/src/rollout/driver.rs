@@ -14,6 +14,7 @@ use std::time::Duration;
 use outpost_proto::wire::{Assignment, SourceSpec};
 
 use super::model::{Release, Rollout};
+use crate::store::Labels;
 use super::step::{step, Decision, Observation, SourceObservation};
 use crate::backend::BackendError;
 use crate::state::{now_ms, HubState};
@@ -127,10 +128,16 @@ pub async fn apply(
     rollout: &mut Rollout,
     decisions: &[Decision],
 ) -> Result<(), BackendError> {
+    let labels = if decisions.iter().any(|d| matches!(d, Decision::Pin { .. })) {
+        state.store.labels().await?.into_iter().collect()
+    } else {
+        BTreeMap::new()
+    };
     for decision in decisions {
         match decision {
             Decision::Pin { site, commit } => {
-                let generation = pin(state, site, &rollout.source, commit).await?;
+                let site_labels = labels.get(site).unwrap_or(&NO_LABELS);
+                let generation = pin(state, site, &rollout.source, commit, site_labels).await?;
                 if *commit == rollout.to_commit {
                     if let Some(s) = rollout.sites.get_mut(site) {
                         s.generation = Some(generation);
@@ -151,11 +158,33 @@ pub async fn apply(
     Ok(())
 }
 
-/// Written in a release's `target` or `path`, replaced by each site's agent id (a per-site folder).
+/// Written in a release's `target`, `path` or `vars` values, replaced by each site's agent id (a per-site
+/// folder).
 pub const AGENT_ID_VAR: &str = "${agent_id}";
+/// Written as a whole `vars` value, `${label:KEY}` is replaced by the site's operator-set label `KEY`: the
+/// per-site values of a release (the sites' labels are its table). A site without that label gets no such
+/// variable, so a `${VAR:=default}` in the manifests applies.
+const LABEL_VAR: (&str, &str) = ("${label:", "}");
 
-/// The release's source for `site`, its ref replaced by `commit` and [`AGENT_ID_VAR`] by the site's id.
-pub fn pinned(source: &SourceSpec, commit: &str, site: &str) -> SourceSpec {
+static NO_LABELS: Labels = Labels::new();
+
+/// The release's source for `site`, its ref replaced by `commit`, [`AGENT_ID_VAR`] by the site's id and
+/// `${label:KEY}` vars by the site's labels.
+pub fn pinned(source: &SourceSpec, commit: &str, site: &str, labels: &Labels) -> SourceSpec {
+    let vars = source.vars.as_ref().map(|vars| {
+        vars.iter()
+            .filter_map(|(name, value)| {
+                let label = value
+                    .strip_prefix(LABEL_VAR.0)
+                    .and_then(|v| v.strip_suffix(LABEL_VAR.1));
+                let value = match label {
+                    Some(key) => labels.get(key)?.clone(),
+                    None => value.replace(AGENT_ID_VAR, site),
+                };
+                Some((name.clone(), value))
+            })
+            .collect()
+    });
     SourceSpec {
         branch: None,
         tag: None,
@@ -163,6 +192,7 @@ pub fn pinned(source: &SourceSpec, commit: &str, site: &str) -> SourceSpec {
         commit: Some(commit.to_owned()),
         target: source.target.replace(AGENT_ID_VAR, site),
         path: source.path.as_ref().map(|p| p.replace(AGENT_ID_VAR, site)),
+        vars,
         ..source.clone()
     }
 }
@@ -174,11 +204,12 @@ pub async fn pin(
     site: &str,
     source: &SourceSpec,
     commit: &str,
+    labels: &Labels,
 ) -> Result<u64, BackendError> {
     let from_config = state.config.assignments.for_agent(site);
     let stored = state.store.assignment(site).await?;
     let current = crate::heartbeat::newest(from_config, stored.as_ref());
-    let wanted = pinned(source, commit, site);
+    let wanted = pinned(source, commit, site, labels);
     let mut sources = current.map(|a| a.sources.clone()).unwrap_or_default();
     if let Some(current) = current {
         if sources.contains(&wanted) {
@@ -203,8 +234,10 @@ pub async fn pin_release(
     release: &Release,
     sites: &[String],
 ) -> Result<usize, BackendError> {
+    let labels: BTreeMap<String, Labels> = state.store.labels().await?.into_iter().collect();
     for site in sites {
-        pin(state, site, &release.source, &release.commit).await?;
+        let site_labels = labels.get(site).unwrap_or(&NO_LABELS);
+        pin(state, site, &release.source, &release.commit, site_labels).await?;
     }
     Ok(sites.len())
 }

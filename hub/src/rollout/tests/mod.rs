@@ -407,3 +407,24 @@ fn plans_are_checked() {
     assert_eq!(r.waves.len(), 1);
     assert_eq!(r.id, "shop-222222222222");
 }
+
+#[test]
+fn per_site_values_come_from_the_sites_labels_and_id() {
+    let mut source = release(labels(&[])).source;
+    source.target = "directory:/srv/${agent_id}".into();
+    source.vars = Some(BTreeMap::from([
+        ("REGION".to_string(), "${label:region}".to_string()),
+        ("SITE".to_string(), "shop-${agent_id}".to_string()),
+        ("FIXED".to_string(), "1".to_string()),
+    ]));
+    let site = super::driver::pinned(&source, TO, "berlin-7", &labels(&[("region", "eu")]));
+    assert_eq!(site.commit.as_deref(), Some(TO));
+    assert_eq!(site.target, "directory:/srv/berlin-7");
+    let vars = site.vars.unwrap();
+    assert_eq!(vars["REGION"], "eu");
+    assert_eq!(vars["SITE"], "shop-berlin-7");
+    assert_eq!(vars["FIXED"], "1");
+    // Without the label the variable is left out, so a `${REGION:=default}` in the manifests applies.
+    let bare = super::driver::pinned(&source, TO, "oslo-1", &labels(&[]));
+    assert!(!bare.vars.unwrap().contains_key("REGION"));
+}

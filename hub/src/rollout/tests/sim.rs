@@ -42,22 +42,8 @@ pub(super) fn release(selector: Labels) -> Release {
     Release {
         name: "shop".into(),
         source: SourceSpec {
-            name: "shop".into(),
-            url: "https://git.example.com/shop.git".into(),
-            branch: None,
-            tag: None,
-            semver: None,
             commit: Some(FROM.into()),
-            path: None,
-            interval: None,
-            timeout: None,
-            target: "kubernetes".into(),
-            prune: None,
-            namespace: None,
-            wait: None,
-            rollback: None,
-            force: None,
-            auth: None,
+            ..SourceSpec::new("shop", "https://git.example.com/shop.git", "kubernetes")
         },
         selector,
         commit: FROM.into(),
