@@ -70,6 +70,8 @@ pub struct HubState {
     pub rollout_owner: String,
     /// The rollouts as the driver last read them, for the fleet page and the metrics.
     rollouts: RwLock<Vec<crate::rollout::Rollout>>,
+    /// Which sites this replica has seen pinned to each release ([`crate::rollout::members`]).
+    pub release_members: crate::rollout::members::Members,
 }
 
 impl HubState {
@@ -126,6 +128,7 @@ impl HubState {
             rollout_wake: tokio::sync::Notify::new(),
             rollout_owner: rollout_owner(local_addr),
             rollouts: RwLock::new(Vec::new()),
+            release_members: Default::default(),
         };
         Ok((state, warnings))
     }

@@ -131,3 +131,74 @@ async fn rollouts_on_postgres_across_two_replicas() -> TestResult {
     let pg = PgCluster::start()?;
     leases_and_records(&pg.store_table(), true).await
 }
+
+/// An agent enrolled after `release set`, and one labelled into the selector later, get the release at the
+/// driver's next tick: their next heartbeat's reply carries it pinned at the release's commit.
+#[tokio::test]
+async fn newcomers_to_a_release_get_it_without_a_new_release_set() -> TestResult {
+    let first = common::Agent::new("shop-1")?;
+    let hub = common::TestHub::start(&format!(
+        "rollout_interval = \"100ms\"\n{}",
+        first.config_table("")
+    ))
+    .await?;
+    let release = serde_json::json!({
+        "source": {"name": "shop", "url": "https://git.example.com/shop.git", "branch": "main", "target": "kubernetes"},
+        "selector": {"app": "shop"},
+        "commit": FROM,
+    });
+    let answer = hub
+        .admin("PUT", "/v1/admin/releases/shop", Some(release))
+        .await?;
+    assert_eq!(answer.status, 200, "{:?}", answer.json());
+    // Nobody is labelled yet: the release has no site.
+    let shop = |reply: &serde_json::Value| {
+        reply["assignment"]["sources"]
+            .as_array()
+            .and_then(|s| s.iter().find(|s| s["name"] == "shop").cloned())
+    };
+    let reply = hub.send(&first, &first.heartbeat(1, 0)).await?.json()?;
+    assert_eq!(shop(&reply), None, "{reply}");
+
+    // Labelled into the selector, then a newcomer enrolled with the label.
+    let labelled = hub
+        .admin(
+            "PUT",
+            "/v1/admin/agents/shop-1/labels",
+            Some(serde_json::json!({"labels": {"app": "shop"}})),
+        )
+        .await?;
+    assert!(labelled.status < 300, "{:?}", labelled.json());
+    let second = common::Agent::new("shop-2")?;
+    let enrolled = hub
+        .admin(
+            "POST",
+            "/v1/admin/agents",
+            Some(serde_json::json!({
+                "agent_id": "shop-2",
+                "public_key": second.key.public_key().to_string(),
+                "labels": {"app": "shop"},
+            })),
+        )
+        .await?;
+    assert!(enrolled.status < 300, "{:?}", enrolled.json());
+
+    for (agent, seq) in [(&first, 2), (&second, 1)] {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let reply = hub.send(agent, &agent.heartbeat(seq, 0)).await?.json()?;
+            if let Some(source) = shop(&reply) {
+                assert_eq!(source["commit"], FROM, "{reply}");
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} never got the release: {reply}",
+                agent.id
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+    hub.stop().await;
+    Ok(())
+}

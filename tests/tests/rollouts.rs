@@ -259,8 +259,7 @@ fn rollouts_move_waves_roll_back_defer_offline_sites_and_survive_a_hub_restart()
     });
     // Per-site values: each site's ring label and its id reached its manifests.
     for (i, site) in sites.iter().enumerate() {
-        let applied =
-            std::fs::read_to_string(root.join(&site.agent_id).join("shop.yaml")).unwrap();
+        let applied = std::fs::read_to_string(root.join(&site.agent_id).join("shop.yaml")).unwrap();
         let ring = if i == 0 { "canary" } else { "main" };
         assert!(
             applied.contains(&format!("ring: {ring}"))

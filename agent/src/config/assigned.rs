@@ -147,16 +147,9 @@ mod tests {
     fn an_assignment_carries_vars_windows_dependencies_and_decryption() {
         let dir = tempfile::tempdir().unwrap();
         let key = dir.path().join("age.key");
-        std::fs::write(
-            &key,
-            include_str!("../sops/testdata/flux/keys-age.txt"),
-        )
-        .unwrap();
-        std::fs::set_permissions(
-            &key,
-            std::os::unix::fs::PermissionsExt::from_mode(0o600),
-        )
-        .unwrap();
+        std::fs::write(&key, include_str!("../sops/testdata/flux/keys-age.txt")).unwrap();
+        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
         let extra = format!(
             r#","vars":{{"SITE":"berlin-7"}},"depends_on":["local"],"windows":["Mon-Fri 02:00-05:00"],"timezone":"Europe/Berlin","apply_outside_windows":"none","decryption":{{"age_identities":"{}"}}"#,
             key.display()

@@ -14,11 +14,11 @@ use std::time::Duration;
 use outpost_proto::wire::{Assignment, SourceSpec};
 
 use super::model::{Release, Rollout};
-use crate::store::Labels;
 use super::step::{step, Decision, Observation, SourceObservation};
 use crate::backend::BackendError;
 use crate::state::{now_ms, HubState};
 use crate::status::AgentView;
+use crate::store::Labels;
 
 /// How long a replica may hold a rollout's lease in one step before another may take it over.
 pub const LEASE_TTL: Duration = Duration::from_secs(30);
@@ -46,6 +46,7 @@ pub fn spawn(state: Arc<HubState>) -> tokio::task::JoinHandle<()> {
 /// One pass over every active rollout; returns how many this replica stepped.
 pub async fn tick(state: &HubState) -> Result<usize, BackendError> {
     let rollouts = state.store.rollouts().await?;
+    super::members::reconcile(state, &rollouts).await?;
     let active: Vec<String> = rollouts
         .iter()
         .filter(|r| r.is_active())

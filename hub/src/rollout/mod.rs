@@ -7,6 +7,7 @@
 //! - [`driver`]: the task that runs `step` for each active rollout (periodically and when heartbeats arrive),
 //!   pins commits in sites' assignments through the store, and stores the result, one replica at a time per
 //!   rollout (a lease in the store);
+//! - [`members`]: newcomers to a release's selector get the release at the driver's next tick;
 //! - [`api`]: the admin endpoints under `/v1/admin/releases` and `/v1/admin/rollouts`; [`cli`]: `outpost-hub
 //!   release …` / `rollout …`; [`page`]: the fleet page's section and the metrics.
 //!
@@ -18,6 +19,7 @@ pub mod api;
 pub mod cli;
 pub mod control;
 pub mod driver;
+pub mod members;
 pub mod model;
 pub mod page;
 pub mod plan;
