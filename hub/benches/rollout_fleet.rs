@@ -309,7 +309,15 @@ async fn main() -> Result<(), TestError> {
     )
     .await?;
     let record = loop {
-        let r = admin(&base, "GET", "/v1/admin/rollouts/to-two", None).await?;
+        let r = match admin(&base, "GET", "/v1/admin/rollouts/to-two", None).await {
+            Ok(r) => r,
+            Err(e) => {
+                let log = hub.log();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                eprintln!("hub log (last lines, newest first):\n{}", tail.join("\n"));
+                return Err(e);
+            }
+        };
         let phase = r["phase"].as_str().unwrap_or("").to_owned();
         if phase != "Progressing" {
             break r;

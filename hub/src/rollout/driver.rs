@@ -239,6 +239,9 @@ pub async fn pin_release(
     for site in sites {
         let site_labels = labels.get(site).unwrap_or(&NO_LABELS);
         pin(state, site, &release.source, &release.commit, site_labels).await?;
+        state
+            .release_members
+            .add(&release.name, &release.commit, site.clone());
     }
     Ok(sites.len())
 }

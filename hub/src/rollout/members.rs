@@ -30,7 +30,7 @@ impl Members {
         }
     }
 
-    fn add(&self, release: &str, commit: &str, site: String) {
+    pub(super) fn add(&self, release: &str, commit: &str, site: String) {
         let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
         let entry = map
             .entry(release.to_owned())
