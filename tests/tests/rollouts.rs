@@ -4,7 +4,8 @@
 //!
 //! One fleet, four scenarios in order (starting ten agents is the slow part): a three-wave rollout succeeds;
 //! a bad commit fails the canary and is rolled back while the other waves never see it; an offline site is
-//! deferred and catches up when it returns; a hub restart mid-rollout resumes where it was.
+//! deferred and catches up when it returns; a hub restart mid-rollout resumes where it was. Also: per-site values
+//! from labels, and a site outside its maintenance window deferred (not failed) until the window opens.
 
 mod common;
 
@@ -131,6 +132,21 @@ fn commit_manifest(repo: &GitRepo, version: &str) -> String {
     let text = format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: shop\ndata:\n  version: \"{version}\"\n  ring: \"${{RING}}\"\n  site: \"${{SITE}}\"\n");
     repo.write("deploy/shop.yaml", text.as_bytes());
     repo.commit(&format!("shop {version}"))
+}
+
+/// `outpost run` for `site` with the maintenance windows' clock at `now` (`OUTPOST_TEST_NOW`).
+fn spawn_at(site: &Site, now: &str) -> Daemon {
+    site.write_config();
+    let log = site.dir.path().join(format!("daemon-at-{now}.log"));
+    let file = std::fs::File::create(&log).unwrap();
+    let child = site
+        .command(&["run"])
+        .env("OUTPOST_TEST_NOW", now)
+        .stdout(file.try_clone().unwrap())
+        .stderr(file)
+        .spawn()
+        .expect("spawn outpost run");
+    Daemon { child, log }
 }
 
 fn applied_version(root: &Path, id: &str) -> Option<String> {
@@ -268,6 +284,15 @@ fn rollouts_move_waves_roll_back_defer_offline_sites_and_survive_a_hub_restart()
         );
     }
 
+    // One site is outside its maintenance window (its own `[agent] windows`, on a Friday by the test's clock):
+    // it will hold the new commit, Deferred rather than failed or waited for.
+    const WINDOWED: usize = 9;
+    if let Some(d) = daemons[WINDOWED].take() {
+        assert!(d.terminate());
+    }
+    sites[WINDOWED].agent_extra = "windows = [\"Sat,Sun 00:00-24:00\"]\ntimezone = \"UTC\"".into();
+    daemons[WINDOWED] = Some(spawn_at(&sites[WINDOWED], "2026-12-11T12:00:00Z"));
+
     // 1. Three waves: the canary, half the fleet, the rest.
     let v2 = commit_manifest(&repo, "v2");
     let mut args = vec![
@@ -287,9 +312,37 @@ fn rollouts_move_waves_roll_back_defer_offline_sites_and_survive_a_hub_restart()
     wait_until(WAIT, "rollout to-v2 succeeds", || {
         phase(&hub, "to-v2") == "Succeeded"
     });
-    assert!(sites
-        .iter()
-        .all(|s| applied_version(&root, &s.agent_id).as_deref() == Some("v2")));
+    for (i, s) in sites.iter().enumerate() {
+        let want = if i == WINDOWED { "v1" } else { "v2" };
+        assert_eq!(
+            applied_version(&root, &s.agent_id).as_deref(),
+            Some(want),
+            "{}",
+            s.agent_id
+        );
+    }
+    let windowed = hub.rollout("to-v2")["sites"][&sites[WINDOWED].agent_id].clone();
+    assert_eq!(windowed["state"], "Deferred", "{windowed}");
+    assert_eq!(windowed["deferred"], "Window", "{windowed}");
+    // Its window opens (Saturday): it applies the commit it holds, and the rollout's record says Ready.
+    if let Some(d) = daemons[WINDOWED].take() {
+        assert!(d.terminate());
+    }
+    daemons[WINDOWED] = Some(spawn_at(&sites[WINDOWED], "2026-12-12T12:00:00Z"));
+    wait_until(
+        WAIT,
+        "the windowed site applies v2 once its window opens",
+        || {
+            applied_version(&root, &sites[WINDOWED].agent_id).as_deref() == Some("v2")
+                && hub.rollout("to-v2")["sites"][&sites[WINDOWED].agent_id]["state"] == "Ready"
+        },
+    );
+    // Back to a site without windows for the scenarios below.
+    if let Some(d) = daemons[WINDOWED].take() {
+        assert!(d.terminate());
+    }
+    sites[WINDOWED].agent_extra.clear();
+    daemons[WINDOWED] = Some(sites[WINDOWED].spawn_daemon());
     let record = hub.rollout("to-v2");
     let waves = record["waves"].as_array().unwrap().clone();
     assert_eq!(
