@@ -219,6 +219,10 @@ impl FleetStore for Embedded {
         Box::pin(self.blocking(move |store| store.issued_token(&hash)))
     }
 
+    fn issued_tokens(&self) -> StoreFuture<'_, Vec<IssuedToken>> {
+        Box::pin(self.blocking(|store| store.issued_tokens()))
+    }
+
     fn used_tokens(&self) -> StoreFuture<'_, Vec<(String, String)>> {
         Box::pin(self.blocking(|store| store.used_tokens()))
     }

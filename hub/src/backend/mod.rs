@@ -153,6 +153,9 @@ pub trait FleetStore: Send + Sync + std::fmt::Debug {
     fn add_issued_token(&self, token: IssuedToken) -> StoreFuture<'_, ()>;
 
     /// The issued token with this hash, if any.
+    /// Every issued bootstrap token (its hash and labels), used or not: what `export` carries.
+    fn issued_tokens(&self) -> StoreFuture<'_, Vec<IssuedToken>>;
+
     fn issued_token<'a>(&'a self, token_sha256: &'a str) -> StoreFuture<'a, Option<IssuedToken>>;
 
     /// The hashes of used bootstrap tokens, with the agent each enrolled (for export).

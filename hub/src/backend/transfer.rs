@@ -1,11 +1,13 @@
 //! `outpost-hub export` / `import`: move a hub between stores (embedded <-> PostgreSQL) through a file of
 //! JSON lines, one record each, so a large fleet streams through without being held whole.
 //!
-//! Lines, in the order they are written and must be read: `{"enrollment": ...}`, `{"used_token": ...}`,
-//! `{"assignment": ...}`, then per agent its kept heartbeats oldest first, `{"heartbeat": ...}`. Importing
-//! replays them through the target store's own rules (a heartbeat goes in only above the last seq; a token
-//! stays one agent's), so importing twice adds no heartbeat or enrollment (an assignment's generation would
-//! rise by one, as for any new assignment).
+//! Lines, in the order they are written and must be read: `{"enrollment": ...}`, `{"issued_token": ...}`
+//! (bootstrap tokens by hash, used or not), `{"used_token": ...}`, `{"labels": ...}`, `{"assignment": ...}`,
+//! `{"release": ...}`, `{"rollout": ...}` (with every site's state, so a rollout goes on where it was), then
+//! per agent its kept heartbeats oldest first, `{"heartbeat": ...}`. Importing replays them through the target
+//! store's own rules (a heartbeat goes in only above the last seq; a token stays one agent's; a rollout already
+//! there is kept), so importing twice adds no heartbeat or enrollment (an assignment's generation would rise by
+//! one, as for any new assignment).
 
 use std::io::{BufRead, Write};
 
@@ -14,7 +16,8 @@ use outpost_proto::wire::Assignment;
 use serde::{Deserialize, Serialize};
 
 use super::{BackendError, FleetStore};
-use crate::store::Enrollment;
+use crate::rollout::{Release, Rollout};
+use crate::store::{Enrolled, Enrollment, IssuedToken, Labels, Recorded};
 
 /// Heartbeats exported per agent at most: the whole kept history of the largest allowed `history`.
 const PAGE: usize = 100;
@@ -23,10 +26,17 @@ const PAGE: usize = 100;
 #[serde(rename_all = "snake_case")]
 enum Line {
     Enrollment(Enrollment),
+    IssuedToken(IssuedToken),
     UsedToken {
         token_sha256: String,
         agent_id: String,
     },
+    Labels {
+        agent_id: String,
+        labels: Labels,
+    },
+    Release(Release),
+    Rollout(Box<Rollout>),
     Assignment {
         agent_id: String,
         assignment: Assignment,
@@ -50,13 +60,35 @@ pub enum TransferError {
     Line { line: usize, message: String },
 }
 
-/// What was moved.
+/// What was moved. On import: what was written (an enrollment or heartbeat the store already held is not
+/// counted).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Counts {
     pub enrollments: usize,
+    pub issued_tokens: usize,
     pub used_tokens: usize,
+    pub labels: usize,
     pub assignments: usize,
+    pub releases: usize,
+    pub rollouts: usize,
     pub heartbeats: usize,
+}
+
+impl std::fmt::Display for Counts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} enrollments, {} issued tokens ({} used), {} agents' labels, {} assignments, {} releases, {} rollouts, {} heartbeats",
+            self.enrollments,
+            self.issued_tokens,
+            self.used_tokens,
+            self.labels,
+            self.assignments,
+            self.releases,
+            self.rollouts,
+            self.heartbeats
+        )
+    }
 }
 
 /// Writes everything `store` keeps to `out`.
@@ -71,6 +103,10 @@ pub async fn export(store: &dyn FleetStore, out: &mut impl Write) -> Result<Coun
         put(&Line::Enrollment(enrollment.clone()), out)?;
         counts.enrollments += 1;
     }
+    for token in store.issued_tokens().await? {
+        put(&Line::IssuedToken(token), out)?;
+        counts.issued_tokens += 1;
+    }
     for (token_sha256, agent_id) in store.used_tokens().await? {
         put(
             &Line::UsedToken {
@@ -80,6 +116,10 @@ pub async fn export(store: &dyn FleetStore, out: &mut impl Write) -> Result<Coun
             out,
         )?;
         counts.used_tokens += 1;
+    }
+    for (agent_id, labels) in store.labels().await? {
+        put(&Line::Labels { agent_id, labels }, out)?;
+        counts.labels += 1;
     }
     let agents = store.agents().await?;
     let mut ids: Vec<String> = agents.iter().map(|a| a.agent_id.clone()).collect();
@@ -97,6 +137,14 @@ pub async fn export(store: &dyn FleetStore, out: &mut impl Write) -> Result<Coun
             )?;
             counts.assignments += 1;
         }
+    }
+    for release in store.releases().await? {
+        put(&Line::Release(release), out)?;
+        counts.releases += 1;
+    }
+    for rollout in store.rollouts().await? {
+        put(&Line::Rollout(Box::new(rollout)), out)?;
+        counts.rollouts += 1;
     }
     for agent in &agents {
         // Newest pages first, then written oldest first.
@@ -150,8 +198,13 @@ pub async fn import(
         };
         match serde_json::from_str::<Line>(&line).map_err(|e| bad(e.to_string()))? {
             Line::Enrollment(enrollment) => {
-                store.enroll(enrollment).await?;
-                counts.enrollments += 1;
+                if store.enroll(enrollment).await? == Enrolled::Enrolled {
+                    counts.enrollments += 1;
+                }
+            }
+            Line::IssuedToken(token) => {
+                store.add_issued_token(token).await?;
+                counts.issued_tokens += 1;
             }
             Line::UsedToken {
                 token_sha256,
@@ -159,6 +212,19 @@ pub async fn import(
             } => {
                 store.add_used_token(&token_sha256, &agent_id).await?;
                 counts.used_tokens += 1;
+            }
+            Line::Labels { agent_id, labels } => {
+                store.set_labels(&agent_id, labels).await?;
+                counts.labels += 1;
+            }
+            Line::Release(release) => {
+                store.put_release(release).await?;
+                counts.releases += 1;
+            }
+            Line::Rollout(rollout) => {
+                if store.create_rollout(*rollout).await? {
+                    counts.rollouts += 1;
+                }
             }
             Line::Assignment {
                 agent_id,
@@ -173,10 +239,12 @@ pub async fn import(
             Line::Heartbeat { received_ms, body } => {
                 let heartbeat = outpost_proto::wire::parse_heartbeat(body.as_bytes())
                     .map_err(|e| bad(e.to_string()))?;
-                store
+                let recorded = store
                     .record(heartbeat, Bytes::from(body), received_ms, keep)
                     .await?;
-                counts.heartbeats += 1;
+                if matches!(recorded, Recorded::Accepted { .. }) {
+                    counts.heartbeats += 1;
+                }
             }
         }
     }

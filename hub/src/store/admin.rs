@@ -77,6 +77,17 @@ impl Store {
         Ok(())
     }
 
+    /// Every issued token, used or not.
+    pub fn issued_tokens(&self) -> Result<Vec<IssuedToken>, StoreError> {
+        self.issued
+            .iter()
+            .map(|entry| {
+                let (key, bytes) = entry?;
+                decode(&String::from_utf8_lossy(&key), &bytes)
+            })
+            .collect()
+    }
+
     /// The issued token with this hash, if any (used or not: [`Store::enroll`] decides that).
     pub fn issued_token(&self, token_sha256: &str) -> Result<Option<IssuedToken>, StoreError> {
         self.issued

@@ -93,6 +93,27 @@ pub(super) async fn add_issued_token(pool: &Pool, token: &IssuedToken) -> Result
     Ok(())
 }
 
+pub(super) async fn issued_tokens(pool: &Pool) -> Result<Vec<IssuedToken>, BackendError> {
+    let client = pool.get().await.map_err(pool_error)?;
+    let rows = client
+        .query(
+            "SELECT token_sha256, labels, created_at_ms, expires_at_ms FROM issued_tokens ORDER BY token_sha256",
+            &[],
+        )
+        .await
+        .map_err(classify)?;
+    rows.iter()
+        .map(|row| {
+            Ok(IssuedToken {
+                token_sha256: row.get(0),
+                labels: decode("an issued token's labels", row.get(1))?,
+                created_at_ms: from_db(row.get(2)),
+                expires_at_ms: row.get::<_, Option<i64>>(3).map(from_db),
+            })
+        })
+        .collect()
+}
+
 pub(super) async fn issued_token(
     pool: &Pool,
     token_sha256: &str,

@@ -434,6 +434,10 @@ impl FleetStore for Postgres {
         Box::pin(admin::issued_token(&self.pool, token_sha256))
     }
 
+    fn issued_tokens(&self) -> StoreFuture<'_, Vec<IssuedToken>> {
+        Box::pin(admin::issued_tokens(&self.pool))
+    }
+
     fn used_tokens(&self) -> StoreFuture<'_, Vec<(String, String)>> {
         Box::pin(async move {
             let client = self.client().await?;
