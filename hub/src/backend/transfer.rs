@@ -35,7 +35,7 @@ enum Line {
         agent_id: String,
         labels: Labels,
     },
-    Release(Release),
+    Release(Box<Release>),
     Rollout(Box<Rollout>),
     Assignment {
         agent_id: String,
@@ -139,7 +139,7 @@ pub async fn export(store: &dyn FleetStore, out: &mut impl Write) -> Result<Coun
         }
     }
     for release in store.releases().await? {
-        put(&Line::Release(release), out)?;
+        put(&Line::Release(Box::new(release)), out)?;
         counts.releases += 1;
     }
     for rollout in store.rollouts().await? {
@@ -218,7 +218,7 @@ pub async fn import(
                 counts.labels += 1;
             }
             Line::Release(release) => {
-                store.put_release(release).await?;
+                store.put_release(*release).await?;
                 counts.releases += 1;
             }
             Line::Rollout(rollout) => {
