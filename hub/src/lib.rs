@@ -8,7 +8,8 @@
 //!   [`authority`] names heartbeats must be signed for);
 //! - [`server`]: sockets, TLS ([`tls`]), HTTP limits and routing;
 //! - [`limit`]: how often a source may enroll and how many disk reads run at once; [`refusals`]: refused
-//!   requests summarised in the log instead of one line each;
+//!   requests summarised in the log instead of one line each; [`agent_refusals`]: each enrolled agent's
+//!   recent refusals, for its page;
 //! - handlers, plain synchronous functions over bytes: [`heartbeat`], [`enroll`], [`status`], [`history`]
 //!   (an agent's heartbeats a page at a time), and for people and monitoring, [`fleet`] (the HTML pages: counts,
 //!   a filtered page of agents, one page per agent) and [`metrics`] (Prometheus, through the client crate);
@@ -21,6 +22,7 @@
 
 pub mod access;
 pub mod admin;
+pub mod agent_refusals;
 pub mod assign;
 pub mod authority;
 pub mod backend;

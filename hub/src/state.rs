@@ -11,6 +11,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use outpost_proto::keys::{KeyError, Pkcs8Document, PublicKey, SigningKey};
 
+use crate::agent_refusals::AgentRefusals;
 use crate::authority::Authorities;
 use crate::backend::{BackendError, FleetStore};
 use crate::config::Config;
@@ -64,6 +65,8 @@ pub struct HubState {
     pub refusals: RefusalLog,
     /// Every refused request, for `GET /metrics`.
     pub refused: RefusedCounters,
+    /// Each enrolled agent's recent refusals, for its page.
+    pub agent_refusals: AgentRefusals,
 }
 
 impl HubState {
@@ -117,6 +120,7 @@ impl HubState {
             reads: ReadGate::default(),
             refusals: RefusalLog::new(Instant::now()),
             refused: RefusedCounters::default(),
+            agent_refusals: AgentRefusals::default(),
         };
         Ok((state, warnings))
     }

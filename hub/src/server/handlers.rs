@@ -299,8 +299,10 @@ pub async fn agent_page(State(state): Hub, AgentId(id): AgentId) -> Answered {
             &stored.body,
         ));
     }
+    let refusals = state.agent_refusals.recent(&id);
     let page =
-        on_blocking_pool(move || Ok(crate::fleet::agent_page::handle(&view, &recent))).await?;
+        on_blocking_pool(move || Ok(crate::fleet::agent_page::handle(&view, &recent, &refusals)))
+            .await?;
     Ok(Answer(page))
 }
 
@@ -323,7 +325,8 @@ pub async fn agent_history(
         .history_page(&id, page.before, page.limit)
         .await
         .map_err(failed)?;
-    let head = history::head(&view, page.limit, kept.next_before)?;
+    let refusals = state.agent_refusals.recent(&id);
+    let head = history::head(&view, &refusals, page.limit, kept.next_before)?;
     let records = kept.records;
     let (sender, body) = ChannelBody::channel();
     tokio::spawn(async move {

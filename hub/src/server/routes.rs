@@ -1,8 +1,9 @@
 //! From a request to its answer: the hub's routes on axum's [`Router`], and the two things every route
 //! shares, done once here rather than in each handler:
 //! - refusals: a handler refuses with a [`Rejection`] (as [`Refused`]); [`note_refusals`] counts it for the
-//!   metrics and logs it through [`crate::refusals`], so a flood of bad requests is summarised rather than
-//!   written line by line;
+//!   metrics, logs it through [`crate::refusals`], so a flood of bad requests is summarised rather than
+//!   written line by line, and remembers it for the agent's page when an enrolled agent's key signed the
+//!   request ([`crate::agent_refusals`]);
 //! - the read credential: the routes that show fleet data sit behind [`need_reader`] ([`crate::access`]).
 //!
 //! Every endpoint is listed in [`router`], and in [`ENDPOINTS`] for the 404 answer.
@@ -180,6 +181,13 @@ async fn note_refusals(
         return response;
     };
     state.refused.count(endpoint(&path), rejection.reason);
+    if let Some(agent) = &rejection.agent {
+        let (status, reason) = (rejection.status, rejection.reason);
+        let at = crate::state::now_ms();
+        state
+            .agent_refusals
+            .note(agent, at, status, reason, &rejection.message);
+    }
     // The message may quote what the client sent: escaped, so it stays one line and cannot drive a terminal.
     let text = rejection.to_string();
     let text = printable(&text);
