@@ -10,7 +10,8 @@
 //! - [`limit`]: how often a source may enroll and how many disk reads run at once; [`refusals`]: refused
 //!   requests summarised in the log instead of one line each; [`agent_refusals`]: each enrolled agent's
 //!   recent refusals, for its page;
-//! - handlers, plain synchronous functions over bytes: [`heartbeat`], [`enroll`], [`status`], [`history`]
+//! - handlers, plain synchronous functions over bytes: [`heartbeat`], [`ping`] (a signed no-op for
+//!   `outpost check --connect`), [`enroll`], [`status`], [`history`]
 //!   (an agent's heartbeats a page at a time), and for people and monitoring, [`fleet`] (the HTML pages: counts,
 //!   a filtered page of agents, one page per agent) and [`metrics`] (Prometheus, through the client crate);
 //! - [`admin`]: the admin API behind `[[admin]]` credentials ([`access`]): enroll, revoke, forget, label and
@@ -34,6 +35,7 @@ pub mod heartbeat;
 pub mod history;
 pub mod limit;
 pub mod metrics;
+pub mod ping;
 pub mod refusals;
 pub mod registry;
 pub mod reply;

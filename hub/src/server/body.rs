@@ -88,6 +88,16 @@ impl BodyLimit for EnrollLimit {
     }
 }
 
+/// A ping: `{"agent_id": ...}`, a fixed limit.
+pub struct PingLimit;
+impl BodyLimit for PingLimit {
+    const WHAT: &'static str = "ping";
+    const SETTING: &'static str = "a fixed limit";
+    fn bytes(_: &HubState) -> usize {
+        outpost_proto::wire::MAX_PING_BYTES
+    }
+}
+
 /// An admin request: at most `max_body`.
 pub struct AdminLimit;
 impl BodyLimit for AdminLimit {

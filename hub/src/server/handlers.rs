@@ -16,7 +16,9 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use outpost_proto::signed::ReceivedRequest;
 
-use super::body::{AdminLimit, ChannelBody, EnrollLimit, HeartbeatLimit, Limited, StreamError};
+use super::body::{
+    AdminLimit, ChannelBody, EnrollLimit, HeartbeatLimit, Limited, PingLimit, StreamError,
+};
 use super::routes::{authorize, Answer, Peer, Refused};
 use super::REPLY_STALL_TIMEOUT;
 use crate::access::Role;
@@ -56,6 +58,13 @@ async fn record_heartbeat(
         state.store.assignment(&verified.agent_id)
     );
     crate::heartbeat::answer(state, &verified, recorded, stored, now_ms())
+}
+
+/// `POST /v1/ping`: a signed no-op ([`crate::ping`]); inline like a heartbeat, it stores nothing.
+pub async fn ping(State(state): Hub, parts: Parts, body: Limited<PingLimit>) -> Answered {
+    let received = Received::new(&parts)?;
+    let reply = crate::ping::handle(&state, &received.request(&body.bytes), now_ms())?;
+    Ok(Answer(reply))
 }
 
 /// What a signature covers of a request's head, borrowed from it.

@@ -6,7 +6,8 @@
 //! its service; [`handlers`] holds what each route runs.
 //!
 //! Endpoints:
-//! - `POST /v1/heartbeats` -> [`crate::heartbeat`]; `POST /v1/enroll` -> [`crate::enroll`];
+//! - `POST /v1/heartbeats` -> [`crate::heartbeat`]; `POST /v1/ping` -> [`crate::ping`] (signed, stores
+//!   nothing); `POST /v1/enroll` -> [`crate::enroll`];
 //! - `GET /v1/agents` -> [`crate::status`] and `GET /v1/agents/{id}` -> [`crate::history`] (a page of the
 //!   agent's heartbeats, streamed);
 //! - `GET /` -> [`crate::fleet`] (HTML) and `GET /metrics` -> [`crate::metrics`] (Prometheus). Every answer

@@ -29,7 +29,7 @@ use crate::reply::{Rejection, Reply, JSON};
 use crate::state::HubState;
 
 /// The endpoints, for the answer to a request for any other path.
-pub const ENDPOINTS: &str = "POST /v1/heartbeats, POST /v1/enroll, GET /v1/agents, GET /v1/agents/{id}, GET /, GET /agents/{id} and GET /metrics, and the admin API under /v1/admin/";
+pub const ENDPOINTS: &str = "POST /v1/heartbeats, POST /v1/ping, POST /v1/enroll, GET /v1/agents, GET /v1/agents/{id}, GET /, GET /agents/{id} and GET /metrics, and the admin API under /v1/admin/";
 
 /// The hub's routes over `state`. A method an endpoint does not take is answered 405 with `Allow`.
 pub fn router(state: Arc<HubState>) -> Router {
@@ -37,6 +37,7 @@ pub fn router(state: Arc<HubState>) -> Router {
     let read = |handler| fleet_read(&state, handler);
     Router::new()
         .route("/v1/heartbeats", only_post(handlers::heartbeat))
+        .route("/v1/ping", only_post(handlers::ping))
         .route("/v1/enroll", only_post(handlers::enroll))
         // The admin API routes its own actions ([`crate::admin::route`]) after checking the credential.
         .route("/v1/admin/{*action}", any(handlers::admin))
@@ -206,6 +207,7 @@ async fn note_refusals(
 fn endpoint(path: &str) -> &'static str {
     match path {
         "/v1/heartbeats" => "heartbeats",
+        "/v1/ping" => "ping",
         "/v1/enroll" => "enroll",
         "/v1/agents" => "agents",
         p if p.starts_with("/v1/agents/") => "agent",
