@@ -156,7 +156,7 @@ fn refusal_table(page: &mut String, refusals: &[AgentRefusal]) {
     for refusal in refusals {
         let _ = writeln!(
             page,
-            "<tr><td>{}</td><td>{}</td><td><code>{}</code></td><td class=\"error\">{}</td></tr>",
+            "<tr><td class=\"when\">{}</td><td>{}</td><td><code>{}</code></td><td class=\"error\">{}</td></tr>",
             escape(refusal.at.as_deref().unwrap_or("-")),
             refusal.status,
             escape(refusal.reason),
