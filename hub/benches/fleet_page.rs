@@ -259,8 +259,9 @@ async fn main() -> Result<(), TestError> {
     let started = Instant::now();
     round(&hub, &agents, 1).await?;
     println!(
-        "{count} agents labelled and reporting in {:.1} s",
-        started.elapsed().as_secs_f64()
+        "{count} agents labelled and reporting in {:.1} s; hub RSS {} MiB",
+        started.elapsed().as_secs_f64(),
+        hub.status_kib("VmRSS")? / 1024
     );
     // Past three of the short intervals: those agents are offline now.
     tokio::time::sleep(Duration::from_secs(4)).await;
@@ -277,6 +278,7 @@ async fn main() -> Result<(), TestError> {
         "/metrics",
     ] {
         measure(&base, path, tries).await?;
+        println!("  hub RSS {} MiB", hub.status_kib("VmRSS")? / 1024);
     }
     println!("hub peak RSS: {} MiB", hub.status_kib("VmHWM")? / 1024);
 
