@@ -189,16 +189,18 @@ pub fn liveness(config: Config) -> Result<ExitCode, CommandError> {
     }
 }
 
-/// `outpost render --source NAME [--revision REV]`: prints what would be applied (see `reconcile::render`).
+/// `outpost render --source NAME [--revision REV] [--show-secrets]`: prints what would be applied (see
+/// `reconcile::render`).
 pub async fn render(
     config: Config,
     name: String,
     revision: Option<String>,
+    show_secrets: bool,
 ) -> Result<ExitCode, CommandError> {
     let Some(source) = config.source(&name) else {
         return Err(unknown_source(&config, &name));
     };
-    let rendered = reconcile::render(&config, source, revision).await?;
+    let rendered = reconcile::render(&config, source, revision, show_secrets).await?;
     for w in &rendered.warnings {
         eprintln!("warning: {}", printable(w));
     }

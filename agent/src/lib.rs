@@ -15,6 +15,7 @@
 //! - [`daemon`]: `outpost run`: signals, a failed store, rounds, per-source loops, heartbeats, timing
 //! - [`reconcile`]: the one per-source pipeline (probe, fetch, verify, read, build, apply, record) and its
 //!   failure policy; also `render` and the clean-up of removed sources
+//! - [`secrets`]: SOPS files decrypted in memory for the build; objects holding their values sealed in the store
 //! - [`deploy`]: where bundles go: Kubernetes (server-side apply, inventory, drift, leader lease) or a directory
 //! - [`store`]: the sled store: records, last good bundles, history, heartbeat outbox, the hub's assignment
 //! - [`bundle`]: a revision's files to a Bundle: plain YAML, kustomize, substitution
@@ -58,6 +59,7 @@ pub mod reconcile;
 pub mod redact;
 pub mod report;
 pub mod revision;
+pub mod secrets;
 pub mod signature;
 pub mod sops;
 pub mod source;

@@ -107,6 +107,9 @@ enum Command {
         /// A full commit id; default: what the source's ref points at now.
         #[arg(long)]
         revision: Option<String>,
+        /// Print the values decrypted from SOPS files; without it, objects holding them show only lengths.
+        #[arg(long)]
+        show_secrets: bool,
     },
 }
 
@@ -156,9 +159,11 @@ fn main() -> anyhow::Result<ExitCode> {
                 )
                 .await
             }
-            Command::Render { source, revision } => {
-                commands::render(config, source, revision).await
-            }
+            Command::Render {
+                source,
+                revision,
+                show_secrets,
+            } => commands::render(config, source, revision, show_secrets).await,
             Command::Suspend { source, reason } => commands::suspend(config, &source, reason),
             Command::Resume { source } => commands::resume(config, &source),
             Command::Reconcile { source } => commands::reconcile(config, source).await,

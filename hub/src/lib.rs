@@ -16,6 +16,8 @@
 //!   a filtered page of agents, one page per agent) and [`metrics`] (Prometheus, through the client crate);
 //! - [`admin`]: the admin API behind `[[admin]]` credentials ([`access`]): enroll, revoke, forget, label and
 //!   assign agents, issue bootstrap tokens; and the `outpost-hub agents` / `token create` commands that call it;
+//! - [`rollout`]: fleet rollouts (issue 19): releases, waves, the pure `step` decisions, the driver task that
+//!   pins commits in assignments, and their admin endpoints, commands, page section and metrics;
 //! - [`reply`]: the answers they return, accepted or refused; [`durable`]: a heartbeat's reply waits until its
 //!   record is on disk (group commit).
 //!
@@ -39,6 +41,7 @@ pub mod ping;
 pub mod refusals;
 pub mod registry;
 pub mod reply;
+pub mod rollout;
 pub mod secret_file;
 pub mod server;
 pub mod state;

@@ -8,6 +8,7 @@ use outpost_hub::access::{self, Role};
 use outpost_hub::admin::cli::{AgentsCommand, TokenCommand};
 use outpost_hub::backend::{self, BackendKind};
 use outpost_hub::config::{Config, DEFAULT_CONFIG_PATH};
+use outpost_hub::rollout::cli::{ReleaseCommand, RolloutCommand};
 use outpost_hub::{secret_file, server, state, status};
 
 /// Why a command failed. Each module's own error says what and how to fix it; these wrap them, and add
@@ -113,6 +114,12 @@ enum Command {
     /// Make a bootstrap token for `outpost enroll`, through the running hub's admin API.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Define the releases rollouts move: a source, the sites it goes to, the commit they run.
+    #[command(subcommand)]
+    Release(ReleaseCommand),
+    /// Move a release to a new commit wave by wave, health-gated, with automatic fleet rollback.
+    #[command(subcommand)]
+    Rollout(RolloutCommand),
     /// Make a credential for people and tools (the fleet page, /v1/agents, /metrics, the admin API).
     #[command(subcommand)]
     Credential(CredentialCommand),
@@ -175,6 +182,14 @@ fn main() -> ExitCode {
             .map_err(HubError::from),
         Command::Token(command) => runtime
             .block_on(outpost_hub::admin::cli::token(command, state::now_ms()))
+            .map(|text| print!("{text}"))
+            .map_err(HubError::from),
+        Command::Release(command) => runtime
+            .block_on(outpost_hub::rollout::cli::release(command))
+            .map(|text| print!("{text}"))
+            .map_err(HubError::from),
+        Command::Rollout(command) => runtime
+            .block_on(outpost_hub::rollout::cli::rollout(command))
             .map(|text| print!("{text}"))
             .map_err(HubError::from),
         Command::Forget { config, agent } => runtime.block_on(forget(&config, &agent)),

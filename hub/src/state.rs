@@ -67,6 +67,14 @@ pub struct HubState {
     pub refused: RefusedCounters,
     /// Each enrolled agent's recent refusals, for its page.
     pub agent_refusals: AgentRefusals,
+    /// Wakes the rollout driver ([`crate::rollout::driver`]) when heartbeats arrive or an operator acts.
+    pub rollout_wake: tokio::sync::Notify,
+    /// Who holds a rollout's lease in the store when this process steps it: unique per process.
+    pub rollout_owner: String,
+    /// The rollouts as the driver last read them, for the fleet page and the metrics.
+    rollouts: RwLock<Vec<crate::rollout::Rollout>>,
+    /// Which sites this replica has seen pinned to each release ([`crate::rollout::members`]).
+    pub release_members: crate::rollout::members::Members,
 }
 
 impl HubState {
@@ -121,6 +129,10 @@ impl HubState {
             refusals: RefusalLog::new(Instant::now()),
             refused: RefusedCounters::default(),
             agent_refusals: AgentRefusals::default(),
+            rollout_wake: tokio::sync::Notify::new(),
+            rollout_owner: rollout_owner(local_addr),
+            rollouts: RwLock::new(Vec::new()),
+            release_members: Default::default(),
         };
         Ok((state, warnings))
     }
@@ -150,12 +162,36 @@ impl HubState {
         Ok(warnings)
     }
 
+    /// Keeps the rollouts the driver just read.
+    pub fn remember_rollouts(&self, rollouts: Vec<crate::rollout::Rollout>) {
+        *self
+            .rollouts
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = rollouts;
+    }
+
+    /// The rollouts as the driver last read them.
+    pub fn rollouts(&self) -> RwLockReadGuard<'_, Vec<crate::rollout::Rollout>> {
+        self.rollouts.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// The registry for enrolling.
     pub fn registry_mut(&self) -> RwLockWriteGuard<'_, Registry> {
         self.registry
             .write()
             .unwrap_or_else(PoisonError::into_inner)
     }
+}
+
+/// A lease owner name no other hub process shares: the address, the process and random bits.
+fn rollout_owner(local_addr: SocketAddr) -> String {
+    let mut bits = [0u8; 8];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bits);
+    format!(
+        "{local_addr}/{}/{}",
+        std::process::id(),
+        crate::access::hex(&bits)
+    )
 }
 
 /// Loads the hub key, creating it first when the file does not exist. Returns whether it was created.

@@ -10,6 +10,8 @@ mod cluster;
 mod common;
 #[path = "kubernetes/owners.rs"]
 mod owners;
+#[path = "kubernetes/sops.rs"]
+mod sops;
 
 use std::time::Duration;
 

@@ -3,30 +3,11 @@
 
 mod common;
 
-use common::{configmap, https_token_site};
+use common::{configmap, files_holding, https_token_site};
 use outpost_tests::{GitHttpServer, GitRepo};
 
 const GOOD: &str = "tok-GOOD-4f1c9a7e2b";
 const WRONG: &str = "tok-WRONG-8d3e6b1f0a";
-
-/// Every file under `dir` that holds `needle`.
-fn files_holding(dir: &std::path::Path, needle: &str) -> Vec<std::path::PathBuf> {
-    let mut found = Vec::new();
-    let mut dirs = vec![dir.to_path_buf()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(dir).unwrap().flatten() {
-            if entry.file_type().unwrap().is_dir() {
-                dirs.push(entry.path());
-            } else {
-                let bytes = std::fs::read(entry.path()).unwrap_or_default();
-                if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
-                    found.push(entry.path());
-                }
-            }
-        }
-    }
-    found
-}
 
 #[test]
 fn the_token_is_in_no_log_line_at_any_level_in_either_format_nor_in_the_store() {

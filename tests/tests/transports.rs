@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{configmap, https_token_site, Site};
+use common::{configmap, files_holding, https_token_site, Site};
 use outpost_tests::{GitDaemon, GitHttpServer, GitRepo, HttpProxy, SshServer};
 
 /// A repository with one manifest under `deploy/`.
@@ -131,22 +131,9 @@ fn https_with_ca_file_and_bearer_token() {
         "last good stays applied"
     );
     // Neither token is anywhere in the state directory (store, Git cache, status snapshot).
-    let mut dirs = vec![site.state_dir()];
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(dir).unwrap().flatten() {
-            if entry.file_type().unwrap().is_dir() {
-                dirs.push(entry.path());
-            } else {
-                let bytes = std::fs::read(entry.path()).unwrap();
-                for token in [&b"s3cret-token-value"[..], b"wrong-token-value"] {
-                    assert!(
-                        !bytes.windows(token.len()).any(|w| w == token),
-                        "token found in {}",
-                        entry.path().display()
-                    );
-                }
-            }
-        }
+    for token in ["s3cret-token-value", "wrong-token-value"] {
+        let found = files_holding(&site.state_dir(), token);
+        assert!(found.is_empty(), "token found in {found:?}");
     }
 }
 

@@ -22,13 +22,18 @@ pub enum AssignmentRefused {
         name: String,
         problem: String,
     },
+    /// `depends_on` across the file's and the assigned sources: an unknown name or a cycle.
+    #[error("assignment generation {generation}: {problem}")]
+    Dependencies { generation: u64, problem: String },
 }
 
 impl AssignmentRefused {
     pub fn kind(&self) -> RefusalKind {
         match self {
             AssignmentRefused::NameClash { .. } => RefusalKind::NameClash,
-            AssignmentRefused::InvalidSource { .. } => RefusalKind::InvalidSource,
+            AssignmentRefused::InvalidSource { .. } | AssignmentRefused::Dependencies { .. } => {
+                RefusalKind::InvalidSource
+            }
         }
     }
 }
@@ -58,6 +63,12 @@ impl Config {
             merged.assigned_sources.push(source.name.clone());
             merged.sources.push(source);
         }
+        super::operations::check_depends(&merged.sources).map_err(|e| {
+            AssignmentRefused::Dependencies {
+                generation: assignment.generation,
+                problem: e.0,
+            }
+        })?;
         merged.assignment_generation = assignment.generation;
         Ok(merged)
     }
@@ -130,5 +141,45 @@ mod tests {
             text.contains("already has a source") && text.contains("\"local\""),
             "{text}"
         );
+    }
+
+    #[test]
+    fn an_assignment_carries_vars_windows_dependencies_and_decryption() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("age.key");
+        std::fs::write(&key, include_str!("../sops/testdata/flux/keys-age.txt")).unwrap();
+        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        let extra = format!(
+            r#","vars":{{"SITE":"berlin-7"}},"depends_on":["local"],"windows":["Mon-Fri 02:00-05:00"],"timezone":"Europe/Berlin","apply_outside_windows":"none","decryption":{{"age_identities":"{}"}}"#,
+            key.display()
+        );
+        let merged = config()
+            .with_assignment(&assignment("platform", &extra))
+            .unwrap();
+        let p = merged.source("platform").unwrap();
+        let vars = p.vars(&merged.agent).unwrap();
+        assert_eq!(vars["SITE"], "berlin-7");
+        assert_eq!(p.operations.depends_on, ["local"]);
+        assert!(p.operations.windows.is_some());
+        assert!(p.operations.decryption.is_some());
+
+        // Depending on a source the agent does not have is refused, naming it.
+        let err = config()
+            .with_assignment(&assignment("platform", r#","depends_on":["nowhere"]"#))
+            .unwrap_err();
+        assert!(
+            matches!(err, AssignmentRefused::Dependencies { generation: 4, .. }),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("nowhere"), "{err}");
+        // An identities file that is not there is refused like one in the file.
+        let err = config()
+            .with_assignment(&assignment(
+                "platform",
+                r#","decryption":{"age_identities":"/nonexistent/age.key"}"#,
+            ))
+            .unwrap_err();
+        assert!(err.to_string().contains("age_identities"), "{err}");
     }
 }

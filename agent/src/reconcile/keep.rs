@@ -39,7 +39,7 @@ impl<S: Origin, T: Deploy> Reconciler<S, T> {
         if drift == Drift::None {
             return Ok(Applied::default());
         }
-        let Some(bundle) = self.store.bundle(self.name(), revision)? else {
+        let Some(bundle) = self.stored_bundle(revision)? else {
             return Ok(Applied::default());
         };
         let applied = match &drift {
@@ -189,7 +189,7 @@ impl<S: Origin, T: Deploy> Reconciler<S, T> {
 
     /// Re-applies the last good bundle in full after `from` failed, removing what `from` created.
     async fn rollback(&self, from: &str, to: &str) -> Result<(), ReconcileError> {
-        let Some(bundle) = self.store.bundle(self.name(), to)? else {
+        let Some(bundle) = self.stored_bundle(to)? else {
             return Ok(());
         };
         let mode = Mode::Rollback { from: from.into() };

@@ -34,7 +34,7 @@ pub use ports::{Deploy, Origin};
 pub use removed::prune_removed_sources;
 pub use render::{render, RenderError, Rendered};
 
-use prepare::{build_revision, Input};
+use prepare::{build_revision, Input, Prepared};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReconcileError {
@@ -48,6 +48,12 @@ pub enum ReconcileError {
         source_name: String,
         revision: String,
         error: Box<BuildError>,
+    },
+    #[error("source \"{source_name}\", revision {revision}: {error}")]
+    Secrets {
+        source_name: String,
+        revision: String,
+        error: Box<crate::secrets::SecretsError>,
     },
     #[error("source \"{source_name}\", revision {revision}: {error}")]
     Target {
@@ -219,17 +225,17 @@ impl<S: Origin, T: Deploy> Reconciler<S, T> {
         }
 
         // Every revision is verified right before it is built: a revision fetched (or cached) earlier gets no pass.
-        let bundle = match self.build(Some(&probe), &revision).await {
+        let prepared = match self.build(Some(&probe), &revision).await {
             Ok(b) => b,
             Err(e) => return Err(self.fail(&record, Some(&revision), e).await),
         };
         if let Some(hold) = gate::hold(&self.config, &self.store, gate::now())? {
-            drop(bundle);
+            drop(prepared);
             return self.wait(&record, &revision, hold).await;
         }
         let applied = match self
             .target
-            .apply(self.name(), &revision, &bundle, &Mode::Normal)
+            .apply(self.name(), &revision, &prepared.bundle, &Mode::Normal)
             .await
         {
             Ok(a) => a,
@@ -241,11 +247,14 @@ impl<S: Origin, T: Deploy> Reconciler<S, T> {
         let target = self.config.target.to_string();
         let prune = self.config.prune;
         let build_key = self.build_key.clone();
-        let applied_objects: Vec<serde_json::Value> = bundle
+        // Sealed objects count by their stubs: no digest of a decrypted value is kept.
+        let applied_objects: Vec<serde_json::Value> = prepared
+            .bundle
             .objects
             .iter()
-            .filter(|o| crate::deploy::apply_policy(o) != Some("ignore"))
-            .cloned()
+            .zip(&prepared.stored().objects)
+            .filter(|(o, _)| crate::deploy::apply_policy(o) != Some("ignore"))
+            .map(|(_, stored)| stored.clone())
             .collect();
         let inventory = bundle::inventory_digest(&applied_objects);
         drop(applied_objects);
@@ -257,7 +266,7 @@ impl<S: Origin, T: Deploy> Reconciler<S, T> {
         self.store.update(
             self.name(),
             entry(State::Ready, Some(&revision), None),
-            Some((&revision, &bundle)),
+            Some((&revision, prepared.stored())),
             self.keep,
             |r| {
                 r.status.applied = Some(rev.clone());
@@ -273,8 +282,8 @@ impl<S: Origin, T: Deploy> Reconciler<S, T> {
                 r.status.notes = notes;
             },
         )?;
-        tracing::info!(source = self.name(), revision = %revision, objects = applied.object_count, digest = %bundle.digest, "applied");
-        drop(bundle);
+        tracing::info!(source = self.name(), revision = %revision, objects = applied.object_count, digest = %prepared.bundle.digest, "applied");
+        drop(prepared);
         crate::mem::release_free_memory();
         Ok(PassOutcome::Applied {
             revision,
@@ -283,17 +292,36 @@ impl<S: Origin, T: Deploy> Reconciler<S, T> {
     }
 
     /// Verifies (when `probe` selected the revision) and builds a revision that is in the local cache.
-    async fn build(&self, probe: Option<&Probe>, revision: &str) -> Result<Bundle, ReconcileError> {
+    async fn build(
+        &self,
+        probe: Option<&Probe>,
+        revision: &str,
+    ) -> Result<Prepared, ReconcileError> {
         let input = Input {
             name: self.name(),
             limits: self.limits,
             vars: self.vars.as_ref(),
+            decryption: self.config.operations.decryption.as_ref(),
         };
-        let (bundle, warnings) = build_revision(&self.source, &input, probe, revision).await?;
+        let (prepared, warnings) = build_revision(&self.source, &input, probe, revision).await?;
         for warning in &warnings {
             tracing::warn!(source = self.name(), revision, "{warning}");
         }
-        Ok(bundle)
+        Ok(prepared)
+    }
+
+    /// A stored bundle as the target must see it: sealed objects opened with the source's identities.
+    fn stored_bundle(&self, revision: &str) -> Result<Option<Bundle>, ReconcileError> {
+        let Some(bundle) = self.store.bundle(self.name(), revision)? else {
+            return Ok(None);
+        };
+        crate::secrets::open(bundle, self.config.operations.decryption.as_deref())
+            .map(Some)
+            .map_err(|error| ReconcileError::Secrets {
+                source_name: self.name().into(),
+                revision: revision.into(),
+                error: Box::new(error),
+            })
     }
 
     /// The probed commit, fetched only when the Git cache does not hold it already.

@@ -27,10 +27,12 @@ pub enum RenderError {
 
 /// Builds `revision` (a commit id), or what the source's ref selects now. A revision named on the command line
 /// is not what the ref selects, so the signature policy (which is about the ref) is checked only without it.
+/// Objects holding values decrypted from SOPS files show those values only when `show_secrets` is set.
 pub async fn render(
     config: &Config,
     source_config: &SourceConfig,
     revision: Option<String>,
+    show_secrets: bool,
 ) -> Result<Rendered, RenderError> {
     let name = &source_config.name;
     let limits = config.agent.limits;
@@ -76,10 +78,15 @@ pub async fn render(
         name,
         limits,
         vars: vars.as_ref(),
+        decryption: source_config.operations.decryption.as_ref(),
     };
-    let (bundle, warnings) = build_revision(&source, &input, probe.as_ref(), &commit)
+    let (prepared, warnings) = build_revision(&source, &input, probe.as_ref(), &commit)
         .await
         .map_err(Box::new)?;
+    let mut bundle = prepared.bundle;
+    if let (Some(sealed), false) = (&prepared.sealed, show_secrets) {
+        crate::secrets::redact(&mut bundle, sealed);
+    }
     Ok(Rendered {
         revision: commit,
         bundle,

@@ -14,6 +14,9 @@ pub enum Entry {
     File(Vec<u8>),
     /// Over `max_file_size`: recorded so that using it gives a precise error, not "missing".
     TooBig(u64),
+    /// A file that cannot be used as written (a SOPS file that does not decrypt), with the reason: an error only
+    /// if the build reads it, since a repository may hold secrets meant for other sites.
+    Refused(String),
     Link(String),
     Dir,
 }
@@ -58,6 +61,11 @@ impl RepoFiles {
 
     pub fn is_empty(&self) -> bool {
         self.entries.len() <= 1
+    }
+
+    /// Every entry with its path, for a stage that rewrites file contents in place (SOPS decryption).
+    pub fn entries_mut(&mut self) -> impl Iterator<Item = (&str, &mut Entry)> {
+        self.entries.iter_mut().map(|(k, e)| (k.as_str(), e))
     }
 
     /// Direct children of a folder, in byte order.

@@ -36,6 +36,11 @@ pub enum IdentityError {
     Empty { path: PathBuf },
 }
 
+/// Sealing or opening a stored object failed; the message comes from the age crate and holds no secret.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct SealError(String);
+
 /// The age identities one source decrypts with.
 pub struct Identities {
     /// Where they came from, for messages.
@@ -125,6 +130,25 @@ impl Identities {
             .iter()
             .map(|k| k.to_public().to_string())
             .collect()
+    }
+
+    /// Encrypts `plain` for the first of these identities, so that only a holder of this identities file can
+    /// read it back ([`Identities::open_sealed`]): how decrypted objects are kept in the agent's store.
+    pub fn seal(&self, plain: &[u8]) -> Result<Vec<u8>, SealError> {
+        age::encrypt(&self.keys[0].to_public(), plain).map_err(|e| SealError(e.to_string()))
+    }
+
+    /// Opens what [`Identities::seal`] wrote with one of these identities.
+    pub fn open_sealed(&self, sealed: &[u8]) -> Result<Vec<u8>, SealError> {
+        let decryptor = age::Decryptor::new(sealed).map_err(|e| SealError(e.to_string()))?;
+        let mut reader = decryptor
+            .decrypt(self.keys.iter().map(|k| k as &dyn age::Identity))
+            .map_err(|e| SealError(e.to_string()))?;
+        let mut out = Vec::new();
+        reader
+            .read_to_end(&mut out)
+            .map_err(|e| SealError(e.to_string()))?;
+        Ok(out)
     }
 
     /// Where the identities came from.

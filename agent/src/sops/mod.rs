@@ -25,7 +25,7 @@ mod tests;
 
 use serde_json::Value;
 
-pub use identities::{Identities, IdentityError};
+pub use identities::{Identities, IdentityError, SealError};
 use metadata::Metadata;
 use tree::Node;
 
@@ -153,6 +153,17 @@ pub fn decrypt_document(
     format: Format,
     identities: &Identities,
 ) -> Result<Plain, SopsError> {
+    decrypt_revealing(file, text, format, identities).map(|(plain, _)| plain)
+}
+
+/// Like [`decrypt_document`], and also returns the plaintext of every value that was encrypted, so the caller
+/// can tell which built objects carry them (and keep those out of anything written to disk).
+pub fn decrypt_revealing(
+    file: &str,
+    text: &str,
+    format: Format,
+    identities: &Identities,
+) -> Result<(Plain, Vec<String>), SopsError> {
     let malformed = |problem: Problem| SopsError::Malformed {
         file: file.to_string(),
         problem: problem.0,
@@ -177,13 +188,13 @@ pub fn decrypt_document(
                 take_metadata(doc);
             }
             let meta = metadata::parse(&meta).map_err(malformed)?;
-            let plain = decrypt_tree(file, docs, &meta, identities)?;
+            let (plain, revealed) = decrypt_tree(file, docs, &meta, identities)?;
             if format == Format::Binary {
                 return match plain.into_iter().next().and_then(|d| match d {
                     Node::Map(entries) => entries.into_iter().find(|(k, _)| k == "data"),
                     _ => None,
                 }) {
-                    Some((_, Node::Str(data))) => Ok(Plain::Binary(data.into_bytes())),
+                    Some((_, Node::Str(data))) => Ok((Plain::Binary(data.into_bytes()), revealed)),
                     _ => Err(malformed(
                         "a binary SOPS file has no string `data` value".into(),
                     )),
@@ -194,7 +205,7 @@ pub fn decrypt_document(
                 .map(Node::into_json)
                 .collect::<Result<_, _>>()
                 .map_err(malformed)?;
-            Ok(Plain::Documents(docs))
+            Ok((Plain::Documents(docs), revealed))
         }
         Format::Dotenv => decrypt_dotenv(file, text, identities),
     }
@@ -206,21 +217,21 @@ fn take_metadata(doc: &mut Node) -> Option<Node> {
     Some(entries.remove(at).1)
 }
 
-/// Unwraps the data key, decrypts every document and checks the MAC.
+/// Unwraps the data key, decrypts every document and checks the MAC. Also returns the decrypted values.
 fn decrypt_tree(
     file: &str,
     docs: Vec<Node>,
     meta: &Metadata,
     identities: &Identities,
-) -> Result<Vec<Node>, SopsError> {
+) -> Result<(Vec<Node>, Vec<String>), SopsError> {
     let key = data_key(file, meta, identities)?;
     let mut walk = Walk::new(file, meta, &key);
     let plain = docs
         .into_iter()
         .map(|doc| walk.node(doc, &mut Vec::new()))
         .collect::<Result<Vec<_>, _>>()?;
-    walk.check_mac()?;
-    Ok(plain)
+    let revealed = walk.check_mac()?;
+    Ok((plain, revealed))
 }
 
 fn data_key(
@@ -264,6 +275,8 @@ struct Walk<'a> {
     meta: &'a Metadata,
     key: &'a cipher::DataKey,
     hash: ring::digest::Context,
+    /// The plaintext of each value that was encrypted.
+    revealed: Vec<String>,
 }
 
 impl<'a> Walk<'a> {
@@ -277,6 +290,7 @@ impl<'a> Walk<'a> {
             meta,
             key,
             hash,
+            revealed: Vec::new(),
         }
     }
 
@@ -328,15 +342,21 @@ impl<'a> Walk<'a> {
         } else {
             leaf
         };
+        let bytes = value.mac_bytes();
+        if let (true, Some(bytes)) = (encrypted, &bytes) {
+            self.revealed
+                .push(String::from_utf8_lossy(bytes).into_owned());
+        }
         if !self.meta.mac_only_encrypted || encrypted {
-            if let Some(bytes) = value.mac_bytes() {
+            if let Some(bytes) = bytes {
                 self.hash.update(&bytes);
             }
         }
         Ok(value)
     }
 
-    fn check_mac(self) -> Result<(), SopsError> {
+    /// Checks the MAC; on success, hands back the decrypted values.
+    fn check_mac(self) -> Result<Vec<String>, SopsError> {
         let computed = hex_upper(self.hash.finish().as_ref());
         let stored = match cipher::decrypt(&self.meta.mac, self.key, &self.meta.last_modified) {
             Ok(cipher::Plain::Value(Node::Str(mac))) => mac,
@@ -354,7 +374,7 @@ impl<'a> Walk<'a> {
                 file: self.file.to_string(),
             });
         }
-        Ok(())
+        Ok(self.revealed)
     }
 }
 
@@ -368,7 +388,11 @@ enum Line {
     Entry(String, String),
 }
 
-fn decrypt_dotenv(file: &str, text: &str, identities: &Identities) -> Result<Plain, SopsError> {
+fn decrypt_dotenv(
+    file: &str,
+    text: &str,
+    identities: &Identities,
+) -> Result<(Plain, Vec<String>), SopsError> {
     let malformed = |problem: Problem| SopsError::Malformed {
         file: file.to_string(),
         problem: problem.0,
@@ -431,6 +455,6 @@ fn decrypt_dotenv(file: &str, text: &str, identities: &Identities) -> Result<Pla
         }
         out.push('\n');
     }
-    walk.check_mac()?;
-    Ok(Plain::Dotenv(out))
+    let revealed = walk.check_mac()?;
+    Ok((Plain::Dotenv(out), revealed))
 }

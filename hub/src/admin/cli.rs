@@ -50,7 +50,7 @@ pub struct Target {
 }
 
 impl Target {
-    fn open(&self) -> Result<(Config, AdminClient), CliError> {
+    pub fn open(&self) -> Result<(Config, AdminClient), CliError> {
         let config = Config::load(&self.config)?;
         let token = crate::secret_file::read(&self.token_file).map_err(CliError::Credential)?;
         let client = AdminClient::new(&config, token)?;

@@ -12,6 +12,7 @@ use outpost_proto::wire::{Assignment, Heartbeat};
 
 use super::{BackendError, FleetStore, KeptRef, Page, StoreFuture};
 use crate::durable::GroupCommit;
+use crate::rollout::{Release, Rollout};
 use crate::store::{Enrollment, IssuedToken, Labels, Store};
 
 /// The embedded store and its group commit.
@@ -20,6 +21,8 @@ pub struct Embedded {
     store: Store,
     commits: Arc<GroupCommit>,
     flusher: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// Rollout leases: one process holds the store, so they live in memory (rollout id -> owner, until).
+    leases: std::sync::Mutex<std::collections::HashMap<String, (String, u64)>>,
 }
 
 impl Embedded {
@@ -39,6 +42,7 @@ impl Embedded {
             store,
             commits,
             flusher: std::sync::Mutex::new(flusher),
+            leases: std::sync::Mutex::default(),
         })
     }
 
@@ -66,6 +70,18 @@ impl Embedded {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take()
+    }
+}
+
+impl Embedded {
+    fn release_lease(&self, id: &str, owner: &str) {
+        let mut leases = self
+            .leases
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if leases.get(id).is_some_and(|(holder, _)| holder == owner) {
+            leases.remove(id);
+        }
     }
 }
 
@@ -214,6 +230,73 @@ impl FleetStore for Embedded {
     ) -> StoreFuture<'a, ()> {
         let (token, id) = (token_sha256.to_owned(), agent_id.to_owned());
         Box::pin(self.blocking(move |store| store.add_used_token(&token, &id)))
+    }
+
+    fn releases(&self) -> StoreFuture<'_, Vec<Release>> {
+        Box::pin(self.blocking(|store| store.releases()))
+    }
+
+    fn put_release(&self, release: Release) -> StoreFuture<'_, ()> {
+        Box::pin(self.blocking(move |store| store.put_release(&release)))
+    }
+
+    fn rollouts(&self) -> StoreFuture<'_, Vec<Rollout>> {
+        Box::pin(self.blocking(|store| store.rollouts()))
+    }
+
+    fn create_rollout(&self, rollout: Rollout) -> StoreFuture<'_, bool> {
+        Box::pin(self.blocking(move |store| store.create_rollout(&rollout)))
+    }
+
+    fn lease_rollout<'a>(
+        &'a self,
+        id: &'a str,
+        owner: &'a str,
+        now_ms: u64,
+        ttl_ms: u64,
+    ) -> StoreFuture<'a, Option<Rollout>> {
+        Box::pin(async move {
+            {
+                let mut leases = self
+                    .leases
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                if let Some((holder, until)) = leases.get(id) {
+                    if holder != owner && *until > now_ms {
+                        return Ok(None);
+                    }
+                }
+                leases.insert(
+                    id.to_owned(),
+                    (owner.to_owned(), now_ms.saturating_add(ttl_ms)),
+                );
+            }
+            let key = id.to_owned();
+            let found = self.blocking(move |store| store.rollout(&key)).await;
+            if !matches!(found, Ok(Some(_))) {
+                self.release_lease(id, owner);
+            }
+            found
+        })
+    }
+
+    fn save_rollout<'a>(&'a self, rollout: Rollout, owner: &'a str) -> StoreFuture<'a, bool> {
+        Box::pin(async move {
+            let held = self
+                .leases
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(&rollout.id)
+                .is_some_and(|(holder, _)| holder == owner);
+            if !held {
+                return Ok(false);
+            }
+            let id = rollout.id.clone();
+            self.blocking(move |store| store.save_rollout(&rollout))
+                .await?;
+            self.release_lease(&id, owner);
+            Ok(true)
+        })
     }
 
     fn flush(&self) -> StoreFuture<'_, ()> {

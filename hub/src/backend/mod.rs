@@ -20,6 +20,7 @@ use std::pin::Pin;
 use bytes::Bytes;
 use outpost_proto::wire::{Assignment, Heartbeat};
 
+use crate::rollout::{Release, Rollout};
 use crate::store::{
     AgentRecord, Enrolled, Enrollment, Forgotten, IssuedToken, Labels, Recorded, StoreError, Stored,
 };
@@ -163,6 +164,33 @@ pub trait FleetStore: Send + Sync + std::fmt::Debug {
         token_sha256: &'a str,
         agent_id: &'a str,
     ) -> StoreFuture<'a, ()>;
+
+    /// Every release (issue 19).
+    fn releases(&self) -> StoreFuture<'_, Vec<Release>>;
+
+    /// Writes or replaces a release, durable when it returns.
+    fn put_release(&self, release: Release) -> StoreFuture<'_, ()>;
+
+    /// Every rollout, finished ones too.
+    fn rollouts(&self) -> StoreFuture<'_, Vec<Rollout>>;
+
+    /// Stores a new rollout; false when its id is taken.
+    fn create_rollout(&self, rollout: Rollout) -> StoreFuture<'_, bool>;
+
+    /// Takes the rollout's lease for `owner` until `now_ms + ttl_ms` and returns the record, or `None` when
+    /// another owner holds an unexpired lease (or there is no such rollout). Only the lease holder changes a
+    /// rollout, so two hub replicas never step it at once.
+    fn lease_rollout<'a>(
+        &'a self,
+        id: &'a str,
+        owner: &'a str,
+        now_ms: u64,
+        ttl_ms: u64,
+    ) -> StoreFuture<'a, Option<Rollout>>;
+
+    /// Writes the rollout held under `owner`'s lease and gives the lease up; false (nothing written) when
+    /// the lease was lost meanwhile.
+    fn save_rollout<'a>(&'a self, rollout: Rollout, owner: &'a str) -> StoreFuture<'a, bool>;
 
     /// Writes everything buffered.
     fn flush(&self) -> StoreFuture<'_, ()>;

@@ -31,6 +31,8 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:8443";
 const DEFAULT_STATE_DIR: &str = "/var/lib/outpost-hub";
 /// The agent's own default (DESIGN.md § Config), so an agent that sets nothing is judged fairly.
 const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(30);
+/// Rollouts are stepped at least this often (heartbeats wake the driver sooner).
+const DEFAULT_ROLLOUT_INTERVAL: Duration = Duration::from_secs(5);
 /// ±5 minutes, as issue 4 asks of the hub.
 const DEFAULT_FRESHNESS: Duration = Duration::from_secs(300);
 /// Enough to look back over an hour of 30 s heartbeats without letting one agent grow the store unbounded.
@@ -87,6 +89,8 @@ pub struct Config {
     pub access: Access,
     /// Where the hub keeps its records (`[store]`, [`crate::backend`]).
     pub store: StoreConfig,
+    /// How often the rollout driver steps active rollouts when no heartbeat wakes it (issue 19).
+    pub rollout_interval: Duration,
 }
 
 /// The certificate chain and private key the hub serves HTTPS with (PEM files).
@@ -128,6 +132,7 @@ struct RawConfig {
     #[serde(default, rename = "admin")]
     admins: Vec<RawCredential>,
     store: Option<RawStore>,
+    rollout_interval: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -232,7 +237,12 @@ impl Checker<'_> {
             .unwrap_or_default()
             .check(|file| self.resolve(file))
             .map_err(|(key, problem)| self.invalid(key, problem))?;
+        let rollout_interval = match raw.rollout_interval {
+            Some(text) => self.interval("rollout_interval", &text)?,
+            None => DEFAULT_ROLLOUT_INTERVAL,
+        };
         Ok(Config {
+            rollout_interval,
             path: self.path.to_owned(),
             listen,
             names,

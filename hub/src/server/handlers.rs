@@ -33,6 +33,7 @@ type Answered = Result<Answer, Refused>;
 pub async fn heartbeat(State(state): Hub, parts: Parts, body: Limited<HeartbeatLimit>) -> Answered {
     let outcome = record_heartbeat(&state, &parts, body.bytes).await;
     state.heartbeats.count(&outcome);
+    state.rollout_wake.notify_one();
     Ok(Answer(outcome?))
 }
 
@@ -190,8 +191,14 @@ pub async fn admin(
     parts: Parts,
     body: Limited<AdminLimit>,
 ) -> Answered {
-    let action = crate::admin::route(parts.method.as_str(), parts.uri.path())?;
-    let reply = crate::admin::handle(&state, action, &body.bytes, &by, now_ms()).await?;
+    let (method, path) = (parts.method.as_str(), parts.uri.path());
+    // Releases and rollouts (issue 19) are one dispatch of their own.
+    let reply = if crate::rollout::api::owns(path) {
+        crate::rollout::api::handle(&state, method, path, &body.bytes, &by, now_ms()).await?
+    } else {
+        let action = crate::admin::route(method, path)?;
+        crate::admin::handle(&state, action, &body.bytes, &by, now_ms()).await?
+    };
     Ok(Answer(reply))
 }
 
@@ -208,15 +215,19 @@ pub async fn agents(State(state): Hub) -> Answered {
 /// `GET /[?filter]`: the fleet page ([`crate::fleet`]).
 pub async fn fleet_page(State(state): Hub, RawQuery(query): RawQuery) -> Answered {
     let filter = crate::fleet::select::parse_query(query.as_deref())?;
-    fleet_read(&state, move |_, views, now| {
-        crate::fleet::handle(views, &filter, now)
+    fleet_read(&state, move |hub, views, now| {
+        let page = crate::fleet::handle(views, &filter, now);
+        crate::rollout::page::with_section(page, &hub.rollouts())
     })
     .await
 }
 
 /// `GET /metrics` ([`crate::metrics`]).
 pub async fn metrics(State(state): Hub) -> Answered {
-    fleet_read(&state, |hub, views, _| crate::metrics::handle(hub, views)).await
+    fleet_read(&state, |hub, views, _| {
+        crate::rollout::page::with_metrics(crate::metrics::handle(hub, views), &hub.rollouts())
+    })
+    .await
 }
 
 /// A page built from the fleet's views (the fleet page, the metrics): the views are read in the read's

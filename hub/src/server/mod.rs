@@ -111,6 +111,7 @@ pub struct RunningHub {
     task: tokio::task::JoinHandle<()>,
     refresher: Option<tokio::task::JoinHandle<()>>,
     summaries: tokio::task::JoinHandle<()>,
+    rollouts: tokio::task::JoinHandle<()>,
 }
 
 impl RunningHub {
@@ -124,6 +125,8 @@ impl RunningHub {
         }
         self.summaries.abort();
         let _ = self.summaries.await;
+        self.rollouts.abort();
+        let _ = self.rollouts.await;
         log_refusal_summaries(&self.state);
         if let Err(e) = self.state.store.close().await {
             tracing::error!("could not flush the store at shutdown: {e}");
@@ -180,6 +183,7 @@ pub async fn start(config: Config) -> Result<RunningHub, ServeError> {
             }
         })
     };
+    let rollouts = crate::rollout::driver::spawn(state.clone());
     let max_connections = connection_cap();
     let task = tokio::spawn(accept_loop(
         listener,
@@ -199,6 +203,7 @@ pub async fn start(config: Config) -> Result<RunningHub, ServeError> {
         task,
         refresher,
         summaries,
+        rollouts,
     })
 }
 

@@ -9,7 +9,8 @@
 //!   generation only grows: see [`Store::set_assignment`]);
 //! - tree `labels`: `<agent id>` -> the agent's labels (JSON object), set through the admin API;
 //! - tree `issued`: `<sha-256 of a token, hex>` -> [`IssuedToken`] (bootstrap tokens made with
-//!   `outpost-hub token create`: their labels and expiry; see [`admin`]).
+//!   `outpost-hub token create`: their labels and expiry; see [`admin`]);
+//! - trees `releases` and `rollouts`: fleet rollouts (issue 19), see [`rollouts`].
 //!
 //! Hubs before the log kept heartbeats in the sled trees `agents` and `history`; opening such a store moves
 //! them into the log once ([`migrate`]).
@@ -33,6 +34,7 @@ use sled::transaction::{ConflictableTransactionError, TransactionError, Transact
 mod admin;
 pub mod log;
 mod migrate;
+mod rollouts;
 mod segment;
 
 pub use admin::{IssuedToken, Labels};
@@ -159,6 +161,8 @@ pub struct Store {
     assignments: sled::Tree,
     labels: sled::Tree,
     issued: sled::Tree,
+    releases: sled::Tree,
+    rollouts: sled::Tree,
     db: sled::Db,
 }
 
@@ -194,6 +198,8 @@ impl Store {
             assignments: db.open_tree("assignments")?,
             labels: db.open_tree("labels")?,
             issued: db.open_tree("issued")?,
+            releases: db.open_tree("releases")?,
+            rollouts: db.open_tree("rollouts")?,
             db,
         };
         migrate::heartbeats_from_sled(&store)?;

@@ -8,6 +8,8 @@
 //!
 //! Paths are absolute because relative ones would resolve against a config file the hub has never seen.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use super::{
@@ -121,6 +123,61 @@ pub struct SourceSpec {
         skip_serializing_if = "Option::is_none"
     )]
     pub auth: Option<AuthFiles>,
+    /// `${var}` substitution (the `[[source]]` keys `substitute` and `vars`): per-site values, such as a
+    /// rollout's values from site labels.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub substitute: Option<bool>,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub vars: Option<BTreeMap<String, String>>,
+    /// Names of other sources of the agent (from its file or this assignment) that must be Ready first.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub depends_on: Option<Vec<String>>,
+    /// Maintenance windows, e.g. `Mon-Fri 02:00-05:00`, read in `timezone`.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub windows: Option<Vec<String>>,
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub timezone: Option<String>,
+    /// `last_good` or `none`.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub apply_outside_windows: Option<String>,
+    /// SOPS decryption with an age identities file on the agent's host.
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub decryption: Option<DecryptionFiles>,
+}
+
+/// `[source.decryption]`: the age identities file, a path on the agent's host (never the key itself).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DecryptionFiles {
+    pub age_identities: String,
 }
 
 /// Where the agent finds credentials: files on the agent's host, never the secrets themselves.
@@ -222,6 +279,36 @@ impl Assignment {
 }
 
 impl SourceSpec {
+    /// A source of `url` applied to `target`, with every optional key unset (the agent's defaults); set its ref
+    /// before sending it.
+    pub fn new(name: impl Into<String>, url: impl Into<String>, target: impl Into<String>) -> Self {
+        SourceSpec {
+            name: name.into(),
+            url: url.into(),
+            branch: None,
+            tag: None,
+            semver: None,
+            commit: None,
+            path: None,
+            interval: None,
+            timeout: None,
+            target: target.into(),
+            prune: None,
+            namespace: None,
+            wait: None,
+            rollback: None,
+            force: None,
+            auth: None,
+            substitute: None,
+            vars: None,
+            depends_on: None,
+            windows: None,
+            timezone: None,
+            apply_outside_windows: None,
+            decryption: None,
+        }
+    }
+
     /// The source's ref; an error unless exactly one of branch, tag, semver, commit is set.
     pub fn git_ref(&self) -> Result<GitRefSpec<'_>, WireError> {
         let set: Vec<GitRefSpec<'_>> = [
@@ -313,12 +400,84 @@ impl SourceSpec {
                 ));
             }
         }
-        match &self.auth {
-            Some(auth) => auth.validate(&self.name, &field("auth")),
-            None => Ok(()),
+        if let Some(auth) = &self.auth {
+            auth.validate(&self.name, &field("auth"))?;
         }
+        self.validate_operations(&field)
+    }
+
+    /// The keys of issue 20 and the substitution variables: bounded here; their meaning (a window's syntax, a
+    /// zone name, a dependency cycle) is the agent's config check.
+    fn validate_operations(&self, field: &dyn Fn(&str) -> String) -> Result<(), WireError> {
+        if let Some(vars) = &self.vars {
+            if vars.len() > MAX_VARS {
+                return Err(field_error(
+                    field("vars"),
+                    &format!("{} variables", vars.len()),
+                    "at most 256 variables",
+                ));
+            }
+            for (name, value) in vars {
+                if !is_line(name, 1, 128) || value.len() > MAX_VAR_VALUE {
+                    return Err(field_error(
+                        field(&format!("vars.{name}")),
+                        name,
+                        "a name of 1-128 characters and a value of at most 4096 bytes",
+                    ));
+                }
+            }
+        }
+        for dependency in self.depends_on.iter().flatten() {
+            check_source_name(field("depends_on"), dependency)?;
+        }
+        let windows = self.windows.as_deref().unwrap_or_default();
+        if windows.len() > MAX_WINDOWS {
+            return Err(field_error(
+                field("windows"),
+                &format!("{} windows", windows.len()),
+                "at most 32 windows",
+            ));
+        }
+        for (name, value) in windows
+            .iter()
+            .map(|w| ("windows", w))
+            .chain(self.timezone.iter().map(|z| ("timezone", z)))
+        {
+            if !is_line(value, 1, 64) {
+                return Err(field_error(
+                    field(name),
+                    value,
+                    "1-64 characters without control characters",
+                ));
+            }
+        }
+        if let Some(outside) = &self.apply_outside_windows {
+            if outside != "last_good" && outside != "none" {
+                return Err(field_error(
+                    field("apply_outside_windows"),
+                    outside,
+                    "\"last_good\" or \"none\"",
+                ));
+            }
+        }
+        if let Some(decryption) = &self.decryption {
+            let path = &decryption.age_identities;
+            if !path.starts_with('/') || !is_line(path, 1, 4096) {
+                return Err(field_error(
+                    field("decryption.age_identities"),
+                    path,
+                    "an absolute path on the agent's host (at most 4096 characters)",
+                ));
+            }
+        }
+        Ok(())
     }
 }
+
+/// Bounds on the substitution variables and windows one assigned source may carry.
+const MAX_VARS: usize = 256;
+const MAX_VAR_VALUE: usize = 4096;
+const MAX_WINDOWS: usize = 32;
 
 impl AuthFiles {
     fn validate(&self, source_name: &str, prefix: &str) -> Result<(), WireError> {

@@ -22,7 +22,7 @@ mod ping;
 mod refusal;
 mod time;
 
-pub use assignment::{Assignment, AuthFiles, GitRefSpec, SourceSpec};
+pub use assignment::{Assignment, AuthFiles, DecryptionFiles, GitRefSpec, SourceSpec};
 pub use heartbeat::{
     bounded_error, AssignmentError, Heartbeat, RefusalKind, SourceState, SourceStatus,
 };

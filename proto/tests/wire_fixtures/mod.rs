@@ -60,24 +60,7 @@ pub fn heartbeat() -> Heartbeat {
 }
 
 pub fn spec(name: &str, url: &str) -> SourceSpec {
-    SourceSpec {
-        name: name.into(),
-        url: url.into(),
-        branch: None,
-        tag: None,
-        semver: None,
-        commit: None,
-        path: None,
-        interval: None,
-        timeout: None,
-        target: "kubernetes".into(),
-        prune: None,
-        namespace: None,
-        wait: None,
-        rollback: None,
-        force: None,
-        auth: None,
-    }
+    SourceSpec::new(name, url, "kubernetes")
 }
 
 pub fn assignment() -> Assignment {

@@ -2,7 +2,7 @@
 //! and a directory target. Shared by the end-to-end suites.
 #![allow(dead_code)]
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -328,4 +328,42 @@ pub fn https_token_site(
         ),
     );
     (site, token_file)
+}
+
+/// Every file under `dir` that holds `needle`: how tests show that a secret never reached the disk.
+pub fn files_holding(dir: &Path, needle: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(dir).unwrap().flatten() {
+            if entry.file_type().unwrap().is_dir() {
+                dirs.push(entry.path());
+            } else {
+                let bytes = std::fs::read(entry.path()).unwrap_or_default();
+                if bytes.windows(needle.len()).any(|w| w == needle.as_bytes()) {
+                    found.push(entry.path());
+                }
+            }
+        }
+    }
+    found
+}
+
+/// A file of the SOPS known-answer data that the real `sops` wrote (Flux's test data, see its README).
+pub fn sops_testdata(name: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../agent/src/sops/testdata/flux")
+        .join(name);
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// Writes SOPS test identities (files of the test data) into the site's folder as one identities file, mode
+/// 0600 as the agent requires.
+pub fn write_identities(site: &Site, names: &[&str]) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = site.dir.path().join("age.key");
+    let text: String = names.iter().map(|n| sops_testdata(n)).collect();
+    std::fs::write(&path, text).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path
 }

@@ -177,6 +177,17 @@ impl Cluster {
         ns
     }
 
+    /// Deletes a namespaced object of this test's namespace, as someone at the site would; says what happened.
+    pub fn kubectl_or_double_delete(&self, resource: &str, name: &str) -> String {
+        if let Some(d) = self.double() {
+            let path = format!("/api/v1/namespaces/{}/{resource}/{name}", self.ns);
+            let (status, body) = d.request("DELETE", &path, None, None);
+            return format!("DELETE {path}: {status} {body}");
+        }
+        let out = self.kubectl(&["delete", resource, name, "-n", &self.ns, "--wait=true"]);
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    }
+
     /// A ConfigMap of this cluster by namespace and name.
     pub fn cm_in(&self, ns: &str, name: &str) -> Option<Value> {
         self.get(&format!("/api/v1/namespaces/{ns}/configmaps/{name}"))

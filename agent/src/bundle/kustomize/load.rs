@@ -462,6 +462,10 @@ fn read_entry(files: &RepoFiles, reference: &str, path: &str, file: &str) -> Res
             file: file.into(),
             reference: reference.into(),
         }),
+        Some(Entry::Refused(reason)) => Err(KustomizeError::Refused {
+            file: file.into(),
+            reason: reason.clone(),
+        }),
         Some(Entry::Dir) => Err(KustomizeError::Invalid {
             file: file.into(),
             message: format!("{reference:?} is a folder, a file is needed here"),

@@ -56,6 +56,9 @@ pub enum KustomizeError {
     Missing { file: String, reference: String },
     #[error("{file}: {reference:?} is a symlink; symlinks are never followed, replace it with the file itself")]
     Symlink { file: String, reference: String },
+    /// A file the build needs that could not be read as written; `reason` names it and says what to do.
+    #[error("{file}: {reason}")]
+    Refused { file: String, reason: String },
     #[error("{file}: {reference:?} is {size} bytes, over the {limit} byte limit; split it, or raise [agent] max_file_size")]
     TooBig {
         file: String,

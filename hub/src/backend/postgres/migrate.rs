@@ -59,6 +59,18 @@ const MIGRATIONS: &[&str] = &[
         created_at_ms bigint NOT NULL,
         expires_at_ms bigint
     );",
+    // 3: fleet rollouts (issue 19): releases, and each rollout's whole record (every site's state) as JSON
+    // with the lease that lets one replica at a time step it.
+    "CREATE TABLE releases (
+        name text PRIMARY KEY,
+        body bytea NOT NULL
+    );
+    CREATE TABLE rollouts (
+        id text PRIMARY KEY,
+        body bytea NOT NULL,
+        lease_owner text,
+        lease_until_ms bigint NOT NULL DEFAULT 0
+    );",
 ];
 
 /// The schema version this hub needs.

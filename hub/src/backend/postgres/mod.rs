@@ -29,6 +29,7 @@ mod admin;
 pub mod migrate;
 mod pool;
 mod record;
+mod rollouts;
 mod tls;
 
 pub use pool::{connect, CONNECT_TIMEOUT, POOL_WAIT_TIMEOUT};
@@ -463,6 +464,42 @@ impl FleetStore for Postgres {
                 .map_err(classify)?;
             Ok(())
         })
+    }
+
+    fn releases(&self) -> StoreFuture<'_, Vec<crate::rollout::Release>> {
+        Box::pin(rollouts::releases(&self.pool))
+    }
+
+    fn put_release(&self, release: crate::rollout::Release) -> StoreFuture<'_, ()> {
+        Box::pin(async move { rollouts::put_release(&self.pool, &release).await })
+    }
+
+    fn rollouts(&self) -> StoreFuture<'_, Vec<crate::rollout::Rollout>> {
+        Box::pin(rollouts::rollouts(&self.pool))
+    }
+
+    fn create_rollout(&self, rollout: crate::rollout::Rollout) -> StoreFuture<'_, bool> {
+        Box::pin(async move { rollouts::create_rollout(&self.pool, &rollout).await })
+    }
+
+    fn lease_rollout<'a>(
+        &'a self,
+        id: &'a str,
+        owner: &'a str,
+        now_ms: u64,
+        ttl_ms: u64,
+    ) -> StoreFuture<'a, Option<crate::rollout::Rollout>> {
+        Box::pin(rollouts::lease_rollout(
+            &self.pool, id, owner, now_ms, ttl_ms,
+        ))
+    }
+
+    fn save_rollout<'a>(
+        &'a self,
+        rollout: crate::rollout::Rollout,
+        owner: &'a str,
+    ) -> StoreFuture<'a, bool> {
+        Box::pin(async move { rollouts::save_rollout(&self.pool, &rollout, owner).await })
     }
 
     fn flush(&self) -> StoreFuture<'_, ()> {
