@@ -36,6 +36,7 @@ pub mod fleet;
 pub mod heartbeat;
 pub mod history;
 pub mod limit;
+pub mod mem;
 pub mod metrics;
 pub mod ping;
 pub mod refusals;

@@ -209,7 +209,14 @@ pub async fn agents(State(state): Hub) -> Answered {
         .views(now_ms())
         .await
         .map_err(|e| crate::reply::store_failure(&e, "cannot list the agents".into()))?;
-    Ok(Answer(Reply::json(200, &views)?))
+    let reply = on_blocking_pool(move || {
+        let reply = Reply::json(200, &views);
+        drop(views);
+        crate::mem::release_free_memory();
+        reply
+    })
+    .await?;
+    Ok(Answer(reply))
 }
 
 /// `GET /[?filter]`: the fleet page ([`crate::fleet`]).
@@ -243,9 +250,14 @@ where
         .await
         .map_err(|e| crate::reply::store_failure(&e, "cannot read the fleet".into()))?;
     let hub = state.clone();
-    Ok(Answer(
-        on_blocking_pool(move || Ok(render(&hub, &views, now))).await?,
-    ))
+    let page = on_blocking_pool(move || {
+        let page = render(&hub, &views, now);
+        drop(views);
+        crate::mem::release_free_memory();
+        Ok(page)
+    })
+    .await?;
+    Ok(Answer(page))
 }
 
 /// One agent's view as the fleet shows it, with the assignment generation the store holds for it; 404 when the
