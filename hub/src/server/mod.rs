@@ -2,8 +2,8 @@
 //! limits, hand them to the handlers, and write their answers.
 //!
 //! The hub accepts its own connections (the TLS handshake within its timeout, the connection cap from the
-//! open-files limit, graceful shutdown) and hands each to hyper with axum's router ([`routes::router`]) as
-//! its service; [`handlers`] holds what each route runs.
+//! open-files limit, graceful shutdown) and hands each to hyper with axum's router (`routes::router`) as
+//! its service; `handlers` holds what each route runs.
 //!
 //! Endpoints:
 //! - `POST /v1/heartbeats` -> [`crate::heartbeat`]; `POST /v1/ping` -> [`crate::ping`] (signed, stores
