@@ -74,6 +74,12 @@ impl AgentRefusals {
         list.push_back(refusal);
     }
 
+    /// Forgets `agent`'s refusals (the agent was forgotten: an agent enrolled later under its id starts clean).
+    pub fn forget(&self, agent: &str) {
+        let mut agents = self.agents.lock().unwrap_or_else(PoisonError::into_inner);
+        agents.remove(agent);
+    }
+
     /// `agent`'s remembered refusals, newest first.
     pub fn recent(&self, agent: &str) -> Vec<AgentRefusal> {
         let agents = self.agents.lock().unwrap_or_else(PoisonError::into_inner);
@@ -115,6 +121,9 @@ mod tests {
         assert_eq!(recent[PER_AGENT - 1].message, "replay 5");
         assert_eq!(refusals.recent("store-043")[0].reason, "stale_signature");
         assert!(refusals.recent("store-044").is_empty());
+        refusals.forget("store-042");
+        assert!(refusals.recent("store-042").is_empty());
+        assert_eq!(refusals.recent("store-043").len(), 1);
     }
 
     #[test]

@@ -217,6 +217,14 @@ async fn a_replayed_heartbeat_shows_on_its_agents_page() -> TestResult {
 
     let quiet = hub.get("/v1/agents/store-043").await?.json()?;
     assert_eq!(quiet["refusals"], serde_json::json!([]));
+
+    // Forgotten through the admin API: its refusals go with its records (it stays known from the config).
+    let forgotten = hub
+        .admin("DELETE", "/v1/admin/agents/store-042", None)
+        .await?;
+    assert_eq!(forgotten.status, 200, "{:?}", forgotten.json());
+    let after = hub.get("/v1/agents/store-042").await?.json()?;
+    assert_eq!(after["refusals"], serde_json::json!([]), "{after}");
     let quiet_html = String::from_utf8(hub.get("/agents/store-043").await?.body)?;
     assert!(!quiet_html.contains("seq_not_newer") && !quiet_html.contains("unsigned"));
     hub.stop().await;

@@ -197,7 +197,15 @@ pub async fn admin(
         crate::rollout::api::handle(&state, method, path, &body.bytes, &by, now_ms()).await?
     } else {
         let action = crate::admin::route(method, path)?;
-        crate::admin::handle(&state, action, &body.bytes, &by, now_ms()).await?
+        let forgotten = match &action {
+            crate::admin::Action::Forget(id) => Some(id.clone()),
+            _ => None,
+        };
+        let reply = crate::admin::handle(&state, action, &body.bytes, &by, now_ms()).await?;
+        if let Some(id) = forgotten {
+            state.agent_refusals.forget(&id);
+        }
+        reply
     };
     Ok(Answer(reply))
 }
