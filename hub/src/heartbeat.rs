@@ -60,13 +60,7 @@ pub fn verify(
     request: &ReceivedRequest<'_>,
     now_ms: u64,
 ) -> Result<Verified, Rejection> {
-    let now = unix_secs(now_ms);
-    let agent = signer(hub, request.headers)?;
-
-    verify_request(request, &agent.public_key, now, hub.config.freshness)
-        .map_err(|e| verify_rejection(&agent.id, &e))?;
-    hub.authorities.check(&agent.id, request.authority)?;
-
+    let agent = signed_by(hub, request, now_ms)?;
     let heartbeat = parse_heartbeat(request.body).map_err(|e| {
         Rejection::new(
             400,
@@ -76,6 +70,7 @@ pub fn verify(
                 agent.id
             ),
         )
+        .about(&agent.id)
     })?;
     if heartbeat.agent_id != agent.id {
         return Err(Rejection::new(
@@ -85,12 +80,30 @@ pub fn verify(
                 "the heartbeat says agent_id {:?} but is signed with the key of agent {:?}; an agent may only report for itself (check [agent] id on the agent)",
                 heartbeat.agent_id, agent.id
             ),
-        ));
+        )
+        .about(&agent.id));
     }
     Ok(Verified {
         agent_id: agent.id,
         heartbeat,
     })
+}
+
+/// Steps 1 to 3 above, shared by every request an agent signs (a heartbeat, a ping): the enrolled agent
+/// whose key signed `request`, freshly and for one of this hub's names. A refusal past step 1 names the agent.
+pub fn signed_by(
+    hub: &HubState,
+    request: &ReceivedRequest<'_>,
+    now_ms: u64,
+) -> Result<KnownAgent, Rejection> {
+    let now = unix_secs(now_ms);
+    let agent = signer(hub, request.headers)?;
+    verify_request(request, &agent.public_key, now, hub.config.freshness)
+        .map_err(|e| verify_rejection(&agent.id, &e).about(&agent.id))?;
+    hub.authorities
+        .check(&agent.id, request.authority)
+        .map_err(|r| r.about(&agent.id))?;
+    Ok(agent)
 }
 
 /// The answer to a verified heartbeat once the store said what became of it (step 6 above).
@@ -261,7 +274,7 @@ fn verify_rejection(agent_id: &str, error: &SignedMessageError) -> Rejection {
     Rejection::new(
         401,
         reason,
-        format!("heartbeat signed with the key of agent {agent_id:?} is refused: {error}"),
+        format!("a request signed with the key of agent {agent_id:?} is refused: {error}"),
     )
 }
 

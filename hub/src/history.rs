@@ -10,12 +10,15 @@
 //!   (the bytes whose digest its signature covers), not decoded and encoded again;
 //! - the server lets only a few such reads run at once ([`crate::limit::ReadGate`]).
 //!
-//! The reply's shape: `{<the agent's view, as in GET /v1/agents>, "history_limit": N, "next_before": SEQ|null,
-//! "history": [{"received_at": "...", "seq": N, "heartbeat": {...}}, ...]}`.
+//! The reply's shape: `{<the agent's view, as in GET /v1/agents>, "refusals": [{"at": "...", "status": N,
+//! "reason": "...", "message": "..."}, ...], "history_limit": N, "next_before": SEQ|null,
+//! "history": [{"received_at": "...", "seq": N, "heartbeat": {...}}, ...]}`. `refusals` are the agent's
+//! recent refused requests seen by the hub process that answered ([`crate::agent_refusals`]).
 
 use bytes::Bytes;
 use serde::Serialize;
 
+use crate::agent_refusals::AgentRefusal;
 use crate::reply::Rejection;
 use crate::status::AgentView;
 
@@ -80,14 +83,18 @@ pub fn parse_query(query: Option<&str>) -> Result<PageRequest, Rejection> {
 }
 
 #[derive(Serialize)]
-struct Paging {
+struct Paging<'a> {
+    /// Refused requests of this agent seen by the hub process that answers (each replica keeps its own).
+    refusals: &'a [AgentRefusal],
     history_limit: usize,
     next_before: Option<u64>,
 }
 
-/// The reply up to the opening `[` of `history`: the view's fields, then the paging fields.
+/// The reply up to the opening `[` of `history`: the view's fields, the agent's recent refusals (newest
+/// first), then the paging fields.
 pub fn head(
     view: &AgentView,
+    refusals: &[AgentRefusal],
     limit: usize,
     next_before: Option<u64>,
 ) -> Result<Vec<u8>, Rejection> {
@@ -95,6 +102,7 @@ pub fn head(
         |e: serde_json::Error| Rejection::internal(format!("cannot encode the reply: {e}"));
     let mut out = serde_json::to_vec(view).map_err(encode)?;
     let paging = serde_json::to_vec(&Paging {
+        refusals,
         history_limit: limit,
         next_before,
     })
@@ -187,7 +195,14 @@ mod tests {
             "boot_id": null, "agent_version": null, "assignment_generation": null,
             "assigned_generation": null, "dropped": null, "sources": []
         }))?;
-        let mut reply = head(&view, 2, Some(1)).map_err(|r| r.message)?;
+        let refused = AgentRefusal {
+            at: Some("2026-12-05T22:00:01Z".into()),
+            at_ms: 0,
+            status: 409,
+            reason: "seq_not_newer",
+            message: "a replay".into(),
+        };
+        let mut reply = head(&view, &[refused], 2, Some(1)).map_err(|r| r.message)?;
         for part in item(
             true,
             1,
@@ -207,11 +222,16 @@ mod tests {
         assert_eq!(parsed["history"][0]["heartbeat"]["seq"], 1);
         assert_eq!(parsed["history"][0]["received_at"], "2026-12-05T22:00:00Z");
         assert_eq!(parsed["history"][1]["seq"], 2);
-        let mut empty = head(&view, 20, None).map_err(|r| r.message)?;
+        assert_eq!(
+            parsed["refusals"],
+            serde_json::json!([{"at": "2026-12-05T22:00:01Z", "status": 409, "reason": "seq_not_newer", "message": "a replay"}])
+        );
+        let mut empty = head(&view, &[], 20, None).map_err(|r| r.message)?;
         empty.extend_from_slice(TAIL);
         let parsed: serde_json::Value = serde_json::from_slice(&empty)?;
         assert_eq!(parsed["history"], serde_json::json!([]));
         assert!(parsed["next_before"].is_null());
+        assert_eq!(parsed["refusals"], serde_json::json!([]));
         assert!(item(true, 3, None, b"{\"torn".to_vec()).is_err());
         Ok(())
     }

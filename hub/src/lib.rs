@@ -8,8 +8,10 @@
 //!   [`authority`] names heartbeats must be signed for);
 //! - [`server`]: sockets, TLS ([`tls`]), HTTP limits and routing;
 //! - [`limit`]: how often a source may enroll and how many disk reads run at once; [`refusals`]: refused
-//!   requests summarised in the log instead of one line each;
-//! - handlers, plain synchronous functions over bytes: [`heartbeat`], [`enroll`], [`status`], [`history`]
+//!   requests summarised in the log instead of one line each; [`agent_refusals`]: each enrolled agent's
+//!   recent refusals, for its page;
+//! - handlers, plain synchronous functions over bytes: [`heartbeat`], [`ping`] (a signed no-op for
+//!   `outpost check --connect`), [`enroll`], [`status`], [`history`]
 //!   (an agent's heartbeats a page at a time), and for people and monitoring, [`fleet`] (the HTML pages: counts,
 //!   a filtered page of agents, one page per agent) and [`metrics`] (Prometheus, through the client crate);
 //! - [`admin`]: the admin API behind `[[admin]]` credentials ([`access`]): enroll, revoke, forget, label and
@@ -17,12 +19,13 @@
 //! - [`rollout`]: fleet rollouts (issue 19): releases, waves, the pure `step` decisions, the driver task that
 //!   pins commits in assignments, and their admin endpoints, commands, page section and metrics;
 //! - [`reply`]: the answers they return, accepted or refused; [`durable`]: a heartbeat's reply waits until its
-//!   record is on disk (group commit).
+//!   record is on disk (group commit); [`mem`]: a fleet read's memory handed back to the system.
 //!
 //! Wire formats, signing and keys come from `outpost_proto`; nothing here re-implements them.
 
 pub mod access;
 pub mod admin;
+pub mod agent_refusals;
 pub mod assign;
 pub mod authority;
 pub mod backend;
@@ -33,7 +36,9 @@ pub mod fleet;
 pub mod heartbeat;
 pub mod history;
 pub mod limit;
+pub mod mem;
 pub mod metrics;
+pub mod ping;
 pub mod refusals;
 pub mod registry;
 pub mod reply;

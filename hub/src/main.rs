@@ -11,6 +11,48 @@ use outpost_hub::config::{Config, DEFAULT_CONFIG_PATH};
 use outpost_hub::rollout::cli::{ReleaseCommand, RolloutCommand};
 use outpost_hub::{secret_file, server, state, status};
 
+/// Why a command failed. Each module's own error says what and how to fix it; these wrap them, and add
+/// what only the command line knows.
+#[derive(Debug, thiserror::Error)]
+enum HubError {
+    #[error("cannot start the async runtime: {0}; the system may be out of threads or memory")]
+    Runtime(#[source] std::io::Error),
+    #[error(transparent)]
+    Config(#[from] outpost_hub::config::ConfigError),
+    #[error(transparent)]
+    Serve(#[from] server::ServeError),
+    #[error(transparent)]
+    Secret(#[from] secret_file::SecretFileError),
+    #[error(transparent)]
+    Status(#[from] status::StatusError),
+    #[error("cannot write the agents as JSON: {0}")]
+    Json(#[source] serde_json::Error),
+    #[error("--name must be a short printable name (who holds the credential), without control characters")]
+    CredentialName,
+    #[error(transparent)]
+    Randomness(#[from] access::NoRandomness),
+    #[error(transparent)]
+    Admin(#[from] outpost_hub::admin::cli::CliError),
+    #[error("{0} uses the embedded store, which migrates itself; `migrate` is for [store] backend = \"postgres\"")]
+    NotPostgres(PathBuf),
+    #[error(transparent)]
+    Store(#[from] backend::BackendError),
+    #[error(transparent)]
+    Transfer(#[from] backend::transfer::TransferError),
+    #[error("cannot create {path}: {source}; name a new file (export never overwrites one)")]
+    CreateExport {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open {path}: {source}; name the file `outpost-hub export` wrote")]
+    OpenImport {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
 #[derive(Debug, Parser)]
 #[command(
     name = "outpost-hub",
@@ -120,7 +162,7 @@ fn main() -> ExitCode {
         .build()
     {
         Ok(runtime) => runtime,
-        Err(e) => return fail(&format!("cannot start the async runtime: {e}")),
+        Err(e) => return fail(&HubError::Runtime(e)),
     };
     let result = match cli.command {
         Command::Serve { config } => runtime.block_on(serve(&config)),
@@ -137,19 +179,19 @@ fn main() -> ExitCode {
         Command::Agents(command) => runtime
             .block_on(outpost_hub::admin::cli::agents(command))
             .map(|text| print!("{text}"))
-            .map_err(|e| chain(&e)),
+            .map_err(HubError::from),
         Command::Token(command) => runtime
             .block_on(outpost_hub::admin::cli::token(command, state::now_ms()))
             .map(|text| print!("{text}"))
-            .map_err(|e| chain(&e)),
+            .map_err(HubError::from),
         Command::Release(command) => runtime
             .block_on(outpost_hub::rollout::cli::release(command))
             .map(|text| print!("{text}"))
-            .map_err(|e| chain(&e)),
+            .map_err(HubError::from),
         Command::Rollout(command) => runtime
             .block_on(outpost_hub::rollout::cli::rollout(command))
             .map(|text| print!("{text}"))
-            .map_err(|e| chain(&e)),
+            .map_err(HubError::from),
         Command::Forget { config, agent } => runtime.block_on(forget(&config, &agent)),
         Command::Migrate { config } => runtime.block_on(migrate(&config)),
         Command::Export { config, out } => runtime.block_on(export(&config, &out)),
@@ -157,12 +199,12 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => fail(&message),
+        Err(error) => fail(&error),
     }
 }
 
-async fn serve(path: &Path) -> Result<(), String> {
-    let config = Config::load(path).map_err(|e| chain(&e))?;
+async fn serve(path: &Path) -> Result<(), HubError> {
+    let config = Config::load(path)?;
     server::serve(config, |hub| {
         for warning in &hub.warnings {
             tracing::warn!("{warning}");
@@ -176,21 +218,16 @@ async fn serve(path: &Path) -> Result<(), String> {
         println!("listening on {}", hub.local_addr);
         tracing::info!(addr = %hub.local_addr, key = %hub.public_key.fingerprint(), "outpost-hub serving");
     })
-    .await
-    .map_err(|e| chain(&e))
+    .await?;
+    Ok(())
 }
 
-async fn print_status(path: &Path, json: bool, token_file: Option<&Path>) -> Result<(), String> {
-    let config = Config::load(path).map_err(|e| chain(&e))?;
-    let token = token_file
-        .map(secret_file::read)
-        .transpose()
-        .map_err(|e| chain(&e))?;
-    let views = status::collect(&config, state::now_ms(), token.as_deref())
-        .await
-        .map_err(|e| chain(&e))?;
+async fn print_status(path: &Path, json: bool, token_file: Option<&Path>) -> Result<(), HubError> {
+    let config = Config::load(path)?;
+    let token = token_file.map(secret_file::read).transpose()?;
+    let views = status::collect(&config, state::now_ms(), token.as_deref()).await?;
     if json {
-        let text = serde_json::to_string_pretty(&views).map_err(|e| e.to_string())?;
+        let text = serde_json::to_string_pretty(&views).map_err(HubError::Json)?;
         println!("{text}");
     } else {
         print!("{}", status::render_table(&views));
@@ -198,17 +235,17 @@ async fn print_status(path: &Path, json: bool, token_file: Option<&Path>) -> Res
     Ok(())
 }
 
-fn create_credential(role: &str, name: &str, token_file: &Path) -> Result<(), String> {
+fn create_credential(role: &str, name: &str, token_file: &Path) -> Result<(), HubError> {
     let role = if role == "admin" {
         Role::Admin
     } else {
         Role::Read
     };
     if name.trim().is_empty() || name.chars().any(char::is_control) {
-        return Err("--name must be a short printable name (who holds the credential)".into());
+        return Err(HubError::CredentialName);
     }
-    let token = access::new_token().map_err(|e| chain(&e))?;
-    secret_file::write_new(token_file, &token).map_err(|e| chain(&e))?;
+    let token = access::new_token()?;
+    secret_file::write_new(token_file, &token)?;
     eprintln!(
         "wrote a new {} token to {}; add this table to hub.toml and restart the hub:",
         role.as_str(),
@@ -218,17 +255,12 @@ fn create_credential(role: &str, name: &str, token_file: &Path) -> Result<(), St
     Ok(())
 }
 
-async fn migrate(path: &Path) -> Result<(), String> {
-    let config = Config::load(path).map_err(|e| chain(&e))?;
+async fn migrate(path: &Path) -> Result<(), HubError> {
+    let config = Config::load(path)?;
     let BackendKind::Postgres(settings) = &config.store.kind else {
-        return Err(format!(
-            "{} uses the embedded store, which migrates itself; `migrate` is for [store] backend = \"postgres\"",
-            path.display()
-        ));
+        return Err(HubError::NotPostgres(path.to_owned()));
     };
-    let applied = backend::postgres::migrate(settings)
-        .await
-        .map_err(|e| chain(&e))?;
+    let applied = backend::postgres::migrate(settings).await?;
     if applied.is_empty() {
         println!(
             "the database schema is up to date (version {})",
@@ -240,18 +272,19 @@ async fn migrate(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-async fn export(path: &Path, out: &Path) -> Result<(), String> {
-    let config = Config::load(path).map_err(|e| chain(&e))?;
-    let store = backend::open(&config, false).await.map_err(|e| chain(&e))?;
+async fn export(path: &Path, out: &Path) -> Result<(), HubError> {
+    let config = Config::load(path)?;
+    let store = backend::open(&config, false).await?;
     let file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(out)
-        .map_err(|e| format!("cannot create {} ({e}); pick a new file", out.display()))?;
+        .map_err(|source| HubError::CreateExport {
+            path: out.to_owned(),
+            source,
+        })?;
     let mut writer = std::io::BufWriter::new(file);
-    let counts = backend::transfer::export(&*store, &mut writer)
-        .await
-        .map_err(|e| chain(&e))?;
+    let counts = backend::transfer::export(&*store, &mut writer).await?;
     println!(
         "exported {} enrollments, {} used tokens, {} assignments, {} heartbeats to {}",
         counts.enrollments,
@@ -263,15 +296,16 @@ async fn export(path: &Path, out: &Path) -> Result<(), String> {
     Ok(())
 }
 
-async fn import(path: &Path, input: &Path) -> Result<(), String> {
-    let config = Config::load(path).map_err(|e| chain(&e))?;
+async fn import(path: &Path, input: &Path) -> Result<(), HubError> {
+    let config = Config::load(path)?;
     // Serving: records go through the store's group commit like a heartbeat's.
-    let store = backend::open(&config, true).await.map_err(|e| chain(&e))?;
-    let file =
-        std::fs::File::open(input).map_err(|e| format!("cannot open {} ({e})", input.display()))?;
-    let counts = backend::transfer::import(&*store, std::io::BufReader::new(file), config.history)
-        .await
-        .map_err(|e| chain(&e))?;
+    let store = backend::open(&config, true).await?;
+    let file = std::fs::File::open(input).map_err(|source| HubError::OpenImport {
+        path: input.to_owned(),
+        source,
+    })?;
+    let counts =
+        backend::transfer::import(&*store, std::io::BufReader::new(file), config.history).await?;
     println!(
         "imported {} enrollments, {} used tokens, {} assignments, {} heartbeats into {}",
         counts.enrollments,
@@ -283,10 +317,10 @@ async fn import(path: &Path, input: &Path) -> Result<(), String> {
     Ok(())
 }
 
-async fn forget(path: &Path, agent: &str) -> Result<(), String> {
-    let config = Config::load(path).map_err(|e| chain(&e))?;
-    let store = backend::open(&config, false).await.map_err(|e| chain(&e))?;
-    let forgotten = store.forget(agent).await.map_err(|e| chain(&e))?;
+async fn forget(path: &Path, agent: &str) -> Result<(), HubError> {
+    let config = Config::load(path)?;
+    let store = backend::open(&config, false).await?;
+    let forgotten = store.forget(agent).await?;
     if forgotten.nothing() {
         println!("nothing recorded of agent {agent:?}; the store is unchanged");
     } else {
@@ -317,12 +351,9 @@ fn init_logging() {
         .init();
 }
 
-/// The error and its causes, one per line, so the fix in an inner message is not lost.
-fn chain(error: &dyn std::error::Error) -> String {
-    outpost_proto::text::error_chain(error, "\n  caused by: ")
-}
-
-fn fail(message: &str) -> ExitCode {
+/// Prints the error and its causes, one per line, so the fix in an inner message is not lost.
+fn fail(error: &HubError) -> ExitCode {
+    let message = outpost_proto::text::error_chain(error, "\n  caused by: ");
     eprintln!("outpost-hub: {message}");
     ExitCode::FAILURE
 }

@@ -54,9 +54,12 @@ pub struct Rejection {
     /// For a refusal that passes by itself (rate limited, busy): whole seconds for `Retry-After`.
     pub retry_after: Option<u64>,
     /// Set for a refusal the agent acts on: the exact body sent, and its signature headers.
-    pub signed: Option<SignedBody>,
+    pub signed: Option<Box<SignedBody>>,
     /// A refusal for want of a credential: answered with [`crate::access::CHALLENGE`] so a browser asks.
     pub challenge: bool,
+    /// The enrolled agent whose signed request this refuses, shown on its page ([`crate::agent_refusals`]);
+    /// `None` when no enrolled agent's key signed it.
+    pub agent: Option<String>,
 }
 
 /// A body and the signature headers over it.
@@ -81,6 +84,15 @@ impl Rejection {
             retry_after: None,
             signed: None,
             challenge: false,
+            agent: None,
+        }
+    }
+
+    /// The same refusal, of a request signed by enrolled agent `agent_id`.
+    pub fn about(self, agent_id: &str) -> Rejection {
+        Rejection {
+            agent: Some(agent_id.to_owned()),
+            ..self
         }
     }
 
@@ -119,8 +131,8 @@ impl Rejection {
             .map_err(|e| Rejection::internal(format!("cannot encode a refusal: {e}")))?;
         let headers = outpost_proto::signed::sign_response(self.status, &body, JSON, key, now)
             .map_err(|e| Rejection::internal(format!("cannot sign a refusal: {e}")))?;
-        self.signed = Some(SignedBody { headers, body });
-        Ok(self)
+        self.signed = Some(Box::new(SignedBody { headers, body }));
+        Ok(self.about(agent_id))
     }
 
     /// The headers sent with the body: the signature fields of a signed refusal, else none.

@@ -11,6 +11,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use outpost_proto::keys::{KeyError, Pkcs8Document, PublicKey, SigningKey};
 
+use crate::agent_refusals::AgentRefusals;
 use crate::authority::Authorities;
 use crate::backend::{BackendError, FleetStore};
 use crate::config::Config;
@@ -64,6 +65,8 @@ pub struct HubState {
     pub refusals: RefusalLog,
     /// Every refused request, for `GET /metrics`.
     pub refused: RefusedCounters,
+    /// Each enrolled agent's recent refusals, for its page.
+    pub agent_refusals: AgentRefusals,
     /// Wakes the rollout driver ([`crate::rollout::driver`]) when heartbeats arrive or an operator acts.
     pub rollout_wake: tokio::sync::Notify,
     /// Who holds a rollout's lease in the store when this process steps it: unique per process.
@@ -125,6 +128,7 @@ impl HubState {
             reads: ReadGate::default(),
             refusals: RefusalLog::new(Instant::now()),
             refused: RefusedCounters::default(),
+            agent_refusals: AgentRefusals::default(),
             rollout_wake: tokio::sync::Notify::new(),
             rollout_owner: rollout_owner(local_addr),
             rollouts: RwLock::new(Vec::new()),

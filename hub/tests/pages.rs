@@ -158,3 +158,75 @@ async fn the_fleet_page_filters_pages_and_links_each_agent() -> TestResult {
     hub.stop().await;
     Ok(())
 }
+
+/// An agent's refused requests show on its page and in its JSON (issue 18 item 7): a heartbeat replayed
+/// after the signature's freshness window and one older than the last accepted are listed there with their
+/// reasons, newest first; a request no enrolled key signed is nobody's.
+#[tokio::test]
+async fn a_replayed_heartbeat_shows_on_its_agents_page() -> TestResult {
+    let agent = Agent::new("store-042")?;
+    let other = Agent::new("store-043")?;
+    let hub = TestHub::start(&format!(
+        "{}{}",
+        agent.config_table(""),
+        other.config_table("")
+    ))
+    .await?;
+    assert_eq!(hub.send(&agent, &agent.heartbeat(1, 0)).await?.status, 200);
+    // A request captured an hour ago and sent again: its signature is stale.
+    let captured = agent.heartbeat(2, 0).to_body()?;
+    let replay = hub
+        .send_signed(&agent, &captured, common::now() - 3600)
+        .await?;
+    assert_eq!(replay.reason()?, "stale_signature");
+    assert_eq!(hub.send(&agent, &agent.heartbeat(5, 0)).await?.status, 200);
+    // Seq 3 after 5, freshly signed: refused with a signed 409.
+    let older = hub.send(&agent, &agent.heartbeat(3, 0)).await?;
+    assert_eq!(older.status, 409);
+    // Unsigned: no enrolled key, so no agent's page lists it.
+    let unsigned = hub
+        .post("/v1/heartbeats", other.heartbeat(1, 0).to_body()?, &[])
+        .await?;
+    assert_eq!(unsigned.status, 401);
+
+    let html = String::from_utf8(hub.get("/agents/store-042").await?.body)?;
+    assert!(
+        html.contains("<h2>Refusals seen by this hub</h2>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<td>409</td><td><code>seq_not_newer</code></td>"),
+        "{html}"
+    );
+    assert!(
+        html.contains(
+            "heartbeat seq 3 of agent &quot;store-042&quot; is not above the last accepted seq 5"
+        ),
+        "escaped message: {html}"
+    );
+    assert!(
+        html.contains("<td>401</td><td><code>stale_signature</code></td>"),
+        "{html}"
+    );
+    let json = hub.get("/v1/agents/store-042").await?.json()?;
+    assert_eq!(json["refusals"][0]["reason"], "seq_not_newer");
+    assert_eq!(json["refusals"][0]["status"], 409);
+    assert!(json["refusals"][0]["at"].is_string(), "{json}");
+    assert_eq!(json["refusals"][1]["reason"], "stale_signature");
+    assert_eq!(json["refusals"].as_array().map(Vec::len), Some(2));
+
+    let quiet = hub.get("/v1/agents/store-043").await?.json()?;
+    assert_eq!(quiet["refusals"], serde_json::json!([]));
+
+    // Forgotten through the admin API: its refusals go with its records (it stays known from the config).
+    let forgotten = hub
+        .admin("DELETE", "/v1/admin/agents/store-042", None)
+        .await?;
+    assert_eq!(forgotten.status, 200, "{:?}", forgotten.json());
+    let after = hub.get("/v1/agents/store-042").await?.json()?;
+    assert_eq!(after["refusals"], serde_json::json!([]), "{after}");
+    let quiet_html = String::from_utf8(hub.get("/agents/store-043").await?.body)?;
+    assert!(!quiet_html.contains("seq_not_newer") && !quiet_html.contains("unsigned"));
+    hub.stop().await;
+    Ok(())
+}

@@ -3,6 +3,7 @@
 
 mod common;
 
+use common::hub::{keygen, Hub};
 use common::{configmap, Site};
 use outpost_tests::GitRepo;
 
@@ -97,4 +98,64 @@ fn an_invalid_config_is_exit_2_with_the_reason() {
     assert_eq!(out.status.code(), Some(2), "{stdout}");
     assert!(stdout.starts_with("FAIL config:"), "{stdout}");
     assert!(stdout.contains("[agent] id = \"bad id\""), "{stdout}");
+}
+
+/// `--connect` pings a real hub as this agent (a signed no-op): enrolled, not enrolled (with the command that
+/// enrolls), the wrong `hub_key`, and a hub that is down; and the ping leaves nothing at the hub.
+#[test]
+fn connect_says_whether_the_hub_knows_this_agents_key() {
+    let repo = GitRepo::new();
+    repo.write("deploy/app.yaml", configmap("app", "1").as_bytes());
+    repo.commit("1");
+    let mut site = Site::new();
+    site.source("app", &repo.file_url(), "branch = \"main\"", "deploy", "");
+    let agent_key = keygen(&site);
+    let port = outpost_tests::support::free_port();
+    let mut hub = Hub::start(site.dir.path(), &agent_key, port);
+    site.tables = hub.upstream_table();
+    let url = format!("http://127.0.0.1:{port}");
+
+    let (code, out) = check(&site, &["--connect"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(
+        out.contains(&format!(
+            "ok   hub: enrolled: {url} knows this agent's key (SHA256:"
+        )) && out.contains("as \"test-site\", and its answer is signed with [upstream] hub_key"),
+        "{out}"
+    );
+    assert_eq!(hub.agent()["status"], "never-seen", "a ping stores nothing");
+
+    // The hub's answer checked against a key that is not the hub's.
+    let stranger = keygen(&Site::new());
+    let hub_key = hub.public_key();
+    site.tables = site.tables.replace(&hub_key, &stranger);
+    let (code, out) = check(&site, &["--connect"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("FAIL hub: ")
+            && out.contains("its answer is not signed with [upstream] hub_key"),
+        "{out}"
+    );
+    site.tables = site.tables.replace(&stranger, &hub_key);
+
+    // The same hub, now listing another agent's key under our id: we are not enrolled.
+    hub.stop();
+    hub.config_text = hub.config_text.replace(&agent_key, &stranger);
+    hub.start_again();
+    let (code, out) = check(&site, &["--connect"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!(
+            "FAIL hub: not enrolled: {url} knows no agent with this key"
+        )) && out.contains(&format!("outpost enroll --hub {url} --token-file FILE")),
+        "{out}"
+    );
+
+    hub.stop();
+    let (code, out) = check(&site, &["--connect"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains(&format!("FAIL hub: unreachable: {url}: ")),
+        "{out}"
+    );
 }

@@ -1,5 +1,5 @@
 //! The checks that need the network: each source's ref, the Kubernetes API and the agent's permissions for the
-//! kinds of its last good bundles (SelfSubjectAccessReview), and the hub.
+//! kinds of its last good bundles (SelfSubjectAccessReview), and the hub (a signed ping, [`super::hub`]).
 
 use std::collections::BTreeSet;
 
@@ -34,7 +34,7 @@ pub async fn all(config: &Config) -> Vec<Finding> {
         out.extend(kubernetes(config).await);
     }
     if let Some(upstream) = &config.upstream {
-        out.push(hub(upstream).await);
+        out.push(super::hub::check(config, upstream).await);
     }
     out
 }
@@ -218,33 +218,4 @@ enum Refusal {
     Api(String),
     #[error(transparent)]
     Unreachable(#[from] kube::KubeError),
-}
-
-/// The hub answers over the configured URL and TLS settings. A signed no-op needs an endpoint the hub does not
-/// have yet, so the hub key itself is checked by the first heartbeat's signed reply.
-async fn hub(upstream: &crate::config::Upstream) -> Finding {
-    let subject = "hub";
-    let client = match crate::daemon::heartbeat::client(upstream) {
-        Ok(c) => c,
-        Err(e) => return Finding::fail(subject, e.to_string()),
-    };
-    let url = format!("{}/v1/heartbeats", upstream.url);
-    match client.get(&url).send().await {
-        // The heartbeat endpoint only takes POST: a 405 is the hub answering.
-        Ok(r) if r.status().as_u16() == 405 => Finding::ok(
-            subject,
-            format!(
-                "{} answers; its key is checked on the first heartbeat's signed reply",
-                upstream.url
-            ),
-        ),
-        Ok(r) => Finding::fail(
-            subject,
-            format!(
-                "{url} answered HTTP {}: is [upstream] url an outpost hub?",
-                r.status().as_u16()
-            ),
-        ),
-        Err(e) => Finding::fail(subject, outpost_proto::text::error_chain(&e, ": ")),
-    }
 }

@@ -4,10 +4,11 @@
 //! Offline ([`files`]): the config, the state directory, the agent key, and every file the config names (CA
 //! files, credentials, signer keys, target folders, the kubeconfig). With `--connect` ([`connect`]) also what
 //! only the network can say: each source's ref, the Kubernetes API and the agent's permissions for the kinds of
-//! its last good bundles, and the hub.
+//! its last good bundles, and the hub: a signed ping ([`hub`]) shows whether it knows this agent's key.
 
 mod connect;
 mod files;
+mod hub;
 
 use std::path::Path;
 

@@ -1,12 +1,14 @@
 //! `GET /agents/{id}`: one agent's page, linked from the fleet page: its status, each source (state, applied
-//! and last good revision, error) and its recent heartbeats, newest first, with each source's state then. Like
-//! the fleet page: no JavaScript, everything the agent supplied escaped, an offline agent's states bracketed.
+//! and last good revision, error), its recent heartbeats, newest first, with each source's state then, and
+//! the requests of it this hub process refused ([`crate::agent_refusals`]). Like the fleet page: no
+//! JavaScript, everything the agent supplied escaped, an offline agent's states bracketed.
 
 use std::fmt::Write as _;
 
 use outpost_proto::wire::{Heartbeat, SourceState};
 
 use super::{escape, source_cells, CONTENT_TYPE, REFRESH_SECS, STYLE};
+use crate::agent_refusals::{AgentRefusal, PER_AGENT};
 use crate::reply::Reply;
 use crate::status::{format_ms, AgentView};
 
@@ -39,12 +41,12 @@ impl Recent {
     }
 }
 
-pub fn handle(view: &AgentView, recent: &[Recent]) -> Reply {
-    Reply::text(200, CONTENT_TYPE, render(view, recent))
+pub fn handle(view: &AgentView, recent: &[Recent], refusals: &[AgentRefusal]) -> Reply {
+    Reply::text(200, CONTENT_TYPE, render(view, recent, refusals))
 }
 
-/// The page; `recent` newest first.
-pub fn render(view: &AgentView, recent: &[Recent]) -> String {
+/// The page; `recent` and `refusals` newest first.
+pub fn render(view: &AgentView, recent: &[Recent], refusals: &[AgentRefusal]) -> String {
     let id = escape(&view.agent_id);
     let mut page = String::new();
     let _ = write!(
@@ -137,8 +139,34 @@ pub fn render(view: &AgentView, recent: &[Recent]) -> String {
     if recent.is_empty() {
         page.push_str("<tr><td colspan=\"4\">none kept</td></tr>\n");
     }
-    page.push_str("</tbody>\n</table>\n</body>\n</html>\n");
+    page.push_str("</tbody>\n</table>\n");
+    refusal_table(&mut page, refusals);
+    page.push_str("</body>\n</html>\n");
     page
+}
+
+/// The agent's refused requests, newest first; what the hub told the agent, escaped (it may quote the
+/// request).
+fn refusal_table(page: &mut String, refusals: &[AgentRefusal]) {
+    let _ = write!(
+        page,
+        "<h2>Refusals seen by this hub</h2>\n<p>The newest {PER_AGENT} of this agent's signed requests this hub process refused since it started (each replica keeps its own).</p>\n\
+         <table>\n<thead><tr><th>When (hub clock)</th><th>Answer</th><th>Reason</th><th>Message</th></tr></thead>\n<tbody>\n"
+    );
+    for refusal in refusals {
+        let _ = writeln!(
+            page,
+            "<tr><td class=\"when\">{}</td><td>{}</td><td><code>{}</code></td><td class=\"error\">{}</td></tr>",
+            escape(refusal.at.as_deref().unwrap_or("-")),
+            refusal.status,
+            escape(refusal.reason),
+            escape(&refusal.message)
+        );
+    }
+    if refusals.is_empty() {
+        page.push_str("<tr><td colspan=\"4\">none</td></tr>\n");
+    }
+    page.push_str("</tbody>\n</table>\n");
 }
 
 #[cfg(test)]
@@ -183,7 +211,19 @@ mod tests {
                 sources: vec![("<apps>".into(), SourceState::Ready)],
             },
         ];
-        let page = render(&view, &recent);
+        let refused = AgentRefusal {
+            at: Some("2026-09-21T14:13:21Z".into()),
+            at_ms: 0,
+            status: 409,
+            reason: "seq_not_newer",
+            message: "seq 3 is not above <8>".into(),
+        };
+        let page = render(&view, &recent, &[refused]);
+        assert!(
+            page.contains("<td>409</td><td><code>seq_not_newer</code></td><td class=\"error\">seq 3 is not above &lt;8&gt;</td>"),
+            "{page}"
+        );
+        assert!(render(&view, &recent, &[]).contains("<tr><td colspan=\"4\">none</td></tr>"));
         assert!(
             !page.contains("<script") && !page.contains("<apps>"),
             "{page}"

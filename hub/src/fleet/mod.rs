@@ -37,7 +37,7 @@ th,td{border:1px solid #ccc;padding:.3em .6em;text-align:left;vertical-align:top
 th{background:#f3f3f3}\
 .online{color:#17702b}.offline{color:#c00;font-weight:bold}.never-seen{color:#777}\
 .history{color:#777}.error{color:#c00;white-space:pre-wrap;font-family:monospace}\
-code{font-family:monospace}";
+code{font-family:monospace}a code,.when{white-space:nowrap}form{margin:.8em 0}";
 
 /// Answers `GET /?state=…&q=…&page=N` with the fleet's `views` at `now_ms` (the hub's clock, Unix
 /// milliseconds).
@@ -168,7 +168,11 @@ fn agent_rows(page: &mut String, view: &AgentView) {
         _ => "never-seen",
     };
     let last_seen = match (&view.last_seen, view.last_seen_secs_ago) {
-        (Some(at), Some(ago)) => format!("{} ({ago} s ago)", escape(at)),
+        // The time on one line (it broke at its dashes in a narrow column), its age under it.
+        (Some(at), Some(ago)) => format!(
+            "<span class=\"when\">{}</span><br>({ago} s ago)",
+            escape(at)
+        ),
         _ => "-".to_owned(),
     };
     let mut generation = format!(

@@ -1,8 +1,13 @@
 //! The network side of the hub: accept connections (HTTPS, or plain HTTP on loopback), read requests within
 //! limits, hand them to the handlers, and write their answers.
 //!
+//! The hub accepts its own connections (the TLS handshake within its timeout, the connection cap from the
+//! open-files limit, graceful shutdown) and hands each to hyper with axum's router (`routes::router`) as
+//! its service; `handlers` holds what each route runs.
+//!
 //! Endpoints:
-//! - `POST /v1/heartbeats` -> [`crate::heartbeat`]; `POST /v1/enroll` -> [`crate::enroll`];
+//! - `POST /v1/heartbeats` -> [`crate::heartbeat`]; `POST /v1/ping` -> [`crate::ping`] (signed, stores
+//!   nothing); `POST /v1/enroll` -> [`crate::enroll`];
 //! - `GET /v1/agents` -> [`crate::status`] and `GET /v1/agents/{id}` -> [`crate::history`] (a page of the
 //!   agent's heartbeats, streamed);
 //! - `GET /` -> [`crate::fleet`] (HTML) and `GET /metrics` -> [`crate::metrics`] (Prometheus). Every answer
@@ -31,6 +36,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use outpost_proto::keys::PublicKey;
@@ -45,6 +51,7 @@ use crate::tls::TlsError;
 
 mod body;
 pub mod fds;
+mod handlers;
 mod routes;
 
 /// A client must send its request headers within this time, or the connection is closed.
@@ -262,6 +269,7 @@ async fn accept_loop(
     mut stopped: watch::Receiver<bool>,
 ) {
     let graceful = GracefulShutdown::new();
+    let router = routes::router(state);
     let slots = Arc::new(Semaphore::new(max_connections));
     loop {
         // A slot first: at the cap, new connections wait in the kernel's listen backlog, costing the hub no
@@ -287,18 +295,18 @@ async fn accept_loop(
             }
         };
         let watcher = graceful.watcher();
-        let state = state.clone();
+        let router = router.clone();
         let tls = tls.clone();
         tokio::spawn(async move {
             match tls {
                 Some(acceptor) => {
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                        Ok(Ok(stream)) => serve_connection(stream, peer, state, watcher).await,
+                        Ok(Ok(stream)) => serve_connection(stream, peer, router, watcher).await,
                         Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
                         Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
                     }
                 }
-                None => serve_connection(tcp, peer, state, watcher).await,
+                None => serve_connection(tcp, peer, router, watcher).await,
             }
             drop(slot);
         });
@@ -315,12 +323,17 @@ async fn accept_loop(
     }
 }
 
-async fn serve_connection<S>(io: S, peer: SocketAddr, state: Arc<HubState>, watcher: Watcher)
+/// Serves one connection's requests with the hub's routes; each request carries the peer's address
+/// ([`routes::Peer`]) for the rate limits and the log.
+async fn serve_connection<S>(io: S, peer: SocketAddr, router: axum::Router, watcher: Watcher)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let service =
-        hyper::service::service_fn(move |request| routes::route(state.clone(), peer, request));
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+        request.extensions_mut().insert(routes::Peer(peer));
+        // The router is always ready (it holds no capacity of its own), so it is called without poll_ready.
+        tower_service::Service::call(&mut router.clone(), request)
+    });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())

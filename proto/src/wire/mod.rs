@@ -18,6 +18,7 @@
 
 mod assignment;
 mod heartbeat;
+mod ping;
 mod refusal;
 mod time;
 
@@ -25,6 +26,7 @@ pub use assignment::{Assignment, AuthFiles, DecryptionFiles, GitRefSpec, SourceS
 pub use heartbeat::{
     bounded_error, AssignmentError, Heartbeat, RefusalKind, SourceState, SourceStatus,
 };
+pub use ping::{Ping, MAX_PING_BYTES};
 pub use refusal::HeartbeatRefusal;
 pub use time::{format_timestamp, parse_timestamp};
 
