@@ -285,14 +285,7 @@ async fn export(path: &Path, out: &Path) -> Result<(), HubError> {
         })?;
     let mut writer = std::io::BufWriter::new(file);
     let counts = backend::transfer::export(&*store, &mut writer).await?;
-    println!(
-        "exported {} enrollments, {} used tokens, {} assignments, {} heartbeats to {}",
-        counts.enrollments,
-        counts.used_tokens,
-        counts.assignments,
-        counts.heartbeats,
-        out.display()
-    );
+    println!("exported {counts} to {}", out.display());
     Ok(())
 }
 
@@ -306,14 +299,7 @@ async fn import(path: &Path, input: &Path) -> Result<(), HubError> {
     })?;
     let counts =
         backend::transfer::import(&*store, std::io::BufReader::new(file), config.history).await?;
-    println!(
-        "imported {} enrollments, {} used tokens, {} assignments, {} heartbeats into {}",
-        counts.enrollments,
-        counts.used_tokens,
-        counts.assignments,
-        counts.heartbeats,
-        path.display()
-    );
+    println!("imported {counts} into {}", path.display());
     Ok(())
 }
 
