@@ -35,7 +35,6 @@
 //! - [`notify`]: systemd readiness and watchdog
 //! - [`fsutil`]: crash-safe file replacement
 //! - [`redact`]: credentials kept out of output
-//! - [`mem`]: giving freed memory back to the system
 
 #[doc(hidden)]
 pub mod fuzzing;
@@ -53,7 +52,6 @@ pub mod fsutil;
 pub mod http_body;
 pub mod identity;
 pub mod logging;
-pub mod mem;
 pub mod notify;
 pub mod reconcile;
 pub mod redact;

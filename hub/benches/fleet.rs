@@ -17,30 +17,12 @@ use std::time::{Duration, Instant};
 
 use common::child::ChildHub;
 use common::postgres::PgCluster;
-use common::{now, Agent, TestError, JSON};
+use common::{cpu_secs, env_knob, now, Agent, TestError, JSON};
 use outpost_proto::signed::sign_request;
 
 const NAME: &str = "hub.fleet.bench:8443";
 /// Requests in flight at once in a saturated run.
 const CONCURRENCY: usize = 128;
-
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// User + system CPU seconds of a process so far.
-fn cpu_secs(pid: u32) -> Result<f64, TestError> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let after = stat.rsplit_once(')').ok_or("bad stat")?.1;
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    Ok(ticks / hz)
-}
 
 struct Signed {
     body: Vec<u8>,
@@ -161,9 +143,9 @@ fn report(label: &str, run: &Run) {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), TestError> {
     common::install_crypto_provider();
-    let count = env("FLEET_AGENTS", 10_000) as usize;
-    let interval = Duration::from_secs(env("FLEET_INTERVAL_SECS", 30));
-    let saturate = env("FLEET_SATURATE", 20_000) as usize;
+    let count = env_knob("FLEET_AGENTS", 10_000) as usize;
+    let interval = Duration::from_secs(env_knob("FLEET_INTERVAL_SECS", 30));
+    let saturate = env_knob("FLEET_SATURATE", 20_000) as usize;
     let agents: Vec<Agent> = (0..count)
         .map(|i| Agent::new(&format!("shop-{i:05}")))
         .collect::<Result<_, _>>()?;

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::child::ChildHub;
-use common::{now, Agent, TestError, ADMIN_TOKEN, JSON, READ_TOKEN, REVISION};
+use common::{env_knob, now, Agent, TestError, ADMIN_TOKEN, JSON, READ_TOKEN, REVISION};
 use outpost_proto::signed::sign_request;
 use outpost_proto::wire::{Heartbeat, SourceState, SourceStatus};
 
@@ -25,13 +25,6 @@ const CONCURRENCY: usize = 32;
 const SITES: [&str; 8] = [
     "berlin", "lisbon", "osaka", "quito", "tunis", "oslo", "perth", "denver",
 ];
-
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// What agent `i` of the fleet reports: mostly Ready; a spread of problems, with errors as real ones read.
 fn heartbeat(agent: &Agent, i: usize, seq: u64) -> Heartbeat {
@@ -240,8 +233,8 @@ async fn measure(base: &str, path: &str, tries: u64) -> Result<(), TestError> {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), TestError> {
     common::install_crypto_provider();
-    let count = env("FLEET_AGENTS", 10_000) as usize;
-    let tries = env("FLEET_PAGE_TRIES", 10);
+    let count = env_knob("FLEET_AGENTS", 10_000) as usize;
+    let tries = env_knob("FLEET_PAGE_TRIES", 10);
     let agents: Vec<Agent> = (0..count)
         .map(|i| Agent::new(&format!("shop-{i:05}")))
         .collect::<Result<_, _>>()?;
@@ -282,7 +275,7 @@ async fn main() -> Result<(), TestError> {
     }
     println!("hub peak RSS: {} MiB", hub.status_kib("VmHWM")? / 1024);
 
-    let hold = env("FLEET_PAGE_HOLD", 0);
+    let hold = env_knob("FLEET_PAGE_HOLD", 0);
     if hold > 0 {
         println!(
             "serving {base}/ for {hold} s; read token {READ_TOKEN} (HTTP Basic password, any user)"

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use common::child::ChildHub;
 use common::postgres::PgCluster;
-use common::{now, Agent, TestError, ADMIN_TOKEN, JSON};
+use common::{cpu_secs, env_knob, now, Agent, TestError, ADMIN_TOKEN, JSON};
 use outpost_proto::signed::sign_request;
 use outpost_proto::wire::{Heartbeat, SourceState, SourceStatus};
 use serde_json::{json, Value};
@@ -31,24 +31,6 @@ const MAX_CONCURRENCY: usize = 2_000;
 const CONCURRENCY: usize = 64;
 /// How long the whole run may take before the bench gives up.
 const GIVE_UP: Duration = Duration::from_secs(900);
-
-fn env(name: &str, default: u64) -> u64 {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-/// User + system CPU seconds of a process so far.
-fn cpu_secs(pid: u32) -> Result<f64, TestError> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let after = stat.rsplit_once(')').ok_or("bad stat")?.1;
-    let fields: Vec<&str> = after.split_whitespace().collect();
-    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    Ok(ticks / hz)
-}
 
 fn now_ms() -> u64 {
     outpost_hub::state::now_ms()
@@ -218,8 +200,8 @@ async fn admin(
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<(), TestError> {
     common::install_crypto_provider();
-    let count = env("FLEET_AGENTS", 10_000) as usize;
-    let interval = Duration::from_secs(env("FLEET_INTERVAL_SECS", 10));
+    let count = env_knob("FLEET_AGENTS", 10_000) as usize;
+    let interval = Duration::from_secs(env_knob("FLEET_INTERVAL_SECS", 10));
     let agents: Vec<Agent> = (0..count)
         .map(|i| Agent::new(&format!("shop-{i:05}")))
         .collect::<Result<_, _>>()?;
@@ -230,7 +212,7 @@ async fn main() -> Result<(), TestError> {
     for agent in &agents {
         text.push_str(&agent.config_table(""));
     }
-    let pg = if env("FLEET_PG", 0) == 1 {
+    let pg = if env_knob("FLEET_PG", 0) == 1 {
         let pg = PgCluster::start()?;
         text.push_str(&pg.store_table());
         Some(pg)

@@ -19,7 +19,7 @@
 //! - [`rollout`]: fleet rollouts (issue 19): releases, waves, the pure `step` decisions, the driver task that
 //!   pins commits in assignments, and their admin endpoints, commands, page section and metrics;
 //! - [`reply`]: the answers they return, accepted or refused; [`durable`]: a heartbeat's reply waits until its
-//!   record is on disk (group commit); [`mem`]: a fleet read's memory handed back to the system.
+//!   record is on disk (group commit).
 //!
 //! Wire formats, signing and keys come from `outpost_proto`; nothing here re-implements them.
 
@@ -36,7 +36,6 @@ pub mod fleet;
 pub mod heartbeat;
 pub mod history;
 pub mod limit;
-pub mod mem;
 pub mod metrics;
 pub mod ping;
 pub mod refusals;

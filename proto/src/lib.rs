@@ -4,6 +4,7 @@
 //! Everything here is plain synchronous code over bytes and strings:
 //! - [`keys`]: Ed25519 keys (PKCS#8 files kept private, the `ed25519:` text form, OpenSSH-style fingerprints);
 //! - [`digest`]: RFC 9530 `Content-Digest` (sha-256) over a message body;
+//! - [`mem`]: freed heap memory handed back to the system after a peak (agent and hub);
 //! - [`sfv`]: RFC 8941 structured fields, which the two RFCs above rely on, through the `sfv` crate;
 //! - [`signature`]: RFC 9421 HTTP Message Signatures over requests and responses;
 //! - [`signed`]: Outpost's signing policy on whole messages (digest + signature, the covered components, the
@@ -18,6 +19,7 @@ pub mod digest;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod keys;
+pub mod mem;
 pub mod sfv;
 pub mod signature;
 pub mod signed;

@@ -295,20 +295,7 @@ fn rollouts_move_waves_roll_back_defer_offline_sites_and_survive_a_hub_restart()
 
     // 1. Three waves: the canary, half the fleet, the rest.
     let v2 = commit_manifest(&repo, "v2");
-    let mut args = vec![
-        "rollout",
-        "start",
-        "--release",
-        "shop",
-        "--to",
-        &v2,
-        "--id",
-        "to-v2",
-        "--progress-deadline",
-        "60s",
-    ];
-    args.extend(waves_args());
-    hub.admin(&args);
+    start_rollout(&hub, &v2, "to-v2", &[]);
     wait_until(WAIT, "rollout to-v2 succeeds", || {
         phase(&hub, "to-v2") == "Succeeded"
     });
@@ -371,20 +358,7 @@ fn rollouts_move_waves_roll_back_defer_offline_sites_and_survive_a_hub_restart()
     // 2. A bad commit: the canary fails, the breach rolls it back, no other site is ever pinned to it.
     repo.write("deploy/shop.yaml", b"apiVersion: v1\nkind: [ConfigMap\n");
     let bad = repo.commit("broken manifest");
-    let mut args = vec![
-        "rollout",
-        "start",
-        "--release",
-        "shop",
-        "--to",
-        &bad,
-        "--id",
-        "bad",
-        "--progress-deadline",
-        "60s",
-    ];
-    args.extend(waves_args());
-    hub.admin(&args);
+    start_rollout(&hub, &bad, "bad", &[]);
     wait_until(WAIT, "rollout bad rolls back", || {
         phase(&hub, "bad") == "RolledBack"
     });
@@ -448,20 +422,7 @@ fn rollouts_move_waves_roll_back_defer_offline_sites_and_survive_a_hub_restart()
         })
     });
     let v3 = commit_manifest(&repo, "v3");
-    let mut args = vec![
-        "rollout",
-        "start",
-        "--release",
-        "shop",
-        "--to",
-        &v3,
-        "--id",
-        "to-v3",
-        "--progress-deadline",
-        "60s",
-    ];
-    args.extend(waves_args());
-    hub.admin(&args);
+    start_rollout(&hub, &v3, "to-v3", &[]);
     wait_until(
         WAIT,
         "rollout to-v3 succeeds without the offline site",
@@ -481,22 +442,7 @@ fn rollouts_move_waves_roll_back_defer_offline_sites_and_survive_a_hub_restart()
 
     // 4. A hub restart mid-rollout: wave 1 passes, the soak holds wave 2, the hub restarts, the rollout resumes.
     let v4 = commit_manifest(&repo, "v4");
-    let mut args = vec![
-        "rollout",
-        "start",
-        "--release",
-        "shop",
-        "--to",
-        &v4,
-        "--id",
-        "to-v4",
-        "--progress-deadline",
-        "60s",
-        "--soak",
-        "4s",
-    ];
-    args.extend(waves_args());
-    hub.admin(&args);
+    start_rollout(&hub, &v4, "to-v4", &["--soak", "4s"]);
     wait_until(WAIT, "the canary is Ready on v4", || {
         site_state(&hub.rollout("to-v4"), "shop-00") == "Ready"
     });
@@ -523,8 +469,29 @@ fn rollouts_move_waves_roll_back_defer_offline_sites_and_survive_a_hub_restart()
     hub.stop();
 }
 
-fn waves_args() -> Vec<&'static str> {
-    vec!["--wave", "ring=canary", "--wave", "50%", "--wave", "100%"]
+/// `outpost-hub rollout start` of release `shop` to `to` in three waves (the canary, half, the rest), with a
+/// 60 s progress deadline and `extra` options.
+fn start_rollout(hub: &Hub, to: &str, id: &str, extra: &[&str]) {
+    let mut args = vec![
+        "rollout",
+        "start",
+        "--release",
+        "shop",
+        "--to",
+        to,
+        "--id",
+        id,
+        "--progress-deadline",
+        "60s",
+        "--wave",
+        "ring=canary",
+        "--wave",
+        "50%",
+        "--wave",
+        "100%",
+    ];
+    args.extend_from_slice(extra);
+    hub.admin(&args);
 }
 
 /// The hub's public key, from the key file it created (what `serve` prints for operators).

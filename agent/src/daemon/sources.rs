@@ -40,7 +40,7 @@ pub async fn run(
         .filter(|r| r.may_apply())
     {
         let restored = r.restore_last_good().await;
-        crate::mem::release_free_memory();
+        outpost_proto::mem::release_free_memory();
         match restored {
             Ok(Some(rev)) => {
                 tracing::info!(source = r.name(), revision = %rev, "last good revision re-applied from the store")

@@ -139,7 +139,7 @@ impl Target {
                 let drift = k.drifted(source, revision).await;
                 // The check read every object's metadata; give that memory back between cycles. Only here: the
                 // directory target's check is a stat, and trimming on its every poll would be wasted work.
-                crate::mem::release_free_memory();
+                outpost_proto::mem::release_free_memory();
                 Ok(drift?)
             }
         }

@@ -284,7 +284,7 @@ impl<S: Origin, T: Deploy> Reconciler<S, T> {
         )?;
         tracing::info!(source = self.name(), revision = %revision, objects = applied.object_count, digest = %prepared.bundle.digest, "applied");
         drop(prepared);
-        crate::mem::release_free_memory();
+        outpost_proto::mem::release_free_memory();
         Ok(PassOutcome::Applied {
             revision,
             objects: applied.object_count,

@@ -220,7 +220,7 @@ pub async fn agents(State(state): Hub) -> Answered {
     let reply = on_blocking_pool(move || {
         let reply = Reply::json(200, &views);
         drop(views);
-        crate::mem::release_free_memory();
+        outpost_proto::mem::release_free_memory();
         reply
     })
     .await?;
@@ -261,7 +261,7 @@ where
     let page = on_blocking_pool(move || {
         let page = render(&hub, &views, now);
         drop(views);
-        crate::mem::release_free_memory();
+        outpost_proto::mem::release_free_memory();
         Ok(page)
     })
     .await?;

@@ -37,6 +37,25 @@ pub fn reader_table() -> String {
     )
 }
 
+/// A bench's knob: the environment variable `name` as a number, or `default`.
+pub fn env_knob(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// User + system CPU seconds of process `pid` so far (from `/proc`), for the benches' CPU figures.
+pub fn cpu_secs(pid: u32) -> Result<f64, TestError> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after = stat.rsplit_once(')').ok_or("bad stat")?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Ok(ticks / hz)
+}
+
 /// Unix seconds now.
 pub fn now() -> i64 {
     i64::try_from(outpost_hub::state::now_ms() / 1000).unwrap_or(i64::MAX)
