@@ -8,6 +8,9 @@
 //!
 //! On a 2-core machine the load generator, PostgreSQL and the replicas share the cores, so the ratio says
 //! more about contention than about scaling out; run it where each part has its own cores for that figure.
+//! Or give each replica a CPU quota of its own (`FLEET_REPLICA_CPU=0.4`: 40% of one core, through a cgroup v1
+//! `cpu` group under `/sys/fs/cgroup/cpu`, as root), so that the replicas, not the shared cores, are what
+//! runs out: then the ratio measures what a second replica adds.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -58,6 +61,36 @@ async fn post(client: &reqwest::Client, base: &str, signed: Signed) -> Result<Du
         return Err(format!("heartbeat answered {status}").into());
     }
     Ok(started.elapsed())
+}
+
+/// A cgroup v1 `cpu` group holding one process, with a CFS quota; removed when dropped.
+struct CpuQuota(std::path::PathBuf, u32);
+
+impl CpuQuota {
+    const PERIOD_US: u64 = 100_000;
+
+    fn apply(pid: u32, share: f64) -> Result<CpuQuota, TestError> {
+        let dir = std::path::PathBuf::from(format!("/sys/fs/cgroup/cpu/outpost-bench-{pid}"));
+        std::fs::create_dir(&dir).map_err(|e| {
+            format!(
+                "{}: {e} (FLEET_REPLICA_CPU needs root and cgroup v1 cpu)",
+                dir.display()
+            )
+        })?;
+        std::fs::write(dir.join("cpu.cfs_period_us"), Self::PERIOD_US.to_string())?;
+        let quota = (share * Self::PERIOD_US as f64) as u64;
+        std::fs::write(dir.join("cpu.cfs_quota_us"), quota.to_string())?;
+        std::fs::write(dir.join("cgroup.procs"), pid.to_string())?;
+        Ok(CpuQuota(dir, pid))
+    }
+}
+
+impl Drop for CpuQuota {
+    fn drop(&mut self) {
+        // Only an empty group can go: the process goes back to the root group first.
+        let _ = std::fs::write("/sys/fs/cgroup/cpu/cgroup.procs", self.1.to_string());
+        let _ = std::fs::remove_dir(&self.0);
+    }
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -162,7 +195,11 @@ async fn main() -> Result<(), TestError> {
         (0..count).map(|i| (i, *seq)).collect::<Vec<_>>()
     };
 
+    let quota = std::env::var("FLEET_REPLICA_CPU")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok());
     let a = ChildHub::start_with_key(&text, None, None)?;
+    let _a_quota = quota.map(|q| CpuQuota::apply(a.pid, q)).transpose()?;
     // One interval: every agent once, spread over it, as the fleet would send.
     let paced = run(&agents, &[&a], round(&mut seq), Some(interval)).await?;
     report(
@@ -178,6 +215,10 @@ async fn main() -> Result<(), TestError> {
     report("1 replica, saturated", &one);
 
     let b = ChildHub::start_with_key(&text, None, Some(&a.dir.path().join("hub.key")))?;
+    let _b_quota = quota.map(|q| CpuQuota::apply(b.pid, q)).transpose()?;
+    if let Some(q) = quota {
+        println!("each replica limited to {:.0}% of one core", q * 100.0);
+    }
     let paced2 = run(&agents, &[&a, &b], round(&mut seq), Some(interval)).await?;
     report(
         &format!("2 replicas, {count} agents every {}s", interval.as_secs()),

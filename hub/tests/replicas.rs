@@ -168,6 +168,7 @@ async fn agent_loop(
     bases: Arc<Vec<String>>,
     agent: Agent,
     count: u64,
+    acked_total: Arc<std::sync::atomic::AtomicUsize>,
 ) -> Result<Vec<u64>, TestError> {
     let mut acked = Vec::new();
     let mut seq = 1;
@@ -177,6 +178,7 @@ async fn agent_loop(
         match send(&client, base, &agent, &agent.heartbeat(seq, 0)).await? {
             Some(200) => {
                 acked.push(seq);
+                acked_total.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 seq += 1;
                 tries = 0;
             }
@@ -213,6 +215,10 @@ async fn check_nothing_acknowledged_is_lost(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_killed_mid_load_loses_no_acknowledged_heartbeat() -> TestResult {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    const PER_AGENT: u64 = 40;
+    const TOTAL: usize = 12 * PER_AGENT as usize;
+    let progress = Arc::new(AtomicUsize::new(0));
     let pg = PgCluster::start()?;
     let agents: Vec<Agent> = (0..12)
         .map(|i| Agent::new(&format!("shop-{i:03}")))
@@ -228,16 +234,30 @@ async fn a_replica_killed_mid_load_loses_no_acknowledged_heartbeat() -> TestResu
         .into_iter()
         .map(|agent| {
             let id = agent.id.clone();
-            let task = tokio::spawn(agent_loop(client.clone(), bases.clone(), agent, 40));
+            let task = tokio::spawn(agent_loop(
+                client.clone(),
+                bases.clone(),
+                agent,
+                PER_AGENT,
+                progress.clone(),
+            ));
             (id, task)
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Mid-load by count, not by time: a quarter of the heartbeats went through, most are still to come.
+    while progress.load(Ordering::Relaxed) < TOTAL / 4 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     a.kill()?;
+    let at_kill = progress.load(Ordering::Relaxed);
+    assert!(
+        at_kill < TOTAL,
+        "the load ended before the kill: nothing tested"
+    );
     let mut acked = Vec::new();
     for (id, task) in loops {
         let seqs = task.await??;
-        assert_eq!(seqs.len(), 40, "{id}");
+        assert_eq!(seqs.len(), PER_AGENT as usize, "{id}");
         acked.push((id, seqs));
     }
     check_nothing_acknowledged_is_lost(&pg, acked).await
@@ -267,7 +287,13 @@ async fn agents_fail_over_through_a_proxy_without_losing_an_acknowledged_heartbe
         .into_iter()
         .map(|agent| {
             let id = agent.id.clone();
-            let task = tokio::spawn(agent_loop(client.clone(), bases.clone(), agent, PER_AGENT));
+            let task = tokio::spawn(agent_loop(
+                client.clone(),
+                bases.clone(),
+                agent,
+                PER_AGENT,
+                Default::default(),
+            ));
             (id, task)
         })
         .collect();
@@ -318,7 +344,13 @@ async fn a_database_restart_answers_503_and_loses_nothing_acknowledged() -> Test
         .into_iter()
         .map(|agent| {
             let id = agent.id.clone();
-            let task = tokio::spawn(agent_loop(client.clone(), bases.clone(), agent, 30));
+            let task = tokio::spawn(agent_loop(
+                client.clone(),
+                bases.clone(),
+                agent,
+                30,
+                Default::default(),
+            ));
             (id, task)
         })
         .collect();
