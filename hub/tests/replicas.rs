@@ -163,6 +163,62 @@ async fn replicas_alternate_and_refuse_replays_alike() -> TestResult {
 
 /// Each agent sends its heartbeats in order, to the first replica that answers (a load balancer's
 /// failover); returns the seqs acknowledged.
+/// One agent's loop: the seqs acknowledged.
+type AgentTask = tokio::task::JoinHandle<Result<Vec<u64>, TestError>>;
+
+/// Agents each sending `per_agent` heartbeats in turn through `bases`, as [`agent_loop`]s.
+struct Load {
+    loops: Vec<(String, AgentTask)>,
+    acked: Arc<std::sync::atomic::AtomicUsize>,
+    per_agent: u64,
+}
+
+impl Load {
+    fn start(
+        client: &reqwest::Client,
+        bases: &Arc<Vec<String>>,
+        agents: Vec<Agent>,
+        per_agent: u64,
+    ) -> Load {
+        let acked = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let loops = agents
+            .into_iter()
+            .map(|agent| {
+                let id = agent.id.clone();
+                let task = tokio::spawn(agent_loop(
+                    client.clone(),
+                    bases.clone(),
+                    agent,
+                    per_agent,
+                    acked.clone(),
+                ));
+                (id, task)
+            })
+            .collect();
+        Load {
+            loops,
+            acked,
+            per_agent,
+        }
+    }
+
+    /// Heartbeats acknowledged so far, all agents together.
+    fn acked(&self) -> usize {
+        self.acked.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Waits for every agent; each must have had all its heartbeats acknowledged. Returns their seqs.
+    async fn finish(self) -> Result<Vec<(String, Vec<u64>)>, TestError> {
+        let mut acked = Vec::new();
+        for (id, task) in self.loops {
+            let seqs = task.await??;
+            assert_eq!(seqs.len(), self.per_agent as usize, "{id}");
+            acked.push((id, seqs));
+        }
+        Ok(acked)
+    }
+}
+
 async fn agent_loop(
     client: reqwest::Client,
     bases: Arc<Vec<String>>,
@@ -215,10 +271,8 @@ async fn check_nothing_acknowledged_is_lost(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_killed_mid_load_loses_no_acknowledged_heartbeat() -> TestResult {
-    use std::sync::atomic::{AtomicUsize, Ordering};
     const PER_AGENT: u64 = 40;
     const TOTAL: usize = 12 * PER_AGENT as usize;
-    let progress = Arc::new(AtomicUsize::new(0));
     let pg = PgCluster::start()?;
     let agents: Vec<Agent> = (0..12)
         .map(|i| Agent::new(&format!("shop-{i:03}")))
@@ -230,36 +284,18 @@ async fn a_replica_killed_mid_load_loses_no_acknowledged_heartbeat() -> TestResu
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(10))
         .build()?;
-    let loops: Vec<_> = agents
-        .into_iter()
-        .map(|agent| {
-            let id = agent.id.clone();
-            let task = tokio::spawn(agent_loop(
-                client.clone(),
-                bases.clone(),
-                agent,
-                PER_AGENT,
-                progress.clone(),
-            ));
-            (id, task)
-        })
-        .collect();
+    let load = Load::start(&client, &bases, agents, PER_AGENT);
     // Mid-load by count, not by time: a quarter of the heartbeats went through, most are still to come.
-    while progress.load(Ordering::Relaxed) < TOTAL / 4 {
+    while load.acked() < TOTAL / 4 {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     a.kill()?;
-    let at_kill = progress.load(Ordering::Relaxed);
+    let at_kill = load.acked();
     assert!(
         at_kill < TOTAL,
         "the load ended before the kill: nothing tested"
     );
-    let mut acked = Vec::new();
-    for (id, task) in loops {
-        let seqs = task.await??;
-        assert_eq!(seqs.len(), PER_AGENT as usize, "{id}");
-        acked.push((id, seqs));
-    }
+    let acked = load.finish().await?;
     check_nothing_acknowledged_is_lost(&pg, acked).await
 }
 
@@ -283,20 +319,7 @@ async fn agents_fail_over_through_a_proxy_without_losing_an_acknowledged_heartbe
         .timeout(Duration::from_secs(10))
         .pool_max_idle_per_host(0)
         .build()?;
-    let loops: Vec<_> = agents
-        .into_iter()
-        .map(|agent| {
-            let id = agent.id.clone();
-            let task = tokio::spawn(agent_loop(
-                client.clone(),
-                bases.clone(),
-                agent,
-                PER_AGENT,
-                Default::default(),
-            ));
-            (id, task)
-        })
-        .collect();
+    let load = Load::start(&client, &bases, agents, PER_AGENT);
     // Mid-load by count, not by time: a tenth of the heartbeats went through, most are still to come.
     while proxy.served().iter().sum::<usize>() < 12 * PER_AGENT as usize / 10 {
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -307,12 +330,7 @@ async fn agents_fail_over_through_a_proxy_without_losing_an_acknowledged_heartbe
         "both replicas served: {before:?}"
     );
     a.kill()?;
-    let mut acked = Vec::new();
-    for (id, task) in loops {
-        let seqs = task.await??;
-        assert_eq!(seqs.len(), PER_AGENT as usize, "{id}");
-        acked.push((id, seqs));
-    }
+    let acked = load.finish().await?;
     let after = proxy.served();
     assert!(
         after[1] > before[1],
@@ -340,30 +358,12 @@ async fn a_database_restart_answers_503_and_loses_nothing_acknowledged() -> Test
     assert_eq!(down, Some(503));
     pg.resume()?;
 
-    let loops: Vec<_> = agents
-        .into_iter()
-        .map(|agent| {
-            let id = agent.id.clone();
-            let task = tokio::spawn(agent_loop(
-                client.clone(),
-                bases.clone(),
-                agent,
-                30,
-                Default::default(),
-            ));
-            (id, task)
-        })
-        .collect();
+    let load = Load::start(&client, &bases, agents, 30);
     tokio::time::sleep(Duration::from_millis(500)).await;
     pg.stop()?;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     pg.resume()?;
-    let mut acked = Vec::new();
-    for (id, task) in loops {
-        let seqs = task.await??;
-        assert_eq!(seqs.len(), 30, "{id}");
-        acked.push((id, seqs));
-    }
+    let acked = load.finish().await?;
     check_nothing_acknowledged_is_lost(&pg, acked).await?;
     let log = hub.log();
     assert!(
