@@ -10,6 +10,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use super::driver;
 use super::model::{self, Rollout};
@@ -17,21 +18,46 @@ use crate::backend::BackendError;
 use crate::state::HubState;
 use crate::store::Labels;
 
-/// Per release: the commit the sites were seen pinned at, and those sites.
+/// Per release: the commit the sites were seen pinned at, and those sites; and when the last pass ran.
 #[derive(Debug, Default)]
-pub struct Members(Mutex<BTreeMap<String, (String, BTreeSet<String>)>>);
+pub struct Members {
+    known: Mutex<BTreeMap<String, (String, BTreeSet<String>)>>,
+    last_pass: Mutex<Option<Instant>>,
+}
 
 impl Members {
-    fn known(&self, release: &str, commit: &str) -> BTreeSet<String> {
-        let map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+    /// Of `candidates`, those not yet seen pinned to `release` at `commit`.
+    fn unknown<'a>(
+        &self,
+        release: &str,
+        commit: &str,
+        candidates: impl Iterator<Item = &'a String>,
+    ) -> Vec<&'a String> {
+        let map = self.known.lock().unwrap_or_else(PoisonError::into_inner);
         match map.get(release) {
-            Some((c, sites)) if c == commit => sites.clone(),
-            _ => BTreeSet::new(),
+            Some((c, sites)) if c == commit => {
+                candidates.filter(|id| !sites.contains(*id)).collect()
+            }
+            _ => candidates.collect(),
         }
     }
 
+    /// True at most once per `every`: the driver wakes on heartbeats, newcomers need not be found that often.
+    fn due(&self, every: Duration) -> bool {
+        let mut last = self
+            .last_pass
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        if last.is_some_and(|t| now.duration_since(t) < every) {
+            return false;
+        }
+        *last = Some(now);
+        true
+    }
+
     pub(super) fn add(&self, release: &str, commit: &str, site: String) {
-        let mut map = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut map = self.known.lock().unwrap_or_else(PoisonError::into_inner);
         let entry = map
             .entry(release.to_owned())
             .or_insert_with(|| (commit.to_owned(), BTreeSet::new()));
@@ -42,9 +68,13 @@ impl Members {
     }
 }
 
-/// Pins every site a release selects, and no active rollout of it holds, at the release's commit. Returns how
-/// many sites were checked in the store (newcomers, or all of a release whose commit changed).
+/// Pins every site a release selects, and no active rollout of it holds, at the release's commit, at most once
+/// per `rollout_interval`. Returns how many sites were checked in the store (newcomers, or all of a release
+/// whose commit changed).
 pub async fn reconcile(state: &HubState, rollouts: &[Rollout]) -> Result<usize, BackendError> {
+    if !state.release_members.due(state.config.rollout_interval) {
+        return Ok(0);
+    }
     let releases = state.store.releases().await?;
     if releases.is_empty() {
         return Ok(0);
@@ -59,15 +89,15 @@ pub async fn reconcile(state: &HubState, rollouts: &[Rollout]) -> Result<usize, 
             .filter(|r| r.release == release.name && r.is_active())
             .flat_map(|r| r.sites.keys().map(String::as_str))
             .collect();
-        let known = state.release_members.known(&release.name, &release.commit);
-        for id in &ids {
+        let selected = ids.iter().filter(|id| {
+            !held.contains(id.as_str())
+                && model::matches(&release.selector, labels.get(*id).unwrap_or(&none))
+        });
+        let newcomers = state
+            .release_members
+            .unknown(&release.name, &release.commit, selected);
+        for id in newcomers {
             let site_labels = labels.get(id).unwrap_or(&none);
-            if known.contains(id)
-                || held.contains(id.as_str())
-                || !model::matches(&release.selector, site_labels)
-            {
-                continue;
-            }
             driver::pin(state, id, &release.source, &release.commit, site_labels).await?;
             state
                 .release_members
