@@ -8,7 +8,6 @@
 
 use std::time::Duration;
 
-use outpost_proto::signed::{self, Freshness, ReceivedResponse};
 use outpost_proto::wire::{Ping, MAX_PING_BYTES};
 
 use super::Finding;
@@ -19,7 +18,6 @@ const PING_TIMEOUT: Duration = Duration::from_secs(30);
 /// The most of an answer read: a ping's answer or a refusal is far smaller.
 const MAX_ANSWER: usize = 64 * 1024;
 const SUBJECT: &str = "hub";
-const JSON: &str = "application/json";
 
 /// What one ping came back with.
 #[derive(Debug)]
@@ -48,76 +46,29 @@ pub async fn check(config: &Config, upstream: &Upstream) -> Finding {
     judge(&upstream.url, &config.agent.id, &fingerprint, exchange)
 }
 
-/// Sends one signed ping; `Err` for what stops it before any answer (a bad URL, no client).
+/// Sends one signed ping, as a heartbeat is sent; `Err` for what stopped it before any answer.
 async fn ping(
     upstream: &Upstream,
     agent_id: &str,
     key: &outpost_proto::keys::SigningKey,
 ) -> Result<Exchange, String> {
-    let client = crate::daemon::heartbeat::client(upstream).map_err(|e| e.to_string())?;
-    let url = format!("{}/v1/ping", upstream.url);
-    let parsed = reqwest::Url::parse(&url).map_err(|e| format!("[upstream] url {url}: {e}"))?;
-    // What the HTTP client sends as Host: the port only when it is not the scheme's default.
-    let host = parsed.host_str().unwrap_or_default();
-    let authority = match parsed.port() {
-        Some(port) => format!("{host}:{port}"),
-        None => host.to_owned(),
-    };
+    use crate::daemon::heartbeat;
+    let client = heartbeat::client(upstream).map_err(|e| e.to_string())?;
     let body = Ping {
         agent_id: agent_id.to_owned(),
     }
     .to_body();
     debug_assert!(body.len() <= MAX_PING_BYTES);
-    let now = crate::store::now() as i64;
-    let headers = signed::sign_request("POST", &authority, parsed.path(), &body, JSON, key, now)
-        .map_err(|e| format!("cannot sign the ping: {e}"))?;
-    let mut request = client
-        .post(parsed)
-        .timeout(PING_TIMEOUT)
-        .header("content-type", JSON)
-        .body(body);
-    for (name, value) in &headers {
-        request = request.header(*name, value.as_str());
-    }
-    let response = match request.send().await {
-        Ok(response) => response,
-        Err(e) => {
-            return Ok(Exchange::Unreachable(outpost_proto::text::error_chain(
-                &e, ": ",
-            )))
-        }
-    };
-    let status = response.status().as_u16();
-    let answer_headers: Vec<(String, String)> = response
-        .headers()
-        .iter()
-        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
-        .collect();
-    let body = match crate::http_body::read_bounded(response, MAX_ANSWER).await {
-        Ok(body) => body,
-        Err(e) => return Ok(Exchange::Unreachable(format!("reading the answer: {e}"))),
-    };
-    let header_refs: Vec<(&str, &str)> = answer_headers
-        .iter()
-        .map(|(k, v)| (k.as_str(), v.as_str()))
-        .collect();
-    let received = ReceivedResponse {
-        status,
-        headers: &header_refs,
-        body: &body,
-    };
-    let verified = signed::verify_response(
-        &received,
-        &upstream.hub_key,
-        crate::store::now() as i64,
-        Freshness::default(),
+    let answer = tokio::time::timeout(
+        PING_TIMEOUT,
+        heartbeat::post_signed(&client, upstream, "/v1/ping", body, key, MAX_ANSWER),
     )
-    .map(|_| ())
-    .map_err(|e| e.to_string());
+    .await
+    .map_err(|_| format!("no answer within {}s", PING_TIMEOUT.as_secs()))??;
     Ok(Exchange::Answered {
-        status,
-        verified,
-        body,
+        status: answer.status,
+        verified: answer.verified,
+        body: answer.body,
     })
 }
 

@@ -16,7 +16,7 @@ use tokio::sync::{watch, Notify};
 
 mod send;
 
-pub use send::client;
+pub use send::{client, post_signed, Answer};
 
 use super::assignment::Assignments;
 use super::timing::{jittered, retry_policy};

@@ -62,68 +62,26 @@ pub(super) async fn drain(
         url: upstream.url.clone(),
         message,
     };
-    let url = format!("{}/v1/heartbeats", upstream.url);
-    let parsed = reqwest::Url::parse(&url).map_err(|e| send_err(e.to_string()))?;
-    let authority = match parsed.port() {
-        Some(port) => format!("{}:{port}", parsed.host_str().unwrap_or_default()),
-        None => parsed.host_str().unwrap_or_default().to_string(),
-    };
     let entries = store
         .outbox_entries(DRAIN_BATCH)
         .map_err(|e| send_err(e.to_string()))?;
     for entry in entries {
-        let headers = signed::sign_request(
-            "POST",
-            &authority,
-            parsed.path(),
-            &entry.body,
-            CONTENT_TYPE,
+        let answer = post_signed(
+            client,
+            upstream,
+            "/v1/heartbeats",
+            entry.body.clone(),
             key,
-            now() as i64,
+            MAX_REPLY,
         )
-        .map_err(|e| send_err(e.to_string()))?;
-        let mut request = client
-            .post(parsed.clone())
-            .header("content-type", CONTENT_TYPE)
-            .body(entry.body.clone());
-        for (name, value) in &headers {
-            request = request.header(*name, value.as_str());
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| send_err(outpost_proto::text::error_chain(&e, ": ")))?;
-        let status = response.status().as_u16();
-        let reply_headers: Vec<(String, String)> = response
-            .headers()
-            .iter()
-            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
-            .collect();
-        let body = crate::http_body::read_bounded(response, MAX_REPLY)
-            .await
-            .map_err(|e| send_err(format!("reading the reply: {e}")))?;
-        let header_refs: Vec<(&str, &str)> = reply_headers
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_str()))
-            .collect();
-        let reply = ReceivedResponse {
-            status,
-            headers: &header_refs,
-            body: &body,
-        };
-        let verify = || {
-            signed::verify_response(
-                &reply,
-                &upstream.hub_key,
-                now() as i64,
-                Freshness::default(),
-            )
-            .map_err(|e| e.to_string())
-        };
+        .await
+        .map_err(send_err)?;
+        let (status, body) = (answer.status, &answer.body);
+        let verify = || answer.verified.clone();
         match status {
             200 => {
                 if let Err(message) = verify() {
-                    assignments.untrusted(&body, &message);
+                    assignments.untrusted(body, &message);
                     return Err(HeartbeatError::Untrusted {
                         url: upstream.url.clone(),
                         message,
@@ -133,14 +91,14 @@ pub(super) async fn drain(
                     .outbox_delivered(entry.seq)
                     .map_err(|e| send_err(e.to_string()))?;
                 tracing::debug!(seq = entry.seq, "heartbeat delivered");
-                assignments.consider(&body);
+                assignments.consider(body);
             }
             // The hub already has this seq or a newer one (e.g. after a restore): this heartbeat can never land.
             // Only the hub's own signed refusal of exactly this heartbeat says so; a 409 from anything else (a
             // proxy, a man in the middle, a replayed refusal) is a failed send, and the heartbeat stays queued.
             409 => {
                 let refusal = verify().and_then(|_| {
-                    HeartbeatRefusal::parse(&body)
+                    HeartbeatRefusal::parse(body)
                         .filter(|r| r.refuses(&assignments.config.agent.id, entry.seq))
                         .ok_or_else(|| {
                             format!(
@@ -175,4 +133,85 @@ pub(super) async fn drain(
         }
     }
     Ok(())
+}
+
+/// What a signed POST to the hub brought back.
+pub struct Answer {
+    pub status: u16,
+    pub body: Vec<u8>,
+    /// Whether the answer is signed with `[upstream] hub_key` (the reason when not).
+    pub verified: Result<(), String>,
+}
+
+/// POSTs `body` to the hub's `path`, signed with the agent `key` (RFC 9421, as the hub checks every agent
+/// request), reads at most `max_answer` bytes of the answer and checks its signature against `hub_key`.
+/// `Err` says why no answer came: a bad URL, signing, the connection, or reading.
+pub async fn post_signed(
+    client: &reqwest::Client,
+    upstream: &Upstream,
+    path: &str,
+    body: Vec<u8>,
+    key: &SigningKey,
+    max_answer: usize,
+) -> Result<Answer, String> {
+    let url = format!("{}{path}", upstream.url);
+    let parsed = reqwest::Url::parse(&url).map_err(|e| format!("[upstream] url {url}: {e}"))?;
+    // What the HTTP client sends as Host: the port only when it is not the scheme's default.
+    let host = parsed.host_str().unwrap_or_default();
+    let authority = match parsed.port() {
+        Some(port) => format!("{host}:{port}"),
+        None => host.to_owned(),
+    };
+    let headers = signed::sign_request(
+        "POST",
+        &authority,
+        parsed.path(),
+        &body,
+        CONTENT_TYPE,
+        key,
+        now() as i64,
+    )
+    .map_err(|e| format!("cannot sign the request: {e}"))?;
+    let mut request = client
+        .post(parsed)
+        .header("content-type", CONTENT_TYPE)
+        .body(body);
+    for (name, value) in &headers {
+        request = request.header(*name, value.as_str());
+    }
+    let response = request
+        .send()
+        .await
+        .map_err(|e| outpost_proto::text::error_chain(&e, ": "))?;
+    let status = response.status().as_u16();
+    let answer_headers: Vec<(String, String)> = response
+        .headers()
+        .iter()
+        .filter_map(|(k, v)| Some((k.as_str().to_owned(), v.to_str().ok()?.to_owned())))
+        .collect();
+    let body = crate::http_body::read_bounded(response, max_answer)
+        .await
+        .map_err(|e| format!("reading the answer: {e}"))?;
+    let header_refs: Vec<(&str, &str)> = answer_headers
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let received = ReceivedResponse {
+        status,
+        headers: &header_refs,
+        body: &body,
+    };
+    let verified = signed::verify_response(
+        &received,
+        &upstream.hub_key,
+        now() as i64,
+        Freshness::default(),
+    )
+    .map(|_| ())
+    .map_err(|e| e.to_string());
+    Ok(Answer {
+        status,
+        body,
+        verified,
+    })
 }
