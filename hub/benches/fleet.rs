@@ -20,42 +20,15 @@ use std::time::{Duration, Instant};
 
 use common::child::ChildHub;
 use common::postgres::PgCluster;
-use common::{cpu_secs, env_knob, now, Agent, TestError, JSON};
-use outpost_proto::signed::sign_request;
+use common::{cpu_secs, env_knob, heartbeat_request, Agent, TestError};
 
 const NAME: &str = "hub.fleet.bench:8443";
 /// Requests in flight at once in a saturated run.
 const CONCURRENCY: usize = 128;
 
-struct Signed {
-    body: Vec<u8>,
-    headers: Vec<(&'static str, String)>,
-}
-
-fn sign(agent: &Agent, seq: u64) -> Result<Signed, TestError> {
-    let body = agent.heartbeat(seq, 0).to_body()?;
-    let headers = sign_request(
-        "POST",
-        NAME,
-        "/v1/heartbeats",
-        &body,
-        JSON,
-        &agent.key,
-        now(),
-    )?;
-    Ok(Signed { body, headers })
-}
-
-async fn post(client: &reqwest::Client, base: &str, signed: Signed) -> Result<Duration, TestError> {
+/// Sends one prepared heartbeat request; returns how long its answer took.
+async fn post(request: reqwest::RequestBuilder) -> Result<Duration, TestError> {
     let started = Instant::now();
-    let mut request = client
-        .post(format!("{base}/v1/heartbeats"))
-        .header("Host", NAME)
-        .header("Content-Type", JSON)
-        .body(signed.body);
-    for (name, value) in &signed.headers {
-        request = request.header(*name, value);
-    }
     let status = request.send().await?.status().as_u16();
     if status != 200 {
         return Err(format!("heartbeat answered {status}").into());
@@ -135,11 +108,12 @@ async fn run(
             }
         }
         let permit = gate.clone().acquire_owned().await?;
-        let signed = sign(&agents[index], seq)?;
-        let (client, bases) = (client.clone(), bases.clone());
+        let body = agents[index].heartbeat(seq, 0).to_body()?;
+        let request =
+            heartbeat_request(&client, &bases[n % bases.len()], NAME, &agents[index], body)?;
         tasks.push(tokio::spawn(async move {
             let _permit = permit;
-            post(&client, &bases[n % bases.len()], signed).await
+            post(request).await
         }));
     }
     let mut latencies = Vec::with_capacity(count);

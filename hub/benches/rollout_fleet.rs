@@ -18,8 +18,7 @@ use std::time::{Duration, Instant};
 
 use common::child::ChildHub;
 use common::postgres::PgCluster;
-use common::{cpu_secs, env_knob, now, Agent, TestError, ADMIN_TOKEN, JSON};
-use outpost_proto::signed::sign_request;
+use common::{cpu_secs, env_knob, heartbeat_request, Agent, TestError, ADMIN_TOKEN, JSON};
 use outpost_proto::wire::{Heartbeat, SourceState, SourceStatus};
 use serde_json::{json, Value};
 
@@ -110,23 +109,7 @@ impl Sim {
 
 async fn beat(sim: &Sim, client: &reqwest::Client, base: &str, i: usize) -> Result<(), TestError> {
     let body = sim.heartbeat(i).to_body()?;
-    let headers = sign_request(
-        "POST",
-        NAME,
-        "/v1/heartbeats",
-        &body,
-        JSON,
-        &sim.agents[i].key,
-        now(),
-    )?;
-    let mut request = client
-        .post(format!("{base}/v1/heartbeats"))
-        .header("Host", NAME)
-        .header("Content-Type", JSON)
-        .body(body);
-    for (name, value) in &headers {
-        request = request.header(*name, value);
-    }
+    let request = heartbeat_request(client, base, NAME, &sim.agents[i], body)?;
     let answer = request.send().await?;
     let status = answer.status().as_u16();
     let bytes = answer.bytes().await?;
@@ -173,6 +156,8 @@ async fn fleet_loop(
             }
         });
     }
+    // Heartbeats in flight finish before the hub goes away.
+    let _ = gate.acquire_many(CONCURRENCY as u32).await;
 }
 
 async fn admin(

@@ -13,8 +13,7 @@ use std::time::Duration;
 
 use common::child::ChildHub;
 use common::postgres::PgCluster;
-use common::{now, Agent, TestError, TestResult, JSON};
-use outpost_proto::signed::sign_request;
+use common::{heartbeat_request, Agent, TestError, TestResult};
 use outpost_proto::wire::Heartbeat;
 
 /// The name agents use for the fleet's hub, behind a load balancer.
@@ -37,24 +36,7 @@ async fn send(
     agent: &Agent,
     heartbeat: &Heartbeat,
 ) -> Result<Option<u16>, TestError> {
-    let body = heartbeat.to_body()?;
-    let headers = sign_request(
-        "POST",
-        NAME,
-        "/v1/heartbeats",
-        &body,
-        JSON,
-        &agent.key,
-        now(),
-    )?;
-    let mut request = client
-        .post(format!("{base}/v1/heartbeats"))
-        .header("Host", NAME)
-        .header("Content-Type", JSON)
-        .body(body);
-    for (name, value) in &headers {
-        request = request.header(*name, value);
-    }
+    let request = heartbeat_request(client, base, NAME, agent, heartbeat.to_body()?)?;
     match request.send().await {
         Ok(answer) => Ok(Some(answer.status().as_u16())),
         Err(e) if e.is_connect() || e.is_request() => Ok(None),

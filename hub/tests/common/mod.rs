@@ -56,6 +56,35 @@ pub fn cpu_secs(pid: u32) -> Result<f64, TestError> {
     Ok(ticks / hz)
 }
 
+/// A heartbeat POST to `base` as `agent` sends it: `body` signed now for the hub name `authority`, which
+/// also goes as `Host`.
+pub fn heartbeat_request(
+    client: &reqwest::Client,
+    base: &str,
+    authority: &str,
+    agent: &Agent,
+    body: Vec<u8>,
+) -> Result<reqwest::RequestBuilder, TestError> {
+    let headers = sign_request(
+        "POST",
+        authority,
+        "/v1/heartbeats",
+        &body,
+        JSON,
+        &agent.key,
+        now(),
+    )?;
+    let mut request = client
+        .post(format!("{base}/v1/heartbeats"))
+        .header("Host", authority)
+        .header("Content-Type", JSON)
+        .body(body);
+    for (name, value) in &headers {
+        request = request.header(*name, value);
+    }
+    Ok(request)
+}
+
 /// Unix seconds now.
 pub fn now() -> i64 {
     i64::try_from(outpost_hub::state::now_ms() / 1000).unwrap_or(i64::MAX)
